@@ -1,0 +1,263 @@
+//! The SQL surface implemented in Rust (schema `pgq`). Thin glue: the logic lives in
+//! insert.rs, batch.rs, ticker.rs and logic/. Everything else of the API is SQL in
+//! sql/pgq_functions.sql.
+
+use pgrx::prelude::*;
+
+#[pg_schema]
+pub mod pgq {
+    use crate::batch::{self, BatchRow};
+    use crate::insert::{self, NewEvent};
+    use crate::ticker;
+    use pgrx::prelude::*;
+
+    /// insert_event(queue, type, data): one event with no extra fields.
+    #[pg_extern(name = "insert_event", security_definer, volatile, parallel_unsafe)]
+    #[search_path(pg_catalog, pgq, pg_temp)]
+    fn insert_event3(
+        queue_name: Option<&str>,
+        ev_type: Option<&str>,
+        ev_data: Option<&str>,
+    ) -> Option<i64> {
+        Some(insert::insert_event_raw(
+            queue_name,
+            NewEvent {
+                ev_id: None,
+                ev_time: None,
+                ev_owner: None,
+                ev_retry: None,
+                ev_type,
+                ev_data,
+                extra: [None; 4],
+            },
+        ))
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    #[pg_extern(name = "insert_event", security_definer, volatile, parallel_unsafe)]
+    #[search_path(pg_catalog, pgq, pg_temp)]
+    fn insert_event7(
+        queue_name: Option<&str>,
+        ev_type: Option<&str>,
+        ev_data: Option<&str>,
+        ev_extra1: Option<&str>,
+        ev_extra2: Option<&str>,
+        ev_extra3: Option<&str>,
+        ev_extra4: Option<&str>,
+    ) -> Option<i64> {
+        Some(insert::insert_event_raw(
+            queue_name,
+            NewEvent {
+                ev_id: None,
+                ev_time: None,
+                ev_owner: None,
+                ev_retry: None,
+                ev_type,
+                ev_data,
+                extra: [ev_extra1, ev_extra2, ev_extra3, ev_extra4],
+            },
+        ))
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    #[pg_extern(volatile, parallel_unsafe)]
+    fn insert_event_raw(
+        queue_name: Option<&str>,
+        ev_id: Option<i64>,
+        ev_time: Option<TimestampWithTimeZone>,
+        ev_owner: Option<i32>,
+        ev_retry: Option<i32>,
+        ev_type: Option<&str>,
+        ev_data: Option<&str>,
+        ev_extra1: Option<&str>,
+        ev_extra2: Option<&str>,
+        ev_extra3: Option<&str>,
+        ev_extra4: Option<&str>,
+    ) -> Option<i64> {
+        Some(insert::insert_event_raw(
+            queue_name,
+            NewEvent {
+                ev_id,
+                ev_time,
+                ev_owner,
+                ev_retry,
+                ev_type,
+                ev_data,
+                extra: [ev_extra1, ev_extra2, ev_extra3, ev_extra4],
+            },
+        ))
+    }
+
+    /// Statement trigger on pgq.queue: tell every backend's insert cache.
+    #[pg_trigger]
+    fn _queue_cache_inval<'a>(
+        trigger: &'a PgTrigger<'a>,
+    ) -> Result<Option<PgHeapTuple<'a, AllocatedByPostgres>>, PgTriggerError> {
+        insert::invalidate_queue_cache(trigger.relid()?);
+        Ok(None)
+    }
+
+    /// ticker(): tick every locally ticked queue that needs it; returns how many got a tick.
+    #[pg_extern(name = "ticker", security_definer, volatile, parallel_unsafe)]
+    #[search_path(pg_catalog, pgq, pg_temp)]
+    fn ticker_all() -> Option<i64> {
+        Some(ticker::ticker_all())
+    }
+
+    /// ticker(queue): tick one queue if its thresholds say so; returns the tick id or NULL.
+    #[pg_extern(name = "ticker", security_definer, volatile, parallel_unsafe)]
+    #[search_path(pg_catalog, pgq, pg_temp)]
+    fn ticker_queue(i_queue_name: Option<&str>) -> Option<i64> {
+        let Some(q) = i_queue_name else {
+            crate::errors::raise("no such queue")
+        };
+        ticker::ticker_queue(q)
+    }
+
+    #[pg_extern(security_definer, volatile, parallel_unsafe)]
+    #[search_path(pg_catalog, pgq, pg_temp)]
+    fn next_batch(i_queue_name: Option<&str>, i_consumer_name: Option<&str>) -> Option<i64> {
+        batch::next_batch_custom(i_queue_name, i_consumer_name, None, None, None).0
+    }
+
+    /// Internal: the body of next_batch_custom/next_batch_info (wrapped in SQL so the
+    /// public functions return a single record like the original).
+    #[pg_extern(security_definer, volatile, parallel_unsafe)]
+    #[search_path(pg_catalog, pgq, pg_temp)]
+    fn _next_batch_custom(
+        i_queue_name: Option<&str>,
+        i_consumer_name: Option<&str>,
+        i_min_lag: Option<Interval>,
+        i_min_count: Option<i32>,
+        i_min_interval: Option<Interval>,
+    ) -> TableIterator<
+        'static,
+        (
+            name!(batch_id, Option<i64>),
+            name!(cur_tick_id, Option<i64>),
+            name!(prev_tick_id, Option<i64>),
+            name!(cur_tick_time, Option<TimestampWithTimeZone>),
+            name!(prev_tick_time, Option<TimestampWithTimeZone>),
+            name!(cur_tick_event_seq, Option<i64>),
+            name!(prev_tick_event_seq, Option<i64>),
+        ),
+    > {
+        let row: BatchRow = batch::next_batch_custom(
+            i_queue_name,
+            i_consumer_name,
+            i_min_lag,
+            i_min_count,
+            i_min_interval,
+        );
+        TableIterator::once(row)
+    }
+
+    #[pg_extern(security_definer, volatile, parallel_unsafe)]
+    #[search_path(pg_catalog, pgq, pg_temp)]
+    fn finish_batch(x_batch_id: Option<i64>) -> Option<i32> {
+        match x_batch_id {
+            Some(b) => Some(batch::finish_batch(b)),
+            None => {
+                crate::errors::warning("finish_batch: batch <NULL> not found");
+                Some(0)
+            }
+        }
+    }
+
+    #[pg_extern(stable, parallel_safe)]
+    fn batch_event_sql(x_batch_id: Option<i64>) -> Option<String> {
+        let Some(b) = x_batch_id else {
+            crate::errors::raise("batch not found")
+        };
+        Some(batch::batch_event_sql(b))
+    }
+
+    #[pg_extern(stable, parallel_safe)]
+    fn batch_event_tables(x_batch_id: Option<i64>) -> SetOfIterator<'static, String> {
+        let Some(b) = x_batch_id else {
+            crate::errors::raise("Cannot find data for batch <NULL>")
+        };
+        SetOfIterator::new(batch::batch_event_tables(b))
+    }
+
+    #[pg_extern(stable, parallel_safe)]
+    fn get_batch_events(
+        x_batch_id: Option<i64>,
+    ) -> TableIterator<
+        'static,
+        (
+            name!(ev_id, Option<i64>),
+            name!(ev_time, Option<TimestampWithTimeZone>),
+            name!(ev_txid, Option<i64>),
+            name!(ev_retry, Option<i32>),
+            name!(ev_type, Option<String>),
+            name!(ev_data, Option<String>),
+            name!(ev_extra1, Option<String>),
+            name!(ev_extra2, Option<String>),
+            name!(ev_extra3, Option<String>),
+            name!(ev_extra4, Option<String>),
+        ),
+    > {
+        let Some(b) = x_batch_id else {
+            crate::errors::raise("batch not found")
+        };
+        TableIterator::new(batch::get_batch_events(b))
+    }
+
+    #[pg_extern(name = "get_batch_cursor", volatile, parallel_unsafe)]
+    fn get_batch_cursor4(
+        i_batch_id: Option<i64>,
+        i_cursor_name: Option<&str>,
+        i_quick_limit: Option<i32>,
+        i_extra_where: Option<&str>,
+    ) -> TableIterator<
+        'static,
+        (
+            name!(ev_id, Option<i64>),
+            name!(ev_time, Option<TimestampWithTimeZone>),
+            name!(ev_txid, Option<i64>),
+            name!(ev_retry, Option<i32>),
+            name!(ev_type, Option<String>),
+            name!(ev_data, Option<String>),
+            name!(ev_extra1, Option<String>),
+            name!(ev_extra2, Option<String>),
+            name!(ev_extra3, Option<String>),
+            name!(ev_extra4, Option<String>),
+        ),
+    > {
+        TableIterator::new(batch::get_batch_cursor(
+            i_batch_id,
+            i_cursor_name,
+            i_quick_limit,
+            i_extra_where,
+        ))
+    }
+
+    #[pg_extern(name = "get_batch_cursor", strict, volatile, parallel_unsafe)]
+    fn get_batch_cursor3(
+        i_batch_id: i64,
+        i_cursor_name: &str,
+        i_quick_limit: i32,
+    ) -> TableIterator<
+        'static,
+        (
+            name!(ev_id, Option<i64>),
+            name!(ev_time, Option<TimestampWithTimeZone>),
+            name!(ev_txid, Option<i64>),
+            name!(ev_retry, Option<i32>),
+            name!(ev_type, Option<String>),
+            name!(ev_data, Option<String>),
+            name!(ev_extra1, Option<String>),
+            name!(ev_extra2, Option<String>),
+            name!(ev_extra3, Option<String>),
+            name!(ev_extra4, Option<String>),
+        ),
+    > {
+        TableIterator::new(batch::get_batch_cursor(
+            Some(i_batch_id),
+            Some(i_cursor_name),
+            Some(i_quick_limit),
+            None,
+        ))
+    }
+}

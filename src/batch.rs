@@ -1,0 +1,341 @@
+//! Consumer hot path: next_batch, the batch query, get_batch_events/get_batch_cursor,
+//! finish_batch.
+
+use crate::errors::{or_null, raise, warning, SpiResultExt};
+use crate::logic::batch_sql::{batch_sql, batch_tables, QueueTables};
+use crate::logic::snapshot::Snapshot;
+use pgrx::datum::DatumWithOid;
+use pgrx::prelude::*;
+use pgrx::spi::{SpiClient, SpiTupleTable};
+
+pub type EventRow = (
+    Option<i64>,
+    Option<TimestampWithTimeZone>,
+    Option<i64>,
+    Option<i32>,
+    Option<String>,
+    Option<String>,
+    Option<String>,
+    Option<String>,
+    Option<String>,
+    Option<String>,
+);
+
+pub struct BatchDef {
+    pub sub_id: i32,
+    pub tables: Vec<String>,
+    pub sn1: Snapshot,
+    pub sn2: Snapshot,
+}
+
+fn snap(text: Option<String>) -> Snapshot {
+    let text = text.unwrap_or_default();
+    Snapshot::parse(&text).unwrap_or_else(|e| raise(e.to_string()))
+}
+
+/// The batch's subscription, queue rotation state and tick snapshots; None if unknown.
+pub fn load_batch(client: &SpiClient<'_>, batch_id: i64) -> Option<BatchDef> {
+    let rows = client
+        .select(
+            "select s.sub_id, q.queue_data_pfx, q.queue_cur_table, q.queue_ntables, \
+                    q.queue_switch_step1, q.queue_switch_step2, \
+                    t1.tick_snapshot::text, t2.tick_snapshot::text \
+               from pgq.subscription s \
+               join pgq.queue q on q.queue_id = s.sub_queue \
+               join pgq.tick t1 on t1.tick_queue = s.sub_queue and t1.tick_id = s.sub_last_tick \
+               join pgq.tick t2 on t2.tick_queue = s.sub_queue and t2.tick_id = s.sub_next_tick \
+              where s.sub_batch = $1",
+            Some(1),
+            &[batch_id.into()],
+        )
+        .or_raise("reading batch");
+    let row = rows.first();
+    if row.is_empty() {
+        return None;
+    }
+    let sub_id: i32 = row.get(1).or_raise("sub_id").unwrap_or(0);
+    let pfx: String = row.get(2).or_raise("queue_data_pfx").unwrap_or_default();
+    let cur_table: i32 = row.get(3).or_raise("queue_cur_table").unwrap_or(0);
+    let ntables: i32 = row.get(4).or_raise("queue_ntables").unwrap_or(1);
+    let step1: i64 = row.get(5).or_raise("queue_switch_step1").unwrap_or(0);
+    let step2: Option<i64> = row.get(6).or_raise("queue_switch_step2");
+    let sn1 = snap(row.get(7).or_raise("tick snapshot"));
+    let sn2 = snap(row.get(8).or_raise("tick snapshot"));
+    let qt = QueueTables {
+        data_pfx: &pfx,
+        cur_table,
+        ntables,
+        switch_step1: step1,
+        switch_step2: step2,
+    };
+    let tables = batch_tables(&qt, sn1.xmin, sn2.xmax);
+    Some(BatchDef {
+        sub_id,
+        tables,
+        sn1,
+        sn2,
+    })
+}
+
+pub fn batch_event_sql(batch_id: i64) -> String {
+    Spi::connect(|client| {
+        let Some(b) = load_batch(&client, batch_id) else {
+            raise("batch not found")
+        };
+        batch_sql(&b.sn1, &b.sn2, &b.tables, b.sub_id)
+    })
+}
+
+pub fn batch_event_tables(batch_id: i64) -> Vec<String> {
+    Spi::connect(|client| {
+        let Some(b) = load_batch(&client, batch_id) else {
+            raise(format!("Cannot find data for batch {batch_id}"))
+        };
+        b.tables
+    })
+}
+
+pub fn read_events(rows: SpiTupleTable<'_>) -> Vec<EventRow> {
+    let mut out = Vec::with_capacity(rows.len());
+    for r in rows {
+        out.push((
+            r.get(1).or_raise("ev_id"),
+            r.get(2).or_raise("ev_time"),
+            r.get(3).or_raise("ev_txid"),
+            r.get(4).or_raise("ev_retry"),
+            r.get(5).or_raise("ev_type"),
+            r.get(6).or_raise("ev_data"),
+            r.get(7).or_raise("ev_extra1"),
+            r.get(8).or_raise("ev_extra2"),
+            r.get(9).or_raise("ev_extra3"),
+            r.get(10).or_raise("ev_extra4"),
+        ));
+    }
+    out
+}
+
+pub fn get_batch_events(batch_id: i64) -> Vec<EventRow> {
+    Spi::connect(|client| {
+        let Some(b) = load_batch(&client, batch_id) else {
+            raise("batch not found")
+        };
+        let sql = batch_sql(&b.sn1, &b.sn2, &b.tables, b.sub_id);
+        read_events(
+            client
+                .select(sql.as_str(), None, &[])
+                .or_raise("reading batch events"),
+        )
+    })
+}
+
+pub fn get_batch_cursor(
+    batch_id: Option<i64>,
+    cursor_name: Option<&str>,
+    quick_limit: Option<i32>,
+    extra_where: Option<&str>,
+) -> Vec<EventRow> {
+    let (Some(batch_id), Some(cursor_name), Some(quick_limit)) =
+        (batch_id, cursor_name, quick_limit)
+    else {
+        return Vec::new();
+    };
+    Spi::connect_mut(|client| {
+        let Some(b) = load_batch(client, batch_id) else {
+            raise("batch not found")
+        };
+        let mut sql = batch_sql(&b.sn1, &b.sn2, &b.tables, b.sub_id);
+        if let Some(filter) = extra_where {
+            let inner = sql.strip_suffix(" order by 1").unwrap_or(&sql).to_string();
+            sql = format!("select * from ({inner}) _evs where {filter} order by 1");
+        }
+        let cname = spi::quote_identifier(cursor_name);
+        client
+            .update(
+                format!("declare {cname} no scroll cursor for {sql}").as_str(),
+                None,
+                &[],
+            )
+            .or_raise("declaring batch cursor");
+        if quick_limit <= 0 {
+            return Vec::new();
+        }
+        let rows = client
+            .update(
+                format!("fetch {quick_limit} from {cname}").as_str(),
+                None,
+                &[],
+            )
+            .or_raise("fetching from batch cursor");
+        read_events(rows)
+    })
+}
+
+pub fn finish_batch(batch_id: i64) -> i32 {
+    let done = Spi::connect_mut(|client| {
+        let rows = client
+            .update(
+                "update pgq.subscription \
+                    set sub_active = pg_catalog.now(), sub_last_tick = sub_next_tick, \
+                        sub_next_tick = null, sub_batch = null \
+                  where sub_batch = $1 returning sub_id",
+                None,
+                &[batch_id.into()],
+            )
+            .or_raise("finishing batch");
+        rows.len()
+    });
+    if done == 0 {
+        warning(format!("finish_batch: batch {batch_id} not found"));
+        return 0;
+    }
+    1
+}
+
+pub type BatchRow = (
+    Option<i64>,
+    Option<i64>,
+    Option<i64>,
+    Option<TimestampWithTimeZone>,
+    Option<TimestampWithTimeZone>,
+    Option<i64>,
+    Option<i64>,
+);
+
+const NO_BATCH: BatchRow = (None, None, None, None, None, None, None);
+
+/// next_batch_custom: (batch_id, cur_tick_id, prev_tick_id, cur_tick_time,
+/// prev_tick_time, cur_tick_event_seq, prev_tick_event_seq).
+pub fn next_batch_custom(
+    queue: Option<&str>,
+    consumer: Option<&str>,
+    min_lag: Option<Interval>,
+    min_count: Option<i32>,
+    min_interval: Option<Interval>,
+) -> BatchRow {
+    Spi::connect_mut(|client| {
+        let args: [DatumWithOid; 2] = [queue.into(), consumer.into()];
+        let rows = client
+            .select(
+                "select s.sub_queue, s.sub_consumer, s.sub_batch, s.sub_last_tick, \
+                        t1.tick_id, t1.tick_time, t1.tick_event_seq, \
+                        t2.tick_id, t2.tick_time, t2.tick_event_seq \
+                   from pgq.queue q \
+                   join pgq.subscription s on s.sub_queue = q.queue_id \
+                   join pgq.consumer c on c.co_id = s.sub_consumer \
+                   left join pgq.tick t1 on t1.tick_queue = s.sub_queue and t1.tick_id = s.sub_last_tick \
+                   left join pgq.tick t2 on t2.tick_queue = s.sub_queue and t2.tick_id = s.sub_next_tick \
+                  where q.queue_name = $1 and c.co_name = $2",
+                Some(1),
+                &args,
+            )
+            .or_raise("reading subscription");
+        let row = rows.first();
+        if row.is_empty() {
+            raise(format!(
+                "Not subscriber to queue: {}/{}",
+                or_null(queue),
+                or_null(consumer)
+            ));
+        }
+        let sub_queue: i32 = row.get(1).or_raise("sub_queue").unwrap_or(0);
+        let sub_consumer: i32 = row.get(2).or_raise("sub_consumer").unwrap_or(0);
+        let sub_batch: Option<i64> = row.get(3).or_raise("sub_batch");
+        let prev_id: Option<i64> = row.get(5).or_raise("tick_id");
+        let prev_time: Option<TimestampWithTimeZone> = row.get(6).or_raise("tick_time");
+        let prev_seq: Option<i64> = row.get(7).or_raise("tick_event_seq");
+        let Some(prev_id) = prev_id else {
+            raise(format!(
+                "PgQ corruption: Consumer {} on queue {} does not see tick <NULL>",
+                or_null(consumer),
+                or_null(queue)
+            ))
+        };
+        if let Some(batch) = sub_batch {
+            // an open batch is handed out again, unchanged
+            return (
+                Some(batch),
+                row.get(8).or_raise("tick_id"),
+                Some(prev_id),
+                row.get(9).or_raise("tick_time"),
+                prev_time,
+                row.get(10).or_raise("tick_event_seq"),
+                prev_seq,
+            );
+        }
+        let next = if min_count.is_none() && min_interval.is_none() {
+            client
+                .select(
+                    "select tick_id, tick_time, tick_event_seq, \
+                            ($3::interval is not null and pg_catalog.now() - tick_time < $3::interval) \
+                       from pgq.tick where tick_queue = $1 and tick_id > $2 \
+                      order by tick_queue, tick_id limit 1",
+                    Some(1),
+                    &[sub_queue.into(), prev_id.into(), min_lag.into()],
+                )
+                .or_raise("finding next tick")
+        } else {
+            client
+                .select(
+                    "select h.next_tick_id, h.next_tick_time, h.next_tick_seq, \
+                            ($7::interval is not null and pg_catalog.now() - h.next_tick_time < $7::interval) \
+                       from pgq.find_tick_helper($1, $2, $3, $4, $5, $6) h \
+                      where h.next_tick_id is not null",
+                    Some(1),
+                    &[
+                        sub_queue.into(),
+                        prev_id.into(),
+                        prev_time.into(),
+                        prev_seq.into(),
+                        min_count.map(i64::from).into(),
+                        min_interval.into(),
+                        min_lag.into(),
+                    ],
+                )
+                .or_raise("finding next tick")
+        };
+        let next = next.first();
+        if next.is_empty() {
+            return NO_BATCH;
+        }
+        let next_id: Option<i64> = next.get(1).or_raise("tick_id");
+        let next_time: Option<TimestampWithTimeZone> = next.get(2).or_raise("tick_time");
+        let next_seq: Option<i64> = next.get(3).or_raise("tick_event_seq");
+        let too_young: bool = next.get(4).or_raise("lag").unwrap_or(false);
+        if next_id.is_none() || too_young {
+            return NO_BATCH;
+        }
+        let upd = client
+            .update(
+                "update pgq.subscription \
+                    set sub_batch = pg_catalog.nextval('pgq.batch_id_seq'), sub_next_tick = $3, \
+                        sub_active = pg_catalog.now() \
+                  where sub_queue = $1 and sub_consumer = $2 and sub_batch is null \
+                  returning sub_batch",
+                None,
+                &[sub_queue.into(), sub_consumer.into(), next_id.into()],
+            )
+            .or_raise("opening batch");
+        let batch: Option<i64> = if upd.is_empty() {
+            None
+        } else {
+            upd.first().get(1).or_raise("sub_batch")
+        };
+        match batch {
+            Some(b) => (
+                Some(b),
+                next_id,
+                Some(prev_id),
+                next_time,
+                prev_time,
+                next_seq,
+                prev_seq,
+            ),
+            // someone else opened a batch for this consumer concurrently: hand that out
+            None => raise(format!(
+                "concurrent next_batch for consumer {} on queue {}",
+                or_null(consumer),
+                or_null(queue)
+            )),
+        }
+    })
+}

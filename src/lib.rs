@@ -1,0 +1,64 @@
+//! pgq: PgQ (and, in later stages, pgq_node and Londiste) as one PostgreSQL extension.
+//!
+//! Layout: `logic/` is pure Rust (snapshots, batch SQL, tick policy); `insert.rs`,
+//! `batch.rs`, `ticker.rs` are the SPI hot paths; `api.rs` is the `#[pg_extern]` glue;
+//! `sql/` holds the DDL and the SQL-natural part of the API.
+
+use pgrx::prelude::*;
+
+pub mod logic;
+
+mod api;
+mod batch;
+mod errors;
+mod insert;
+mod ticker;
+
+pgrx::pg_module_magic!();
+
+extension_sql_file!("../sql/pgq_schema.sql", name = "pgq_schema", bootstrap);
+extension_sql_file!("../sql/pgq_functions.sql", name = "pgq_functions", finalize);
+
+#[pg_guard]
+pub extern "C-unwind" fn _PG_init() {
+    insert::init();
+}
+
+#[cfg(any(test, feature = "pg_test"))]
+#[pg_schema]
+mod tests {
+    use pgrx::prelude::*;
+
+    #[pg_test]
+    fn version_is_dotted_numeric() {
+        let v = Spi::get_one::<String>("select pgq.version()")
+            .unwrap()
+            .unwrap();
+        assert!(v.split('.').all(|p| p.parse::<u32>().is_ok()), "{v}");
+    }
+
+    #[pg_test]
+    fn insert_lands_in_current_table() {
+        Spi::run("select pgq.create_queue('t_q')").unwrap();
+        let id = Spi::get_one::<i64>("select pgq.insert_event('t_q', 'ty', 'data')")
+            .unwrap()
+            .unwrap();
+        let table = Spi::get_one::<String>("select pgq.current_event_table('t_q')")
+            .unwrap()
+            .unwrap();
+        let n = Spi::get_one::<i64>(&format!("select count(*) from {table} where ev_id = {id}"))
+            .unwrap()
+            .unwrap();
+        assert_eq!(n, 1);
+    }
+}
+
+#[cfg(test)]
+pub mod pg_test {
+    pub fn setup(_options: Vec<&str>) {}
+
+    #[must_use]
+    pub fn postgresql_conf_options() -> Vec<&'static str> {
+        vec![]
+    }
+}

@@ -1,0 +1,6 @@
+//! Pure logic, free of pgrx: unit-tested with plain `cargo test`.
+#![deny(unsafe_code)]
+
+pub mod batch_sql;
+pub mod snapshot;
+pub mod tick_policy;

@@ -1,0 +1,125 @@
+//! When does a queue get a new tick (spec/pgq.md §9)? Pure decision logic shared by
+//! `pgq.ticker()`, `pgq.ticker(queue)` and the in-server ticker.
+
+/// Queue thresholds, durations in seconds.
+#[derive(Debug, Clone, Copy)]
+pub struct Thresholds {
+    pub max_count: i64,
+    pub max_lag: f64,
+    pub idle_period: f64,
+}
+
+/// What the ticker knows about the queue's latest ticks.
+#[derive(Debug, Clone, Copy)]
+pub struct TickState {
+    /// Event sequence now (non-transactional last value).
+    pub event_seq: i64,
+    /// Latest tick: its event sequence value and age (now - tick_time, seconds).
+    pub last: Option<(i64, f64)>,
+    /// Time between the latest tick and the one before it, seconds.
+    pub prev_gap: Option<f64>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Decision {
+    Tick,
+    Skip,
+}
+
+pub fn decide(th: &Thresholds, st: &TickState) -> Decision {
+    let Some((last_seq, lag)) = st.last else {
+        return Decision::Tick;
+    };
+    let new_events = st.event_seq - last_seq;
+    if new_events > 0 {
+        if new_events >= th.max_count || lag >= th.max_lag {
+            Decision::Tick
+        } else {
+            Decision::Skip
+        }
+    } else {
+        // Idle: back off geometrically, never closer than max_lag/2, at least once
+        // per idle_period.
+        let Some(gap) = st.prev_gap else {
+            return Decision::Tick;
+        };
+        if lag < th.max_lag / 2.0 || (lag < 2.0 * gap && lag < th.idle_period) {
+            Decision::Skip
+        } else {
+            Decision::Tick
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    const TH: Thresholds = Thresholds {
+        max_count: 500,
+        max_lag: 3.0,
+        idle_period: 60.0,
+    };
+
+    fn st(seq: i64, last: Option<(i64, f64)>, gap: Option<f64>) -> TickState {
+        TickState {
+            event_seq: seq,
+            last,
+            prev_gap: gap,
+        }
+    }
+
+    #[test]
+    fn first_tick_always() {
+        assert_eq!(decide(&TH, &st(1, None, None)), Decision::Tick);
+    }
+
+    #[test]
+    fn busy_queue() {
+        assert_eq!(
+            decide(&TH, &st(600, Some((100, 0.1)), Some(1.0))),
+            Decision::Tick
+        );
+        assert_eq!(
+            decide(&TH, &st(599, Some((100, 0.1)), Some(1.0))),
+            Decision::Skip
+        );
+        assert_eq!(
+            decide(&TH, &st(101, Some((100, 3.0)), Some(1.0))),
+            Decision::Tick
+        );
+        assert_eq!(
+            decide(&TH, &st(101, Some((100, 2.9)), Some(1.0))),
+            Decision::Skip
+        );
+    }
+
+    #[test]
+    fn idle_backoff() {
+        // no tick before the latest one
+        assert_eq!(decide(&TH, &st(5, Some((5, 0.0)), None)), Decision::Tick);
+        // never closer than max_lag / 2
+        assert_eq!(
+            decide(&TH, &st(5, Some((5, 1.4)), Some(0.1))),
+            Decision::Skip
+        );
+        // lag below twice the previous gap
+        assert_eq!(
+            decide(&TH, &st(5, Some((5, 10.0)), Some(6.0))),
+            Decision::Skip
+        );
+        assert_eq!(
+            decide(&TH, &st(5, Some((5, 12.0)), Some(6.0))),
+            Decision::Tick
+        );
+        // but at least once per idle period
+        assert_eq!(
+            decide(&TH, &st(5, Some((5, 60.0)), Some(50.0))),
+            Decision::Tick
+        );
+        // negative "new" counts as idle
+        assert_eq!(
+            decide(&TH, &st(4, Some((5, 1.0)), Some(0.1))),
+            Decision::Skip
+        );
+    }
+}

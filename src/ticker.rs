@@ -1,0 +1,168 @@
+//! `pgq.ticker()` and `pgq.ticker(queue)`: one query reads every queue's thresholds,
+//! event-sequence position and two latest ticks; the decision is pure Rust
+//! (logic::tick_policy); ticks are inserted only for queues that need one.
+
+use crate::errors::{raise, warning, SpiResultExt};
+use crate::logic::tick_policy::{decide, Decision, Thresholds, TickState};
+use pgrx::prelude::*;
+use pgrx::spi::SpiClient;
+
+struct QueueTickRow {
+    queue_id: i32,
+    tick_seq: String,
+    external: bool,
+    paused: bool,
+    th: Thresholds,
+    state: TickState,
+    last_xmin: Option<i64>,
+    last_xmax: Option<i64>,
+}
+
+const TICK_STATE_SQL: &str = "\
+select q.queue_id, q.queue_tick_seq, q.queue_external_ticker, q.queue_ticker_paused, \
+       q.queue_ticker_max_count::int8, \
+       extract(epoch from q.queue_ticker_max_lag)::float8, \
+       extract(epoch from q.queue_ticker_idle_period)::float8, \
+       coalesce(pg_catalog.pg_sequence_last_value(sq.seqrelid), sq.seqstart), \
+       t1.tick_id, t1.tick_event_seq, \
+       extract(epoch from pg_catalog.now() - t1.tick_time)::float8, \
+       extract(epoch from t1.tick_time - t2.tick_time)::float8, \
+       pg_catalog.txid_snapshot_xmin(t1.tick_snapshot), pg_catalog.txid_snapshot_xmax(t1.tick_snapshot) \
+  from pgq.queue q \
+  left join pg_catalog.pg_sequence sq on sq.seqrelid = pg_catalog.to_regclass(q.queue_event_seq) \
+  left join lateral (select tick_id, tick_time, tick_event_seq, tick_snapshot from pgq.tick \
+                      where tick_queue = q.queue_id order by tick_queue desc, tick_id desc limit 1) t1 on true \
+  left join lateral (select tick_time from pgq.tick \
+                      where tick_queue = q.queue_id and tick_id < t1.tick_id \
+                      order by tick_queue desc, tick_id desc limit 1) t2 on true";
+
+fn read_states(client: &SpiClient<'_>, queue: Option<&str>) -> Vec<QueueTickRow> {
+    let sql = match queue {
+        Some(_) => format!("{TICK_STATE_SQL} where q.queue_name = $1"),
+        None => format!(
+            "{TICK_STATE_SQL} where not q.queue_external_ticker and not q.queue_ticker_paused order by q.queue_name"
+        ),
+    };
+    let rows = match queue {
+        Some(name) => client.select(sql.as_str(), None, &[name.into()]),
+        None => client.select(sql.as_str(), None, &[]),
+    }
+    .or_raise("reading ticker state");
+    let mut out = Vec::new();
+    for r in rows {
+        let last_tick: Option<i64> = r.get(9).or_raise("tick_id");
+        let last_seq: Option<i64> = r.get(10).or_raise("tick_event_seq");
+        let lag: Option<f64> = r.get(11).or_raise("lag");
+        out.push(QueueTickRow {
+            queue_id: r.get(1).or_raise("queue_id").unwrap_or(0),
+            tick_seq: r.get(2).or_raise("queue_tick_seq").unwrap_or_default(),
+            external: r.get(3).or_raise("external").unwrap_or(false),
+            paused: r.get(4).or_raise("paused").unwrap_or(false),
+            th: Thresholds {
+                max_count: r.get(5).or_raise("max_count").unwrap_or(500),
+                max_lag: r.get(6).or_raise("max_lag").unwrap_or(3.0),
+                idle_period: r.get(7).or_raise("idle_period").unwrap_or(60.0),
+            },
+            state: TickState {
+                event_seq: r.get(8).or_raise("event seq").unwrap_or(0),
+                last: match (last_tick, last_seq) {
+                    (Some(_), Some(seq)) => Some((seq, lag.unwrap_or(0.0))),
+                    _ => None,
+                },
+                prev_gap: r.get(12).or_raise("gap"),
+            },
+            last_xmin: r.get(13).or_raise("xmin"),
+            last_xmax: r.get(14).or_raise("xmax"),
+        });
+    }
+    out
+}
+
+/// Returns the new tick id, or None when the queue does not need a tick now.
+fn tick_one(client: &mut SpiClient<'_>, q: &QueueTickRow, next_xid: i64) -> Option<i64> {
+    if let (Some(xmin), Some(xmax)) = (q.last_xmin, q.last_xmax) {
+        if xmin > next_xid {
+            raise(format!(
+                "Invalid PgQ state: old xmin={xmin}, old xmax={xmax}, cur txid={next_xid}"
+            ));
+        }
+        if xmax > next_xid {
+            warning(format!(
+                "Dubious PgQ state: old xmax={xmax}, cur txid={next_xid}"
+            ));
+        }
+    }
+    if let Some((seq, _)) = q.state.last {
+        if q.state.event_seq < seq {
+            warning(format!(
+                "Negative new_events?  old={seq} cur={}",
+                q.state.event_seq
+            ));
+        }
+    }
+    if decide(&q.th, &q.state) == Decision::Skip {
+        return None;
+    }
+    let rows = client
+        .update(
+            "insert into pgq.tick (tick_queue, tick_id, tick_event_seq) \
+             values ($1, pg_catalog.nextval(pg_catalog.to_regclass($2)), $3) returning tick_id",
+            None,
+            &[
+                q.queue_id.into(),
+                q.tick_seq.as_str().into(),
+                q.state.event_seq.into(),
+            ],
+        )
+        .or_raise("inserting tick");
+    rows.first().get(1).or_raise("tick_id")
+}
+
+/// The next txid to be assigned, without assigning one to this transaction.
+fn next_txid(client: &SpiClient<'_>) -> i64 {
+    client
+        .select(
+            "select pg_catalog.txid_snapshot_xmax(pg_catalog.txid_current_snapshot())",
+            Some(1),
+            &[],
+        )
+        .or_raise("reading current txid")
+        .first()
+        .get(1)
+        .or_raise("txid")
+        .unwrap_or(0)
+}
+
+pub fn ticker_queue(queue: &str) -> Option<i64> {
+    Spi::connect_mut(|client| {
+        let states = read_states(client, Some(queue));
+        let Some(q) = states.first() else {
+            raise("no such queue")
+        };
+        if q.external {
+            raise("This queue has external tick source.");
+        }
+        if q.paused {
+            raise("Ticker has been paused for this queue");
+        }
+        let nx = next_txid(client);
+        tick_one(client, q, nx)
+    })
+}
+
+pub fn ticker_all() -> i64 {
+    Spi::connect_mut(|client| {
+        let states = read_states(client, None);
+        if states.is_empty() {
+            return 0;
+        }
+        let nx = next_txid(client);
+        let mut n = 0;
+        for q in &states {
+            if tick_one(client, q, nx).is_some() {
+                n += 1;
+            }
+        }
+        n
+    })
+}
