@@ -55,7 +55,7 @@ cleanup() {
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
-trap 'echo "bench.sh: command failed: $BASH_COMMAND" >&2' ERR
+trap '[ -n "${ERR_SEEN:-}" ] || { ERR_SEEN=1; echo "bench.sh: command failed: $BASH_COMMAND" >&2; }' ERR
 
 log() { echo "[$(date +%H:%M:%S)] $*" >&2; }
 T0=$(date +%s)
@@ -132,7 +132,7 @@ SQL
     pgc_val "$side" "select pgq.register_consumer('dq', 'drain$i')" >/dev/null
   done
   for ((i = 1; i <= DRAIN_TX; i++)); do
-    echo "select count(pgq.insert_event('dq', 'U', 'id=' || g || '&name=user_' || g || '&email=user' || g || '%40example.com&score=' || (g * 7919) % 1000, 'public.users', null, null, null)) from generate_series(($i - 1) * 1000 + 1, $i * 1000) g;"
+    echo "select count(pgq.insert_event('dq', 'U', 'id=' || g || '&name=user_' || g || '&email=user' || g || '%40example.com&score=' || (g::int8 * 7919) % 1000, 'public.users', null, null, null)) from generate_series(($i - 1) * 1000 + 1, $i * 1000) g;"
     echo "select pgq.ticker();"
   done | pgc_psql "$side" -o /dev/null
   pgc_psql "$side" -c "vacuum analyze" >/dev/null

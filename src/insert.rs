@@ -34,13 +34,14 @@ fn nextval(seq: pg_sys::Oid) -> i64 {
 pub struct QueueInfo {
     pub queue_id: i32,
     pub table: String,
+    pub table_oid: pg_sys::Oid,
     pub event_seq: pg_sys::Oid,
     pub disable_insert: bool,
     pub per_tx_limit: Option<i32>,
 }
 
 thread_local! {
-    static QUEUES: RefCell<HashMap<String, QueueInfo>> = RefCell::new(HashMap::new());
+    static QUEUES: RefCell<HashMap<String, Rc<QueueInfo>>> = RefCell::new(HashMap::new());
     static INSERT_PLANS: RefCell<HashMap<String, Rc<OwnedPreparedStatement>>> = RefCell::new(HashMap::new());
     static LOOKUP_PLAN: Cell<pg_sys::SPIPlanPtr> = const { Cell::new(std::ptr::null_mut()) };
     static TX_COUNTS: RefCell<HashMap<i32, (pg_sys::TransactionId, i64)>> = RefCell::new(HashMap::new());
@@ -85,7 +86,8 @@ fn fetch_queue(name: &str) -> Option<QueueInfo> {
         let mut plan = LOOKUP_PLAN.get();
         if plan.is_null() {
             let sql = c"select queue_id, queue_data_pfx || '_' || queue_cur_table::text, \
-                pg_catalog.to_regclass(queue_event_seq)::oid, queue_disable_insert, queue_per_tx_limit \
+                pg_catalog.to_regclass(queue_event_seq)::oid, queue_disable_insert, queue_per_tx_limit, \
+                pg_catalog.to_regclass(queue_data_pfx || '_' || queue_cur_table::text)::oid \
                 from pgq.queue where queue_name = $1";
             let mut argtypes = [pg_sys::TEXTOID];
             plan = pg_sys::SPI_prepare(sql.as_ptr(), 1, argtypes.as_mut_ptr());
@@ -133,9 +135,12 @@ fn fetch_queue(name: &str) -> Option<QueueInfo> {
         let disable_insert = bool::from_datum(d, n).unwrap_or(false);
         let (d, n) = get(5);
         let per_tx_limit = i32::from_datum(d, n);
+        let (d, n) = get(6);
+        let table_oid = pg_sys::Oid::from_datum(d, n).unwrap_or(pg_sys::InvalidOid);
         Some(QueueInfo {
             queue_id,
             table,
+            table_oid,
             event_seq,
             disable_insert,
             per_tx_limit,
@@ -156,7 +161,7 @@ fn queue_relid() -> pg_sys::Oid {
 }
 
 /// Current info for a queue, from the cache when still valid.
-pub fn lookup(name: &str) -> Option<QueueInfo> {
+pub fn lookup(name: &str) -> Option<Rc<QueueInfo>> {
     queue_relid();
     unsafe {
         pg_sys::AcceptInvalidationMessages();
@@ -168,7 +173,7 @@ pub fn lookup(name: &str) -> Option<QueueInfo> {
     if let Some(qi) = QUEUES.with(|q| q.borrow().get(name).cloned()) {
         return Some(qi);
     }
-    let qi = fetch_queue(name)?;
+    let qi = Rc::new(fetch_queue(name)?);
     QUEUES.with(|q| q.borrow_mut().insert(name.to_string(), qi.clone()));
     Some(qi)
 }
@@ -219,27 +224,197 @@ pub fn insert_event_raw(queue_name: Option<&str>, ev: NewEvent<'_>) -> i64 {
             ));
         }
     }
+    let values = EventValues {
+        ev_id,
+        ev_time,
+        ev_txid: unsafe { pg_sys::GetTopFullTransactionId().value as i64 },
+        ev_owner: ev.ev_owner,
+        ev_retry: ev.ev_retry,
+        text: [
+            ev.ev_type,
+            ev.ev_data,
+            ev.extra[0],
+            ev.extra[1],
+            ev.extra[2],
+            ev.extra[3],
+        ],
+    };
+    if !unsafe { heap_insert_event(q.table_oid, &values) } {
+        spi_insert_event(&q.table, &values);
+    }
+    ev_id
+}
+
+struct EventValues<'a> {
+    ev_id: i64,
+    ev_time: TimestampWithTimeZone,
+    ev_txid: i64,
+    ev_owner: Option<i32>,
+    ev_retry: Option<i32>,
+    /// ev_type, ev_data, ev_extra1..4
+    text: [Option<&'a str>; 6],
+}
+
+/// Column names of an event table, in the order of [`EventValues`].
+const EVENT_COLUMNS: [&str; 11] = [
+    "ev_id",
+    "ev_time",
+    "ev_txid",
+    "ev_owner",
+    "ev_retry",
+    "ev_type",
+    "ev_data",
+    "ev_extra1",
+    "ev_extra2",
+    "ev_extra3",
+    "ev_extra4",
+];
+
+/// The direct path: form the tuple and insert it into the heap and its indexes,
+/// without planner or executor. Taken only for tables that look exactly like a
+/// pgq event table (our columns only, no triggers, CHECK constraints, row security,
+/// expression or partial indexes); returns false (nothing done) otherwise, and the
+/// caller goes through SPI, which handles anything a user may have added.
+unsafe fn heap_insert_event(relid: pg_sys::Oid, v: &EventValues<'_>) -> bool {
+    unsafe {
+        if relid == pg_sys::InvalidOid {
+            return false;
+        }
+        let acl = pg_sys::pg_class_aclcheck(
+            relid,
+            pg_sys::GetUserId(),
+            pg_sys::ACL_INSERT as pg_sys::AclMode,
+        );
+        if acl != pg_sys::AclResult::ACLCHECK_OK {
+            // let the SPI path raise the standard permission error
+            return false;
+        }
+        let rel = pg_sys::table_open(relid, pg_sys::RowExclusiveLock as pg_sys::LOCKMODE);
+        let desc = (*rel).rd_att;
+        let natts = (*desc).natts as usize;
+        let constr = (*desc).constr;
+        let plain = (*rel).trigdesc.is_null()
+            && !(*(*rel).rd_rel).relrowsecurity
+            && (constr.is_null() || (*constr).num_check == 0)
+            && natts <= 64;
+        if !plain {
+            pg_sys::table_close(rel, pg_sys::NoLock as pg_sys::LOCKMODE);
+            return false;
+        }
+        let mut values = [pg_sys::Datum::from(0); 64];
+        let mut nulls = [true; 64];
+        for i in 0..natts {
+            let att = (*desc).attrs.as_ptr().add(i);
+            if (*att).attisdropped {
+                continue;
+            }
+            let name = std::ffi::CStr::from_ptr((*att).attname.data.as_ptr()).to_bytes();
+            let Some(col) = EVENT_COLUMNS.iter().position(|c| c.as_bytes() == name) else {
+                // a column we do not fill: leave defaults to the executor
+                pg_sys::table_close(rel, pg_sys::NoLock as pg_sys::LOCKMODE);
+                return false;
+            };
+            let d = match col {
+                0 => v.ev_id.into_datum(),
+                1 => v.ev_time.into_datum(),
+                2 => v.ev_txid.into_datum(),
+                3 => v.ev_owner.into_datum(),
+                4 => v.ev_retry.into_datum(),
+                n => v.text[n - 5].into_datum(),
+            };
+            if let Some(d) = d {
+                values[i] = d;
+                nulls[i] = false;
+            }
+        }
+        // Indexes: only plain column indexes (the txid index pgq creates).
+        let list = pg_sys::RelationGetIndexList(rel);
+        let nidx = if list.is_null() {
+            0
+        } else {
+            (*list).length as usize
+        };
+        let mut indexes: Vec<(pg_sys::Relation, *mut pg_sys::IndexInfo)> = Vec::with_capacity(nidx);
+        let mut ok = true;
+        for k in 0..nidx {
+            let oid = (*(*list).elements.add(k)).oid_value;
+            let idx = pg_sys::index_open(oid, pg_sys::RowExclusiveLock as pg_sys::LOCKMODE);
+            let info = pg_sys::BuildIndexInfo(idx);
+            indexes.push((idx, info));
+            if !(*info).ii_Expressions.is_null()
+                || !(*info).ii_Predicate.is_null()
+                || !(*info).ii_ExclusionOps.is_null()
+                || !(*(*idx).rd_index).indimmediate
+            {
+                ok = false;
+            }
+        }
+        if ok {
+            let tuple = pg_sys::heap_form_tuple(desc, values.as_mut_ptr(), nulls.as_mut_ptr());
+            pg_sys::simple_heap_insert(rel, tuple);
+            for &(idx, info) in &indexes {
+                if !(*(*idx).rd_index).indisready {
+                    continue;
+                }
+                let nkeys = (*info).ii_NumIndexAttrs as usize;
+                let mut iv = [pg_sys::Datum::from(0); 32];
+                let mut inull = [true; 32];
+                for j in 0..nkeys {
+                    let attno = (*info).ii_IndexAttrNumbers[j] as usize;
+                    iv[j] = values[attno - 1];
+                    inull[j] = nulls[attno - 1];
+                }
+                let unique = if (*(*idx).rd_index).indisunique {
+                    pg_sys::IndexUniqueCheck::UNIQUE_CHECK_YES
+                } else {
+                    pg_sys::IndexUniqueCheck::UNIQUE_CHECK_NO
+                };
+                pg_sys::index_insert(
+                    idx,
+                    iv.as_mut_ptr(),
+                    inull.as_mut_ptr(),
+                    &mut (*tuple).t_self,
+                    rel,
+                    unique,
+                    false,
+                    info,
+                );
+            }
+            pg_sys::heap_freetuple(tuple);
+        }
+        for &(idx, _) in &indexes {
+            pg_sys::index_close(idx, pg_sys::NoLock as pg_sys::LOCKMODE);
+        }
+        if !list.is_null() {
+            pg_sys::list_free(list);
+        }
+        pg_sys::table_close(rel, pg_sys::NoLock as pg_sys::LOCKMODE);
+        ok
+    }
+}
+
+/// The general path: a kept INSERT plan per event table.
+fn spi_insert_event(table: &str, v: &EventValues<'_>) {
     let args: [DatumWithOid; 10] = [
-        ev_id.into(),
-        ev_time.into(),
-        ev.ev_owner.into(),
-        ev.ev_retry.into(),
-        ev.ev_type.into(),
-        ev.ev_data.into(),
-        ev.extra[0].into(),
-        ev.extra[1].into(),
-        ev.extra[2].into(),
-        ev.extra[3].into(),
+        v.ev_id.into(),
+        v.ev_time.into(),
+        v.ev_owner.into(),
+        v.ev_retry.into(),
+        v.text[0].into(),
+        v.text[1].into(),
+        v.text[2].into(),
+        v.text[3].into(),
+        v.text[4].into(),
+        v.text[5].into(),
     ];
     Spi::connect_mut(|client| {
-        let plan = INSERT_PLANS.with(|plans| plans.borrow().get(&q.table).cloned());
+        let plan = INSERT_PLANS.with(|plans| plans.borrow().get(table).cloned());
         let plan = match plan {
             Some(p) => p,
             None => {
                 let sql = format!(
-                    "insert into {} (ev_id, ev_time, ev_owner, ev_retry, ev_type, ev_data, \
-                     ev_extra1, ev_extra2, ev_extra3, ev_extra4) values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
-                    q.table
+                    "insert into {table} (ev_id, ev_time, ev_owner, ev_retry, ev_type, ev_data, \
+                     ev_extra1, ev_extra2, ev_extra3, ev_extra4) values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)"
                 );
                 let types = [
                     PgOid::from(pg_sys::INT8OID),
@@ -259,7 +434,7 @@ pub fn insert_event_raw(queue_name: Option<&str>, ev: NewEvent<'_>) -> i64 {
                         .or_raise("preparing event insert")
                         .keep(),
                 );
-                INSERT_PLANS.with(|plans| plans.borrow_mut().insert(q.table.clone(), p.clone()));
+                INSERT_PLANS.with(|plans| plans.borrow_mut().insert(table.to_string(), p.clone()));
                 p
             }
         };
@@ -267,5 +442,4 @@ pub fn insert_event_raw(queue_name: Option<&str>, ev: NewEvent<'_>) -> i64 {
             .update(&*plan, None, &args)
             .or_raise("inserting event");
     });
-    ev_id
 }
