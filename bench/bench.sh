@@ -65,7 +65,7 @@ commit=$(git -C "$REPO" rev-parse --short HEAD 2>/dev/null || echo "none (no com
 dirty=$(git -C "$REPO" status --porcelain 2>/dev/null | head -c1)
 echo "pgq benchmark  $(date -u '+%Y-%m-%d %H:%M:%S UTC')"
 echo "commit: $commit${dirty:+ (working tree has uncommitted changes)}"
-echo "host: $(nproc) cores, $(awk '/MemTotal/ {printf "%.0f GB", $2/1048576}' /proc/meminfo)"
+echo "host: $(nproc) cores, $(awk '/MemTotal/ {printf "%.0f GB", $2/1048576}' /proc/meminfo), load average at start: $(cut -d' ' -f1-3 /proc/loadavg)"
 echo "ref:  $REF_BIN"
 echo "ours: $OURS_BIN"
 echo "settings: $(echo "$CONF" | grep -v '^$' | paste -sd ';' | sed 's/;/; /g')"
@@ -78,7 +78,6 @@ for side in ref ours; do
   pgc_psql $side -c "create extension pgq" >/dev/null
   echo "$side: $(pgc_val $side "select 'PostgreSQL ' || current_setting('server_version') || ', pgq ' || pgq.version()") (port $(pgc_port $side))"
 done
-echo
 
 # bq: queue for the insert workloads, recreated before every run
 reset_bq() {
@@ -189,10 +188,20 @@ done
 
 # ---- report --------------------------------------------------------------------------
 echo
-printf '%-8s %-36s %14s %14s %7s  %s\n' workload "" "ref best" "ours best" "ratio" unit
+# spread = (best - worst) / best of one side's runs, the larger of the two sides: a
+# ratio closer to 1 than the spread means "no measurable difference".
+printf '%-8s %-36s %14s %14s %7s %7s  %s\n' workload "" "ref best" "ours best" "ratio" "spread" unit
 for wl in $WORKLOADS; do
   ratio=$(awk -v o="${BEST[$wl,ours]}" -v r="${BEST[$wl,ref]}" 'BEGIN {printf "%.2f", o / r}')
-  printf '%-8s %-36s %14.1f %14.1f %7s  %s\n' "$wl" "${DESC[$wl]}" "${BEST[$wl,ref]}" "${BEST[$wl,ours]}" "$ratio" "${UNIT[$wl]}"
+  spread=$(echo "${RUNS[$wl,ref]}|${RUNS[$wl,ours]}" | awk -F'|' '{
+    m = 0
+    for (s = 1; s <= 2; s++) {
+      n = split($s, v, " "); lo = hi = v[1]
+      for (i = 2; i <= n; i++) { if (v[i] < lo) lo = v[i]; if (v[i] > hi) hi = v[i] }
+      if (hi > 0 && (hi - lo) / hi > m) m = (hi - lo) / hi
+    }
+    printf "%d%%", m * 100 + 0.5 }')
+  printf '%-8s %-36s %14.1f %14.1f %7s %7s  %s\n' "$wl" "${DESC[$wl]}" "${BEST[$wl,ref]}" "${BEST[$wl,ours]}" "$ratio" "$spread" "${UNIT[$wl]}"
 done
 echo
 echo "all runs (in order):"
@@ -200,4 +209,5 @@ for wl in $WORKLOADS; do
   echo "  $wl ref:  ${RUNS[$wl,ref]}"
   echo "  $wl ours: ${RUNS[$wl,ours]}"
 done
-echo "ratio = ours/ref throughput (> 1: ours faster); total time $(( $(date +%s) - T0 )) s"
+echo "ratio = ours/ref throughput (> 1: ours faster); spread = worst run's shortfall from the best"
+echo "load average at end: $(cut -d' ' -f1-3 /proc/loadavg); total time $(( $(date +%s) - T0 )) s"

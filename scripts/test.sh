@@ -30,6 +30,7 @@ run_regress() {
   cluster_start regress
   local out=$ROOT/tests/regress/results-run
   rm -rf "$out"; mkdir -p "$out"
+  as_pg "$PGBIN/createdb" -h "$PGHOST" -p "$PGPORT" pgq_regress
   local tests; tests=$(cd tests/regress/sql && ls *.sql | sed 's/\.sql$//' | sort)
   "$PGXS/src/test/regress/pg_regress" --use-existing --host="$PGHOST" --port="$PGPORT" --user=postgres \
     --inputdir=tests/regress --outputdir="$out" --dbname=pgq_regress $tests \
@@ -40,6 +41,7 @@ run_isolation() {
   cluster_start isolation
   local out=$ROOT/tests/isolation/results-run
   rm -rf "$out"; mkdir -p "$out"
+  as_pg "$PGBIN/createdb" -h "$PGHOST" -p "$PGPORT" pgq_isolation
   local tests; tests=$(cd tests/isolation/specs && ls *.spec | sed 's/\.spec$//' | sort)
   "$PGXS/src/test/isolation/pg_isolation_regress" --use-existing --host="$PGHOST" --port="$PGPORT" --user=postgres \
     --inputdir=tests/isolation --outputdir="$out" --dbname=pgq_isolation $tests \

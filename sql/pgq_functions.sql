@@ -8,7 +8,7 @@
 -- ---------------------------------------------------------------------------
 
 CREATE FUNCTION pgq.version() RETURNS text
-LANGUAGE sql STABLE AS $$
+LANGUAGE sql AS $$
     SELECT e.extversion FROM pg_catalog.pg_extension e WHERE e.extname = 'pgq'
 $$;
 
@@ -54,7 +54,10 @@ $$;
 CREATE FUNCTION pgq.upgrade_schema() RETURNS integer
 LANGUAGE plpgsql AS $$
 BEGIN
-    ALTER TABLE pgq.subscription ALTER COLUMN sub_last_tick DROP NOT NULL;
+    IF EXISTS (SELECT 1 FROM pg_catalog.pg_attribute
+                WHERE attrelid = 'pgq.subscription'::regclass AND attname = 'sub_last_tick' AND attnotnull) THEN
+        ALTER TABLE pgq.subscription ALTER COLUMN sub_last_tick DROP NOT NULL;
+    END IF;
     IF NOT EXISTS (SELECT 1 FROM pg_catalog.pg_roles WHERE rolname = 'pgq_reader') THEN
         CREATE ROLE pgq_reader;
     END IF;
@@ -233,17 +236,15 @@ BEGIN
     IF NOT FOUND THEN
         RAISE EXCEPTION 'No such event queue';
     END IF;
-    IF pg_catalog.substr(x_param_name, 1, 6) = 'queue_' THEN
-        col := x_param_name;
-    ELSE
-        col := 'queue_' || x_param_name;
-    END IF;
+    col := 'queue_' || x_param_name;
     IF col NOT IN ('queue_ticker_max_count', 'queue_ticker_max_lag', 'queue_ticker_idle_period',
                    'queue_ticker_paused', 'queue_rotation_period', 'queue_external_ticker') THEN
         -- the original's message carries a stray "s" after the name; clients may match it
         RAISE EXCEPTION 'cannot change parameter "%s"', x_param_name;
     END IF;
-    EXECUTE pg_catalog.format('UPDATE pgq.queue SET %I = %L WHERE queue_name = $1', col, x_param_value)
+    -- a NULL value makes the statement NULL and EXECUTE refuses it (22004), as in the original
+    EXECUTE 'UPDATE pgq.queue SET ' || pg_catalog.quote_ident(col) || ' = '
+         || pg_catalog.quote_literal(x_param_value) || ' WHERE queue_name = $1'
       USING x_queue_name;
     RETURN 1;
 END;
@@ -418,6 +419,57 @@ BEGIN
 END;
 $$;
 
+-- The batch query is built in Rust (pgq.batch_event_sql: both tick snapshots inlined as
+-- constants, so the scan is an index range scan with no per-row function calls); rows
+-- are streamed by PL/pgSQL's RETURN QUERY EXECUTE straight into the result.
+CREATE FUNCTION pgq.get_batch_events(
+    x_batch_id bigint,
+    OUT ev_id bigint, OUT ev_time timestamptz, OUT ev_txid bigint, OUT ev_retry integer,
+    OUT ev_type text, OUT ev_data text, OUT ev_extra1 text, OUT ev_extra2 text,
+    OUT ev_extra3 text, OUT ev_extra4 text)
+RETURNS SETOF record LANGUAGE plpgsql AS $$
+BEGIN
+    RETURN QUERY EXECUTE pgq.batch_event_sql(x_batch_id);
+END;
+$$;
+
+CREATE FUNCTION pgq.get_batch_cursor(
+    i_batch_id bigint, i_cursor_name text, i_quick_limit integer, i_extra_where text,
+    OUT ev_id bigint, OUT ev_time timestamptz, OUT ev_txid bigint, OUT ev_retry integer,
+    OUT ev_type text, OUT ev_data text, OUT ev_extra1 text, OUT ev_extra2 text,
+    OUT ev_extra3 text, OUT ev_extra4 text)
+RETURNS SETOF record LANGUAGE plpgsql AS $$
+DECLARE
+    q text;
+    cname text;
+BEGIN
+    IF i_batch_id IS NULL OR i_cursor_name IS NULL OR i_quick_limit IS NULL THEN
+        RETURN;
+    END IF;
+    q := pgq.batch_event_sql(i_batch_id);
+    IF i_extra_where IS NOT NULL THEN
+        IF pg_catalog.right(q, 11) = ' order by 1' THEN
+            q := pg_catalog.left(q, -11);
+        END IF;
+        q := 'select * from (' || q || ') _evs where ' || i_extra_where || ' order by 1';
+    END IF;
+    cname := pg_catalog.quote_ident(i_cursor_name);
+    EXECUTE 'DECLARE ' || cname || ' NO SCROLL CURSOR FOR ' || q;
+    IF i_quick_limit > 0 THEN
+        RETURN QUERY EXECUTE 'FETCH ' || i_quick_limit || ' FROM ' || cname;
+    END IF;
+END;
+$$;
+
+CREATE FUNCTION pgq.get_batch_cursor(
+    i_batch_id bigint, i_cursor_name text, i_quick_limit integer,
+    OUT ev_id bigint, OUT ev_time timestamptz, OUT ev_txid bigint, OUT ev_retry integer,
+    OUT ev_type text, OUT ev_data text, OUT ev_extra1 text, OUT ev_extra2 text,
+    OUT ev_extra3 text, OUT ev_extra4 text)
+RETURNS SETOF record LANGUAGE sql STRICT AS $$
+    SELECT * FROM pgq.get_batch_cursor(i_batch_id, i_cursor_name, i_quick_limit, NULL)
+$$;
+
 CREATE FUNCTION pgq.event_retry(x_batch_id bigint, x_event_id bigint, x_retry_time timestamptz)
 RETURNS integer LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pgq, pg_temp AS $$
 DECLARE
@@ -427,7 +479,7 @@ DECLARE
 BEGIN
     SELECT sub_id, sub_queue INTO sub FROM pgq.subscription WHERE sub_batch = x_batch_id;
     IF NOT FOUND THEN
-        RAISE EXCEPTION 'batch not found';
+        RAISE EXCEPTION 'event not found';
     END IF;
     EXECUTE 'SELECT * FROM (' || pgq.batch_event_sql(x_batch_id) || ') _ev WHERE ev_id = $1'
        INTO ev USING x_event_id;
@@ -558,7 +610,7 @@ CREATE FUNCTION pgq.get_queue_info(
     OUT queue_ticker_max_count integer, OUT queue_ticker_max_lag interval,
     OUT queue_ticker_idle_period interval, OUT ticker_lag interval,
     OUT ev_per_sec double precision, OUT ev_new bigint, OUT last_tick_id bigint)
-RETURNS SETOF record LANGUAGE sql STABLE AS $$
+RETURNS SETOF record LANGUAGE sql AS $$
     SELECT q.queue_name, q.queue_ntables, q.queue_cur_table, q.queue_rotation_period, q.queue_switch_time,
            q.queue_external_ticker, q.queue_ticker_paused, q.queue_ticker_max_count,
            q.queue_ticker_max_lag, q.queue_ticker_idle_period,
@@ -587,7 +639,7 @@ CREATE FUNCTION pgq.get_queue_info(
     OUT queue_ticker_max_count integer, OUT queue_ticker_max_lag interval,
     OUT queue_ticker_idle_period interval, OUT ticker_lag interval,
     OUT ev_per_sec double precision, OUT ev_new bigint, OUT last_tick_id bigint)
-RETURNS SETOF record LANGUAGE sql STABLE AS $$
+RETURNS SETOF record LANGUAGE sql AS $$
     SELECT * FROM pgq.get_queue_info(NULL)
 $$;
 
@@ -595,7 +647,7 @@ CREATE FUNCTION pgq.get_consumer_info(
     i_queue_name text, i_consumer_name text,
     OUT queue_name text, OUT consumer_name text, OUT lag interval, OUT last_seen interval,
     OUT last_tick bigint, OUT current_batch bigint, OUT next_tick bigint, OUT pending_events bigint)
-RETURNS SETOF record LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, pgq, pg_temp AS $$
+RETURNS SETOF record LANGUAGE sql SECURITY DEFINER SET search_path = pg_catalog, pgq, pg_temp AS $$
     SELECT q.queue_name, c.co_name,
            current_timestamp - t.tick_time, current_timestamp - s.sub_active,
            s.sub_last_tick, s.sub_batch, s.sub_next_tick,
@@ -615,14 +667,14 @@ CREATE FUNCTION pgq.get_consumer_info(
     i_queue_name text,
     OUT queue_name text, OUT consumer_name text, OUT lag interval, OUT last_seen interval,
     OUT last_tick bigint, OUT current_batch bigint, OUT next_tick bigint, OUT pending_events bigint)
-RETURNS SETOF record LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, pgq, pg_temp AS $$
+RETURNS SETOF record LANGUAGE sql SECURITY DEFINER SET search_path = pg_catalog, pgq, pg_temp AS $$
     SELECT * FROM pgq.get_consumer_info(i_queue_name, NULL)
 $$;
 
 CREATE FUNCTION pgq.get_consumer_info(
     OUT queue_name text, OUT consumer_name text, OUT lag interval, OUT last_seen interval,
     OUT last_tick bigint, OUT current_batch bigint, OUT next_tick bigint, OUT pending_events bigint)
-RETURNS SETOF record LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, pgq, pg_temp AS $$
+RETURNS SETOF record LANGUAGE sql SECURITY DEFINER SET search_path = pg_catalog, pgq, pg_temp AS $$
     SELECT * FROM pgq.get_consumer_info(NULL, NULL)
 $$;
 
@@ -630,7 +682,7 @@ CREATE FUNCTION pgq.get_batch_info(
     x_batch_id bigint,
     OUT queue_name text, OUT consumer_name text, OUT batch_start timestamptz, OUT batch_end timestamptz,
     OUT prev_tick_id bigint, OUT tick_id bigint, OUT lag interval, OUT seq_start bigint, OUT seq_end bigint)
-LANGUAGE plpgsql STABLE SECURITY DEFINER SET search_path = pg_catalog, pgq, pg_temp AS $$
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pgq, pg_temp AS $$
 BEGIN
     SELECT q.queue_name, c.co_name, prev.tick_time, cur.tick_time, s.sub_last_tick, s.sub_next_tick,
            current_timestamp - cur.tick_time, prev.tick_event_seq, cur.tick_event_seq
@@ -838,6 +890,9 @@ CREATE TRIGGER queue_cache_inval
 -- ---------------------------------------------------------------------------
 -- Function privileges (spec §12)
 -- ---------------------------------------------------------------------------
+
+-- pgrx marks argument-less functions STRICT; the original's ticker() is not
+ALTER FUNCTION pgq.ticker() CALLED ON NULL INPUT;
 
 DO $grants$
 DECLARE

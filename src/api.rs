@@ -11,26 +11,29 @@ pub mod pgq {
     use crate::ticker;
     use pgrx::prelude::*;
 
-    /// insert_event(queue, type, data): one event with no extra fields.
-    #[pg_extern(name = "insert_event", security_definer, volatile, parallel_unsafe)]
-    #[search_path(pg_catalog, pgq, pg_temp)]
+    /// insert_event(queue, type, data): one event with no extra fields. Not SECURITY
+    /// DEFINER (as in the original, where it calls the 7-argument SD form): the insert
+    /// itself runs as the extension owner, see insert::as_owner.
+    #[pg_extern(name = "insert_event", volatile, parallel_unsafe)]
     fn insert_event3(
         queue_name: Option<&str>,
         ev_type: Option<&str>,
         ev_data: Option<&str>,
     ) -> Option<i64> {
-        Some(insert::insert_event_raw(
-            queue_name,
-            NewEvent {
-                ev_id: None,
-                ev_time: None,
-                ev_owner: None,
-                ev_retry: None,
-                ev_type,
-                ev_data,
-                extra: [None; 4],
-            },
-        ))
+        Some(insert::as_owner(|| {
+            insert::insert_event_raw(
+                queue_name,
+                NewEvent {
+                    ev_id: None,
+                    ev_time: None,
+                    ev_owner: None,
+                    ev_retry: None,
+                    ev_type,
+                    ev_data,
+                    extra: [None; 4],
+                },
+            )
+        }))
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -164,7 +167,7 @@ pub mod pgq {
         }
     }
 
-    #[pg_extern(stable, parallel_safe)]
+    #[pg_extern(volatile, parallel_unsafe)]
     fn batch_event_sql(x_batch_id: Option<i64>) -> Option<String> {
         let Some(b) = x_batch_id else {
             crate::errors::raise("batch not found")
@@ -172,92 +175,11 @@ pub mod pgq {
         Some(batch::batch_event_sql(b))
     }
 
-    #[pg_extern(stable, parallel_safe)]
+    #[pg_extern(volatile, parallel_unsafe)]
     fn batch_event_tables(x_batch_id: Option<i64>) -> SetOfIterator<'static, String> {
         let Some(b) = x_batch_id else {
             crate::errors::raise("Cannot find data for batch <NULL>")
         };
         SetOfIterator::new(batch::batch_event_tables(b))
-    }
-
-    #[pg_extern(stable, parallel_safe)]
-    fn get_batch_events(
-        x_batch_id: Option<i64>,
-    ) -> TableIterator<
-        'static,
-        (
-            name!(ev_id, Option<i64>),
-            name!(ev_time, Option<TimestampWithTimeZone>),
-            name!(ev_txid, Option<i64>),
-            name!(ev_retry, Option<i32>),
-            name!(ev_type, Option<String>),
-            name!(ev_data, Option<String>),
-            name!(ev_extra1, Option<String>),
-            name!(ev_extra2, Option<String>),
-            name!(ev_extra3, Option<String>),
-            name!(ev_extra4, Option<String>),
-        ),
-    > {
-        let Some(b) = x_batch_id else {
-            crate::errors::raise("batch not found")
-        };
-        TableIterator::new(batch::get_batch_events(b))
-    }
-
-    #[pg_extern(name = "get_batch_cursor", volatile, parallel_unsafe)]
-    fn get_batch_cursor4(
-        i_batch_id: Option<i64>,
-        i_cursor_name: Option<&str>,
-        i_quick_limit: Option<i32>,
-        i_extra_where: Option<&str>,
-    ) -> TableIterator<
-        'static,
-        (
-            name!(ev_id, Option<i64>),
-            name!(ev_time, Option<TimestampWithTimeZone>),
-            name!(ev_txid, Option<i64>),
-            name!(ev_retry, Option<i32>),
-            name!(ev_type, Option<String>),
-            name!(ev_data, Option<String>),
-            name!(ev_extra1, Option<String>),
-            name!(ev_extra2, Option<String>),
-            name!(ev_extra3, Option<String>),
-            name!(ev_extra4, Option<String>),
-        ),
-    > {
-        TableIterator::new(batch::get_batch_cursor(
-            i_batch_id,
-            i_cursor_name,
-            i_quick_limit,
-            i_extra_where,
-        ))
-    }
-
-    #[pg_extern(name = "get_batch_cursor", strict, volatile, parallel_unsafe)]
-    fn get_batch_cursor3(
-        i_batch_id: i64,
-        i_cursor_name: &str,
-        i_quick_limit: i32,
-    ) -> TableIterator<
-        'static,
-        (
-            name!(ev_id, Option<i64>),
-            name!(ev_time, Option<TimestampWithTimeZone>),
-            name!(ev_txid, Option<i64>),
-            name!(ev_retry, Option<i32>),
-            name!(ev_type, Option<String>),
-            name!(ev_data, Option<String>),
-            name!(ev_extra1, Option<String>),
-            name!(ev_extra2, Option<String>),
-            name!(ev_extra3, Option<String>),
-            name!(ev_extra4, Option<String>),
-        ),
-    > {
-        TableIterator::new(batch::get_batch_cursor(
-            Some(i_batch_id),
-            Some(i_cursor_name),
-            Some(i_quick_limit),
-            None,
-        ))
     }
 }

@@ -6,20 +6,7 @@ use crate::logic::batch_sql::{batch_sql, batch_tables, QueueTables};
 use crate::logic::snapshot::Snapshot;
 use pgrx::datum::DatumWithOid;
 use pgrx::prelude::*;
-use pgrx::spi::{SpiClient, SpiTupleTable};
-
-pub type EventRow = (
-    Option<i64>,
-    Option<TimestampWithTimeZone>,
-    Option<i64>,
-    Option<i32>,
-    Option<String>,
-    Option<String>,
-    Option<String>,
-    Option<String>,
-    Option<String>,
-    Option<String>,
-);
+use pgrx::spi::SpiClient;
 
 pub struct BatchDef {
     pub sub_id: i32,
@@ -92,81 +79,6 @@ pub fn batch_event_tables(batch_id: i64) -> Vec<String> {
             raise(format!("Cannot find data for batch {batch_id}"))
         };
         b.tables
-    })
-}
-
-pub fn read_events(rows: SpiTupleTable<'_>) -> Vec<EventRow> {
-    let mut out = Vec::with_capacity(rows.len());
-    for r in rows {
-        out.push((
-            r.get(1).or_raise("ev_id"),
-            r.get(2).or_raise("ev_time"),
-            r.get(3).or_raise("ev_txid"),
-            r.get(4).or_raise("ev_retry"),
-            r.get(5).or_raise("ev_type"),
-            r.get(6).or_raise("ev_data"),
-            r.get(7).or_raise("ev_extra1"),
-            r.get(8).or_raise("ev_extra2"),
-            r.get(9).or_raise("ev_extra3"),
-            r.get(10).or_raise("ev_extra4"),
-        ));
-    }
-    out
-}
-
-pub fn get_batch_events(batch_id: i64) -> Vec<EventRow> {
-    Spi::connect(|client| {
-        let Some(b) = load_batch(&client, batch_id) else {
-            raise("batch not found")
-        };
-        let sql = batch_sql(&b.sn1, &b.sn2, &b.tables, b.sub_id);
-        read_events(
-            client
-                .select(sql.as_str(), None, &[])
-                .or_raise("reading batch events"),
-        )
-    })
-}
-
-pub fn get_batch_cursor(
-    batch_id: Option<i64>,
-    cursor_name: Option<&str>,
-    quick_limit: Option<i32>,
-    extra_where: Option<&str>,
-) -> Vec<EventRow> {
-    let (Some(batch_id), Some(cursor_name), Some(quick_limit)) =
-        (batch_id, cursor_name, quick_limit)
-    else {
-        return Vec::new();
-    };
-    Spi::connect_mut(|client| {
-        let Some(b) = load_batch(client, batch_id) else {
-            raise("batch not found")
-        };
-        let mut sql = batch_sql(&b.sn1, &b.sn2, &b.tables, b.sub_id);
-        if let Some(filter) = extra_where {
-            let inner = sql.strip_suffix(" order by 1").unwrap_or(&sql).to_string();
-            sql = format!("select * from ({inner}) _evs where {filter} order by 1");
-        }
-        let cname = spi::quote_identifier(cursor_name);
-        client
-            .update(
-                format!("declare {cname} no scroll cursor for {sql}").as_str(),
-                None,
-                &[],
-            )
-            .or_raise("declaring batch cursor");
-        if quick_limit <= 0 {
-            return Vec::new();
-        }
-        let rows = client
-            .update(
-                format!("fetch {quick_limit} from {cname}").as_str(),
-                None,
-                &[],
-            )
-            .or_raise("fetching from batch cursor");
-        read_events(rows)
     })
 }
 
@@ -304,38 +216,35 @@ pub fn next_batch_custom(
         if next_id.is_none() || too_young {
             return NO_BATCH;
         }
+        // No "sub_batch is null" guard: like the original, a concurrent caller that
+        // waited on the row lock replaces the other session's batch with its own.
         let upd = client
             .update(
                 "update pgq.subscription \
                     set sub_batch = pg_catalog.nextval('pgq.batch_id_seq'), sub_next_tick = $3, \
                         sub_active = pg_catalog.now() \
-                  where sub_queue = $1 and sub_consumer = $2 and sub_batch is null \
+                  where sub_queue = $1 and sub_consumer = $2 \
                   returning sub_batch",
                 None,
                 &[sub_queue.into(), sub_consumer.into(), next_id.into()],
             )
             .or_raise("opening batch");
-        let batch: Option<i64> = if upd.is_empty() {
-            None
-        } else {
-            upd.first().get(1).or_raise("sub_batch")
-        };
-        match batch {
-            Some(b) => (
-                Some(b),
-                next_id,
-                Some(prev_id),
-                next_time,
-                prev_time,
-                next_seq,
-                prev_seq,
-            ),
-            // someone else opened a batch for this consumer concurrently: hand that out
-            None => raise(format!(
-                "concurrent next_batch for consumer {} on queue {}",
-                or_null(consumer),
-                or_null(queue)
-            )),
+        if upd.is_empty() {
+            raise(format!(
+                "Not subscriber to queue: {}/{}",
+                or_null(queue),
+                or_null(consumer)
+            ));
         }
+        let batch: Option<i64> = upd.first().get(1).or_raise("sub_batch");
+        (
+            batch,
+            next_id,
+            Some(prev_id),
+            next_time,
+            prev_time,
+            next_seq,
+            prev_seq,
+        )
     })
 }

@@ -16,6 +16,11 @@ pub fn raise_code(code: PgSqlErrorCode, msg: impl Into<String>) -> ! {
     ereport!(ERROR, code, msg.into());
 }
 
+/// ERROR with SQLSTATE XX000, as the original's C code (`elog(ERROR)`) raised.
+pub fn raise_internal(msg: impl Into<String>) -> ! {
+    ereport!(ERROR, PgSqlErrorCode::ERRCODE_INTERNAL_ERROR, msg.into());
+}
+
 /// WARNING (SQLSTATE 01000), as PL/pgSQL `raise warning`.
 pub fn warning(msg: impl Into<String>) {
     ereport!(WARNING, PgSqlErrorCode::ERRCODE_WARNING, msg.into());

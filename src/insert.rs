@@ -12,7 +12,7 @@
 //! previous table is still read by consumers (spec §10). A refill reads `pgq.queue`
 //! with the latest snapshot, never an older transaction snapshot.
 
-use crate::errors::{raise, SpiResultExt};
+use crate::errors::{raise, raise_internal, SpiResultExt};
 use pgrx::datum::DatumWithOid;
 use pgrx::prelude::*;
 use pgrx::spi::OwnedPreparedStatement;
@@ -48,6 +48,7 @@ thread_local! {
 }
 
 static mut QUEUE_RELID: pg_sys::Oid = pg_sys::InvalidOid;
+static mut QUEUE_OWNER: pg_sys::Oid = pg_sys::InvalidOid;
 static mut STALE: bool = false;
 
 /// Relcache callback: only flags the cache; it may run in the middle of an SPI call,
@@ -85,10 +86,11 @@ fn fetch_queue(name: &str) -> Option<QueueInfo> {
     Spi::connect(|_client| unsafe {
         let mut plan = LOOKUP_PLAN.get();
         if plan.is_null() {
-            let sql = c"select queue_id, queue_data_pfx || '_' || queue_cur_table::text, \
+            let sql = c"select queue_id, queue_data_pfx operator(pg_catalog.||) '_' operator(pg_catalog.||) queue_cur_table::text, \
                 pg_catalog.to_regclass(queue_event_seq)::oid, queue_disable_insert, queue_per_tx_limit, \
-                pg_catalog.to_regclass(queue_data_pfx || '_' || queue_cur_table::text)::oid \
-                from pgq.queue where queue_name = $1";
+                pg_catalog.to_regclass(queue_data_pfx operator(pg_catalog.||) '_' \
+                operator(pg_catalog.||) queue_cur_table::text)::oid \
+                from pgq.queue where queue_name operator(pg_catalog.=) $1";
             let mut argtypes = [pg_sys::TEXTOID];
             plan = pg_sys::SPI_prepare(sql.as_ptr(), 1, argtypes.as_mut_ptr());
             if plan.is_null() {
@@ -151,12 +153,33 @@ fn fetch_queue(name: &str) -> Option<QueueInfo> {
 fn queue_relid() -> pg_sys::Oid {
     unsafe {
         if QUEUE_RELID == pg_sys::InvalidOid {
-            let oid = Spi::get_one::<pg_sys::Oid>("select 'pgq.queue'::regclass::oid")
-                .or_raise("resolving pgq.queue")
-                .unwrap_or(pg_sys::InvalidOid);
-            QUEUE_RELID = oid;
+            let (oid, owner) = Spi::get_two::<pg_sys::Oid, pg_sys::Oid>(
+                "select c.oid, c.relowner from pg_catalog.pg_class c where c.oid = 'pgq.queue'::pg_catalog.regclass",
+            )
+            .or_raise("resolving pgq.queue");
+            QUEUE_RELID = oid.unwrap_or(pg_sys::InvalidOid);
+            QUEUE_OWNER = owner.unwrap_or(pg_sys::InvalidOid);
         }
         QUEUE_RELID
+    }
+}
+
+/// Run `f` with the privileges of the extension owner (the owner of pgq.queue), the
+/// way a SECURITY DEFINER function would, but without the per-call GUC work. If `f`
+/// raises an ERROR, (sub)transaction abort restores the user id.
+pub fn as_owner<T>(f: impl FnOnce() -> T) -> T {
+    queue_relid();
+    unsafe {
+        let mut uid = pg_sys::InvalidOid;
+        let mut ctx = 0;
+        pg_sys::GetUserIdAndSecContext(&mut uid, &mut ctx);
+        pg_sys::SetUserIdAndSecContext(
+            QUEUE_OWNER,
+            ctx | pg_sys::SECURITY_LOCAL_USERID_CHANGE as i32,
+        );
+        let r = f();
+        pg_sys::SetUserIdAndSecContext(uid, ctx);
+        r
     }
 }
 
@@ -191,18 +214,18 @@ pub struct NewEvent<'a> {
 /// Insert one event; the semantics of the original's `insert_event_raw`.
 pub fn insert_event_raw(queue_name: Option<&str>, ev: NewEvent<'_>) -> i64 {
     let Some(queue_name) = queue_name else {
-        raise("Queue name must not be NULL")
+        raise_internal("Queue name must not be NULL")
     };
     // Assign our txid first: see the module comment.
     let xid = unsafe { pg_sys::GetTopTransactionId() };
     let Some(q) = lookup(queue_name) else {
-        raise("No such queue")
+        raise_internal("No such queue")
     };
     // The sequence moves on every call, even when the id is given or the insert fails:
     // that is how the ticker notices activity.
     let seq_id = nextval(q.event_seq);
     if q.disable_insert && !is_replica_role() {
-        raise("Insert into queue disallowed");
+        raise_internal("Insert into queue disallowed");
     }
     let ev_id = ev.ev_id.unwrap_or(seq_id);
     let ev_time = ev.ev_time.unwrap_or_else(|| unsafe {
@@ -219,7 +242,7 @@ pub fn insert_event_raw(queue_name: Option<&str>, ev: NewEvent<'_>) -> i64 {
             e.1
         });
         if count > limit as i64 {
-            raise(format!(
+            raise_internal(format!(
                 "Queue '{queue_name}' allows max {limit} events from one TX"
             ));
         }

@@ -5,7 +5,9 @@
 use crate::errors::{raise, warning, SpiResultExt};
 use crate::logic::tick_policy::{decide, Decision, Thresholds, TickState};
 use pgrx::prelude::*;
-use pgrx::spi::SpiClient;
+use pgrx::spi::{OwnedPreparedStatement, SpiClient};
+use std::cell::RefCell;
+use std::rc::Rc;
 
 struct QueueTickRow {
     queue_id: i32,
@@ -27,7 +29,8 @@ select q.queue_id, q.queue_tick_seq, q.queue_external_ticker, q.queue_ticker_pau
        t1.tick_id, t1.tick_event_seq, \
        extract(epoch from pg_catalog.now() - t1.tick_time)::float8, \
        extract(epoch from t1.tick_time - t2.tick_time)::float8, \
-       pg_catalog.txid_snapshot_xmin(t1.tick_snapshot), pg_catalog.txid_snapshot_xmax(t1.tick_snapshot) \
+       pg_catalog.txid_snapshot_xmin(t1.tick_snapshot), pg_catalog.txid_snapshot_xmax(t1.tick_snapshot), \
+       pg_catalog.txid_snapshot_xmax(pg_catalog.txid_current_snapshot()) \
   from pgq.queue q \
   left join pg_catalog.pg_sequence sq on sq.seqrelid = pg_catalog.to_regclass(q.queue_event_seq) \
   left join lateral (select tick_id, tick_time, tick_event_seq, tick_snapshot from pgq.tick \
@@ -36,18 +39,47 @@ select q.queue_id, q.queue_tick_seq, q.queue_external_ticker, q.queue_ticker_pau
                       where tick_queue = q.queue_id and tick_id < t1.tick_id \
                       order by tick_queue desc, tick_id desc limit 1) t2 on true";
 
-fn read_states(client: &SpiClient<'_>, queue: Option<&str>) -> Vec<QueueTickRow> {
-    let sql = match queue {
-        Some(_) => format!("{TICK_STATE_SQL} where q.queue_name = $1"),
-        None => format!(
-            "{TICK_STATE_SQL} where not q.queue_external_ticker and not q.queue_ticker_paused order by q.queue_name"
+thread_local! {
+    // Plans prepared once per backend: all queues, one queue, tick insert.
+    static PLANS: RefCell<Option<[Rc<OwnedPreparedStatement>; 3]>> = const { RefCell::new(None) };
+}
+
+fn plans(client: &SpiClient<'_>) -> [Rc<OwnedPreparedStatement>; 3] {
+    if let Some(p) = PLANS.with(|p| p.borrow().clone()) {
+        return p;
+    }
+    let all = format!(
+        "{TICK_STATE_SQL} where not q.queue_external_ticker and not q.queue_ticker_paused order by q.queue_name"
+    );
+    let one = format!("{TICK_STATE_SQL} where q.queue_name = $1");
+    let p = [
+        Rc::new(client.prepare(all.as_str(), &[]).or_raise("preparing ticker query").keep()),
+        Rc::new(client.prepare(one.as_str(), &[PgOid::from(pg_sys::TEXTOID)]).or_raise("preparing ticker query").keep()),
+        Rc::new(
+            client
+                .prepare_mut(
+                    "insert into pgq.tick (tick_queue, tick_id, tick_event_seq) \
+                     values ($1, pg_catalog.nextval(pg_catalog.to_regclass($2)), $3) returning tick_id",
+                    &[PgOid::from(pg_sys::INT4OID), PgOid::from(pg_sys::TEXTOID), PgOid::from(pg_sys::INT8OID)],
+                )
+                .or_raise("preparing tick insert")
+                .keep(),
         ),
-    };
+    ];
+    PLANS.with(|c| *c.borrow_mut() = Some(p.clone()));
+    p
+}
+
+/// Each queue's tick state, and the next txid to be assigned (read from the current
+/// snapshot, so the ticker does not assign itself a txid when nothing ticks).
+fn read_states(client: &SpiClient<'_>, queue: Option<&str>) -> (Vec<QueueTickRow>, i64) {
+    let p = plans(client);
     let rows = match queue {
-        Some(name) => client.select(sql.as_str(), None, &[name.into()]),
-        None => client.select(sql.as_str(), None, &[]),
+        Some(name) => client.select(&*p[1], None, &[name.into()]),
+        None => client.select(&*p[0], None, &[]),
     }
     .or_raise("reading ticker state");
+    let mut next_xid = 0;
     let mut out = Vec::new();
     for r in rows {
         let last_tick: Option<i64> = r.get(9).or_raise("tick_id");
@@ -74,8 +106,9 @@ fn read_states(client: &SpiClient<'_>, queue: Option<&str>) -> Vec<QueueTickRow>
             last_xmin: r.get(13).or_raise("xmin"),
             last_xmax: r.get(14).or_raise("xmax"),
         });
+        next_xid = r.get(15).or_raise("next txid").unwrap_or(0);
     }
-    out
+    (out, next_xid)
 }
 
 /// Returns the new tick id, or None when the queue does not need a tick now.
@@ -118,24 +151,9 @@ fn tick_one(client: &mut SpiClient<'_>, q: &QueueTickRow, next_xid: i64) -> Opti
     rows.first().get(1).or_raise("tick_id")
 }
 
-/// The next txid to be assigned, without assigning one to this transaction.
-fn next_txid(client: &SpiClient<'_>) -> i64 {
-    client
-        .select(
-            "select pg_catalog.txid_snapshot_xmax(pg_catalog.txid_current_snapshot())",
-            Some(1),
-            &[],
-        )
-        .or_raise("reading current txid")
-        .first()
-        .get(1)
-        .or_raise("txid")
-        .unwrap_or(0)
-}
-
 pub fn ticker_queue(queue: &str) -> Option<i64> {
     Spi::connect_mut(|client| {
-        let states = read_states(client, Some(queue));
+        let (states, nx) = read_states(client, Some(queue));
         let Some(q) = states.first() else {
             raise("no such queue")
         };
@@ -145,18 +163,13 @@ pub fn ticker_queue(queue: &str) -> Option<i64> {
         if q.paused {
             raise("Ticker has been paused for this queue");
         }
-        let nx = next_txid(client);
         tick_one(client, q, nx)
     })
 }
 
 pub fn ticker_all() -> i64 {
     Spi::connect_mut(|client| {
-        let states = read_states(client, None);
-        if states.is_empty() {
-            return 0;
-        }
-        let nx = next_txid(client);
+        let (states, nx) = read_states(client, None);
         let mut n = 0;
         for q in &states {
             if tick_one(client, q, nx).is_some() {

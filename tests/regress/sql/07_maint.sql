@@ -59,7 +59,7 @@ SELECT pgq.maint_rotate_tables_step1('tq_maint');
 SELECT pgq.maint_rotate_tables_step2();
 SELECT queue_cur_table FROM pgq.queue WHERE queue_name = 'tq_maint';
 SELECT ev_data FROM pgq.event_template ORDER BY ev_id;
--- step1 refused while another transaction holds the next table
+-- step1 inside a transaction block (rolled back)
 SELECT pgq.ticker('tq_maint');
 SELECT pgq.insert_event('tq_maint', 'r', 'x');
 SELECT pgq.ticker('tq_maint');
