@@ -96,7 +96,7 @@ pgbench_tps() {
     || { echo "$out" >&2; return 1; }
 }
 
-# ---- workloads: setup_X SIDE (untimed, once per cluster), run_X SIDE NR -> number -------
+# ---- workloads: setup_X SIDE (untimed, once per cluster); run_X SIDE prints the result --
 cat >"$WORK/a1.sql" <<'SQL'
 \set id random(1, 10000000)
 select pgq.insert_event('bq', 'insert', 'id=' || :id || '&name=user_' || :id || '&email=user' || :id || '%40example.com&ts=2024-01-01+12%3A00%3A00');
@@ -145,7 +145,9 @@ run_b() {
   log "    $side drain$n: $out"
   case "$out" in
     "events=$((DRAIN_TX * 1000)) batches=$DRAIN_TX "*) ;;
-    *) echo "drain on $side returned the wrong amount: $out (expected $((DRAIN_TX * 1000)) events in $DRAIN_TX batches)" >&2
+    "events=$((DRAIN_TX * 1000)) "*)
+       log "    WARNING: $side did not cut the backlog into $DRAIN_TX batches; results not comparable" ;;
+    *) echo "drain on $side returned the wrong number of events: $out (expected $((DRAIN_TX * 1000)))" >&2
        return 1 ;;
   esac
   echo "${out##*events_per_sec=}"

@@ -2,13 +2,13 @@
 # test.sh [LAYER...] — the whole test suite (README's test command; .ci/run calls it).
 # Layers: unit (pure Rust), pgtest (#[pg_test]), regress (pg_regress), isolation
 # (pg_isolation_regress), compat (the original's Python consumer against this
-# extension). Default: all, after setup.sh. Every cluster started here is stopped on exit.
+# extension), bgworker (in-server ticker scenarios on preloaded clusters). Default: all, after setup.sh. Every cluster started here is stopped on exit.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
 PGBIN=/usr/lib/postgresql/15/bin
 PGXS=$(/usr/lib/postgresql/15/bin/pg_config --pkglibdir)/pgxs
-LAYERS=${*:-unit pgtest regress isolation compat}
+LAYERS=${*:-unit pgtest regress isolation compat bgworker}
 
 [ -n "${SKIP_SETUP:-}" ] || scripts/setup.sh
 
@@ -27,7 +27,8 @@ run_pgtest() {
 }
 
 run_regress() {
-  cluster_start regress
+  # preloaded like production, with background work off so ticks stay deterministic
+  cluster_start regress "shared_preload_libraries = 'pgq'" "pgq.enabled = off"
   local out=$ROOT/tests/regress/results-run
   rm -rf "$out"; mkdir -p "$out"
   as_pg "$PGBIN/createdb" -h "$PGHOST" -p "$PGPORT" pgq_regress
@@ -38,7 +39,7 @@ run_regress() {
 }
 
 run_isolation() {
-  cluster_start isolation
+  cluster_start isolation "shared_preload_libraries = 'pgq'" "pgq.enabled = off"
   local out=$ROOT/tests/isolation/results-run
   rm -rf "$out"; mkdir -p "$out"
   as_pg "$PGBIN/createdb" -h "$PGHOST" -p "$PGPORT" pgq_isolation
@@ -46,6 +47,10 @@ run_isolation() {
   "$PGXS/src/test/isolation/pg_isolation_regress" --use-existing --host="$PGHOST" --port="$PGPORT" --user=postgres \
     --inputdir=tests/isolation --outputdir="$out" --dbname=pgq_isolation $tests \
     || { cat "$out/regression.diffs" 2>/dev/null | head -300; return 1; }
+}
+
+run_bgworker() {
+  tests/bgworker/run.sh
 }
 
 run_compat() {

@@ -585,6 +585,8 @@ RETURNS bigint LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, p
 DECLARE
     q pgq.queue%ROWTYPE;
 BEGIN
+    -- one ticker at a time per database (same lock as the Rust ticker forms)
+    PERFORM pg_advisory_xact_lock(8099567109638021995);
     SELECT * INTO q FROM pgq.queue
      WHERE queue_name = i_queue_name AND queue_external_ticker AND NOT queue_ticker_paused;
     IF NOT FOUND THEN
@@ -891,6 +893,9 @@ CREATE TRIGGER queue_cache_inval
 -- Function privileges (spec §12)
 -- ---------------------------------------------------------------------------
 
+-- The launcher (when preloaded) picks this database up at commit.
+SELECT pgq._wake_launcher();
+
 -- pgrx marks argument-less functions STRICT; the original's ticker() is not
 ALTER FUNCTION pgq.ticker() CALLED ON NULL INPUT;
 
@@ -909,7 +914,7 @@ $grants$;
 GRANT EXECUTE ON FUNCTION
     pgq.seq_getval(text), pgq.get_queue_info(), pgq.get_queue_info(text),
     pgq.get_consumer_info(), pgq.get_consumer_info(text), pgq.get_consumer_info(text, text),
-    pgq.quote_fqname(text), pgq.version()
+    pgq.quote_fqname(text), pgq.version(), pgq.worker_status()
 TO public;
 
 GRANT EXECUTE ON FUNCTION

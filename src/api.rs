@@ -182,4 +182,43 @@ pub mod pgq {
         };
         SetOfIterator::new(batch::batch_event_tables(b))
     }
+
+    /// Internal: called at the end of CREATE EXTENSION; wakes the launcher at commit
+    /// so the new database gets its ticker at once, or says that nothing will tick.
+    #[pg_extern(volatile, parallel_unsafe)]
+    fn _wake_launcher() -> bool {
+        if crate::bgworker::preloaded() {
+            crate::bgworker::hooks::request_launcher_wakeup();
+            true
+        } else {
+            ereport!(
+                NOTICE,
+                PgSqlErrorCode::ERRCODE_SUCCESSFUL_COMPLETION,
+                "pgq is not in shared_preload_libraries: queues are not ticked or maintained unless an external ticker (pgqd) runs"
+            );
+            false
+        }
+    }
+
+    /// The background workers: the launcher and one ticker per database.
+    #[pg_extern(volatile, parallel_unsafe)]
+    fn worker_status() -> TableIterator<
+        'static,
+        (
+            name!(worker, String),
+            name!(database, Option<String>),
+            name!(pid, Option<i32>),
+            name!(started_at, Option<TimestampWithTimeZone>),
+            name!(last_tick, Option<TimestampWithTimeZone>),
+            name!(last_maint, Option<TimestampWithTimeZone>),
+            name!(last_retry, Option<TimestampWithTimeZone>),
+            name!(ticks, i64),
+            name!(restarts, i32),
+            name!(no_extension, bool),
+            name!(last_error, Option<String>),
+            name!(last_error_time, Option<TimestampWithTimeZone>),
+        ),
+    > {
+        TableIterator::new(crate::bgworker::status_rows())
+    }
 }

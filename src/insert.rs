@@ -262,6 +262,7 @@ pub fn insert_event_raw(queue_name: Option<&str>, ev: NewEvent<'_>) -> i64 {
             ev.extra[3],
         ],
     };
+    crate::bgworker::hooks::note_event_inserted();
     if !unsafe { heap_insert_event(q.table_oid, &values) } {
         spi_insert_event(&q.table, &values);
     }

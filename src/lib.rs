@@ -10,7 +10,10 @@ pub mod logic;
 
 mod api;
 mod batch;
+#[path = "../bgworker/mod.rs"]
+pub mod bgworker;
 mod errors;
+mod gucs;
 mod insert;
 mod ticker;
 
@@ -21,7 +24,9 @@ extension_sql_file!("../sql/pgq_functions.sql", name = "pgq_functions", finalize
 
 #[pg_guard]
 pub extern "C-unwind" fn _PG_init() {
+    gucs::init();
     insert::init();
+    bgworker::init();
 }
 
 #[cfg(any(test, feature = "pg_test"))]

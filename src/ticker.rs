@@ -11,6 +11,7 @@ use std::rc::Rc;
 
 struct QueueTickRow {
     queue_id: i32,
+    name: String,
     tick_seq: String,
     external: bool,
     paused: bool,
@@ -30,7 +31,7 @@ select q.queue_id, q.queue_tick_seq, q.queue_external_ticker, q.queue_ticker_pau
        extract(epoch from pg_catalog.now() - t1.tick_time)::float8, \
        extract(epoch from t1.tick_time - t2.tick_time)::float8, \
        pg_catalog.txid_snapshot_xmin(t1.tick_snapshot), pg_catalog.txid_snapshot_xmax(t1.tick_snapshot), \
-       pg_catalog.txid_snapshot_xmax(pg_catalog.txid_current_snapshot()) \
+       pg_catalog.txid_snapshot_xmax(pg_catalog.txid_current_snapshot()), q.queue_name \
   from pgq.queue q \
   left join pg_catalog.pg_sequence sq on sq.seqrelid = pg_catalog.to_regclass(q.queue_event_seq) \
   left join lateral (select tick_id, tick_time, tick_event_seq, tick_snapshot from pgq.tick \
@@ -41,10 +42,10 @@ select q.queue_id, q.queue_tick_seq, q.queue_external_ticker, q.queue_ticker_pau
 
 thread_local! {
     // Plans prepared once per backend: all queues, one queue, tick insert.
-    static PLANS: RefCell<Option<[Rc<OwnedPreparedStatement>; 3]>> = const { RefCell::new(None) };
+    static PLANS: RefCell<Option<[Rc<OwnedPreparedStatement>; 4]>> = const { RefCell::new(None) };
 }
 
-fn plans(client: &SpiClient<'_>) -> [Rc<OwnedPreparedStatement>; 3] {
+fn plans(client: &SpiClient<'_>) -> [Rc<OwnedPreparedStatement>; 4] {
     if let Some(p) = PLANS.with(|p| p.borrow().clone()) {
         return p;
     }
@@ -63,6 +64,15 @@ fn plans(client: &SpiClient<'_>) -> [Rc<OwnedPreparedStatement>; 3] {
                     &[PgOid::from(pg_sys::INT4OID), PgOid::from(pg_sys::TEXTOID), PgOid::from(pg_sys::INT8OID)],
                 )
                 .or_raise("preparing tick insert")
+                .keep(),
+        ),
+        Rc::new(
+            client
+                .prepare_mut(
+                    "select pg_catalog.pg_notify($1, $2)",
+                    &[PgOid::from(pg_sys::TEXTOID), PgOid::from(pg_sys::TEXTOID)],
+                )
+                .or_raise("preparing tick notify")
                 .keep(),
         ),
     ];
@@ -87,6 +97,7 @@ fn read_states(client: &SpiClient<'_>, queue: Option<&str>) -> (Vec<QueueTickRow
         let lag: Option<f64> = r.get(11).or_raise("lag");
         out.push(QueueTickRow {
             queue_id: r.get(1).or_raise("queue_id").unwrap_or(0),
+            name: r.get(16).or_raise("queue_name").unwrap_or_default(),
             tick_seq: r.get(2).or_raise("queue_tick_seq").unwrap_or_default(),
             external: r.get(3).or_raise("external").unwrap_or(false),
             paused: r.get(4).or_raise("paused").unwrap_or(false),
@@ -148,10 +159,56 @@ fn tick_one(client: &mut SpiClient<'_>, q: &QueueTickRow, next_xid: i64) -> Opti
             ],
         )
         .or_raise("inserting tick");
-    rows.first().get(1).or_raise("tick_id")
+    let tick: Option<i64> = rows.first().get(1).or_raise("tick_id");
+    if let Some(t) = tick {
+        notify_tick(client, &q.name, t);
+    }
+    tick
+}
+
+/// NOTIFY "pgq_<queue>" with the tick id, so consumers can LISTEN instead of polling.
+/// Channel names are limited to 63 bytes; longer queue names get no notification.
+fn notify_tick(client: &mut SpiClient<'_>, queue: &str, tick: i64) {
+    if !crate::gucs::NOTIFY.get() {
+        return;
+    }
+    let channel = format!("pgq_{queue}");
+    if channel.len() >= pg_sys::NAMEDATALEN as usize {
+        return;
+    }
+    let notify = plans(client)[3].clone();
+    client
+        .update(
+            &*notify,
+            None,
+            &[channel.as_str().into(), tick.to_string().as_str().into()],
+        )
+        .or_raise("notifying tick");
+}
+
+/// Key of the transaction-level advisory lock every ticker form takes first, so ticks
+/// of one database are made by one session at a time (the in-server ticker, pgqd or a
+/// manual call), keeping tick ids and snapshots in the same order.
+pub const TICKER_LOCK_KEY: i64 = 0x7067_715f_7469_636b; // "pgq_tick"
+
+unsafe extern "C-unwind" {
+    // utils/fmgrprotos.h; used through DirectFunctionCall, which traps its ERRORs
+    #[link_name = "pg_advisory_xact_lock_int8"]
+    fn advisory_xact_lock_int8(fcinfo: pg_sys::FunctionCallInfo) -> pg_sys::Datum;
+}
+
+pub fn lock_ticker() {
+    unsafe {
+        pg_sys::DirectFunctionCall1Coll(
+            Some(advisory_xact_lock_int8),
+            pg_sys::InvalidOid,
+            pg_sys::Datum::from(TICKER_LOCK_KEY),
+        );
+    }
 }
 
 pub fn ticker_queue(queue: &str) -> Option<i64> {
+    lock_ticker();
     Spi::connect_mut(|client| {
         let (states, nx) = read_states(client, Some(queue));
         let Some(q) = states.first() else {
@@ -168,6 +225,7 @@ pub fn ticker_queue(queue: &str) -> Option<i64> {
 }
 
 pub fn ticker_all() -> i64 {
+    lock_ticker();
     Spi::connect_mut(|client| {
         let (states, nx) = read_states(client, None);
         let mut n = 0;

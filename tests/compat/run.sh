@@ -16,10 +16,13 @@
 #     in compat_recv within the batch's transaction.
 # Then it checks: every committed event received exactly once, with identical type,
 # data, extras, ev_time and ev_txid (retried events are re-inserted by the retry mover, so
-# they get a new ev_txid and carry ev_retry = 1); nothing from rolled-back work. Exits non-zero with a message on any difference. Takes ~10-30 s.
+# they get a new ev_txid and carry ev_retry = 1); nothing from rolled-back work.
+# Exits non-zero with a message on any difference. Takes ~10-30 s.
 #
 # Env: PG_BIN, N_EVENTS, RETRY_EVERY (0 = off), ROTATION_PERIOD ('' = no rotation),
-#      TIMEOUT (seconds for the consumer to finish), KEEP=1 keeps the work dir on failure.
+#      TIMEOUT (seconds for the consumer to finish), KEEP=1 keeps the work dir on failure,
+#      EXTRA_CONF (postgresql.conf lines). Do not preload a library that ticks by itself:
+#      this script is the only ticker, and PgQ forbids two tickers on one queue.
 set -Eeuo pipefail
 
 HERE=$(cd "$(dirname "$0")" && pwd)
@@ -63,7 +66,8 @@ trap 'echo "COMPAT TEST FAILED: command at line $LINENO failed: $BASH_COMMAND" >
 # ---------------------------------------------------------------- cluster and schema
 ROTATE_SQL=
 [ -n "$ROTATION_PERIOD" ] && ROTATE_SQL="select pgq.set_queue_config('$QUEUE', 'rotation_period', '$ROTATION_PERIOD');"
-pgc_start c "$PG_BIN" "$PORT" "max_connections = 50"
+pgc_start c "$PG_BIN" "$PORT" "max_connections = 50
+${EXTRA_CONF:-}"
 log "cluster up: $(pgc_connstr c)"
 pgc_psql c -o /dev/null <<SQL
 create extension pgq;

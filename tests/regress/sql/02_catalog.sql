@@ -48,7 +48,8 @@ SELECT p.oid, p.proname,
        p.prosecdef, p.proisstrict, p.provolatile
   FROM pg_proc p
  WHERE p.pronamespace = 'pgq'::regnamespace
-   AND (p.proname NOT LIKE '\_%' OR p.proname = '_grant_perms_from');
+   AND (p.proname NOT LIKE '\_%' OR p.proname = '_grant_perms_from')
+   AND p.proname <> 'worker_status';  -- ours only: in-server worker monitoring
 SELECT proname, inargs AS inargs, proretset, rettype, outcols
   FROM pgq_funcs ORDER BY 1, 2;
 SELECT proname, inargs AS inargs, proisstrict, provolatile

@@ -1,0 +1,385 @@
+//! The per-database ticker / maintenance worker (what `pgqd` did from outside):
+//! `pgq.ticker()` every ticker period (or sooner when a producer's commit wakes it),
+//! due retry events every retry period, and every maintenance period the operations
+//! `pgq.maint_operations()` lists: rotation step 1 and step 2 in separate
+//! transactions, extra maintenance functions, VACUUM of the hot pgq tables.
+
+use super::shmem::{self, STATE};
+use crate::gucs;
+use pgrx::bgworkers::{BackgroundWorker, SignalWakeFlags};
+use pgrx::prelude::*;
+use pgrx::spi::quote_identifier;
+use std::ffi::CString;
+use std::panic::AssertUnwindSafe;
+
+const SEC: i64 = 1_000_000;
+/// How often the worker re-reads pg_extension when the queue tables are idle anyway.
+static mut SLOT: usize = usize::MAX;
+
+fn with_slot(f: impl FnOnce(&mut shmem::DbSlot)) {
+    unsafe {
+        if SLOT == usize::MAX {
+            return;
+        }
+        let mut s = STATE.exclusive();
+        f(&mut s.slots[SLOT]);
+    }
+}
+
+fn report(activity: Option<&str>) {
+    unsafe {
+        match activity {
+            Some(a) => {
+                let c = CString::new(a).unwrap_or_default();
+                pg_sys::pgstat_report_activity(pg_sys::BackendState::STATE_RUNNING, c.as_ptr());
+            }
+            None => {
+                pg_sys::pgstat_report_activity(pg_sys::BackendState::STATE_IDLE, std::ptr::null())
+            }
+        }
+    }
+}
+
+fn caught_message(e: &pg_sys::panic::CaughtError) -> String {
+    match e {
+        pg_sys::panic::CaughtError::PostgresError(r)
+        | pg_sys::panic::CaughtError::ErrorReport(r)
+        | pg_sys::panic::CaughtError::RustPanic { ereport: r, .. } => r.message().to_string(),
+    }
+}
+
+/// Run `f` in its own transaction; an ERROR rolls it back and comes back as Err.
+pub fn in_txn<T>(what: &str, f: impl FnOnce() -> T) -> Result<T, String> {
+    report(Some(what));
+    unsafe {
+        pg_sys::SetCurrentStatementStartTimestamp();
+        pg_sys::StartTransactionCommand();
+        pg_sys::PushActiveSnapshot(pg_sys::GetTransactionSnapshot());
+    }
+    let r = PgTryBuilder::new(AssertUnwindSafe(|| Ok(f())))
+        .catch_others(|e| Err(caught_message(&e)))
+        .execute();
+    unsafe {
+        match &r {
+            Ok(_) => {
+                pg_sys::PopActiveSnapshot();
+                pg_sys::CommitTransactionCommand();
+            }
+            Err(_) => {
+                pg_sys::AbortCurrentTransaction();
+            }
+        }
+        pg_sys::MemoryContextSwitchTo(pg_sys::TopMemoryContext);
+    }
+    report(None);
+    r
+}
+
+fn record_error(what: &str, msg: &str) {
+    let text = format!("{what}: {msg}");
+    log!("pgq ticker: {text}");
+    with_slot(|s| s.set_error(shmem::now(), &text));
+}
+
+enum Stop {
+    /// extension absent, disabled or asked to stop: do not restart now
+    Clean,
+    NoExtension,
+}
+
+fn extension_present() -> bool {
+    unsafe { pg_sys::get_extension_oid(c"pgq".as_ptr(), true) != pg_sys::InvalidOid }
+}
+
+fn run_ticker() -> Result<i64, String> {
+    in_txn("pgq.ticker()", || {
+        if !extension_present() {
+            return None;
+        }
+        Spi::connect(|c| {
+            c.select("select pgq.ticker()", Some(1), &[])
+                .ok()
+                .and_then(|t| t.first().get::<i64>(1).ok().flatten())
+        })
+        .or(Some(0))
+    })
+    .and_then(|r| r.ok_or_else(|| "extension pgq is not installed".to_string()))
+}
+
+fn run_retry() {
+    for _ in 0..10_000 {
+        let r = in_txn("pgq.maint_retry_events()", || {
+            Spi::connect_mut(|c| {
+                c.update("select pgq.maint_retry_events()", Some(1), &[])
+                    .ok()
+                    .and_then(|t| t.first().get::<i32>(1).ok().flatten())
+                    .unwrap_or(0)
+            })
+        });
+        match r {
+            Ok(0) => break,
+            Ok(_) => continue,
+            Err(e) => {
+                record_error("maint_retry_events", &e);
+                break;
+            }
+        }
+    }
+    with_slot(|s| s.last_retry = shmem::now());
+}
+
+fn split_qualified(name: &str) -> String {
+    match name.split_once('.') {
+        Some((schema, func)) => format!("{}.{}", quote_identifier(schema), quote_identifier(func)),
+        None => quote_identifier(name),
+    }
+}
+
+/// VACUUM one table, outside any transaction block, as autovacuum does.
+fn vacuum_table(table: &str) -> Result<(), String> {
+    let (schema, rel) = table.split_once('.').unwrap_or(("public", table));
+    let (schema, rel) = (
+        CString::new(schema).unwrap_or_default(),
+        CString::new(rel).unwrap_or_default(),
+    );
+    report(Some(&format!("VACUUM {table}")));
+    let r = unsafe {
+        let cxt = pg_sys::AllocSetContextCreateExtended(
+            pg_sys::TopMemoryContext,
+            c"pgq vacuum".as_ptr(),
+            pg_sys::ALLOCSET_DEFAULT_MINSIZE as usize,
+            pg_sys::ALLOCSET_DEFAULT_INITSIZE as usize,
+            pg_sys::ALLOCSET_DEFAULT_MAXSIZE as usize,
+        );
+        pg_sys::SetCurrentStatementStartTimestamp();
+        pg_sys::StartTransactionCommand();
+        let saved_portal = pg_sys::PortalContext;
+        pg_sys::PortalContext = cxt;
+        let r = PgTryBuilder::new(AssertUnwindSafe(|| {
+            let old = pg_sys::MemoryContextSwitchTo(cxt);
+            let rv = pg_sys::makeRangeVar(
+                pg_sys::pstrdup(schema.as_ptr()),
+                pg_sys::pstrdup(rel.as_ptr()),
+                -1,
+            );
+            let vrel = pg_sys::makeVacuumRelation(rv, pg_sys::InvalidOid, std::ptr::null_mut());
+            let list = pg_sys::lappend(std::ptr::null_mut(), vrel as *mut std::ffi::c_void);
+            pg_sys::MemoryContextSwitchTo(old);
+            let mut params = pg_sys::VacuumParams {
+                options: pg_sys::VACOPT_VACUUM | pg_sys::VACOPT_PROCESS_TOAST,
+                freeze_min_age: -1,
+                freeze_table_age: -1,
+                multixact_freeze_min_age: -1,
+                multixact_freeze_table_age: -1,
+                is_wraparound: false,
+                log_min_duration: -1,
+                index_cleanup: pg_sys::VacOptValue::VACOPTVALUE_UNSPECIFIED,
+                truncate: pg_sys::VacOptValue::VACOPTVALUE_UNSPECIFIED,
+                nworkers: -1,
+            };
+            pg_sys::vacuum(list, &mut params, std::ptr::null_mut(), true);
+            Ok(())
+        }))
+        .catch_others(|e| Err(caught_message(&e)))
+        .execute();
+        match &r {
+            Ok(_) => pg_sys::CommitTransactionCommand(),
+            Err(_) => pg_sys::AbortCurrentTransaction(),
+        }
+        pg_sys::PortalContext = saved_portal;
+        pg_sys::MemoryContextSwitchTo(pg_sys::TopMemoryContext);
+        pg_sys::MemoryContextDelete(cxt);
+        r
+    };
+    report(None);
+    r
+}
+
+fn run_maintenance() {
+    let ops = in_txn("pgq.maint_operations()", || {
+        Spi::connect(|c| {
+            let mut v = Vec::new();
+            if let Ok(t) = c.select(
+                "select func_name, func_arg from pgq.maint_operations()",
+                None,
+                &[],
+            ) {
+                for row in t {
+                    let f: Option<String> = row.get(1).ok().flatten();
+                    let a: Option<String> = row.get(2).ok().flatten();
+                    if let Some(f) = f {
+                        v.push((f, a));
+                    }
+                }
+            }
+            v
+        })
+    });
+    let ops = match ops {
+        Ok(o) => o,
+        Err(e) => {
+            record_error("maint_operations", &e);
+            return;
+        }
+    };
+    for (func, arg) in ops {
+        let lower = func.to_ascii_lowercase();
+        if lower == "vacuum" || lower == "vacuum analyze" {
+            if let Some(t) = arg {
+                if let Err(e) = vacuum_table(&t) {
+                    record_error(&format!("vacuum {t}"), &e);
+                }
+            }
+            continue;
+        }
+        let sql = match &arg {
+            Some(_) => format!("select ({}($1))::text", split_qualified(&func)),
+            None => format!("select ({}())::text", split_qualified(&func)),
+        };
+        // an operation returning non-zero wants to be called again
+        for _ in 0..1000 {
+            let r = in_txn(&func, || {
+                Spi::connect_mut(|c| {
+                    let t = match &arg {
+                        Some(a) => c.update(sql.as_str(), Some(1), &[a.as_str().into()]),
+                        None => c.update(sql.as_str(), Some(1), &[]),
+                    };
+                    t.ok()
+                        .and_then(|t| t.first().get::<String>(1).ok().flatten())
+                })
+            });
+            match r {
+                Ok(Some(v)) if v.trim().parse::<i64>().map(|n| n != 0).unwrap_or(false) => continue,
+                Ok(_) => break,
+                Err(e) => {
+                    record_error(&func, &e);
+                    break;
+                }
+            }
+        }
+    }
+    with_slot(|s| s.last_maint = shmem::now());
+}
+
+fn main_loop() -> Stop {
+    let mut now = shmem::now();
+    let mut next_tick = now;
+    let mut next_retry = now + 5 * SEC;
+    let mut next_maint = now + 5 * SEC;
+    let mut last_tick_run = 0i64;
+    loop {
+        if BackgroundWorker::sighup_received() {
+            unsafe { pg_sys::ProcessConfigFile(pg_sys::GucContext::PGC_SIGHUP) };
+        }
+        if !gucs::ENABLED.get() {
+            return Stop::Clean;
+        }
+        now = shmem::now();
+        if now >= next_tick {
+            match run_ticker() {
+                Ok(n) => with_slot(|s| {
+                    s.last_tick = now;
+                    s.ticks += n;
+                }),
+                Err(e) => {
+                    let gone = in_txn("check extension", extension_present)
+                        .map(|p| !p)
+                        .unwrap_or(false);
+                    if gone {
+                        return Stop::NoExtension;
+                    }
+                    record_error("ticker", &e);
+                }
+            }
+            last_tick_run = now;
+            next_tick = now + gucs::TICKER_PERIOD_MS.get() as i64 * 1000;
+        }
+        if now >= next_retry {
+            run_retry();
+            next_retry = shmem::now() + gucs::RETRY_PERIOD_S.get() as i64 * SEC;
+        }
+        if now >= next_maint {
+            run_maintenance();
+            next_maint = shmem::now() + gucs::MAINT_PERIOD_S.get() as i64 * SEC;
+        }
+        now = shmem::now();
+        let until = next_tick.min(next_retry).min(next_maint);
+        let timeout_ms = ((until - now) / 1000).clamp(1, 60_000);
+        let rc = unsafe {
+            let rc = pg_sys::WaitLatch(
+                pg_sys::MyLatch,
+                (pg_sys::WL_LATCH_SET | pg_sys::WL_TIMEOUT | pg_sys::WL_EXIT_ON_PM_DEATH) as i32,
+                timeout_ms,
+                pg_sys::PG_WAIT_EXTENSION,
+            );
+            pg_sys::ResetLatch(pg_sys::MyLatch);
+            rc
+        };
+        pg_sys::check_for_interrupts!();
+        if BackgroundWorker::sigterm_received() {
+            return Stop::Clean;
+        }
+        if rc & pg_sys::WL_LATCH_SET as i32 != 0 {
+            // a producer committed events: tick soon, but not more often than the minimum period
+            let earliest = last_tick_run + gucs::TICKER_MIN_PERIOD_MS.get() as i64 * 1000;
+            next_tick = next_tick.min(earliest.max(shmem::now()));
+        }
+    }
+}
+
+#[pg_guard]
+unsafe extern "C-unwind" fn on_exit(_code: i32, _arg: pg_sys::Datum) {
+    unsafe {
+        if SLOT == usize::MAX || !shmem::available() {
+            return;
+        }
+        let launcher = {
+            let mut s = STATE.exclusive();
+            s.slots[SLOT].pid = 0;
+            s.launcher_pid
+        };
+        shmem::wake(launcher);
+    }
+}
+
+#[pg_guard]
+#[unsafe(no_mangle)]
+pub extern "C-unwind" fn pgq_ticker_main(arg: pg_sys::Datum) {
+    let dboid = pg_sys::Oid::from(arg.value() as u32);
+    BackgroundWorker::attach_signal_handlers(SignalWakeFlags::SIGHUP | SignalWakeFlags::SIGTERM);
+    unsafe {
+        if pg_sys::IsBinaryUpgrade {
+            return;
+        }
+    }
+    BackgroundWorker::connect_worker_to_spi_by_oid(Some(dboid), None);
+    {
+        let mut s = STATE.exclusive();
+        if let Some(i) = s.slot_for(dboid.to_u32()) {
+            unsafe { SLOT = i };
+            let slot = &mut s.slots[i];
+            slot.pid = unsafe { pg_sys::MyProcPid };
+            slot.started_at = shmem::now();
+            slot.no_extension = false;
+        }
+    }
+    unsafe {
+        pg_sys::before_shmem_exit(Some(on_exit), pg_sys::Datum::from(0));
+        pg_sys::SetConfigOption(
+            c"application_name".as_ptr(),
+            c"pgq ticker".as_ptr(),
+            pg_sys::GucContext::PGC_USERSET,
+            pg_sys::GucSource::PGC_S_SESSION,
+        );
+    }
+    let present = in_txn("check extension", extension_present).unwrap_or(false);
+    let stop = if present {
+        main_loop()
+    } else {
+        Stop::NoExtension
+    };
+    if let Stop::NoExtension = stop {
+        with_slot(|s| s.no_extension = true);
+    }
+    with_slot(|s| s.restarts = 0);
+}

@@ -1,0 +1,91 @@
+//! Every `pgq.*` setting, in one place. Defined in `_PG_init`; documented in the
+//! README (name, default, context). All reload on SIGHUP.
+
+use pgrx::guc::{GucContext, GucFlags, GucRegistry, GucSetting};
+
+pub static ENABLED: GucSetting<bool> = GucSetting::<bool>::new(true);
+pub static TICKER_PERIOD_MS: GucSetting<i32> = GucSetting::<i32>::new(1000);
+pub static TICKER_WAKEUP: GucSetting<bool> = GucSetting::<bool>::new(true);
+pub static TICKER_MIN_PERIOD_MS: GucSetting<i32> = GucSetting::<i32>::new(10);
+pub static MAINT_PERIOD_S: GucSetting<i32> = GucSetting::<i32>::new(120);
+pub static RETRY_PERIOD_S: GucSetting<i32> = GucSetting::<i32>::new(30);
+pub static LAUNCHER_NAPTIME_S: GucSetting<i32> = GucSetting::<i32>::new(10);
+pub static NOTIFY: GucSetting<bool> = GucSetting::<bool>::new(true);
+
+pub fn init() {
+    GucRegistry::define_bool_guc(
+        c"pgq.enabled",
+        c"Run the pgq launcher and per-database ticker/maintenance workers.",
+        c"Off stops every pgq background worker; queues then need an external ticker (pgqd).",
+        &ENABLED,
+        GucContext::Sighup,
+        GucFlags::default(),
+    );
+    GucRegistry::define_int_guc(
+        c"pgq.ticker_period",
+        c"How often each database's queues are checked for a new tick.",
+        c"Whether a queue gets a tick is decided by its ticker_max_count / ticker_max_lag / ticker_idle_period.",
+        &TICKER_PERIOD_MS,
+        10,
+        60_000,
+        GucContext::Sighup,
+        GucFlags::UNIT_MS,
+    );
+    GucRegistry::define_bool_guc(
+        c"pgq.ticker_wakeup",
+        c"Producers wake the database's ticker when a transaction that inserted events commits.",
+        c"With a low queue ticker_max_lag this delivers events within milliseconds instead of a ticker period.",
+        &TICKER_WAKEUP,
+        GucContext::Sighup,
+        GucFlags::default(),
+    );
+    GucRegistry::define_int_guc(
+        c"pgq.ticker_min_period",
+        c"Minimum time between two ticker runs in one database when woken by producers.",
+        c"",
+        &TICKER_MIN_PERIOD_MS,
+        1,
+        60_000,
+        GucContext::Sighup,
+        GucFlags::UNIT_MS,
+    );
+    GucRegistry::define_int_guc(
+        c"pgq.maint_period",
+        c"How often maintenance runs (table rotation, extra maintenance, VACUUM of pgq tables).",
+        c"",
+        &MAINT_PERIOD_S,
+        1,
+        86_400,
+        GucContext::Sighup,
+        GucFlags::UNIT_S,
+    );
+    GucRegistry::define_int_guc(
+        c"pgq.retry_period",
+        c"How often due retry events are moved back into their queues.",
+        c"",
+        &RETRY_PERIOD_S,
+        1,
+        86_400,
+        GucContext::Sighup,
+        GucFlags::UNIT_S,
+    );
+    GucRegistry::define_int_guc(
+        c"pgq.launcher_naptime",
+        c"How often the pgq launcher rescans the list of databases.",
+        c"CREATE EXTENSION pgq wakes the launcher at once; the rescan finds databases created from templates.",
+        &LAUNCHER_NAPTIME_S,
+        1,
+        3600,
+        GucContext::Sighup,
+        GucFlags::UNIT_S,
+    );
+    GucRegistry::define_bool_guc(
+        c"pgq.notify",
+        c"Send NOTIFY on channel \"pgq_<queue name>\" with the tick id whenever a tick is made.",
+        c"Consumers can LISTEN instead of polling next_batch.",
+        &NOTIFY,
+        GucContext::Suset,
+        GucFlags::default(),
+    );
+    unsafe { pgrx::pg_sys::MarkGUCPrefixReserved(c"pgq".as_ptr()) };
+}
