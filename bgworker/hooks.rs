@@ -158,7 +158,8 @@ pub fn evict_worker(dboid: u32, for_secs: i64) {
     }
     let pid = {
         let mut s = STATE.exclusive();
-        match s.slot_for(dboid) {
+        // no slot: no worker there (templates never get one)
+        match s.slot_of(dboid) {
             Some(i) => {
                 s.slots[i].blocked_until = shmem::now() + for_secs * 1_000_000;
                 s.slots[i].pid
