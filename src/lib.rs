@@ -15,6 +15,7 @@ pub mod bgworker;
 mod errors;
 mod gucs;
 mod insert;
+mod plans;
 mod ticker;
 
 pgrx::pg_module_magic!();
