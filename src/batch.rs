@@ -63,7 +63,7 @@ pub fn load_batch(client: &SpiClient<'_>, batch_id: i64) -> Option<BatchDef> {
 
 pub fn batch_event_sql(batch_id: i64) -> String {
     Spi::connect(|client| {
-        let Some(b) = load_batch(&client, batch_id) else {
+        let Some(b) = load_batch(client, batch_id) else {
             raise("batch not found")
         };
         batch_sql(&b.sn1, &b.sn2, &b.tables, b.sub_id)
@@ -72,7 +72,7 @@ pub fn batch_event_sql(batch_id: i64) -> String {
 
 pub fn batch_event_tables(batch_id: i64) -> Vec<String> {
     Spi::connect(|client| {
-        let Some(b) = load_batch(&client, batch_id) else {
+        let Some(b) = load_batch(client, batch_id) else {
             raise(format!("Cannot find data for batch {batch_id}"))
         };
         b.tables
