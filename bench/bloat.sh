@@ -42,7 +42,7 @@ SAMPLE_SQL="select c.relname, pg_total_relation_size(c.oid), coalesce(s.n_dead_t
 
 run_case() {
   local case=$1 port_base=$2
-  local pids=()
+  pids=()   # global in this subshell: the EXIT trap runs after run_case has returned
   cleanup_case() {
     local p
     for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done

@@ -1,7 +1,7 @@
 #!/usr/bin/python3
 """Helpers for bench/latency.sh and bench/bloat.sh (psycopg2 from Debian).
 
-  ticker_bench.py produce  DSN QUEUE RATE SECONDS [PER_TX]
+  ticker_bench.py produce  DSN QUEUE RATE SECONDS [PER_TX [COUNTFILE]]
       insert RATE events/s for SECONDS, PER_TX events per transaction (default: as
       many as needed for <= 500 transactions/s); each event's ev_data is the
       producer's time.time() taken just before COMMIT is sent (ev_extra1 = seq no).
@@ -9,7 +9,8 @@
       MODE listen: LISTEN "pgq_<queue>", work off batches on every notification,
                    fallback poll every 1 s;  MODE poll: next_batch every 10 ms.
       For every event writes "<seq> <recv_time - ev_data>" to OUTFILE at exit.
-      Stops when STOPFILE exists and no batch came for 3 s (or on SIGTERM).
+      STOPFILE (written after the producer ends) holds the number of events produced:
+      stops once it has them all, or 15 s without a batch after that (or on SIGTERM).
   ticker_bench.py drain    DSN QUEUE CONSUMER
       simple consumer (poll every 100 ms) that keeps a queue drained until SIGTERM.
   ticker_bench.py hold     DSN
@@ -43,10 +44,10 @@ def connect(dsn, autocommit=False):
     return c
 
 
-def produce(dsn, queue, rate, seconds, per_tx=None):
+def produce(dsn, queue, rate, seconds, per_tx=None, countfile=None):
     rate = float(rate)
     seconds = float(seconds)
-    if per_tx is None:
+    if per_tx in (None, "", "0"):
         per_tx = max(1, int(rate / 500 + 0.999))
     per_tx = int(per_tx)
     c = connect(dsn)
@@ -74,6 +75,9 @@ def produce(dsn, queue, rate, seconds, per_tx=None):
         n_tx += 1
     c.close()
     print("produced %d events in %d tx, %.1f s" % (seq, n_tx, time.time() - start))
+    if countfile:
+        with open(countfile, "w") as f:
+            f.write("%d\n" % seq)
 
 
 def _work_batches(cur, queue, consumer, out):
@@ -106,10 +110,15 @@ def consume(dsn, queue, consumer, mode, outfile, stopfile=None):
         lc.cursor().execute('listen "pgq_%s"' % queue)
     out = []
     last_batch = time.time()
+    expected = None
     while not STOP:
         if _work_batches(cur, queue, consumer, out):
             last_batch = time.time()
-        elif stopfile and os.path.exists(stopfile) and time.time() - last_batch > 3:
+        if expected is None and stopfile and os.path.exists(stopfile):
+            with open(stopfile) as f:
+                txt = f.read().strip()
+            expected = int(txt) if txt else 0
+        if expected is not None and (len(out) >= expected or time.time() - last_batch > 15):
             break
         if lc is not None:
             # wait for a tick notification; fallback poll after 1 s

@@ -5,7 +5,7 @@
 
 use super::shmem::{self, STATE};
 use crate::gucs;
-use pgrx::bgworkers::{
+use pgrx::bgworkers::{BackgroundWorkerStatus, 
     BackgroundWorker, BackgroundWorkerBuilder, BgWorkerStartTime, DynamicBackgroundWorker,
     SignalWakeFlags,
 };
@@ -125,9 +125,12 @@ pub extern "C-unwind" fn pgq_launcher_main(_arg: pg_sys::Datum) {
         }
         let now = shmem::now();
         // reap workers that have exited
+                // NotYetStarted is not an exit: the postmaster may not have forked it yet
         let exited: Vec<u32> = workers
             .iter()
-            .filter(|(_, h)| h.pid().is_err())
+            .filter(|(_, h)| {
+                matches!(h.pid(), Err(BackgroundWorkerStatus::Stopped) | Err(BackgroundWorkerStatus::PostmasterDied))
+            })
             .map(|(oid, _)| *oid)
             .collect();
         for oid in exited {

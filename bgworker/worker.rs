@@ -70,6 +70,8 @@ pub fn in_txn<T>(what: &str, f: impl FnOnce() -> T) -> Result<T, String> {
             }
         }
         pg_sys::MemoryContextSwitchTo(pg_sys::TopMemoryContext);
+        // let autovacuum see what the ticker wrote (pgq.tick, pgq.subscription, ...)
+        pg_sys::pgstat_report_stat(false);
     }
     report(None);
     r
@@ -187,6 +189,7 @@ fn vacuum_table(table: &str) -> Result<(), String> {
             Err(_) => pg_sys::AbortCurrentTransaction(),
         }
         pg_sys::PortalContext = saved_portal;
+        pg_sys::pgstat_report_stat(false);
         pg_sys::MemoryContextSwitchTo(pg_sys::TopMemoryContext);
         pg_sys::MemoryContextDelete(cxt);
         r

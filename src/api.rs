@@ -192,9 +192,10 @@ pub mod pgq {
             crate::bgworker::hooks::request_launcher_wakeup();
             true
         } else {
+            // a WARNING: messages below that are not shown while an extension script runs
             ereport!(
-                NOTICE,
-                PgSqlErrorCode::ERRCODE_SUCCESSFUL_COMPLETION,
+                WARNING,
+                PgSqlErrorCode::ERRCODE_WARNING,
                 "pgq is not in shared_preload_libraries: queues are not ticked or maintained unless an external ticker (pgqd) runs"
             );
             false

@@ -5,14 +5,16 @@
 # Scenarios (each prints PASS/FAIL with a reason; exit status 1 if any failed):
 #   b  CREATE EXTENSION after server start is picked up within ~1 s
 #   a  a queue is ticked and rotated with no manual calls; old event tables get
-#      truncated; a consumer gets every event exactly once while producers insert
+#      truncated; a consumer gets every event exactly once while producers insert;
+#      (a2) the worker's table writes reach pg_stat_user_tables, so autovacuum sees them
 #   j  event_retry'd events come back through the worker's retry mover
 #   l  an ERROR inside the ticker is visible in worker_status.last_error; the
 #      worker carries on once the cause is gone
 #   c  SIGKILL of a ticker worker (postmaster crash-restart) → workers come back,
 #      ticking resumes, no event lost or duplicated; pg_terminate_backend of a worker
 #      → restarted by the launcher
-#   d  pg_ctl restart: workers come back, ticking continues
+#   d  pg_ctl restart: workers come back, ticking continues; (d2) never two tickers
+#      on one database
 #   e  a second database gets its own worker; a database without the extension none;
 #      templates are never probed
 #   k  the original pgqd runs against the same cluster at the same time: nothing
@@ -113,6 +115,8 @@ dsn() { echo "host=$PGHOST port=$PGPORT user=postgres dbname=$1"; }
 start_consumer() {  # start_consumer DB QUEUE CONSUMER [RETRY_EVERY]; sets CONS_PID, CONS_STOP
   CONS_STOP=$WORK/stop.$3
   rm -f "$CONS_STOP"
+  # registered before any producer starts: a consumer only sees events after its registration
+  qe "$1" "select pgq.register_consumer('$2', '$3')" >/dev/null
   "$PY" "$TOOL" consume "$(dsn "$1")" "$2" "$3" "$CONS_STOP" "${4:-0}" >> "$WORK/consumer.$3.log" 2>&1 &
   CONS_PID=$!; BG_PIDS+=("$CONS_PID")
 }
@@ -197,6 +201,13 @@ if want a; then
     pass a "3900 events from 2 producers received exactly once; $ticks ticks, $switches table switches (cur tables seen:$seen), all event tables truncated, no manual calls"
   else
     fail a "drained=$drained pa1:[${e1}] pa2:[${e2}] ticks=$ticks switches=$switches truncated=$truncated; $(status_row db_a)"
+  fi
+  # the worker's own writes (ticks, rotation deletes) must reach the cumulative statistics,
+  # or autovacuum never sees pgq.tick churn (only the worker writes it)
+  if wait_for 5 db_a "select n_tup_ins >= $ticks / 2 from pg_stat_user_tables where relid = 'pgq.tick'::regclass"; then
+    pass a2 "pgq.tick activity of the worker is in pg_stat_user_tables ($(q db_a "select 'n_tup_ins=' || n_tup_ins || ' n_tup_del=' || n_tup_del from pg_stat_user_tables where relid = 'pgq.tick'::regclass"), $ticks ticks made)"
+  else
+    fail a2 "pgq.tick statistics miss the worker's writes: $(q db_a "select 'n_tup_ins=' || n_tup_ins || ' n_tup_del=' || n_tup_del || ' n_dead_tup=' || n_dead_tup from pg_stat_user_tables where relid = 'pgq.tick'::regclass") after $ticks ticks; rows now $(q db_a "select count(*) from pgq.tick")"
   fi
 fi
 
@@ -294,6 +305,20 @@ if want d; then
   if PGCTL -m fast -w -t 30 restart -l "$PGHOST/server.log" >/dev/null 2>&1; then
     if wait_for 10 db_a "select coalesce(max(tick_id), 0) > $t0 + 5 from pgq.tick t join pgq.queue q on q.queue_id = t.tick_queue where q.queue_name = 'qd'"; then
       pass d "after pg_ctl restart: ticker pid $old -> $(ticker_pid db_a), queue ticking again (tick $t0 -> $(max_tick db_a qd))"
+      # never two tickers on one database: watch for 4 s (past the launcher's 2 s restart backoff)
+      dups=""
+      end=$(( $(now_ms) + 4000 ))
+      while [ "$(now_ms)" -lt "$end" ]; do
+        d=$(q postgres "select string_agg(datname || ':' || pids, ' ') from (select datname, string_agg(pid::text, ',') pids
+                         from pg_stat_activity where backend_type = 'pgq ticker' group by datname having count(*) > 1) s")
+        [ -n "$d" ] && dups="$d"
+        sleep 0.1
+      done
+      if [ -z "$dups" ]; then
+        pass d2 "after the restart: one ticker per database for 4 s ($(q postgres "select string_agg(datname || '=' || pid, ' ') from pg_stat_activity where backend_type = 'pgq ticker'"))"
+      else
+        fail d2 "two tickers on one database after the restart: $dups; worker_status: $(q postgres "select string_agg(database || ' pid=' || coalesce(pid::text, '-') || ' restarts=' || restarts, '; ') from pgq.worker_status() where worker = 'ticker'")"
+      fi
     else
       fail d "no new ticks within 10 s of restart: $(status_row db_a)"
     fi
@@ -311,14 +336,14 @@ if want e; then
     e_pid=$(ticker_pid db_e)
     others=$(q postgres "select string_agg(database || '=' || pid, ' ') from pgq.worker_status() where worker = 'ticker' and pid is not null")
     # db_none: probed (no_extension) or never started, and no worker stays there
-    if wait_for 5 postgres "select coalesce((select no_extension or pid is null from pgq.worker_status() where database = 'db_none'), true)
+    if wait_for 5 postgres "select coalesce((select no_extension and pid is null from pgq.worker_status() where database = 'db_none'), false)
                             and not exists (select 1 from pg_stat_activity where backend_type = 'pgq ticker' and datname = 'db_none')"; then
       tmpl=$(q postgres "select count(*) from pgq.worker_status() where database like 'template%'")
       dup=$(q postgres "select count(*) - count(distinct datname) from pg_stat_activity where backend_type = 'pgq ticker'")
       if [ "$tmpl" = 0 ] && [ "$dup" = 0 ]; then
         pass e "db_e has its own ticker ($others); db_none: $(status_row db_none) (no worker left); templates not probed; one ticker per database"
       else
-        fail e "template rows in worker_status: $tmpl, databases with 2+ tickers: $dup"
+        fail e "template rows in worker_status: $tmpl, databases with 2+ tickers: $dup ($(q postgres "select string_agg(coalesce(datname, '?') || ':' || pid || ':' || coalesce(application_name, ''), ' ') from pg_stat_activity where backend_type = 'pgq ticker'"))"
       fi
     else
       fail e "db_none still has a worker: $(status_row db_none)"
@@ -377,9 +402,10 @@ fi
 # ---------------------------------------------------------------------------------- f
 if want f; then
   qe postgres "create database db_f" >/dev/null
-  qe db_f "create extension pgq; select pgq.create_queue('qf'); select pgq.set_queue_config('qf', 'ticker_idle_period', '1 millisecond');" >/dev/null
+  qe db_f "create extension pgq; select pgq.create_queue('qf'); select pgq.set_queue_config('qf', 'ticker_idle_period', '1 millisecond');
+                select pgq.set_queue_config('qf', 'ticker_max_lag', '0');" >/dev/null
   wait_for 5 postgres "select exists (select 1 from pgq.worker_status() where database = 'db_f' and ticks > 0)"
-  nworkers=$(q postgres "select count(*) from pg_stat_activity where backend_type = 'pgq ticker'")
+  nworkers=$(q postgres "select count(distinct datname) from pg_stat_activity where backend_type = 'pgq ticker'")
   q postgres "alter system set pgq.enabled = off" >/dev/null; q postgres "select pg_reload_conf()" >/dev/null
   t0=$(now_ms)
   if wait_for 10 postgres "select not exists (select 1 from pg_stat_activity where backend_type = 'pgq ticker')"; then
@@ -387,7 +413,7 @@ if want f; then
     tk=$(max_tick db_f qf); sleep 1; tk2=$(max_tick db_f qf)
     q postgres "alter system reset pgq.enabled" >/dev/null; q postgres "select pg_reload_conf()" >/dev/null
     t0=$(now_ms)
-    if wait_for 10 postgres "select count(*) >= $nworkers from pg_stat_activity where backend_type = 'pgq ticker'"; then
+    if wait_for 10 postgres "select count(distinct datname) >= $nworkers from pg_stat_activity where backend_type = 'pgq ticker'"; then
       on_ms=$(( $(now_ms) - t0 ))
       if [ "$tk" = "$tk2" ] && [ "$off_ms" -le 3000 ]; then
         pass f1 "pgq.enabled = off: $nworkers tickers gone in ${off_ms} ms, no ticks while off; on again: back in ${on_ms} ms"
@@ -395,7 +421,7 @@ if want f; then
         fail f1 "off took ${off_ms} ms; ticks while off: $tk -> $tk2"
       fi
     else
-      fail f1 "workers not back 10 s after pgq.enabled = on: $(q postgres "select count(*) from pg_stat_activity where backend_type = 'pgq ticker'") of $nworkers"
+      fail f1 "workers not back 10 s after pgq.enabled = on: $(q postgres "select count(distinct datname) from pg_stat_activity where backend_type = 'pgq ticker'") of $nworkers databases"
     fi
   else
     fail f1 "tickers still running 10 s after pgq.enabled = off"
