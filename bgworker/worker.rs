@@ -225,12 +225,16 @@ fn run_maintenance() {
             return;
         }
     };
+    // The hot metadata tables are vacuumed every maintenance run, whether or not
+    // autovacuum is on (maint_tables_to_vacuum() names them only when it is off):
+    // they are tiny, and a busy queue dirties them many times a second.
+    let mut to_vacuum: Vec<String> = HOT_TABLES.iter().map(|t| t.to_string()).collect();
     for (func, arg) in ops {
         let lower = func.to_ascii_lowercase();
         if lower == "vacuum" || lower == "vacuum analyze" {
             if let Some(t) = arg {
-                if let Err(e) = vacuum_table(&t) {
-                    record_error(&format!("vacuum {t}"), &e);
+                if !to_vacuum.contains(&t) {
+                    to_vacuum.push(t);
                 }
             }
             continue;
@@ -261,8 +265,15 @@ fn run_maintenance() {
             }
         }
     }
+    for t in &to_vacuum {
+        if let Err(e) = vacuum_table(t) {
+            record_error(&format!("vacuum {t}"), &e);
+        }
+    }
     with_slot(|s| s.last_maint = shmem::now());
 }
+
+const HOT_TABLES: [&str; 4] = ["pgq.tick", "pgq.subscription", "pgq.queue", "pgq.retry_queue"];
 
 fn main_loop() -> Stop {
     let mut now = shmem::now();
