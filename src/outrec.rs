@@ -15,6 +15,29 @@ use pgrx::pgrx_sql_entity_graph::metadata::{
 };
 use pgrx::prelude::*;
 
+/// A ret_note: a text, or NULL.
+pub trait Note {
+    fn note(self) -> Option<String>;
+}
+
+impl Note for &str {
+    fn note(self) -> Option<String> {
+        Some(self.to_string())
+    }
+}
+
+impl Note for String {
+    fn note(self) -> Option<String> {
+        Some(self)
+    }
+}
+
+impl Note for Option<String> {
+    fn note(self) -> Option<String> {
+        self
+    }
+}
+
 #[derive(Default)]
 pub struct OutRec(Vec<Option<pg_sys::Datum>>);
 
@@ -30,8 +53,8 @@ impl OutRec {
     }
 
     /// `(ret_code, ret_note)`.
-    pub fn ret(code: i32, note: impl Into<String>) -> Self {
-        OutRec::new().col(Some(code)).col(Some(note.into()))
+    pub fn ret(code: i32, note: impl Note) -> Self {
+        OutRec::new().col(Some(code)).col(note.note())
     }
 
     /// `(ret_code, NULL ret_note)`.

@@ -19,8 +19,12 @@ use pgrx::spi::SpiClient;
 
 type Client<'a, 'c> = &'a mut SpiClient<'c>;
 
-fn s(v: Option<&str>) -> String {
-    v.unwrap_or("").to_string()
+/// `format!` with SQL `||` semantics for the notes: any NULL (None) argument makes
+/// the whole note NULL, as string concatenation did in the original.
+macro_rules! nfmt {
+    ($fmt:literal $(, $arg:expr)* $(,)?) => {
+        (|| -> Option<String> { Some(format!($fmt $(, $arg?)*)) })()
+    };
 }
 
 // ---------------------------------------------------------------------------
@@ -185,7 +189,7 @@ fn unregister_pgq_consumer(c: Client, queue: Option<&str>, consumer: Option<&str
 
 pub struct NodeInfo {
     pub ret_code: i32,
-    pub ret_note: String,
+    pub ret_note: Option<String>,
     pub node_type: Option<String>,
     pub node_name: Option<String>,
     pub global_watermark: Option<i64>,
@@ -221,7 +225,7 @@ fn node_info(c: Client, rw: bool, queue: Option<&str>) -> NodeInfo {
     let Some(r) = first(t) else {
         return NodeInfo {
             ret_code: 404,
-            ret_note: format!("Unknown queue: {}", s(queue)),
+            ret_note: nfmt!("Unknown queue: {}", queue),
             node_type: None,
             node_name: None,
             global_watermark: None,
@@ -240,7 +244,7 @@ fn node_info(c: Client, rw: bool, queue: Option<&str>) -> NodeInfo {
     };
     let mut ni = NodeInfo {
         ret_code: 100,
-        ret_note: "Ok".to_string(),
+        ret_note: Some("Ok".to_string()),
         node_type: col(&r, 1),
         node_name: col(&r, 2),
         worker_name: col(&r, 3),
@@ -377,7 +381,7 @@ fn unregister_location(c: Client, queue: Option<&str>, node: Option<&str>) -> Ou
     if deleted > 0 {
         OutRec::ret(200, "Ok")
     } else {
-        OutRec::ret(301, format!("Location not found: {}/{}", s(queue), s(node)))
+        OutRec::ret(301, nfmt!("Location not found: {}/{}", queue, node))
     }
 }
 
@@ -483,7 +487,7 @@ fn pgq_node_create_node(
                 if i_combined_queue.is_some() && !queue_exists(c, true, i_combined_queue) {
                     return OutRec::ret(
                         401,
-                        format!("non-existing queue on leaf side: {}", s(i_combined_queue)),
+                        nfmt!("non-existing queue on leaf side: {}", i_combined_queue),
                     );
                 }
             }
@@ -507,11 +511,11 @@ fn pgq_node_create_node(
         }
         OutRec::ret(
             200,
-            format!(
+            nfmt!(
                 "Node \"{}\" initialized for queue \"{}\" with type \"{}\"",
-                s(i_node_name),
-                s(i_queue_name),
-                s(i_node_type)
+                i_node_name,
+                i_queue_name,
+                i_node_type
             ),
         )
     })
@@ -551,12 +555,12 @@ fn pgq_node_drop_node(i_queue_name: Option<&str>, i_node_name: Option<&str>) -> 
                 &[i_queue_name.into(), i_node_name.into()],
             );
         } else if is_prov {
-            return OutRec::ret(405, format!("Cannot drop provider node: {}", s(i_node_name)));
+            return OutRec::ret(405, nfmt!("Cannot drop provider node: {}", i_node_name));
         } else {
             unregister_subscriber(c, i_queue_name, i_node_name);
         }
         let _ = unregister_location(c, i_queue_name, i_node_name);
-        OutRec::ret(200, format!("Node dropped: {}", s(i_node_name)))
+        OutRec::ret(200, nfmt!("Node dropped: {}", i_node_name))
     })
 }
 
@@ -597,7 +601,7 @@ fn queue_seqs(c: Client, queue: Option<&str>) -> Option<(String, String, String)
 fn pgq_node_promote_branch(i_queue_name: Option<&str>) -> OutRec {
     Spi::connect_mut(|c| {
         let Some(nd) = load_node(c, true, true, i_queue_name) else {
-            return OutRec::ret(404, format!("Node not initialized for queue: {}", s(i_queue_name)));
+            return OutRec::ret(404, nfmt!("Node not initialized for queue: {}", i_queue_name));
         };
         if node_type_of(&nd) != Some(NodeType::Branch) {
             return OutRec::ret(301, "Node not branch");
@@ -646,7 +650,7 @@ fn pgq_node_demote_root(
 ) -> OutRec {
     Spi::connect_mut(|c| {
         let Some(nd) = load_node(c, true, true, i_queue_name) else {
-            return OutRec::ret(404, format!("Node not initialized for queue: {}", s(i_queue_name)))
+            return OutRec::ret(404, nfmt!("Node not initialized for queue: {}", i_queue_name))
                 .col(None::<i64>);
         };
         if node_type_of(&nd) != Some(NodeType::Root) {
@@ -672,7 +676,7 @@ fn pgq_node_demote_root(
                       where queue_name = $1",
                     &[i_queue_name.into()],
                 );
-                OutRec::ret(200, format!("Step 1: Writing disabled for: {}", s(i_queue_name)))
+                OutRec::ret(200, nfmt!("Step 1: Writing disabled for: {}", i_queue_name))
                     .col(None::<i64>)
             }
             Some(DemoteStep::LastTick) => {
@@ -686,7 +690,7 @@ fn pgq_node_demote_root(
                     &[data_pfx.as_str().into()],
                 )
                 .unwrap_or_default();
-                run(c, true, &format!("lock table {table} in exclusive mode"), &[]);
+                run(c, true, &["lock table ", &table, " in exclusive mode"].concat(), &[]);
                 let last: Option<i64> = one(
                     c,
                     true,
@@ -705,7 +709,7 @@ fn pgq_node_demote_root(
                     "select pgq.ticker($1, $2, pg_catalog.now(), $3)",
                     &[i_queue_name.into(), last.into(), ev.into()],
                 );
-                OutRec::ret(200, format!("Step 2: Inserted last tick: {}", s(i_queue_name)))
+                OutRec::ret(200, nfmt!("Step 2: Inserted last tick: {}", i_queue_name))
                     .col(last)
             }
             Some(DemoteStep::Demote) => {
@@ -727,7 +731,7 @@ fn pgq_node_demote_root(
                         last.into(),
                     ],
                 );
-                OutRec::ret(200, format!("Step 3: Demoted root to branch: {}", s(i_queue_name)))
+                OutRec::ret(200, nfmt!("Step 3: Demoted root to branch: {}", i_queue_name))
                     .col(last)
             }
             None => raise("incorrect step number"),
@@ -746,7 +750,7 @@ fn node_type_check(i_queue_name: Option<&str>, want: NodeType) -> Option<bool> {
         first(t).map(|r| col::<String>(&r, 1))
     });
     match t {
-        None => raise(format!("queue does not exist: {}", s(i_queue_name))),
+        None => raise(format!("queue does not exist: {}", i_queue_name.unwrap_or("<NULL>"))),
         Some(nt) => Some(nt.as_deref().and_then(NodeType::parse) == Some(want)),
     }
 }
@@ -770,7 +774,7 @@ fn pgq_node_get_worker_state(i_queue_name: Option<&str>) -> OutRec {
     const NCOLS: usize = 16;
     Spi::connect_mut(|c| {
         let Some(nd) = load_node(c, false, false, i_queue_name) else {
-            return OutRec::ret(404, format!("Unknown queue: {}", s(i_queue_name))).pad(NCOLS);
+            return OutRec::ret(404, nfmt!("Unknown queue: {}", i_queue_name)).pad(NCOLS);
         };
         let t = run(
             c,
@@ -788,7 +792,7 @@ fn pgq_node_get_worker_state(i_queue_name: Option<&str>) -> OutRec {
                 col::<String>(&r, 5),
             )
         });
-        let head = |code: i32, note: String| {
+        let head = |code: i32, note: Option<String>| {
             OutRec::ret(code, note)
                 .col(nd.node_type.clone())
                 .col(nd.node_name.clone())
@@ -796,10 +800,10 @@ fn pgq_node_get_worker_state(i_queue_name: Option<&str>) -> OutRec {
         let Some((completed, provider, paused, uptodate, cur_error)) = st else {
             return head(
                 404,
-                format!(
+                nfmt!(
                     "Unknown consumer: {}/{}",
-                    s(i_queue_name),
-                    s(nd.worker_name.as_deref())
+                    i_queue_name,
+                    nd.worker_name.as_deref()
                 ),
             )
             .pad(10)
@@ -809,7 +813,7 @@ fn pgq_node_get_worker_state(i_queue_name: Option<&str>) -> OutRec {
         let Some(prov_loc) = location_of(c, false, i_queue_name, provider.as_deref()) else {
             return head(
                 404,
-                format!("Unknown provider node: {}/{}", s(i_queue_name), s(provider.as_deref())),
+                nfmt!("Unknown provider node: {}/{}", i_queue_name, provider.as_deref()),
             )
             .col(completed)
             .col(provider)
@@ -826,9 +830,9 @@ fn pgq_node_get_worker_state(i_queue_name: Option<&str>) -> OutRec {
             if combined_type.is_none() {
                 return head(
                     404,
-                    format!(
+                    nfmt!(
                         "Combinde queue node not found: {}",
-                        s(nd.combined_queue.as_deref())
+                        nd.combined_queue.as_deref()
                     ),
                 )
                 .col(completed)
@@ -849,7 +853,7 @@ fn pgq_node_get_worker_state(i_queue_name: Option<&str>) -> OutRec {
             ),
             _ => (None, completed, None),
         };
-        head(100, "Ok".to_string())
+        head(100, Some("Ok".to_string()))
             .col(completed)
             .col(provider)
             .col(prov_loc)
@@ -870,9 +874,9 @@ fn pgq_node_get_consumer_state(i_queue_name: Option<&str>, i_consumer_name: Opti
     const NCOLS: usize = 10;
     Spi::connect_mut(|c| {
         let Some(nd) = load_node(c, false, false, i_queue_name) else {
-            return OutRec::ret(404, format!("Unknown queue: {}", s(i_queue_name))).pad(NCOLS);
+            return OutRec::ret(404, nfmt!("Unknown queue: {}", i_queue_name)).pad(NCOLS);
         };
-        let head = |code: i32, note: String| {
+        let head = |code: i32, note: Option<String>| {
             OutRec::ret(code, note)
                 .col(nd.node_type.clone())
                 .col(nd.node_name.clone())
@@ -896,14 +900,14 @@ fn pgq_node_get_consumer_state(i_queue_name: Option<&str>, i_consumer_name: Opti
         let Some((completed, provider, paused, uptodate, cur_error)) = st else {
             return head(
                 404,
-                format!("Unknown consumer: {}/{}", s(i_queue_name), s(i_consumer_name)),
+                nfmt!("Unknown consumer: {}/{}", i_queue_name, i_consumer_name),
             )
             .pad(NCOLS);
         };
         let Some(prov_loc) = location_of(c, false, i_queue_name, provider.as_deref()) else {
             return head(
                 404,
-                format!("Unknown provider node: {}/{}", s(i_queue_name), s(provider.as_deref())),
+                nfmt!("Unknown provider node: {}/{}", i_queue_name, provider.as_deref()),
             )
             .col(completed)
             .col(provider)
@@ -912,7 +916,7 @@ fn pgq_node_get_consumer_state(i_queue_name: Option<&str>, i_consumer_name: Opti
             .col(uptodate)
             .col(cur_error);
         };
-        head(100, "Ok".to_string())
+        head(100, Some("Ok".to_string()))
             .col(completed)
             .col(provider)
             .col(prov_loc)
@@ -1014,18 +1018,23 @@ fn pgq_node_register_subscriber(
 ) -> OutRec {
     Spi::connect_mut(|c| {
         let Some(nd) = load_node(c, true, true, i_queue_name) else {
-            return OutRec::ret(404, format!("Unknown queue: {}", s(i_queue_name))).col(None::<i64>);
+            return OutRec::ret(404, nfmt!("Unknown queue: {}", i_queue_name)).col(None::<i64>);
         };
         let gwm = global_watermark(c, true, i_queue_name);
         if !node_type_of(&nd).map(|t| t.has_queue()).unwrap_or(false) {
             return OutRec::ret(
                 401,
-                format!("Cannot subscribe to {} node", s(nd.node_type.as_deref())),
+                nfmt!("Cannot subscribe to {} node", nd.node_type.as_deref()),
             )
             .col(gwm);
         }
-        let wm_name = node::subscriber_watermark_name(&s(i_remote_node_name));
-        register_consumer_at(c, i_queue_name, &wm_name, gwm);
+        let wm_name = i_remote_node_name.map(node::subscriber_watermark_name);
+        run(
+            c,
+            true,
+            "select pgq.register_consumer_at($1, $2, $3)",
+            &[i_queue_name.into(), wm_name.as_deref().into(), gwm.into()],
+        );
         run(
             c,
             true,
@@ -1044,10 +1053,10 @@ fn pgq_node_register_subscriber(
                 i_queue_name.into(),
                 i_remote_node_name.into(),
                 i_remote_worker_name.into(),
-                wm_name.as_str().into(),
+                wm_name.as_deref().into(),
             ],
         );
-        OutRec::ret(200, format!("Subscriber registered: {}", s(i_remote_node_name))).col(gwm)
+        OutRec::ret(200, nfmt!("Subscriber registered: {}", i_remote_node_name)).col(gwm)
     })
 }
 
@@ -1067,7 +1076,7 @@ fn unregister_subscriber(c: Client, queue: Option<&str>, node: Option<&str>) -> 
     drop(r);
     unregister_pgq_consumer(c, queue, wm_name.as_deref());
     unregister_pgq_consumer(c, queue, worker.as_deref());
-    OutRec::ret(200, format!("Subscriber unregistered: {}", s(node)))
+    OutRec::ret(200, nfmt!("Subscriber unregistered: {}", node))
 }
 
 #[pg_extern(sql = false)]
@@ -1085,16 +1094,28 @@ fn pgq_node_set_subscriber_watermark(
     i_watermark: Option<i64>,
 ) -> OutRec {
     Spi::connect_mut(|c| {
-        let wm_name = node::subscriber_watermark_name(&s(i_node_name));
-        let Some(cur) = consumer_position(c, true, i_queue_name, Some(&wm_name)) else {
-            return OutRec::ret(404, format!("node {} not subscribed to queue ", s(i_node_name)));
+        let wm_name = i_node_name.map(node::subscriber_watermark_name);
+        // pgq.get_consumer_info treats a NULL consumer as "any", as the original did
+        let t = run(
+            c,
+            true,
+            "select last_tick from pgq.get_consumer_info($1, $2) limit 1",
+            &[i_queue_name.into(), wm_name.as_deref().into()],
+        );
+        let Some(cur) = first(t).map(|r| col::<i64>(&r, 1)) else {
+            return OutRec::ret(404, nfmt!("node {} not subscribed to queue ", i_node_name));
         };
         match watermark_move(cur, i_watermark) {
             WatermarkMove::Backwards => OutRec::ret(405, "watermark must not be moved backwards"),
             WatermarkMove::Same => OutRec::ret(100, "watermark already set"),
             WatermarkMove::Forward => {
-                register_consumer_at(c, i_queue_name, &wm_name, i_watermark);
-                OutRec::ret(200, format!("{wm_name} set to {}", crate::errors::or_null(i_watermark)))
+                run(
+                    c,
+                    true,
+                    "select pgq.register_consumer_at($1, $2, $3)",
+                    &[i_queue_name.into(), wm_name.as_deref().into(), i_watermark.into()],
+                );
+                OutRec::ret(200, nfmt!("{} set to {}", wm_name.as_deref(), i_watermark))
             }
         }
     })
@@ -1106,7 +1127,7 @@ fn pgq_node_set_subscriber_watermark(
 
 fn set_global_watermark(c: Client, queue: Option<&str>, wm: Option<i64>) -> OutRec {
     let Some(nd) = load_node(c, true, true, queue) else {
-        return OutRec::ret(404, format!("Queue{} not found", s(queue)));
+        return OutRec::ret(404, nfmt!("Queue{} not found", queue));
     };
     match node_type_of(&nd) {
         Some(NodeType::Root) => {
@@ -1137,7 +1158,7 @@ fn set_global_watermark(c: Client, queue: Option<&str>, wm: Option<i64>) -> OutR
                   where queue_name = $1 and consumer_name = $2",
                 &[queue.into(), nd.worker_name.as_deref().into(), wm.into()],
             );
-            OutRec::ret(200, format!("Global watermark set to {wm}"))
+            OutRec::ret(200, nfmt!("Global watermark set to {wm}"))
         }
         Some(NodeType::Branch) => {
             let Some(wm) = wm else {
@@ -1151,10 +1172,10 @@ fn set_global_watermark(c: Client, queue: Option<&str>, wm: Option<i64>) -> OutR
                 &[queue.into(), wm.into()],
             );
             if !exists {
-                return OutRec::ret(200, format!("Skipping global watermark update to {wm}"));
+                return OutRec::ret(200, nfmt!("Skipping global watermark update to {wm}"));
             }
             register_consumer_at(c, queue, GLOBAL_WATERMARK, Some(wm));
-            OutRec::ret(200, format!("Global watermark set to {wm}"))
+            OutRec::ret(200, nfmt!("Global watermark set to {wm}"))
         }
         _ => OutRec::ret(100, "Ignoring global watermark in leaf"),
     }
@@ -1211,9 +1232,9 @@ fn register_consumer(
     consumer: Option<&str>,
     provider: Option<&str>,
     tick: Option<i64>,
-) -> (i32, String) {
+) -> (i32, Option<String>) {
     if load_node(c, true, true, queue).is_none() {
-        return (404, format!("Unknown queue: {}", s(queue)));
+        return (404, nfmt!("Unknown queue: {}", queue));
     }
     let existing = found(
         c,
@@ -1229,7 +1250,7 @@ fn register_consumer(
               where queue_name = $1 and consumer_name = $2",
             &args,
         );
-        (201, format!("Consumer already registered: {}/{}", s(queue), s(consumer)))
+        (201, nfmt!("Consumer already registered: {}/{}", queue, consumer))
     } else {
         exec(
             c,
@@ -1238,7 +1259,7 @@ fn register_consumer(
              values ($1, $2, $3, $4, false, false)",
             &args,
         );
-        (200, format!("Consumer {} registered on queue {}", s(consumer), s(queue)))
+        (200, nfmt!("Consumer {} registered on queue {}", consumer, queue))
     }
 }
 
@@ -1259,7 +1280,7 @@ fn pgq_node_register_consumer(
 fn pgq_node_unregister_consumer(i_queue_name: Option<&str>, i_consumer_name: Option<&str>) -> OutRec {
     Spi::connect_mut(|c| {
         if load_node(c, true, true, i_queue_name).is_none() {
-            return OutRec::ret(404, format!("Unknown queue: {}", s(i_queue_name)));
+            return OutRec::ret(404, nfmt!("Unknown queue: {}", i_queue_name));
         }
         exec(
             c,
@@ -1268,7 +1289,7 @@ fn pgq_node_unregister_consumer(i_queue_name: Option<&str>, i_consumer_name: Opt
         );
         OutRec::ret(
             200,
-            format!("Consumer {} unregistered from {}", s(i_consumer_name), s(i_queue_name)),
+            nfmt!("Consumer {} unregistered from {}", i_consumer_name, i_queue_name),
         )
     })
 }
@@ -1281,7 +1302,7 @@ fn pgq_node_change_consumer_provider(
 ) -> OutRec {
     Spi::connect_mut(|c| {
         if location_of(c, true, i_queue_name, i_new_provider).is_none() {
-            return OutRec::ret(404, format!("New node not found: {}", s(i_new_provider)));
+            return OutRec::ret(404, nfmt!("New node not found: {}", i_new_provider));
         }
         let n = exec(
             c,
@@ -1292,10 +1313,10 @@ fn pgq_node_change_consumer_provider(
         if n == 0 {
             return OutRec::ret(
                 404,
-                format!("Unknown consumer: {}/{}", s(i_queue_name), s(i_consumer_name)),
+                nfmt!("Unknown consumer: {}/{}", i_queue_name, i_consumer_name),
             );
         }
-        OutRec::ret(200, format!("Consumer provider node set to : {}", s(i_new_provider)))
+        OutRec::ret(200, nfmt!("Consumer provider node set to : {}", i_new_provider))
     })
 }
 
@@ -1316,11 +1337,11 @@ fn pgq_node_set_consumer_uptodate(
     if n > 0 {
         // NULL never gets here: the column is NOT NULL
         let v = if i_uptodate == Some(true) { 1 } else { 0 };
-        OutRec::ret(200, format!("Consumer uptodate = {v}"))
+        OutRec::ret(200, nfmt!("Consumer uptodate = {v}"))
     } else {
         OutRec::ret(
             404,
-            format!("Consumer not known: {}/{}", s(i_queue_name), s(i_consumer_name)),
+            nfmt!("Consumer not known: {}/{}", i_queue_name, i_consumer_name),
         )
     }
 }
@@ -1340,11 +1361,11 @@ fn pgq_node_set_consumer_paused(
             &[i_queue_name.into(), i_consumer_name.into()],
         );
         let Some(old) = first(t).map(|r| col::<bool>(&r, 1)) else {
-            return OutRec::ret(404, format!("Unknown consumer: {}", s(i_consumer_name)));
+            return OutRec::ret(404, nfmt!("Unknown consumer: {}", i_consumer_name));
         };
         let word = node::paused_word(i_paused);
         if old.is_some() && old == i_paused {
-            return OutRec::ret(201, format!("Consumer {} already {word}", s(i_consumer_name)));
+            return OutRec::ret(201, nfmt!("Consumer {} already {word}", i_consumer_name));
         }
         exec(
             c,
@@ -1352,7 +1373,7 @@ fn pgq_node_set_consumer_paused(
               where queue_name = $1 and consumer_name = $2",
             &[i_queue_name.into(), i_consumer_name.into(), i_paused.into()],
         );
-        OutRec::ret(200, format!("Consumer {} tagged as {word}", s(i_consumer_name)))
+        OutRec::ret(200, nfmt!("Consumer {} tagged as {word}", i_consumer_name))
     })
 }
 
@@ -1373,16 +1394,16 @@ fn pgq_node_set_consumer_completed(
     if n > 0 {
         OutRec::ret(
             100,
-            format!(
+            nfmt!(
                 "Consumer {} completed tick = {}",
-                s(i_consumer_name),
-                crate::errors::or_null(i_tick_id)
+                i_consumer_name,
+                i_tick_id
             ),
         )
     } else {
         OutRec::ret(
             404,
-            format!("Consumer not known: {}/{}", s(i_queue_name), s(i_consumer_name)),
+            nfmt!("Consumer not known: {}/{}", i_queue_name, i_consumer_name),
         )
     }
 }
@@ -1403,16 +1424,16 @@ fn pgq_node_set_consumer_error(
     });
     if n > 0 {
         match (i_consumer_name, i_error_msg) {
-            (Some(cn), Some(msg)) => OutRec::ret(100, format!("Consumer {cn} error = {msg}")),
+            (Some(cn), Some(msg)) => OutRec::ret(100, nfmt!("Consumer {cn} error = {msg}")),
             _ => OutRec::ret_null_note(100),
         }
     } else {
         OutRec::ret(
             101,
-            format!(
+            nfmt!(
                 "Consumer not known, ignoring: {}/{}",
-                s(i_queue_name),
-                s(i_consumer_name)
+                i_queue_name,
+                i_consumer_name
             ),
         )
     }
