@@ -336,10 +336,8 @@ fn pgq_coop_finish_batch(i_batch_id: Option<i64>) -> Option<i32> {
         )
     });
     if done == 0 {
-        warning(format!(
-            "coop_finish_batch: batch {} not found",
-            crate::errors::or_null(i_batch_id)
-        ));
+        let b = i_batch_id.map_or_else(|| "<NULL>".to_string(), |b| b.to_string());
+        warning(format!("coop_finish_batch: batch {b} not found"));
         return Some(0);
     }
     Some(1)
