@@ -68,7 +68,11 @@ select * from public.coop_subs();
 -- retry goes to the main consumer's queue position
 select pgq.event_retry(:b2, (select min(ev_id) from pgq.get_batch_events(:b2)), 0);
 select pgq_coop.finish_batch(:b2);
+-- a second finish warns (the id depends on earlier tests, so it is not shown)
+SET client_min_messages = error;
 select pgq_coop.finish_batch(:b2);
+RESET client_min_messages;
+select pgq_coop.finish_batch(999999);
 select pgq_coop.finish_batch(null);
 select * from public.coop_subs();
 -- a batch open on the main consumer is refused
