@@ -19,6 +19,7 @@ mod outrec;
 mod pgq_coop;
 mod pgq_ext;
 mod pgq_node;
+mod plans;
 mod spi_util;
 mod ticker;
 
