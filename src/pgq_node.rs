@@ -22,9 +22,11 @@ type Client<'a, 'c> = &'a mut SpiClient<'c>;
 /// `format!` with SQL `||` semantics for the notes: any NULL (None) argument makes
 /// the whole note NULL, as string concatenation did in the original.
 macro_rules! nfmt {
-    ($fmt:literal $(, $arg:expr)* $(,)?) => {
-        (|| -> Option<String> { Some(format!($fmt $(, $arg?)*)) })()
-    };
+    ($fmt:literal $(, $arg:expr)* $(,)?) => {{
+        #[allow(clippy::redundant_closure_call)]
+        let note = (|| -> Option<String> { Some(format!($fmt $(, $arg?)*)) })();
+        note
+    }};
 }
 
 // ---------------------------------------------------------------------------
@@ -260,7 +262,6 @@ fn node_info(c: Client, rw: bool, queue: Option<&str>) -> NodeInfo {
         local_watermark: None,
         target_for: None,
     };
-    drop(r);
     match ni.node_type.as_deref().and_then(NodeType::parse) {
         Some(t) if t.has_queue() => {
             ni.global_watermark = global_watermark(c, rw, queue);
@@ -483,15 +484,16 @@ fn pgq_node_create_node(
                 }
                 register_consumer_at(c, i_queue_name, GLOBAL_WATERMARK, wm);
             }
-            Some(NodeType::Leaf) => {
-                if i_combined_queue.is_some() && !queue_exists(c, true, i_combined_queue) {
-                    return OutRec::ret(
-                        401,
-                        nfmt!("non-existing queue on leaf side: {}", i_combined_queue),
-                    );
-                }
+            Some(NodeType::Leaf)
+                if i_combined_queue.is_some() && !queue_exists(c, true, i_combined_queue) =>
+            {
+                return OutRec::ret(
+                    401,
+                    nfmt!("non-existing queue on leaf side: {}", i_combined_queue),
+                );
             }
-            None => {}
+            // leaf: no queue; unknown type: the CHECK constraint rejects the row below
+            Some(NodeType::Leaf) | None => {}
         }
         exec(
             c,
@@ -1073,7 +1075,6 @@ fn unregister_subscriber(c: Client, queue: Option<&str>, node: Option<&str>) -> 
     };
     let worker: Option<String> = col(&r, 1);
     let wm_name: Option<String> = col(&r, 2);
-    drop(r);
     unregister_pgq_consumer(c, queue, wm_name.as_deref());
     unregister_pgq_consumer(c, queue, worker.as_deref());
     OutRec::ret(200, nfmt!("Subscriber unregistered: {}", node))
