@@ -2,5 +2,6 @@
 #![deny(unsafe_code)]
 
 pub mod batch_sql;
+pub mod node;
 pub mod snapshot;
 pub mod tick_policy;

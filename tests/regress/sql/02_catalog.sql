@@ -31,11 +31,13 @@ SELECT c.relname, a.grantee::regrole AS grantee, a.privilege_type
  WHERE c.relnamespace = 'pgq'::regnamespace AND c.relkind = 'S' AND a.grantee <> 'postgres'::regrole
  ORDER BY 1, 2::text, 3;
 -- extension config dump
-SELECT unnest(extconfig)::regclass::text AS dumped FROM pg_extension WHERE extname = 'pgq' ORDER BY 1;
+-- (pgq schema only: our extension also owns pgq_node and pgq_ext tables)
+SELECT dumped FROM (SELECT unnest(extconfig)::regclass::text AS dumped FROM pg_extension WHERE extname = 'pgq') x
+ WHERE dumped LIKE 'pgq.%' ORDER BY 1;
 -- extension members (tables and sequences)
 SELECT classid::regclass, objid::regclass::text FROM pg_depend
  WHERE refobjid = (SELECT oid FROM pg_extension WHERE extname = 'pgq')
-   AND deptype = 'e' AND classid = 'pg_class'::regclass ORDER BY 2;
+   AND deptype = 'e' AND classid = 'pg_class'::regclass AND objid::regclass::text LIKE 'pgq.%' ORDER BY 2;
 -- public functions: signature, result, flags (internal helpers starting with "_" other
 -- than _grant_perms_from are an implementation detail and are not listed)
 CREATE TEMP VIEW pgq_funcs AS
