@@ -5,3 +5,5 @@ pub mod batch_sql;
 pub mod node;
 pub mod snapshot;
 pub mod tick_policy;
+pub mod pg_keywords;
+pub mod triggers;
