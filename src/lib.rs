@@ -22,10 +22,12 @@ mod pgq_node;
 mod plans;
 mod spi_util;
 mod ticker;
+mod triggers;
 
 pgrx::pg_module_magic!();
 
 extension_sql_file!("../sql/pgq_schema.sql", name = "pgq_schema", bootstrap);
+extension_sql_file!("../sql/pgq_triggers.sql", name = "pgq_triggers", requires = ["pgq_schema"]);
 extension_sql_file!("../sql/pgq_functions.sql", name = "pgq_functions", finalize);
 // pgq_node, pgq_ext, pgq_coop: tables, function declarations (Rust bodies) and grants
 extension_sql_file!("../sql/pgq_node_schema.sql", name = "pgq_node_schema");
@@ -41,6 +43,7 @@ extension_sql_file!("../sql/pgq_coop.sql", name = "pgq_coop");
 pub extern "C-unwind" fn _PG_init() {
     gucs::init();
     insert::init();
+    triggers::init();
     bgworker::init();
 }
 
