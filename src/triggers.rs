@@ -165,8 +165,24 @@ unsafe fn cstr<'a>(p: *const c_char) -> &'a str {
     unsafe { bytes_str(CStr::from_ptr(p).to_bytes()) }
 }
 
-/// Text from the server: UTF-8 in practice; other encodings are taken lossily.
+thread_local! {
+    /// 1 = the database encoding is UTF-8, 2 = it is not, 0 = not known yet
+    static DB_UTF8: Cell<u8> = const { Cell::new(0) };
+}
+
+/// Text from the server. In a UTF-8 database every text output is valid UTF-8
+/// (PostgreSQL verifies input encoding); elsewhere non-UTF-8 bytes are taken lossily.
 unsafe fn bytes_str<'a>(b: &'a [u8]) -> &'a str {
+    let enc = DB_UTF8.with(|e| {
+        if e.get() == 0 {
+            let utf8 = unsafe { pg_sys::GetDatabaseEncoding() } == pg_sys::pg_enc::PG_UTF8 as i32;
+            e.set(if utf8 { 1 } else { 2 });
+        }
+        e.get()
+    });
+    if enc == 1 {
+        return unsafe { std::str::from_utf8_unchecked(b) };
+    }
     match std::str::from_utf8(b) {
         Ok(s) => s,
         Err(_) => Box::leak(String::from_utf8_lossy(b).into_owned().into_boxed_str()),

@@ -14,19 +14,33 @@ use super::pg_keywords::NON_UNRESERVED;
 
 const HEX: &[u8; 16] = b"0123456789abcdef";
 
+/// Bytes that urlencoding leaves alone: `0-9 A-Z a-z _ . -`.
+const fn url_safe_table() -> [bool; 256] {
+    let mut t = [false; 256];
+    let mut i = 0;
+    while i < 256 {
+        let b = i as u8;
+        t[i] = b.is_ascii_alphanumeric() || b == b'_' || b == b'.' || b == b'-';
+        i += 1;
+    }
+    t
+}
+static URL_SAFE: [bool; 256] = url_safe_table();
+
 /// Append `s` urlencoded the PgQ way: `0-9A-Za-z_.-` unchanged, space as `+`, every
 /// other byte as `%` and two lowercase hex digits.
+#[allow(unsafe_code)]
 pub fn urlencode_into(out: &mut String, s: &[u8]) {
-    // SAFETY-free: we only ever push ASCII.
+    // SAFETY: only ASCII bytes are appended, so the String stays valid UTF-8.
+    let v = unsafe { out.as_mut_vec() };
+    v.reserve(s.len() * 3);
     for &b in s {
-        match b {
-            b'0'..=b'9' | b'a'..=b'z' | b'A'..=b'Z' | b'_' | b'.' | b'-' => out.push(b as char),
-            b' ' => out.push('+'),
-            _ => {
-                out.push('%');
-                out.push(HEX[(b >> 4) as usize] as char);
-                out.push(HEX[(b & 15) as usize] as char);
-            }
+        if URL_SAFE[b as usize] {
+            v.push(b);
+        } else if b == b' ' {
+            v.push(b'+');
+        } else {
+            v.extend_from_slice(&[b'%', HEX[(b >> 4) as usize], HEX[(b & 15) as usize]]);
         }
     }
 }

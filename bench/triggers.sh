@@ -1,0 +1,152 @@
+#!/bin/bash
+# bench/triggers.sh — cost of the row-capture triggers, this extension vs the original.
+#
+# Same conventions as bench/bench.sh: two throw-away clusters with identical settings,
+# "ref" from $REF_BIN (the original PgQ 3.5, C triggers) and "ours" from $OURS_BIN;
+# each measurement runs interleaved ref, ours, ours, ref, $REPEAT times and the best
+# run per side counts. Times are reported as ratios to the same side's no-trigger time
+# (lower is better), ours next to the original's.
+#
+#   insert  INSERT ... SELECT of $ROWS rows into a user_info-shaped table
+#           (int primary key, 5 text columns, date, numeric, two timestamps)
+#   update  UPDATE of all $ROWS rows (one column changes)
+# for: no trigger, pgq.logutriga, pgq.sqltriga, pgq.jsontriga (AFTER INSERT OR
+# UPDATE OR DELETE FOR EACH ROW, as londiste installs them).
+#
+# Env: REF_BIN, OURS_BIN, REPEAT (2), ROWS (200000), VARIANTS, EXTRA_CONF.
+# Run as root (clusters run as `postgres`). Not a test: it asserts nothing about speed,
+# but refuses to report a run that produced the wrong number of events.
+set -Eeuo pipefail
+
+CONF="shared_buffers = 256MB
+synchronous_commit = off
+max_wal_size = 4GB
+checkpoint_timeout = 30min
+max_connections = 20
+${EXTRA_CONF:-}"
+
+REF_BIN=${REF_BIN:-/opt/pgq-reference/usr/lib/postgresql/15/bin}
+OURS_BIN=${OURS_BIN:-/usr/lib/postgresql/15/bin}
+REPEAT=${REPEAT:-2}
+ROWS=${ROWS:-200000}
+VARIANTS=${VARIANTS:-none logutriga sqltriga jsontriga}
+
+HERE=$(cd "$(dirname "$0")" && pwd)
+REPO=$(cd "$HERE/.." && pwd)
+source "$REPO/tests/lib/pgcluster.sh"
+
+cleanup() {
+  local rc=$?
+  [ $rc -ne 0 ] && PGC_KEEP_LOG_ON_STOP=1
+  pgc_cleanup
+  exit $rc
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+trap '[ -n "${ERR_SEEN:-}" ] || { ERR_SEEN=1; echo "triggers.sh: command failed: $BASH_COMMAND" >&2; }' ERR
+
+log() { echo "[$(date +%H:%M:%S)] $*" >&2; }
+T0=$(date +%s)
+
+commit=$(git -C "$REPO" rev-parse --short HEAD 2>/dev/null || echo "none")
+dirty=$(git -C "$REPO" status --porcelain 2>/dev/null | head -c1)
+echo "pgq trigger benchmark  $(date -u '+%Y-%m-%d %H:%M:%S UTC')"
+echo "commit: $commit${dirty:+ (working tree has uncommitted changes)}"
+echo "host: $(nproc) cores, load average at start: $(cut -d' ' -f1-3 /proc/loadavg)"
+echo "ref:  $REF_BIN"
+echo "ours: $OURS_BIN"
+echo "settings: $(echo "$CONF" | grep -v '^$' | paste -sd ';' | sed 's/;/; /g')"
+echo "REPEAT=$REPEAT ROWS=$ROWS"
+
+for side in ref ours; do
+  bin=$REF_BIN; [ $side = ours ] && bin=$OURS_BIN
+  pgc_start $side "$bin" "" "$CONF"
+  pgc_psql $side -c "create extension pgq" >/dev/null
+  echo "$side: $(pgc_val $side "select 'PostgreSQL ' || current_setting('server_version') || ', pgq ' || pgq.version()") (port $(pgc_port $side))"
+done
+
+# prepare SIDE VARIANT: fresh table (+ trigger) and queue
+prepare() {
+  local side=$1 v=$2 trig=""
+  [ "$v" = none ] || trig="create trigger cap after insert or update or delete on user_info
+      for each row execute function pgq.$v('bq');"
+  pgc_psql "$side" -o /dev/null <<SQL
+select pgq.drop_queue(queue_name, true) from pgq.queue where queue_name = 'bq';
+select pgq.create_queue('bq');
+drop table if exists user_info;
+create table user_info (
+    userid int primary key, engname text, cnname text, occupation text, birthday date,
+    signname text, email text, qq numeric, crt_time timestamp, mod_time timestamp);
+$trig
+checkpoint;
+SQL
+}
+
+# timed SIDE SQL: run SQL once, print its duration in ms
+timed() {
+  local side=$1 sql=$2 out
+  out=$(printf '\\timing on\n%s\n' "$sql" | pgc_psql "$side" -o /dev/null 2>&1) || { echo "$out" >&2; return 1; }
+  echo "$out" | awk '/^Time: / {print $2; found=1} END {exit !found}'
+}
+
+events() { pgc_val "$1" "select count(*) from pgq.event_template"; }
+
+INSERT_SQL="insert into user_info select g, 'digoal.zhou', '德哥', 'DBA', date '1970-01-01',
+  E'公益是一辈子的事, I\\'m Digoal.Zhou, Just do it!', 'digoal@126.com', 276732431,
+  timestamp '2024-01-01 12:00:00' + g * interval '1 second', null from generate_series(1, $ROWS) g;"
+UPDATE_SQL="update user_info set mod_time = timestamp '2024-06-01 00:00:00';"
+
+# run SIDE VARIANT: prints "insert_ms update_ms"
+run() {
+  local side=$1 v=$2 ti tu n want
+  prepare "$side" "$v"
+  ti=$(timed "$side" "$INSERT_SQL")
+  want=$ROWS; [ "$v" = none ] && want=0
+  n=$(events "$side"); [ "$n" = "$want" ] || { echo "$side $v: $n events after insert, expected $want" >&2; return 1; }
+  pgc_psql "$side" -o /dev/null -c "vacuum analyze user_info" -c checkpoint
+  tu=$(timed "$side" "$UPDATE_SQL")
+  want=$((2 * ROWS)); [ "$v" = none ] && want=0
+  n=$(events "$side"); [ "$n" = "$want" ] || { echo "$side $v: $n events after update, expected $want" >&2; return 1; }
+  echo "$ti $tu"
+}
+
+declare -A BEST RUNS
+for ((r = 1; r <= REPEAT; r++)); do
+  for v in $VARIANTS; do
+    for side in ref ours ours ref; do
+      read -r ti tu < <(run "$side" "$v")
+      log "  round $r $v $side: insert ${ti} ms, update ${tu} ms"
+      for op in insert update; do
+        t=$ti; [ $op = update ] && t=$tu
+        RUNS[$v,$op,$side]="${RUNS[$v,$op,$side]:-}${RUNS[$v,$op,$side]:+ }$t"
+        if [ -z "${BEST[$v,$op,$side]:-}" ] || awk -v a="$t" -v b="${BEST[$v,$op,$side]}" 'BEGIN {exit !(a < b)}'; then
+          BEST[$v,$op,$side]=$t
+        fi
+      done
+    done
+  done
+done
+
+echo
+echo "best of $((2 * REPEAT)) runs per side, $ROWS rows; ratio = time / same side's no-trigger time (lower is better)"
+printf '%-7s %-10s %12s %8s %12s %8s\n' op trigger "ref ms" "ref x" "ours ms" "ours x"
+for op in insert update; do
+  for v in $VARIANTS; do
+    printf '%-7s %-10s' "$op" "$v"
+    for side in ref ours; do
+      base=${BEST[none,$op,$side]:-}
+      ratio=$(awk -v t="${BEST[$v,$op,$side]}" -v b="${base:-0}" 'BEGIN {if (b > 0) printf "%.2f", t / b; else print "-"}')
+      printf ' %12.1f %8s' "${BEST[$v,$op,$side]}" "$ratio"
+    done
+    echo
+  done
+done
+echo
+echo "all runs (ms, in order):"
+for op in insert update; do
+  for v in $VARIANTS; do
+    echo "  $op $v ref:  ${RUNS[$v,$op,ref]}"
+    echo "  $op $v ours: ${RUNS[$v,$op,ours]}"
+  done
+done
+echo "load average at end: $(cut -d' ' -f1-3 /proc/loadavg); total time $(( $(date +%s) - T0 )) s"
