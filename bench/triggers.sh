@@ -11,7 +11,11 @@
 #           (int primary key, 5 text columns, date, numeric, two timestamps)
 #   update  UPDATE of all $ROWS rows (one column changes)
 # for: no trigger, pgq.logutriga, pgq.sqltriga, pgq.jsontriga (AFTER INSERT OR
-# UPDATE OR DELETE FOR EACH ROW, as londiste installs them).
+# UPDATE OR DELETE FOR EACH ROW, as londiste installs them), and "floor": no trigger,
+# but the same statement also writes one row per changed row, with a constant
+# logutriga-sized payload, into a table shaped like a pgq event table (same columns,
+# ev_txid index). That is the physical cost of storing the events alone, without
+# any trigger machinery or encoding: no capture trigger can be cheaper.
 #
 # Env: REF_BIN, OURS_BIN, REPEAT (2), ROWS (200000), VARIANTS, EXTRA_CONF.
 # Run as root (clusters run as `postgres`). Not a test: it asserts nothing about speed,
@@ -29,7 +33,7 @@ REF_BIN=${REF_BIN:-/opt/pgq-reference/usr/lib/postgresql/15/bin}
 OURS_BIN=${OURS_BIN:-/usr/lib/postgresql/15/bin}
 REPEAT=${REPEAT:-2}
 ROWS=${ROWS:-200000}
-VARIANTS=${VARIANTS:-none logutriga sqltriga jsontriga}
+VARIANTS=${VARIANTS:-none floor logutriga sqltriga jsontriga}
 
 HERE=$(cd "$(dirname "$0")" && pwd)
 REPO=$(cd "$HERE/.." && pwd)
@@ -68,8 +72,8 @@ done
 # prepare SIDE VARIANT: fresh table (+ trigger) and queue
 prepare() {
   local side=$1 v=$2 trig=""
-  [ "$v" = none ] || trig="create trigger cap after insert or update or delete on user_info
-      for each row execute function pgq.$v('bq');"
+  case $v in none | floor) ;; *) trig="create trigger cap after insert or update or delete on user_info
+      for each row execute function pgq.$v('bq');" ;; esac
   pgc_psql "$side" -o /dev/null <<SQL
 select pgq.drop_queue(queue_name, true) from pgq.queue where queue_name = 'bq';
 select pgq.create_queue('bq');
@@ -77,6 +81,9 @@ drop table if exists user_info;
 create table user_info (
     userid int primary key, engname text, cnname text, occupation text, birthday date,
     signname text, email text, qq numeric, crt_time timestamp, mod_time timestamp);
+drop table if exists ev_floor;
+create table ev_floor (like pgq.event_template);
+create index on ev_floor (ev_txid);
 $trig
 checkpoint;
 SQL
@@ -95,17 +102,27 @@ INSERT_SQL="insert into user_info select g, 'digoal.zhou', '德哥', 'DBA', date
   E'公益是一辈子的事, I\\'m Digoal.Zhou, Just do it!', 'digoal@126.com', 276732431,
   timestamp '2024-01-01 12:00:00' + g * interval '1 second', null from generate_series(1, $ROWS) g;"
 UPDATE_SQL="update user_info set mod_time = timestamp '2024-06-01 00:00:00';"
+# what logutriga sends for one row of this table (same length as the real payloads)
+PAYLOAD="userid=100000&engname=digoal.zhou&cnname=%e5%be%b7%e5%93%a5&occupation=DBA&birthday=1970-01-01&signname=%e5%85%ac%e7%9b%8a%e6%98%af%e4%b8%80%e8%be%88%e5%ad%90%e7%9a%84%e4%ba%8b%2c+I%27m+Digoal.Zhou%2c+Just+do+it%21&email=digoal%40126.com&qq=276732431&crt_time=2024-01-02+15%3a46%3a40&mod_time"
+floor_sql() {
+  echo "with u as (${1%;} returning userid)
+    insert into ev_floor (ev_id, ev_time, ev_txid, ev_type, ev_data, ev_extra1)
+    select userid, now(), txid_current(), 'I:userid', '$PAYLOAD', 'public.user_info' from u;"
+}
 
 # run SIDE VARIANT: prints "insert_ms update_ms"
 run() {
-  local side=$1 v=$2 ti tu n want
+  local side=$1 v=$2 ti tu n want ins=$INSERT_SQL upd=$UPDATE_SQL
+  [ "$v" = floor ] && { ins=$(floor_sql "$INSERT_SQL"); upd=$(floor_sql "$UPDATE_SQL"); }
   prepare "$side" "$v"
-  ti=$(timed "$side" "$INSERT_SQL")
-  want=$ROWS; [ "$v" = none ] && want=0
+  ti=$(timed "$side" "$ins")
+  want=$ROWS; case $v in none | floor) want=0 ;; esac
   n=$(events "$side"); [ "$n" = "$want" ] || { echo "$side $v: $n events after insert, expected $want" >&2; return 1; }
+  [ "$v" != floor ] || [ "$(pgc_val "$side" "select count(*) from ev_floor")" = "$ROWS" ] \
+    || { echo "$side floor: wrong row count in ev_floor" >&2; return 1; }
   pgc_psql "$side" -o /dev/null -c "vacuum analyze user_info" -c checkpoint
-  tu=$(timed "$side" "$UPDATE_SQL")
-  want=$((2 * ROWS)); [ "$v" = none ] && want=0
+  tu=$(timed "$side" "$upd")
+  want=$((2 * ROWS)); case $v in none | floor) want=0 ;; esac
   n=$(events "$side"); [ "$n" = "$want" ] || { echo "$side $v: $n events after update, expected $want" >&2; return 1; }
   echo "$ti $tu"
 }

@@ -54,6 +54,8 @@ struct Col {
     typid: pg_sys::Oid,
     collation: pg_sys::Oid,
     out: Box<pg_sys::FmgrInfo>,
+    /// text/varchar: output is the stored string
+    plain_text: bool,
     json: JsonKind,
     /// `_pgq_ev_*` column: index of the event field it sets
     magic: Option<usize>,
@@ -237,6 +239,7 @@ unsafe fn build_table(rel: pg_sys::Relation) -> TableInfo {
                 typid,
                 collation: (*att).attcollation,
                 out,
+                plain_text: matches!(typid, pg_sys::TEXTOID | pg_sys::VARCHAROID),
                 json,
                 magic,
                 eq: RefCell::new(Eq::Unknown),
@@ -420,9 +423,17 @@ impl Row {
     }
 }
 
-/// Text output of a value; the string lives in the current (per-tuple) memory context.
+/// Text output of a value; the string lives in the current (per-tuple) memory context
+/// (or in the tuple itself). `text` and `varchar`, whose output function returns
+/// the stored bytes, are read in place.
 unsafe fn out_text<'a>(col: &Col, d: pg_sys::Datum) -> &'a str {
     unsafe {
+        if col.plain_text {
+            let p = pg_sys::pg_detoast_datum_packed(d.cast_mut_ptr());
+            let len = pgrx::varlena::varsize_any_exhdr(p);
+            let data = pgrx::varlena::vardata_any(p) as *const u8;
+            return bytes_str(std::slice::from_raw_parts(data, len));
+        }
         let p = pg_sys::OutputFunctionCall(&*col.out as *const _ as *mut _, d);
         cstr(p)
     }

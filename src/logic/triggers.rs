@@ -14,18 +14,24 @@ use super::pg_keywords::NON_UNRESERVED;
 
 const HEX: &[u8; 16] = b"0123456789abcdef";
 
-/// Bytes that urlencoding leaves alone: `0-9 A-Z a-z _ . -`.
-const fn url_safe_table() -> [bool; 256] {
-    let mut t = [false; 256];
+/// Per byte: its urlencoded form (1 or 3 bytes) and that length.
+const fn url_table() -> [([u8; 3], u8); 256] {
+    let mut t = [([0u8; 3], 0u8); 256];
     let mut i = 0;
     while i < 256 {
         let b = i as u8;
-        t[i] = b.is_ascii_alphanumeric() || b == b'_' || b == b'.' || b == b'-';
+        t[i] = if b.is_ascii_alphanumeric() || b == b'_' || b == b'.' || b == b'-' {
+            ([b, 0, 0], 1)
+        } else if b == b' ' {
+            ([b'+', 0, 0], 1)
+        } else {
+            ([b'%', HEX[(b >> 4) as usize], HEX[(b & 15) as usize]], 3)
+        };
         i += 1;
     }
     t
 }
-static URL_SAFE: [bool; 256] = url_safe_table();
+static URL_TABLE: [([u8; 3], u8); 256] = url_table();
 
 /// Append `s` urlencoded the PgQ way: `0-9A-Za-z_.-` unchanged, space as `+`, every
 /// other byte as `%` and two lowercase hex digits.
@@ -35,13 +41,8 @@ pub fn urlencode_into(out: &mut String, s: &[u8]) {
     let v = unsafe { out.as_mut_vec() };
     v.reserve(s.len() * 3);
     for &b in s {
-        if URL_SAFE[b as usize] {
-            v.push(b);
-        } else if b == b' ' {
-            v.push(b'+');
-        } else {
-            v.extend_from_slice(&[b'%', HEX[(b >> 4) as usize], HEX[(b & 15) as usize]]);
-        }
+        let (enc, n) = &URL_TABLE[b as usize];
+        v.extend_from_slice(&enc[..*n as usize]);
     }
 }
 
