@@ -40,10 +40,17 @@ pub fn urlencode_into(out: &mut String, s: &[u8]) {
     // SAFETY: only ASCII bytes are appended, so the String stays valid UTF-8.
     let v = unsafe { out.as_mut_vec() };
     v.reserve(s.len() * 3);
+    let mut len = v.len();
+    let base = v.as_mut_ptr();
     for &b in s {
         let (enc, n) = &URL_TABLE[b as usize];
-        v.extend_from_slice(&enc[..*n as usize]);
+        // SAFETY: capacity was reserved for 3 bytes per input byte; every entry is
+        // written whole (3 bytes) and only its length is kept.
+        unsafe { std::ptr::copy_nonoverlapping(enc.as_ptr(), base.add(len), 3) };
+        len += *n as usize;
     }
+    // SAFETY: bytes up to `len` were written above.
+    unsafe { v.set_len(len) };
 }
 
 pub fn urlencode(s: &[u8]) -> String {
