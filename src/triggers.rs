@@ -51,6 +51,8 @@ enum Eq {
 struct Col {
     dropped: bool,
     name: String,
+    /// `name` as quote_ident gives it (quote_all_identifiers off)
+    quoted: String,
     typid: pg_sys::Oid,
     collation: pg_sys::Oid,
     out: Box<pg_sys::FmgrInfo>,
@@ -145,7 +147,7 @@ unsafe extern "C-unwind" fn relcache_callback(_arg: pg_sys::Datum, relid: pg_sys
 
 #[pg_guard]
 unsafe extern "C-unwind" fn proc_callback(_arg: pg_sys::Datum, _cacheid: i32, _hash: u32) {
-    // pgq.insert_event may have been re-created or its ACL changed
+    // pgq.insert_event may have been re-created, its ACL or a role membership changed
     unsafe {
         INSERT_EVENT_OID = pg_sys::InvalidOid;
         ACL_OK_USER = pg_sys::InvalidOid;
@@ -155,11 +157,14 @@ unsafe extern "C-unwind" fn proc_callback(_arg: pg_sys::Datum, _cacheid: i32, _h
 pub fn init() {
     unsafe {
         pg_sys::CacheRegisterRelcacheCallback(Some(relcache_callback), pg_sys::Datum::from(0));
-        pg_sys::CacheRegisterSyscacheCallback(
-            pg_sys::SysCacheIdentifier::PROCOID as i32,
-            Some(proc_callback),
-            pg_sys::Datum::from(0),
-        );
+        // EXECUTE on pgq.insert_event: its ACL, and role memberships
+        for cache in [
+            pg_sys::SysCacheIdentifier::PROCOID,
+            pg_sys::SysCacheIdentifier::AUTHMEMROLEMEM,
+            pg_sys::SysCacheIdentifier::AUTHOID,
+        ] {
+            pg_sys::CacheRegisterSyscacheCallback(cache as i32, Some(proc_callback), pg_sys::Datum::from(0));
+        }
     }
 }
 
@@ -187,7 +192,15 @@ unsafe fn bytes_str<'a>(b: &'a [u8]) -> &'a str {
     }
     match std::str::from_utf8(b) {
         Ok(s) => s,
-        Err(_) => Box::leak(String::from_utf8_lossy(b).into_owned().into_boxed_str()),
+        Err(_) => {
+            // a lossy copy in the current (per-tuple) memory context
+            let lossy = String::from_utf8_lossy(b);
+            unsafe {
+                let p = pg_sys::palloc(lossy.len().max(1)) as *mut u8;
+                std::ptr::copy_nonoverlapping(lossy.as_ptr(), p, lossy.len());
+                std::str::from_utf8_unchecked(std::slice::from_raw_parts(p, lossy.len()))
+            }
+        }
     }
 }
 
@@ -235,6 +248,7 @@ unsafe fn build_table(rel: pg_sys::Relation) -> TableInfo {
             };
             cols.push(Col {
                 dropped,
+                quoted: tl::quote_ident(&name),
                 name,
                 typid,
                 collation: (*att).attcollation,
@@ -715,12 +729,27 @@ unsafe fn fire(fcinfo: pg_sys::FunctionCallInfo, fl: Flavour) -> pg_sys::Datum {
                 Flavour::Logu => encode_row(&t, &tr, data_row, false),
                 Flavour::Json => encode_row(&t, &tr, data_row, true),
                 Flavour::Sql => {
-                    let qa = pg_sys::quote_all_identifiers;
+                    // quoted column names: cached, unless quote_all_identifiers is on
+                    let forced: Vec<String>;
+                    let names: Vec<&str> = if pg_sys::quote_all_identifiers {
+                        forced = t
+                            .cols
+                            .iter()
+                            .map(|c| {
+                                let mut q = String::with_capacity(c.name.len() + 2);
+                                tl::quote_ident_into(&mut q, &c.name, true);
+                                q
+                            })
+                            .collect();
+                        forced.iter().map(String::as_str).collect()
+                    } else {
+                        t.cols.iter().map(|c| c.quoted.as_str()).collect()
+                    };
                     let old = &trig_row;
                     let keys = || {
                         t.cols.iter().enumerate().filter(|(i, _)| tr.is_key[*i]).map(|(i, c)| {
                             match text_of(c, old, i) {
-                                Some(v) => (c.name.as_str(), v),
+                                Some(v) => (names[i], v),
                                 None => raise_internal("logtriga: Unexpected NULL key value"),
                             }
                         })
@@ -731,24 +760,22 @@ unsafe fn fire(fcinfo: pg_sys::FunctionCallInfo, fl: Flavour) -> pg_sys::Datum {
                                 .iter()
                                 .enumerate()
                                 .filter(|(i, c)| !c.dropped && c.magic.is_none() && !tr.ignored[*i])
-                                .map(|(i, c)| (c.name.as_str(), text_of(c, data_row, i))),
-                            qa,
+                                .map(|(i, c)| (names[i], text_of(c, data_row, i))),
                         ),
                         Op::Update => {
                             let new = new_row.as_ref().unwrap();
                             if set_cols.is_empty() {
                                 let first: Vec<(&str, Option<&str>)> =
                                     keys().take(1).map(|(n, v)| (n, Some(v))).collect();
-                                tl::sql_update(first, keys(), qa)
+                                tl::sql_update(first, keys())
                             } else {
                                 tl::sql_update(
-                                    set_cols.iter().map(|&i| (t.cols[i].name.as_str(), text_of(&t.cols[i], new, i))),
+                                    set_cols.iter().map(|&i| (names[i], text_of(&t.cols[i], new, i))),
                                     keys(),
-                                    qa,
                                 )
                             }
                         }
-                        _ => tl::sql_delete(keys(), qa),
+                        _ => tl::sql_delete(keys()),
                     }
                 }
             });

@@ -135,16 +135,21 @@ pub fn decode_urlenc_row(s: &str) -> Result<Vec<(String, Option<String>)>, Decod
 /// Append `s` as PostgreSQL's `quote_literal` would: `'...'` with `'` and `\` doubled,
 /// prefixed with `E` when the value holds a backslash.
 pub fn quote_literal_into(out: &mut String, s: &str) {
-    if s.contains('\\') {
+    let b = s.as_bytes();
+    if b.contains(&b'\\') {
         out.push('E');
     }
     out.push('\'');
-    for c in s.chars() {
-        if c == '\'' || c == '\\' {
-            out.push(c);
+    // copy runs between quote/backslash characters (ASCII, so runs split on char
+    // boundaries), doubling each of those
+    let mut start = 0;
+    for (i, &c) in b.iter().enumerate() {
+        if c == b'\'' || c == b'\\' {
+            out.push_str(&s[start..=i]);
+            start = i;
         }
-        out.push(c);
     }
+    out.push_str(&s[start..]);
     out.push('\'');
 }
 
@@ -203,24 +208,31 @@ pub fn quote_ident(s: &str) -> String {
 /// Append `s` as a JSON string literal, escaping as PostgreSQL's `escape_json`.
 pub fn json_string_into(out: &mut String, s: &str) {
     out.push('"');
-    for c in s.chars() {
-        match c {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            '\u{8}' => out.push_str("\\b"),
-            '\u{c}' => out.push_str("\\f"),
-            '\n' => out.push_str("\\n"),
-            '\r' => out.push_str("\\r"),
-            '\t' => out.push_str("\\t"),
-            c if (c as u32) < 0x20 => {
-                let v = c as u32;
-                out.push_str("\\u00");
-                out.push(HEX[(v >> 4) as usize] as char);
-                out.push(HEX[(v & 15) as usize] as char);
-            }
-            c => out.push(c),
+    let b = s.as_bytes();
+    let mut start = 0;
+    for (i, &c) in b.iter().enumerate() {
+        let esc: &str = match c {
+            b'"' => "\\\"",
+            b'\\' => "\\\\",
+            0x08 => "\\b",
+            0x0c => "\\f",
+            b'\n' => "\\n",
+            b'\r' => "\\r",
+            b'\t' => "\\t",
+            0..=0x1f => "",
+            _ => continue,
+        };
+        out.push_str(&s[start..i]);
+        if esc.is_empty() {
+            out.push_str("\\u00");
+            out.push(HEX[(c >> 4) as usize] as char);
+            out.push(HEX[(c & 15) as usize] as char);
+        } else {
+            out.push_str(esc);
         }
+        start = i + 1;
     }
+    out.push_str(&s[start..]);
     out.push('"');
 }
 
@@ -607,16 +619,17 @@ pub fn json_row<'a>(cols: impl IntoIterator<Item = (&'a str, JsonVal<'a>)>) -> S
     out
 }
 
-/// sqltriga INSERT: `(a,b) values ('1',null)`.
-pub fn sql_insert<'a>(cols: impl IntoIterator<Item = (&'a str, Option<&'a str>)>, quote_all: bool) -> String {
+/// sqltriga INSERT: `(a,b) values ('1',null)`. Names are already quoted (see
+/// [`quote_ident_into`]).
+pub fn sql_insert<'a>(cols: impl IntoIterator<Item = (&'a str, Option<&'a str>)>) -> String {
     let mut names = String::with_capacity(64);
-    let mut vals = String::with_capacity(64);
+    let mut vals = String::with_capacity(128);
     for (name, val) in cols {
         if !names.is_empty() {
             names.push(',');
             vals.push(',');
         }
-        quote_ident_into(&mut names, name, quote_all);
+        names.push_str(name);
         match val {
             Some(v) => quote_literal_into(&mut vals, v),
             None => vals.push_str("null"),
@@ -631,31 +644,30 @@ pub fn sql_insert<'a>(cols: impl IntoIterator<Item = (&'a str, Option<&'a str>)>
     out
 }
 
-/// Key condition list `k1='1' and k2='x'`.
-pub fn sql_key_where<'a>(out: &mut String, keys: impl IntoIterator<Item = (&'a str, &'a str)>, quote_all: bool) {
+/// Key condition list `k1='1' and k2='x'` (names already quoted).
+pub fn sql_key_where<'a>(out: &mut String, keys: impl IntoIterator<Item = (&'a str, &'a str)>) {
     for (i, (name, val)) in keys.into_iter().enumerate() {
         if i > 0 {
             out.push_str(" and ");
         }
-        quote_ident_into(out, name, quote_all);
+        out.push_str(name);
         out.push('=');
         quote_literal_into(out, val);
     }
 }
 
 /// sqltriga UPDATE: `a='1',b=NULL where k='1'`; `set` holds the changed columns
-/// (the caller substitutes the first key for a no-op update).
+/// (the caller substitutes the first key for a no-op update). Names already quoted.
 pub fn sql_update<'a>(
     set: impl IntoIterator<Item = (&'a str, Option<&'a str>)>,
     keys: impl IntoIterator<Item = (&'a str, &'a str)>,
-    quote_all: bool,
 ) -> String {
     let mut out = String::with_capacity(128);
     for (i, (name, val)) in set.into_iter().enumerate() {
         if i > 0 {
             out.push(',');
         }
-        quote_ident_into(&mut out, name, quote_all);
+        out.push_str(name);
         out.push('=');
         match val {
             Some(v) => quote_literal_into(&mut out, v),
@@ -663,14 +675,14 @@ pub fn sql_update<'a>(
         }
     }
     out.push_str(" where ");
-    sql_key_where(&mut out, keys, quote_all);
+    sql_key_where(&mut out, keys);
     out
 }
 
-/// sqltriga DELETE: `k='1' and k2='x'`.
-pub fn sql_delete<'a>(keys: impl IntoIterator<Item = (&'a str, &'a str)>, quote_all: bool) -> String {
+/// sqltriga DELETE: `k='1' and k2='x'` (names already quoted).
+pub fn sql_delete<'a>(keys: impl IntoIterator<Item = (&'a str, &'a str)>) -> String {
     let mut out = String::with_capacity(64);
-    sql_key_where(&mut out, keys, quote_all);
+    sql_key_where(&mut out, keys);
     out
 }
 
@@ -841,14 +853,15 @@ mod tests {
     fn builders() {
         assert_eq!(urlenc_row([("id", Some("1")), ("txt", Some("text1")), ("val", None)]), "id=1&txt=text1&val");
         assert_eq!(
-            sql_insert([("id", Some("1")), ("txt", Some("text1")), ("val", None)], false),
+            sql_insert([("id", Some("1")), ("txt", Some("text1")), ("val", None)]),
             "(id,txt,val) values ('1','text1',null)"
         );
+        let sel = quote_ident("select");
         assert_eq!(
-            sql_update([("select", Some("4")), ("z", None)], [("id", "1")], false),
+            sql_update([(sel.as_str(), Some("4")), ("z", None)], [("id", "1")]),
             "\"select\"='4',z=NULL where id='1'"
         );
-        assert_eq!(sql_delete([("nr", "1"), ("col1", "col1")], false), "nr='1' and col1='col1'");
+        assert_eq!(sql_delete([("nr", "1"), ("col1", "col1")]), "nr='1' and col1='col1'");
         assert_eq!(
             json_ev_type(Op::Insert, "public", "trigger_base", &["id"]),
             r#"{"op":"INSERT","table":["public","trigger_base"],"pkey":["id"]}"#
@@ -896,6 +909,28 @@ mod tests {
                 un.push(c);
             }
             prop_assert_eq!(un, s);
+        }
+
+        #[test]
+        fn json_string_matches_charwise(s in ".*") {
+            let mut fast = String::new();
+            json_string_into(&mut fast, &s);
+            let mut slow = String::from("\"");
+            for c in s.chars() {
+                match c {
+                    '"' => slow.push_str("\\\""),
+                    '\\' => slow.push_str("\\\\"),
+                    '\u{8}' => slow.push_str("\\b"),
+                    '\u{c}' => slow.push_str("\\f"),
+                    '\n' => slow.push_str("\\n"),
+                    '\r' => slow.push_str("\\r"),
+                    '\t' => slow.push_str("\\t"),
+                    c if (c as u32) < 0x20 => slow.push_str(&format!("\\u{:04x}", c as u32)),
+                    c => slow.push(c),
+                }
+            }
+            slow.push('"');
+            prop_assert_eq!(fast, slow);
         }
 
         #[test]

@@ -384,6 +384,24 @@ UPDATE alt SET "B" = 'z' WHERE id = 4;
 ALTER TABLE alt RENAME TO alt2;
 DELETE FROM alt2 WHERE id = 4;
 SELECT * FROM ev();
+-- CREATE OR REPLACE TRIGGER with other arguments takes effect at once
+CREATE TABLE repl (id int PRIMARY KEY, v text);
+CREATE TRIGGER r AFTER INSERT OR UPDATE ON repl FOR EACH ROW EXECUTE FUNCTION pgq.logutriga('trg_q');
+INSERT INTO repl VALUES (1, 'a');
+CREATE OR REPLACE TRIGGER r AFTER INSERT OR UPDATE ON repl FOR EACH ROW EXECUTE FUNCTION pgq.logutriga('trg_q', 'ignore=v', 'ev_extra4=v');
+INSERT INTO repl VALUES (2, 'b');
+UPDATE repl SET v = 'c';
+CREATE OR REPLACE TRIGGER r AFTER INSERT OR UPDATE ON repl FOR EACH ROW EXECUTE FUNCTION pgq.jsontriga('trg_q');
+UPDATE repl SET v = 'd' WHERE id = 1;
+SELECT * FROM ev();
+-- partitioned table: the trigger fires per partition
+CREATE TABLE part (id int PRIMARY KEY, v text) PARTITION BY RANGE (id);
+CREATE TABLE part_1 PARTITION OF part FOR VALUES FROM (0) TO (10);
+CREATE TABLE part_2 PARTITION OF part FOR VALUES FROM (10) TO (20);
+SELECT attach('part', 'logutriga');
+INSERT INTO part VALUES (1, 'a'), (11, 'b');
+UPDATE part SET v = 'c';
+SELECT * FROM ev();
 -- generated and dropped columns
 CREATE TABLE gen (id int PRIMARY KEY, x int, drop_me text, y int GENERATED ALWAYS AS (x * 2) STORED);
 ALTER TABLE gen DROP COLUMN drop_me;
@@ -407,6 +425,15 @@ GRANT pgq_writer TO trg_user;
 SET ROLE trg_user;
 SELECT try('INSERT INTO trg.priv VALUES (2)');
 RESET ROLE;
+REVOKE pgq_writer FROM trg_user;
+SET ROLE trg_user;
+SELECT try('INSERT INTO trg.priv VALUES (20)');
+RESET ROLE;
+GRANT EXECUTE ON FUNCTION pgq.insert_event(text, text, text, text, text, text, text) TO trg_user;
+SET ROLE trg_user;
+SELECT try('INSERT INTO trg.priv VALUES (21)');
+RESET ROLE;
+REVOKE EXECUTE ON FUNCTION pgq.insert_event(text, text, text, text, text, text, text) FROM trg_user;
 SELECT * FROM ev();
 -- disable_insert queue refuses the event, and so the change
 UPDATE pgq.queue SET queue_disable_insert = true WHERE queue_name = 'trg_q';
