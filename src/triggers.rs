@@ -179,7 +179,7 @@ thread_local! {
 
 /// Text from the server. In a UTF-8 database every text output is valid UTF-8
 /// (PostgreSQL verifies input encoding); elsewhere non-UTF-8 bytes are taken lossily.
-unsafe fn bytes_str<'a>(b: &'a [u8]) -> &'a str {
+unsafe fn bytes_str(b: &[u8]) -> &str {
     let enc = DB_UTF8.with(|e| {
         if e.get() == 0 {
             let utf8 = unsafe { pg_sys::GetDatabaseEncoding() } == pg_sys::pg_enc::PG_UTF8 as i32;
@@ -334,7 +334,7 @@ fn build_trig(table: &TableInfo, args: tl::TriggerArgs) -> TrigInfo {
                 && c.magic.is_none()
                 && match &args.pkey {
                     Some(p) => tl::list_contains(p, &c.name),
-                    None => table.pk_names.iter().any(|k| *k == c.name),
+                    None => table.pk_names.contains(&c.name),
                 }
         })
         .collect();
@@ -471,7 +471,7 @@ unsafe fn changed(col: &Col, old: &Row, new: &Row, i: usize) -> bool {
                     Eq::Text
                 } else {
                     let mut f: Box<pg_sys::FmgrInfo> = Box::new(std::mem::zeroed());
-                    pg_sys::fmgr_info_cxt(pg_sys::get_opcode(opr), &mut *f, (*col.out).fn_mcxt);
+                    pg_sys::fmgr_info_cxt(pg_sys::get_opcode(opr), &mut *f, col.out.fn_mcxt);
                     Eq::Func(f)
                 };
                 *col.eq.borrow_mut() = e;
