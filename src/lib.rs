@@ -15,11 +15,18 @@ pub mod bgworker;
 mod errors;
 mod gucs;
 mod insert;
+mod londiste;
 mod ticker;
 
 pgrx::pg_module_magic!();
 
 extension_sql_file!("../sql/pgq_schema.sql", name = "pgq_schema", bootstrap);
+extension_sql_file!("../sql/pgq_node_stub.sql", name = "pgq_node_stub", requires = ["pgq_schema"]);
+extension_sql_file!(
+    "../sql/londiste_schema.sql",
+    name = "londiste_schema",
+    requires = ["pgq_schema", "pgq_node_stub"]
+);
 extension_sql_file!("../sql/pgq_functions.sql", name = "pgq_functions", finalize);
 
 #[pg_guard]

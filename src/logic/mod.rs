@@ -4,3 +4,4 @@
 pub mod batch_sql;
 pub mod snapshot;
 pub mod tick_policy;
+pub mod londiste;
