@@ -62,3 +62,5 @@ END $$;
 CREATE FUNCTION pgq.logutriga() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN RETURN NULL; END $$;
 CREATE FUNCTION pgq.sqltriga() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN RETURN NULL; END $$;
 CREATE FUNCTION pgq.jsontriga() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN RETURN NULL; END $$;
+GRANT USAGE ON SCHEMA pgq_node TO public;
+GRANT SELECT ON pgq_node.node_location, pgq_node.node_info, pgq_node.local_state TO pgq_reader, pgq_writer, pgq_admin;

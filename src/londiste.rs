@@ -126,7 +126,16 @@ fn val(rw: bool, sql: &str, args: &[Option<&str>]) -> Option<String> {
 }
 
 fn exec(sql: &str, args: &[Option<&str>]) {
-    q(true, sql, args);
+    Spi::connect_mut(|c| {
+        let a: Vec<DatumWithOid> = args
+            .iter()
+            .map(|v| match v {
+                Some(s) => DatumWithOid::from(*s),
+                None => DatumWithOid::null::<String>(),
+            })
+            .collect();
+        c.update(sql, None, &a).or_raise("londiste");
+    })
 }
 
 fn truth(v: &Option<String>) -> bool {
@@ -525,7 +534,7 @@ fn global_add_table_impl(queue: &str, table: &str) -> Ret {
     let inserted = q(
         true,
         "insert into londiste.table_info (queue_name, table_name) values ($1, $2) \
-         on conflict (queue_name, table_name) do nothing returning 1",
+         on conflict (queue_name, table_name) do nothing returning '1'::text",
         &[Some(queue), Some(&fq)],
     );
     if inserted.is_empty() {
@@ -550,7 +559,7 @@ fn lnd_global_remove_table(i_queue_name: &str, i_table_name: &str) -> Rec {
     }
     let del = q(
         true,
-        "delete from londiste.table_info where queue_name = $1 and table_name = $2 returning 1",
+        "delete from londiste.table_info where queue_name = $1 and table_name = $2 returning '1'::text",
         &[Some(i_queue_name), Some(&fq)],
     );
     if del.is_empty() {
@@ -894,8 +903,13 @@ fn create_trigger_impl(queue: &str, table: &str, trg_args: &[String], dest: Opti
     let func = req.func.sql_name();
     // the other spelling of our own trigger goes away
     for n in [&base, &skip_name] {
-        if *n != name {
-            exec(&format!("drop trigger if exists {} on {}", quote_ident(n), qdest), &[]);
+        let exists = truth(&val(
+            false,
+            "select exists (select 1 from pg_catalog.pg_trigger where tgrelid = $1::oid and tgname = $2)::text",
+            &[Some(&oid), Some(n)],
+        ));
+        if *n != name && exists {
+            exec(&format!("drop trigger {} on {}", quote_ident(n), qdest), &[]);
         }
     }
     let existing = q1(
@@ -1042,7 +1056,7 @@ fn lnd_local_set_table_state(
     let upd = q(
         true,
         "update londiste.table_info set custom_snapshot = $3, merge_state = $4 \
-          where queue_name = $1 and table_name = $2 and local returning 1",
+          where queue_name = $1 and table_name = $2 and local returning '1'::text",
         &[i_queue_name, Some(&fq), i_snapshot, i_merge_state],
     );
     if upd.is_empty() {
@@ -1055,7 +1069,7 @@ fn set_table_attrs_impl(queue: Option<&str>, table: Option<&str>, attrs: Option<
     let upd = q(
         true,
         "update londiste.table_info set table_attrs = $3 \
-          where queue_name = $1 and table_name = $2 and local returning 1",
+          where queue_name = $1 and table_name = $2 and local returning '1'::text",
         &[queue, table, attrs],
     );
     let t = table.unwrap_or_default();
@@ -1084,7 +1098,7 @@ fn lnd_local_set_table_struct(
     let upd = q(
         true,
         "update londiste.table_info set dropped_ddl = $3 \
-          where queue_name = $1 and table_name = $2 and local returning 1",
+          where queue_name = $1 and table_name = $2 and local returning '1'::text",
         &[i_queue_name, i_table_name, i_dropped_ddl],
     );
     if upd.is_empty() {
@@ -1237,7 +1251,7 @@ fn global_remove_seq_impl(queue: &str, seq: &str) -> Ret {
     let fq = lg::make_fqname(seq);
     let del = q(
         true,
-        "delete from londiste.seq_info where queue_name = $1 and seq_name = $2 returning 1",
+        "delete from londiste.seq_info where queue_name = $1 and seq_name = $2 returning '1'::text",
         &[Some(queue), Some(&fq)],
     );
     if del.is_empty() {
@@ -1256,7 +1270,7 @@ fn local_remove_seq_impl(queue: &str, seq: &str) -> Ret {
     }
     let upd = q(
         true,
-        "update londiste.seq_info set local = false where queue_name = $1 and seq_name = $2 and local returning 1",
+        "update londiste.seq_info set local = false where queue_name = $1 and seq_name = $2 and local returning '1'::text",
         &[Some(queue), Some(&fq)],
     );
     if upd.is_empty() {
@@ -1324,7 +1338,7 @@ fn execute_start_impl(
     let ins = q(
         true,
         "insert into londiste.applied_execute (queue_name, execute_file, execute_sql, execute_attrs) \
-         values ($1, $2, $3, $4) on conflict do nothing returning 1",
+         values ($1, $2, $3, $4) on conflict do nothing returning '1'::text",
         &[queue, file, sql, attrs],
     );
     let f = file.unwrap_or_default();
@@ -1665,7 +1679,7 @@ fn obsolete(part_name: &str, retention: &str, period: &str) -> bool {
     let Some(start) = lg::partition_start(part_name, p) else { return false };
     truth(&val(
         false,
-        "select ($1::timestamp < pg_catalog.date_trunc($3, pg_catalog.localtimestamp - $2::interval))::text",
+        "select ($1::timestamp < pg_catalog.date_trunc($3, localtimestamp - $2::interval))::text",
         &[Some(&start), Some(retention), Some(p.sql())],
     ))
 }

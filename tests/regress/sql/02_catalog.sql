@@ -31,11 +31,13 @@ SELECT c.relname, a.grantee::regrole AS grantee, a.privilege_type
  WHERE c.relnamespace = 'pgq'::regnamespace AND c.relkind = 'S' AND a.grantee <> 'postgres'::regrole
  ORDER BY 1, 2::text, 3;
 -- extension config dump
-SELECT unnest(extconfig)::regclass::text AS dumped FROM pg_extension WHERE extname = 'pgq' ORDER BY 1;
+-- (only the pgq schema: ours also dumps the pgq_node and londiste tables, see 40_londiste_schema)
+SELECT * FROM (SELECT unnest(extconfig)::regclass::text AS dumped FROM pg_extension WHERE extname = 'pgq') d
+ WHERE dumped LIKE 'pgq.%' ORDER BY 1;
 -- extension members (tables and sequences)
 SELECT classid::regclass, objid::regclass::text FROM pg_depend
  WHERE refobjid = (SELECT oid FROM pg_extension WHERE extname = 'pgq')
-   AND deptype = 'e' AND classid = 'pg_class'::regclass ORDER BY 2;
+   AND deptype = 'e' AND classid = 'pg_class'::regclass AND objid::regclass::text LIKE 'pgq.%' ORDER BY 2;
 -- public functions: signature, result, flags (internal helpers starting with "_" other
 -- than _grant_perms_from are an implementation detail and are not listed)
 CREATE TEMP VIEW pgq_funcs AS
