@@ -26,27 +26,27 @@ run_pgtest() {
   cargo pgrx test pg15 --release --runas postgres --pgdata "$pgdata"
 }
 
-run_regress() {
-  # preloaded like production, with background work off so ticks stay deterministic
-  cluster_start regress "shared_preload_libraries = 'pgq'" "pgq.enabled = off"
-  local out=$ROOT/tests/regress/results-run
+# pg_regress / pg_isolation_regress against a fresh cluster, preloaded like
+# production with background work off so ticks stay deterministic.
+run_pg_regress() {  # LAYER TOOL EXT
+  local layer=$1 tool=$2 ext=$3 db=pgq_$1
+  cluster_start "$layer" "shared_preload_libraries = 'pgq'" "pgq.enabled = off"
+  as_pg "$PGBIN/createdb" -h "$PGHOST" -p "$PGPORT" "$db"
+  local out=$ROOT/tests/$layer/results-run
   rm -rf "$out"; mkdir -p "$out"
-  as_pg "$PGBIN/createdb" -h "$PGHOST" -p "$PGPORT" pgq_regress
-  local tests; tests=$(cd tests/regress/sql && ls *.sql | sed 's/\.sql$//' | sort)
-  "$PGXS/src/test/regress/pg_regress" --use-existing --host="$PGHOST" --port="$PGPORT" --user=postgres \
-    --inputdir=tests/regress --outputdir="$out" --dbname=pgq_regress $tests \
-    || { cat "$out/regression.diffs" 2>/dev/null | head -300; return 1; }
+  local dir=sql; [ "$ext" = spec ] && dir=specs
+  local tests; tests=$(cd "tests/$layer/$dir" && ls *."$ext" | sed "s/\.$ext\$//" | sort)
+  "$tool" --use-existing --host="$PGHOST" --port="$PGPORT" --user=postgres \
+    --inputdir="tests/$layer" --outputdir="$out" --dbname="$db" $tests \
+    || { head -300 "$out/regression.diffs" 2>/dev/null; return 1; }
+}
+
+run_regress() {
+  run_pg_regress regress "$PGXS/src/test/regress/pg_regress" sql
 }
 
 run_isolation() {
-  cluster_start isolation "shared_preload_libraries = 'pgq'" "pgq.enabled = off"
-  local out=$ROOT/tests/isolation/results-run
-  rm -rf "$out"; mkdir -p "$out"
-  as_pg "$PGBIN/createdb" -h "$PGHOST" -p "$PGPORT" pgq_isolation
-  local tests; tests=$(cd tests/isolation/specs && ls *.spec | sed 's/\.spec$//' | sort)
-  "$PGXS/src/test/isolation/pg_isolation_regress" --use-existing --host="$PGHOST" --port="$PGPORT" --user=postgres \
-    --inputdir=tests/isolation --outputdir="$out" --dbname=pgq_isolation $tests \
-    || { cat "$out/regression.diffs" 2>/dev/null | head -300; return 1; }
+  run_pg_regress isolation "$PGXS/src/test/isolation/pg_isolation_regress" spec
 }
 
 run_bgworker() {

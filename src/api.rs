@@ -5,6 +5,7 @@
 use pgrx::prelude::*;
 
 #[pg_schema]
+#[allow(clippy::type_complexity)] // pgrx needs the name!() columns spelled out in signatures
 pub mod pgq {
     use crate::batch::{self, BatchRow};
     use crate::insert::{self, NewEvent};

@@ -2,6 +2,7 @@
 //! finish_batch.
 
 use crate::errors::{or_null, raise, warning, SpiResultExt};
+use crate::plans::kept;
 use crate::logic::batch_sql::{batch_sql, batch_tables, QueueTables};
 use crate::logic::snapshot::Snapshot;
 use pgrx::datum::DatumWithOid;
@@ -22,20 +23,16 @@ fn snap(text: Option<String>) -> Snapshot {
 
 /// The batch's subscription, queue rotation state and tick snapshots; None if unknown.
 pub fn load_batch(client: &SpiClient<'_>, batch_id: i64) -> Option<BatchDef> {
-    let rows = client
-        .select(
-            "select s.sub_id, q.queue_data_pfx, q.queue_cur_table, q.queue_ntables, \
+    const SQL: &str = "select s.sub_id, q.queue_data_pfx, q.queue_cur_table, q.queue_ntables, \
                     q.queue_switch_step1, q.queue_switch_step2, \
                     t1.tick_snapshot::text, t2.tick_snapshot::text \
                from pgq.subscription s \
                join pgq.queue q on q.queue_id = s.sub_queue \
                join pgq.tick t1 on t1.tick_queue = s.sub_queue and t1.tick_id = s.sub_last_tick \
                join pgq.tick t2 on t2.tick_queue = s.sub_queue and t2.tick_id = s.sub_next_tick \
-              where s.sub_batch = $1",
-            Some(1),
-            &[batch_id.into()],
-        )
-        .or_raise("reading batch");
+              where s.sub_batch = $1";
+    let plan = kept(client, SQL, &[pg_sys::INT8OID], false);
+    let rows = client.select(&*plan, Some(1), &[batch_id.into()]).or_raise("reading batch");
     let row = rows.first();
     if row.is_empty() {
         return None;
@@ -66,7 +63,7 @@ pub fn load_batch(client: &SpiClient<'_>, batch_id: i64) -> Option<BatchDef> {
 
 pub fn batch_event_sql(batch_id: i64) -> String {
     Spi::connect(|client| {
-        let Some(b) = load_batch(&client, batch_id) else {
+        let Some(b) = load_batch(client, batch_id) else {
             raise("batch not found")
         };
         batch_sql(&b.sn1, &b.sn2, &b.tables, b.sub_id)
@@ -75,7 +72,7 @@ pub fn batch_event_sql(batch_id: i64) -> String {
 
 pub fn batch_event_tables(batch_id: i64) -> Vec<String> {
     Spi::connect(|client| {
-        let Some(b) = load_batch(&client, batch_id) else {
+        let Some(b) = load_batch(client, batch_id) else {
             raise(format!("Cannot find data for batch {batch_id}"))
         };
         b.tables
@@ -84,16 +81,12 @@ pub fn batch_event_tables(batch_id: i64) -> Vec<String> {
 
 pub fn finish_batch(batch_id: i64) -> i32 {
     let done = Spi::connect_mut(|client| {
-        let rows = client
-            .update(
-                "update pgq.subscription \
+        const SQL: &str = "update pgq.subscription \
                     set sub_active = pg_catalog.now(), sub_last_tick = sub_next_tick, \
                         sub_next_tick = null, sub_batch = null \
-                  where sub_batch = $1 returning sub_id",
-                None,
-                &[batch_id.into()],
-            )
-            .or_raise("finishing batch");
+                  where sub_batch = $1 returning sub_id";
+        let plan = kept(client, SQL, &[pg_sys::INT8OID], true);
+        let rows = client.update(&*plan, None, &[batch_id.into()]).or_raise("finishing batch");
         rows.len()
     });
     if done == 0 {
@@ -126,9 +119,7 @@ pub fn next_batch_custom(
 ) -> BatchRow {
     Spi::connect_mut(|client| {
         let args: [DatumWithOid; 2] = [queue.into(), consumer.into()];
-        let rows = client
-            .select(
-                "select s.sub_queue, s.sub_consumer, s.sub_batch, s.sub_last_tick, \
+        const SUB: &str = "select s.sub_queue, s.sub_consumer, s.sub_batch, s.sub_last_tick, \
                         t1.tick_id, t1.tick_time, t1.tick_event_seq, \
                         t2.tick_id, t2.tick_time, t2.tick_event_seq \
                    from pgq.queue q \
@@ -136,11 +127,9 @@ pub fn next_batch_custom(
                    join pgq.consumer c on c.co_id = s.sub_consumer \
                    left join pgq.tick t1 on t1.tick_queue = s.sub_queue and t1.tick_id = s.sub_last_tick \
                    left join pgq.tick t2 on t2.tick_queue = s.sub_queue and t2.tick_id = s.sub_next_tick \
-                  where q.queue_name = $1 and c.co_name = $2",
-                Some(1),
-                &args,
-            )
-            .or_raise("reading subscription");
+                  where q.queue_name = $1 and c.co_name = $2";
+        let plan = kept(client, SUB, &[pg_sys::TEXTOID, pg_sys::TEXTOID], false);
+        let rows = client.select(&*plan, Some(1), &args).or_raise("reading subscription");
         let row = rows.first();
         if row.is_empty() {
             raise(format!(
@@ -175,15 +164,13 @@ pub fn next_batch_custom(
             );
         }
         let next = if min_count.is_none() && min_interval.is_none() {
-            client
-                .select(
-                    "select tick_id, tick_time, tick_event_seq, \
+            const NEXT: &str = "select tick_id, tick_time, tick_event_seq, \
                             ($3::interval is not null and pg_catalog.now() - tick_time < $3::interval) \
                        from pgq.tick where tick_queue = $1 and tick_id > $2 \
-                      order by tick_queue, tick_id limit 1",
-                    Some(1),
-                    &[sub_queue.into(), prev_id.into(), min_lag.into()],
-                )
+                      order by tick_queue, tick_id limit 1";
+            let plan = kept(client, NEXT, &[pg_sys::INT4OID, pg_sys::INT8OID, pg_sys::INTERVALOID], false);
+            client
+                .select(&*plan, Some(1), &[sub_queue.into(), prev_id.into(), min_lag.into()])
                 .or_raise("finding next tick")
         } else {
             client
@@ -218,16 +205,14 @@ pub fn next_batch_custom(
         }
         // No "sub_batch is null" guard: like the original, a concurrent caller that
         // waited on the row lock replaces the other session's batch with its own.
-        let upd = client
-            .update(
-                "update pgq.subscription \
+        const OPEN: &str = "update pgq.subscription \
                     set sub_batch = pg_catalog.nextval('pgq.batch_id_seq'), sub_next_tick = $3, \
                         sub_active = pg_catalog.now() \
                   where sub_queue = $1 and sub_consumer = $2 \
-                  returning sub_batch",
-                None,
-                &[sub_queue.into(), sub_consumer.into(), next_id.into()],
-            )
+                  returning sub_batch";
+        let plan = kept(client, OPEN, &[pg_sys::INT4OID, pg_sys::INT4OID, pg_sys::INT8OID], true);
+        let upd = client
+            .update(&*plan, None, &[sub_queue.into(), sub_consumer.into(), next_id.into()])
             .or_raise("opening batch");
         if upd.is_empty() {
             raise(format!(

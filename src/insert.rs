@@ -58,6 +58,8 @@ unsafe extern "C-unwind" fn relcache_callback(_arg: pg_sys::Datum, relid: pg_sys
     unsafe {
         if relid == pg_sys::InvalidOid || relid == QUEUE_RELID {
             STALE = true;
+            // pgq.queue itself may have been dropped (DROP EXTENSION): resolve it again
+            QUEUE_RELID = pg_sys::InvalidOid;
         }
     }
 }

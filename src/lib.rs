@@ -16,6 +16,7 @@ mod errors;
 mod gucs;
 mod insert;
 mod londiste;
+mod plans;
 mod ticker;
 
 pgrx::pg_module_magic!();

@@ -5,9 +5,8 @@
 use crate::errors::{raise, warning, SpiResultExt};
 use crate::logic::tick_policy::{decide, Decision, Thresholds, TickState};
 use pgrx::prelude::*;
-use pgrx::spi::{OwnedPreparedStatement, SpiClient};
-use std::cell::RefCell;
-use std::rc::Rc;
+use crate::plans::kept;
+use pgrx::spi::SpiClient;
 
 struct QueueTickRow {
     queue_id: i32,
@@ -21,72 +20,55 @@ struct QueueTickRow {
     last_xmax: Option<i64>,
 }
 
-const TICK_STATE_SQL: &str = "\
-select q.queue_id, q.queue_tick_seq, q.queue_external_ticker, q.queue_ticker_paused, \
-       q.queue_ticker_max_count::int8, \
-       extract(epoch from q.queue_ticker_max_lag)::float8, \
-       extract(epoch from q.queue_ticker_idle_period)::float8, \
-       coalesce(pg_catalog.pg_sequence_last_value(sq.seqrelid), sq.seqstart), \
-       t1.tick_id, t1.tick_event_seq, \
-       extract(epoch from pg_catalog.now() - t1.tick_time)::float8, \
-       extract(epoch from t1.tick_time - t2.tick_time)::float8, \
-       pg_catalog.txid_snapshot_xmin(t1.tick_snapshot), pg_catalog.txid_snapshot_xmax(t1.tick_snapshot), \
-       pg_catalog.txid_snapshot_xmax(pg_catalog.txid_current_snapshot()), q.queue_name \
-  from pgq.queue q \
-  left join pg_catalog.pg_sequence sq on sq.seqrelid = pg_catalog.to_regclass(q.queue_event_seq) \
-  left join lateral (select tick_id, tick_time, tick_event_seq, tick_snapshot from pgq.tick \
-                      where tick_queue = q.queue_id order by tick_queue desc, tick_id desc limit 1) t1 on true \
-  left join lateral (select tick_time from pgq.tick \
-                      where tick_queue = q.queue_id and tick_id < t1.tick_id \
-                      order by tick_queue desc, tick_id desc limit 1) t2 on true";
 
-thread_local! {
-    // Plans prepared once per backend: all queues, one queue, tick insert.
-    static PLANS: RefCell<Option<[Rc<OwnedPreparedStatement>; 4]>> = const { RefCell::new(None) };
-}
+const STATE_ALL: &str = concat!(
+    "select q.queue_id, q.queue_tick_seq, q.queue_external_ticker, q.queue_ticker_paused, ",
+    "q.queue_ticker_max_count::int8, ",
+    "extract(epoch from q.queue_ticker_max_lag)::float8, ",
+    "extract(epoch from q.queue_ticker_idle_period)::float8, ",
+    "coalesce(pg_catalog.pg_sequence_last_value(sq.seqrelid), sq.seqstart), ",
+    "t1.tick_id, t1.tick_event_seq, ",
+    "extract(epoch from pg_catalog.now() - t1.tick_time)::float8, ",
+    "extract(epoch from t1.tick_time - t2.tick_time)::float8, ",
+    "pg_catalog.txid_snapshot_xmin(t1.tick_snapshot), pg_catalog.txid_snapshot_xmax(t1.tick_snapshot), ",
+    "pg_catalog.txid_snapshot_xmax(pg_catalog.txid_current_snapshot()), q.queue_name ",
+    "from pgq.queue q ",
+    "left join pg_catalog.pg_sequence sq on sq.seqrelid = pg_catalog.to_regclass(q.queue_event_seq) ",
+    "left join lateral (select tick_id, tick_time, tick_event_seq, tick_snapshot from pgq.tick ",
+    "where tick_queue = q.queue_id order by tick_queue desc, tick_id desc limit 1) t1 on true ",
+    "left join lateral (select tick_time from pgq.tick ",
+    "where tick_queue = q.queue_id and tick_id < t1.tick_id ",
+    "order by tick_queue desc, tick_id desc limit 1) t2 on true "
+);
+const WHERE_ALL: &str = "where not q.queue_external_ticker and not q.queue_ticker_paused order by q.queue_name";
+const WHERE_ONE: &str = "where q.queue_name = $1";
+const INSERT_TICK: &str = "insert into pgq.tick (tick_queue, tick_id, tick_event_seq) \
+     values ($1, pg_catalog.nextval(pg_catalog.to_regclass($2)), $3) returning tick_id";
+const NOTIFY: &str = "select pg_catalog.pg_notify($1, $2)";
 
-fn plans(client: &SpiClient<'_>) -> [Rc<OwnedPreparedStatement>; 4] {
-    if let Some(p) = PLANS.with(|p| p.borrow().clone()) {
-        return p;
+fn state_sql(one: bool) -> &'static str {
+    // built once per backend; the plan cache is keyed by the text
+    thread_local! {
+        static SQL: (&'static str, &'static str) = (
+            Box::leak(format!("{STATE_ALL}{WHERE_ALL}").into_boxed_str()),
+            Box::leak(format!("{STATE_ALL}{WHERE_ONE}").into_boxed_str()),
+        );
     }
-    let all = format!(
-        "{TICK_STATE_SQL} where not q.queue_external_ticker and not q.queue_ticker_paused order by q.queue_name"
-    );
-    let one = format!("{TICK_STATE_SQL} where q.queue_name = $1");
-    let p = [
-        Rc::new(client.prepare(all.as_str(), &[]).or_raise("preparing ticker query").keep()),
-        Rc::new(client.prepare(one.as_str(), &[PgOid::from(pg_sys::TEXTOID)]).or_raise("preparing ticker query").keep()),
-        Rc::new(
-            client
-                .prepare_mut(
-                    "insert into pgq.tick (tick_queue, tick_id, tick_event_seq) \
-                     values ($1, pg_catalog.nextval(pg_catalog.to_regclass($2)), $3) returning tick_id",
-                    &[PgOid::from(pg_sys::INT4OID), PgOid::from(pg_sys::TEXTOID), PgOid::from(pg_sys::INT8OID)],
-                )
-                .or_raise("preparing tick insert")
-                .keep(),
-        ),
-        Rc::new(
-            client
-                .prepare_mut(
-                    "select pg_catalog.pg_notify($1, $2)",
-                    &[PgOid::from(pg_sys::TEXTOID), PgOid::from(pg_sys::TEXTOID)],
-                )
-                .or_raise("preparing tick notify")
-                .keep(),
-        ),
-    ];
-    PLANS.with(|c| *c.borrow_mut() = Some(p.clone()));
-    p
+    SQL.with(|s| if one { s.1 } else { s.0 })
 }
 
 /// Each queue's tick state, and the next txid to be assigned (read from the current
 /// snapshot, so the ticker does not assign itself a txid when nothing ticks).
 fn read_states(client: &SpiClient<'_>, queue: Option<&str>) -> (Vec<QueueTickRow>, i64) {
-    let p = plans(client);
     let rows = match queue {
-        Some(name) => client.select(&*p[1], None, &[name.into()]),
-        None => client.select(&*p[0], None, &[]),
+        Some(name) => {
+            let plan = kept(client, state_sql(true), &[pg_sys::TEXTOID], false);
+            client.select(&*plan, None, &[name.into()])
+        }
+        None => {
+            let plan = kept(client, state_sql(false), &[], false);
+            client.select(&*plan, None, &[])
+        }
     }
     .or_raise("reading ticker state");
     let mut next_xid = 0;
@@ -147,17 +129,9 @@ fn tick_one(client: &mut SpiClient<'_>, q: &QueueTickRow, next_xid: i64) -> Opti
     if decide(&q.th, &q.state) == Decision::Skip {
         return None;
     }
+    let insert = kept(client, INSERT_TICK, &[pg_sys::INT4OID, pg_sys::TEXTOID, pg_sys::INT8OID], true);
     let rows = client
-        .update(
-            "insert into pgq.tick (tick_queue, tick_id, tick_event_seq) \
-             values ($1, pg_catalog.nextval(pg_catalog.to_regclass($2)), $3) returning tick_id",
-            None,
-            &[
-                q.queue_id.into(),
-                q.tick_seq.as_str().into(),
-                q.state.event_seq.into(),
-            ],
-        )
+        .update(&*insert, None, &[q.queue_id.into(), q.tick_seq.as_str().into(), q.state.event_seq.into()])
         .or_raise("inserting tick");
     let tick: Option<i64> = rows.first().get(1).or_raise("tick_id");
     if let Some(t) = tick {
@@ -176,7 +150,7 @@ fn notify_tick(client: &mut SpiClient<'_>, queue: &str, tick: i64) {
     if channel.len() >= pg_sys::NAMEDATALEN as usize {
         return;
     }
-    let notify = plans(client)[3].clone();
+    let notify = kept(client, NOTIFY, &[pg_sys::TEXTOID, pg_sys::TEXTOID], true);
     client
         .update(
             &*notify,
