@@ -16,19 +16,32 @@ mod errors;
 mod gucs;
 mod insert;
 mod londiste;
+mod outrec;
+mod pgq_coop;
+mod pgq_ext;
+mod pgq_node;
 mod plans;
+mod spi_util;
 mod ticker;
 
 pgrx::pg_module_magic!();
 
 extension_sql_file!("../sql/pgq_schema.sql", name = "pgq_schema", bootstrap);
-extension_sql_file!("../sql/pgq_node_stub.sql", name = "pgq_node_stub", requires = ["pgq_schema"]);
 extension_sql_file!(
     "../sql/londiste_schema.sql",
     name = "londiste_schema",
-    requires = ["pgq_schema", "pgq_node_stub"]
+    requires = ["pgq_schema", "pgq_node_schema"]
 );
 extension_sql_file!("../sql/pgq_functions.sql", name = "pgq_functions", finalize);
+// pgq_node, pgq_ext, pgq_coop: tables, function declarations (Rust bodies) and grants
+extension_sql_file!("../sql/pgq_node_schema.sql", name = "pgq_node_schema");
+extension_sql_file!(
+    "../sql/pgq_node_functions.sql",
+    name = "pgq_node_functions",
+    requires = ["pgq_node_schema"]
+);
+extension_sql_file!("../sql/pgq_ext.sql", name = "pgq_ext");
+extension_sql_file!("../sql/pgq_coop.sql", name = "pgq_coop");
 
 #[pg_guard]
 pub extern "C-unwind" fn _PG_init() {

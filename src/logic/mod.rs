@@ -2,6 +2,7 @@
 #![deny(unsafe_code)]
 
 pub mod batch_sql;
+pub mod node;
 pub mod snapshot;
 pub mod tick_policy;
 pub mod londiste;

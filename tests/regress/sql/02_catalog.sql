@@ -31,8 +31,8 @@ SELECT c.relname, a.grantee::regrole AS grantee, a.privilege_type
  WHERE c.relnamespace = 'pgq'::regnamespace AND c.relkind = 'S' AND a.grantee <> 'postgres'::regrole
  ORDER BY 1, 2::text, 3;
 -- extension config dump
--- (only the pgq schema: ours also dumps the pgq_node and londiste tables, see 40_londiste_schema)
-SELECT * FROM (SELECT unnest(extconfig)::regclass::text AS dumped FROM pg_extension WHERE extname = 'pgq') d
+-- (pgq schema only: our extension also owns pgq_node and pgq_ext tables)
+SELECT dumped FROM (SELECT unnest(extconfig)::regclass::text AS dumped FROM pg_extension WHERE extname = 'pgq') x
  WHERE dumped LIKE 'pgq.%' ORDER BY 1;
 -- extension members (tables and sequences)
 SELECT classid::regclass, objid::regclass::text FROM pg_depend
