@@ -4,3 +4,5 @@
 pub mod batch_sql;
 pub mod snapshot;
 pub mod tick_policy;
+pub mod pg_keywords;
+pub mod triggers;
