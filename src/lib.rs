@@ -13,15 +13,18 @@ mod batch;
 mod errors;
 mod insert;
 mod ticker;
+mod triggers;
 
 pgrx::pg_module_magic!();
 
 extension_sql_file!("../sql/pgq_schema.sql", name = "pgq_schema", bootstrap);
+extension_sql_file!("../sql/pgq_triggers.sql", name = "pgq_triggers", requires = ["pgq_schema"]);
 extension_sql_file!("../sql/pgq_functions.sql", name = "pgq_functions", finalize);
 
 #[pg_guard]
 pub extern "C-unwind" fn _PG_init() {
     insert::init();
+    triggers::init();
 }
 
 #[cfg(any(test, feature = "pg_test"))]

@@ -318,50 +318,71 @@ pub fn magic_column(name: &str) -> Result<Option<usize>, String> {
 // Expression rewriting for ev_*= / when=
 // ---------------------------------------------------------------------------------
 
+/// Error text of the original's expression tokenizer.
+pub const QB_SYNTAX_ERROR: &str = "QB: syntax error";
+
 /// `select <expr>` with every bare word that names a column (per `column`) replaced
 /// by a parameter `$n`. Returns the query and, per parameter, the column index that
-/// `column` gave. Strings (`'..'`, `E'..'`, per `std_strings`), quoted identifiers,
-/// dollar quotes and comments are copied unchanged.
+/// `column` gave. Strings (`'..'`, `E'..'`, per `std_strings`), dollar quotes and
+/// comments are copied unchanged. What the original's tokenizer refuses gives
+/// [`QB_SYNTAX_ERROR`]: a non-empty double-quoted identifier standing alone, a `$` or
+/// non-ASCII byte in a word, an unterminated string, dollar quote or comment.
 pub fn rewrite_expr(
     expr: &str,
     std_strings: bool,
     mut column: impl FnMut(&str) -> Option<usize>,
-) -> (String, Vec<usize>) {
+) -> Result<(String, Vec<usize>), &'static str> {
     let b = expr.as_bytes();
     let mut out = String::with_capacity(expr.len() + 16);
     out.push_str("select ");
     let mut params: Vec<usize> = Vec::new();
-    let is_word_start = |c: u8| c.is_ascii_alphabetic() || c == b'_' || c >= 0x80;
-    let is_word = |c: u8| c.is_ascii_alphanumeric() || c == b'_' || c == b'$' || c >= 0x80;
+    let is_word_start = |c: u8| c.is_ascii_alphabetic() || c == b'_';
+    let is_word = |c: u8| c.is_ascii_alphanumeric() || c == b'_';
     let mut i = 0;
     while i < b.len() {
         let c = b[i];
         let start = i;
         if (c == b'E' || c == b'e') && b.get(i + 1) == Some(&b'\'') {
-            i = skip_quoted(b, i + 1, b'\'', true);
+            i = skip_quoted(b, i + 1, b'\'', true).ok_or(QB_SYNTAX_ERROR)?;
         } else if c == b'\'' {
-            i = skip_quoted(b, i, b'\'', !std_strings);
+            i = skip_quoted(b, i, b'\'', !std_strings).ok_or(QB_SYNTAX_ERROR)?;
         } else if c == b'"' {
-            i = skip_quoted(b, i, b'"', false);
+            match skip_quoted(b, i, b'"', false) {
+                // unterminated: left to the SQL parser
+                None => i = b.len(),
+                Some(j) if j == i + 2 => i = j,
+                Some(_) => return Err(QB_SYNTAX_ERROR),
+            }
         } else if c == b'-' && b.get(i + 1) == Some(&b'-') {
             while i < b.len() && b[i] != b'\n' {
                 i += 1;
             }
         } else if c == b'/' && b.get(i + 1) == Some(&b'*') {
-            i = skip_block_comment(b, i);
+            i = skip_block_comment(b, i).ok_or(QB_SYNTAX_ERROR)?;
         } else if c == b'$' {
-            i = skip_dollar(b, i);
+            i = skip_dollar(b, i).ok_or(QB_SYNTAX_ERROR)?;
+        } else if c >= 0x80 {
+            return Err(QB_SYNTAX_ERROR);
         } else if is_word_start(c) {
-            while i < b.len() && (is_word(b[i]) || (b[i] == b'.' && b.get(i + 1).is_some_and(|&n| is_word_start(n) || n == b'"')))
-            {
-                if b[i] == b'.' && b.get(i + 1) == Some(&b'"') {
-                    i = skip_quoted(b, i + 1, b'"', false);
-                    continue;
+            let mut plain = true;
+            while i < b.len() {
+                let d = b[i];
+                if is_word(d) {
+                    i += 1;
+                } else if d == b'.' && b.get(i + 1).is_some_and(|&n| is_word_start(n) || n == b'"') {
+                    plain = false;
+                    i += 1;
+                } else if d == b'"' {
+                    plain = false;
+                    i = skip_quoted(b, i, b'"', false).ok_or(QB_SYNTAX_ERROR)?;
+                } else if d >= 0x80 {
+                    return Err(QB_SYNTAX_ERROR);
+                } else {
+                    break;
                 }
-                i += 1;
             }
             let word = &expr[start..i];
-            if let Some(col) = column(word) {
+            if let Some(col) = if plain { column(word) } else { None } {
                 let n = match params.iter().position(|&p| p == col) {
                     Some(k) => k + 1,
                     None => {
@@ -377,19 +398,20 @@ pub fn rewrite_expr(
             while i < b.len() && (b[i].is_ascii_alphanumeric() || b[i] == b'.' || b[i] == b'_') {
                 i += 1;
             }
+            if b.get(i).is_some_and(|&d| d >= 0x80) {
+                return Err(QB_SYNTAX_ERROR);
+            }
         } else {
             i += 1;
         }
-        if i == start {
-            i += 1;
-        }
-        out.push_str(&expr[start..i.min(b.len())]);
+        out.push_str(&expr[start..i]);
     }
-    (out, params)
+    Ok((out, params))
 }
 
-/// From the opening quote at `i`, the index after the closing one (or the end).
-fn skip_quoted(b: &[u8], i: usize, q: u8, backslash: bool) -> usize {
+/// From the opening quote at `i`, the index after the closing one; None when
+/// unterminated.
+fn skip_quoted(b: &[u8], i: usize, q: u8, backslash: bool) -> Option<usize> {
     let mut j = i + 1;
     while j < b.len() {
         if backslash && b[j] == b'\\' {
@@ -401,14 +423,14 @@ fn skip_quoted(b: &[u8], i: usize, q: u8, backslash: bool) -> usize {
                 j += 2;
                 continue;
             }
-            return j + 1;
+            return Some(j + 1);
         }
         j += 1;
     }
-    b.len()
+    None
 }
 
-fn skip_block_comment(b: &[u8], i: usize) -> usize {
+fn skip_block_comment(b: &[u8], i: usize) -> Option<usize> {
     let mut depth = 0;
     let mut j = i;
     while j < b.len() {
@@ -419,39 +441,39 @@ fn skip_block_comment(b: &[u8], i: usize) -> usize {
             depth -= 1;
             j += 2;
             if depth == 0 {
-                return j;
+                return Some(j);
             }
         } else {
             j += 1;
         }
     }
-    b.len()
+    None
 }
 
 /// `$n` parameter, or `$tag$ ... $tag$` dollar quote starting at `i`.
-fn skip_dollar(b: &[u8], i: usize) -> usize {
+fn skip_dollar(b: &[u8], i: usize) -> Option<usize> {
     let mut j = i + 1;
     if b.get(j).is_some_and(|c| c.is_ascii_digit()) {
         while j < b.len() && b[j].is_ascii_digit() {
             j += 1;
         }
-        return j;
+        return Some(j);
     }
-    while j < b.len() && (b[j].is_ascii_alphanumeric() || b[j] == b'_' || b[j] >= 0x80) {
+    while j < b.len() && (b[j].is_ascii_alphanumeric() || b[j] == b'_') {
         j += 1;
     }
     if b.get(j) != Some(&b'$') {
-        return i + 1;
+        return None;
     }
     let tag = &b[i..=j];
     let mut k = j + 1;
     while k + tag.len() <= b.len() {
         if &b[k..k + tag.len()] == tag {
-            return k + tag.len();
+            return Some(k + tag.len());
         }
         k += 1;
     }
-    b.len()
+    None
 }
 
 // ---------------------------------------------------------------------------------
@@ -766,17 +788,31 @@ mod tests {
 
     #[test]
     fn rewrite() {
-        let cols = ["nr", "col1", "col2", "Val"];
+        let cols = ["nr", "col1", "col2", "Val", "select"];
         let f = |w: &str| cols.iter().position(|c| *c == w);
-        assert_eq!(rewrite_expr("(nr+3)::text", true, f), ("select ($1+3)::text".into(), vec![0]));
-        assert_eq!(rewrite_expr("col1||col2||col1", true, f), ("select $1||$2||$1".into(), vec![1, 2]));
-        assert_eq!(rewrite_expr("$$nr$$||'nr'||\"nr\"", true, f), ("select $$nr$$||'nr'||\"nr\"".into(), vec![]));
-        assert_eq!(rewrite_expr("t.nr || nr -- nr\n", true, f), ("select t.nr || $1 -- nr\n".into(), vec![0]));
-        assert_eq!(rewrite_expr("E'\\'nr' || nr", true, f), ("select E'\\'nr' || $1".into(), vec![0]));
-        assert_eq!(rewrite_expr("'a\\' || nr", true, f), ("select 'a\\' || $1".into(), vec![0]));
-        assert_eq!(rewrite_expr("/* nr /* x */ nr */ Val", true, f), ("select /* nr /* x */ nr */ $1".into(), vec![3]));
-        assert_eq!(rewrite_expr("$1 || 1e5 || nr1", true, f), ("select $1 || 1e5 || nr1".into(), vec![]));
-        assert_eq!(rewrite_expr("$q$ x $q$||nr", true, f), ("select $q$ x $q$||$1".into(), vec![0]));
+        let ok = |e: &str| rewrite_expr(e, true, f).unwrap();
+        assert_eq!(ok("(nr+3)::text"), ("select ($1+3)::text".into(), vec![0]));
+        assert_eq!(ok("col1||col2||col1"), ("select $1||$2||$1".into(), vec![1, 2]));
+        assert_eq!(ok("$$nr$$||'nr'"), ("select $$nr$$||'nr'".into(), vec![]));
+        assert_eq!(ok("t.nr || nr -- nr\n"), ("select t.nr || $1 -- nr\n".into(), vec![0]));
+        assert_eq!(ok("E'\\'nr' || nr"), ("select E'\\'nr' || $1".into(), vec![0]));
+        assert_eq!(ok("'a\\' || nr"), ("select 'a\\' || $1".into(), vec![0]));
+        assert_eq!(ok("/* nr /* x */ nr */ Val"), ("select /* nr /* x */ nr */ $1".into(), vec![3]));
+        assert_eq!(ok("$1 || 1e5 || nr1"), ("select $1 || 1e5 || nr1".into(), vec![]));
+        assert_eq!(ok("$q$ x $q$||nr"), ("select $q$ x $q$||$1".into(), vec![0]));
+        assert_eq!(ok("select"), ("select $1".into(), vec![4]));
+        assert_eq!(ok("NR"), ("select NR".into(), vec![]));
+        assert_eq!(ok("col1\"x\""), ("select col1\"x\"".into(), vec![]));
+        assert_eq!(ok("\"\""), ("select \"\"".into(), vec![]));
+        assert_eq!(ok("\"a"), ("select \"a".into(), vec![]));
+        assert_eq!(ok("'é'"), ("select 'é'".into(), vec![]));
+        assert_eq!(ok(""), ("select ".into(), vec![]));
+        assert_eq!(ok("col1$$x$$"), ("select $1$$x$$".into(), vec![1]));
+        for bad in ["\"Val\"", "1 || \"Val\"", "é", "aé", "1é", "nr$", "nr$x", "$$x", "$x", "/* x", "'x", "nr\""] {
+            assert_eq!(rewrite_expr(bad, true, f), Err(QB_SYNTAX_ERROR), "{bad}");
+        }
+        // standard_conforming_strings off: backslash escapes in plain strings
+        assert_eq!(rewrite_expr("'a\\' || nr'", false, f).unwrap().1, Vec::<usize>::new());
     }
 
     #[test]
