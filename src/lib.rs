@@ -23,10 +23,12 @@ mod pgq_node;
 mod plans;
 mod spi_util;
 mod ticker;
+mod triggers;
 
 pgrx::pg_module_magic!();
 
 extension_sql_file!("../sql/pgq_schema.sql", name = "pgq_schema", bootstrap);
+extension_sql_file!("../sql/pgq_triggers.sql", name = "pgq_triggers", requires = ["pgq_schema"]);
 extension_sql_file!(
     "../sql/londiste_schema.sql",
     name = "londiste_schema",
@@ -48,6 +50,7 @@ pub extern "C-unwind" fn _PG_init() {
     gucs::init();
     insert::init();
     bgworker::init();
+    triggers::init();
 }
 
 #[cfg(any(test, feature = "pg_test"))]

@@ -6,3 +6,5 @@ pub mod node;
 pub mod snapshot;
 pub mod tick_policy;
 pub mod londiste;
+pub mod pg_keywords;
+pub mod triggers;

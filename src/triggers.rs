@@ -1,0 +1,808 @@
+//! pgrx glue for the row-capture triggers `pgq.logutriga`, `pgq.sqltriga` and
+//! `pgq.jsontriga` (contract: spec/triggers.md). The payload logic is pure Rust in
+//! `logic::triggers`; this module reads the trigger data, caches per-relation
+//! information and inserts the event through `insert::insert_event_raw` (no SPI on
+//! the hot path).
+//!
+//! Cache: per relation OID a [`TableInfo`] (columns with their output and equality
+//! functions, primary key names, and per trigger the parsed arguments and the kept
+//! plans of `ev_*=`/`when=` expressions). A relcache callback only marks entries
+//! stale; the next firing rebuilds them. Entries are reference counted, so a firing
+//! that is in progress keeps using the version it started with.
+//!
+//! The functions are plain version-1 C functions (declared in sql/pgq_triggers.sql),
+//! not `#[pg_trigger]`, to keep the per-row path free of wrappers.
+
+use crate::errors::{raise_code, raise_internal};
+use crate::insert::{self, NewEvent};
+use crate::logic::triggers::{self as tl, JsonVal, Op};
+use pgrx::pg_sys;
+use pgrx::prelude::*;
+use std::cell::{Cell, RefCell};
+use std::collections::HashMap;
+use std::ffi::{c_char, CStr};
+use std::rc::Rc;
+
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Flavour {
+    Logu,
+    Sql,
+    Json,
+}
+
+// ---------------------------------------------------------------------------------
+// Cache
+// ---------------------------------------------------------------------------------
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum JsonKind {
+    Text,
+    Bool,
+    Int,
+    DateTime,
+}
+
+enum Eq {
+    Unknown,
+    Text,
+    Func(Box<pg_sys::FmgrInfo>),
+}
+
+struct Col {
+    dropped: bool,
+    name: String,
+    typid: pg_sys::Oid,
+    collation: pg_sys::Oid,
+    out: Box<pg_sys::FmgrInfo>,
+    json: JsonKind,
+    /// `_pgq_ev_*` column: index of the event field it sets
+    magic: Option<usize>,
+    eq: RefCell<Eq>,
+}
+
+struct TableInfo {
+    valid: Cell<bool>,
+    schema: String,
+    table: String,
+    fqname: String,
+    cols: Vec<Col>,
+    /// magic column name error, raised at firing time
+    magic_error: Option<String>,
+    /// primary key column names (index attribute names, index order)
+    pk_names: Vec<String>,
+    /// memory for the FmgrInfos (fn_extra caches of output/equality functions)
+    mcxt: pg_sys::MemoryContext,
+    triggers: RefCell<HashMap<(pg_sys::Oid, bool), Rc<TrigInfo>>>,
+}
+
+impl Drop for TableInfo {
+    fn drop(&mut self) {
+        if !self.mcxt.is_null() {
+            unsafe { pg_sys::MemoryContextDelete(self.mcxt) };
+        }
+    }
+}
+
+struct Expr {
+    plan: pg_sys::SPIPlanPtr,
+    /// column index per parameter
+    params: Vec<usize>,
+}
+
+impl Drop for Expr {
+    fn drop(&mut self) {
+        if !self.plan.is_null() {
+            unsafe { pg_sys::SPI_freeplan(self.plan) };
+        }
+    }
+}
+
+struct TrigInfo {
+    args: tl::TriggerArgs,
+    /// effective key names (pkey= split, or the primary key)
+    key_names_nonempty: bool,
+    /// per column: is a key column (by name, as the original matches)
+    is_key: Vec<bool>,
+    /// per column: in the `ignore=` list
+    ignored: Vec<bool>,
+    /// ev_type per op (I, U, D, R)
+    ev_type: [String; 4],
+    /// ev_type=, ev_data=, ev_extra1..4= expressions, prepared on first use
+    exprs: RefCell<[Option<Rc<Expr>>; 6]>,
+    when: RefCell<Option<Rc<Expr>>>,
+}
+
+thread_local! {
+    static TABLES: RefCell<HashMap<pg_sys::Oid, Rc<TableInfo>>> = RefCell::new(HashMap::new());
+}
+static mut ALL_STALE: bool = false;
+static mut INSERT_EVENT_OID: pg_sys::Oid = pg_sys::InvalidOid;
+static mut ACL_OK_USER: pg_sys::Oid = pg_sys::InvalidOid;
+
+/// Relcache callback: only flags entries (it may run in the middle of a firing or an
+/// SPI call, so nothing is freed here).
+#[pg_guard]
+unsafe extern "C-unwind" fn relcache_callback(_arg: pg_sys::Datum, relid: pg_sys::Oid) {
+    let done = TABLES
+        .try_with(|t| match t.try_borrow() {
+            Ok(t) => {
+                if relid == pg_sys::InvalidOid {
+                    t.values().for_each(|ti| ti.valid.set(false));
+                } else if let Some(ti) = t.get(&relid) {
+                    ti.valid.set(false);
+                }
+                true
+            }
+            Err(_) => false,
+        })
+        .unwrap_or(false);
+    if !done {
+        unsafe { ALL_STALE = true };
+    }
+}
+
+#[pg_guard]
+unsafe extern "C-unwind" fn proc_callback(_arg: pg_sys::Datum, _cacheid: i32, _hash: u32) {
+    // pgq.insert_event may have been re-created or its ACL changed
+    unsafe {
+        INSERT_EVENT_OID = pg_sys::InvalidOid;
+        ACL_OK_USER = pg_sys::InvalidOid;
+    }
+}
+
+pub fn init() {
+    unsafe {
+        pg_sys::CacheRegisterRelcacheCallback(Some(relcache_callback), pg_sys::Datum::from(0));
+        pg_sys::CacheRegisterSyscacheCallback(
+            pg_sys::SysCacheIdentifier::PROCOID as i32,
+            Some(proc_callback),
+            pg_sys::Datum::from(0),
+        );
+    }
+}
+
+unsafe fn cstr<'a>(p: *const c_char) -> &'a str {
+    unsafe { bytes_str(CStr::from_ptr(p).to_bytes()) }
+}
+
+/// Text from the server: UTF-8 in practice; other encodings are taken lossily.
+unsafe fn bytes_str<'a>(b: &'a [u8]) -> &'a str {
+    match std::str::from_utf8(b) {
+        Ok(s) => s,
+        Err(_) => Box::leak(String::from_utf8_lossy(b).into_owned().into_boxed_str()),
+    }
+}
+
+unsafe fn build_table(rel: pg_sys::Relation) -> TableInfo {
+    unsafe {
+        let relid = (*rel).rd_id;
+        let nsp = pg_sys::get_namespace_name((*(*rel).rd_rel).relnamespace);
+        let schema = if nsp.is_null() { String::new() } else { cstr(nsp).to_string() };
+        let table = cstr((*(*rel).rd_rel).relname.data.as_ptr()).to_string();
+        let mcxt = pg_sys::AllocSetContextCreateInternal(
+            pg_sys::CacheMemoryContext,
+            c"pgq trigger cache".as_ptr(),
+            0,
+            1024,
+            8 * 1024 * 1024,
+        );
+        let desc = (*rel).rd_att;
+        let natts = (*desc).natts as usize;
+        let mut cols = Vec::with_capacity(natts);
+        let mut magic_error = None;
+        for i in 0..natts {
+            let att = (*desc).attrs.as_ptr().add(i);
+            let name = cstr((*att).attname.data.as_ptr()).to_string();
+            let typid = (*att).atttypid;
+            let mut out: Box<pg_sys::FmgrInfo> = Box::new(std::mem::zeroed());
+            let dropped = (*att).attisdropped;
+            let mut magic = None;
+            if !dropped {
+                let mut outfn = pg_sys::InvalidOid;
+                let mut varlena = false;
+                pg_sys::getTypeOutputInfo(typid, &mut outfn, &mut varlena);
+                pg_sys::fmgr_info_cxt(outfn, &mut *out, mcxt);
+                match tl::magic_column(&name) {
+                    Ok(m) => magic = m,
+                    Err(e) => {
+                        magic_error.get_or_insert(e);
+                    }
+                }
+            }
+            let json = match typid {
+                pg_sys::BOOLOID => JsonKind::Bool,
+                pg_sys::INT2OID | pg_sys::INT4OID | pg_sys::INT8OID => JsonKind::Int,
+                pg_sys::DATEOID | pg_sys::TIMESTAMPOID | pg_sys::TIMESTAMPTZOID => JsonKind::DateTime,
+                _ => JsonKind::Text,
+            };
+            cols.push(Col {
+                dropped,
+                name,
+                typid,
+                collation: (*att).attcollation,
+                out,
+                json,
+                magic,
+                eq: RefCell::new(Eq::Unknown),
+            });
+        }
+        // primary key: names of the PK index's attributes, in index order
+        let mut pk_names = Vec::new();
+        let list = pg_sys::RelationGetIndexList(rel);
+        if !list.is_null() {
+            for k in 0..(*list).length as usize {
+                let oid = (*(*list).elements.add(k)).oid_value;
+                let idx = pg_sys::index_open(oid, pg_sys::AccessShareLock as pg_sys::LOCKMODE);
+                if (*(*idx).rd_index).indisprimary {
+                    let idesc = (*idx).rd_att;
+                    for j in 0..(*idesc).natts as usize {
+                        let a = (*idesc).attrs.as_ptr().add(j);
+                        pk_names.push(cstr((*a).attname.data.as_ptr()).to_string());
+                    }
+                }
+                pg_sys::index_close(idx, pg_sys::AccessShareLock as pg_sys::LOCKMODE);
+                if !pk_names.is_empty() {
+                    break;
+                }
+            }
+            pg_sys::list_free(list);
+        }
+        let _ = relid;
+        TableInfo {
+            valid: Cell::new(true),
+            fqname: format!("{schema}.{table}"),
+            schema,
+            table,
+            cols,
+            magic_error,
+            pk_names,
+            mcxt,
+            triggers: RefCell::new(HashMap::new()),
+        }
+    }
+}
+
+unsafe fn table_info(rel: pg_sys::Relation) -> Rc<TableInfo> {
+    let relid = unsafe { (*rel).rd_id };
+    unsafe {
+        if ALL_STALE {
+            ALL_STALE = false;
+            // dropping the map's references is safe here: firings in progress hold
+            // their own Rc
+            let old = TABLES.with(|t| std::mem::take(&mut *t.borrow_mut()));
+            drop(old);
+        }
+    }
+    if let Some(ti) = TABLES.with(|t| t.borrow().get(&relid).cloned()) {
+        if ti.valid.get() {
+            return ti;
+        }
+    }
+    let ti = Rc::new(unsafe { build_table(rel) });
+    let old = TABLES.with(|t| t.borrow_mut().insert(relid, ti.clone()));
+    drop(old);
+    ti
+}
+
+fn build_trig(table: &TableInfo, args: tl::TriggerArgs) -> TrigInfo {
+    let key_names: Vec<String> = match &args.pkey {
+        Some(p) => p
+            .split(|c: char| c == ',' || c.is_ascii_whitespace())
+            .filter(|t| !t.is_empty())
+            .map(str::to_string)
+            .collect(),
+        None => table.pk_names.clone(),
+    };
+    let is_key = table
+        .cols
+        .iter()
+        .map(|c| {
+            !c.dropped
+                && c.magic.is_none()
+                && match &args.pkey {
+                    Some(p) => tl::list_contains(p, &c.name),
+                    None => table.pk_names.iter().any(|k| *k == c.name),
+                }
+        })
+        .collect();
+    let ignored = table
+        .cols
+        .iter()
+        .map(|c| args.ignore.as_deref().is_some_and(|l| tl::list_contains(l, &c.name)))
+        .collect();
+    let ops = [Op::Insert, Op::Update, Op::Delete, Op::Truncate];
+    let logu_keys = match &args.pkey {
+        Some(p) => p.clone(),
+        None => table.pk_names.join(","),
+    };
+    let json_keys: Vec<String> = match &args.pkey {
+        Some(p) => p.split(',').map(str::to_string).collect(),
+        None => table.pk_names.clone(),
+    };
+    let json_refs: Vec<&str> = json_keys.iter().map(String::as_str).collect();
+    // the three flavours' ev_type per op, NUL-separated
+    let ev_type = ops.map(|op| {
+        format!(
+            "{}\u{0}{}\u{0}{}",
+            tl::logu_ev_type(op, &logu_keys),
+            op.letter(),
+            tl::json_ev_type(op, &table.schema, &table.table, &json_refs)
+        )
+    });
+    TrigInfo {
+        key_names_nonempty: !key_names.is_empty(),
+        is_key,
+        ignored,
+        ev_type,
+        args,
+        exprs: RefCell::new(Default::default()),
+        when: RefCell::new(None),
+    }
+}
+
+impl TrigInfo {
+    fn ev_type(&self, op: Op, fl: Flavour) -> &str {
+        let i = match op {
+            Op::Insert => 0,
+            Op::Update => 1,
+            Op::Delete => 2,
+            Op::Truncate => 3,
+        };
+        let mut parts = self.ev_type[i].split('\u{0}');
+        let n = match fl {
+            Flavour::Logu => 0,
+            Flavour::Sql => 1,
+            Flavour::Json => 2,
+        };
+        parts.nth(n).unwrap_or("")
+    }
+}
+
+unsafe fn trig_info(table: &TableInfo, trig: *const pg_sys::Trigger, truncate: bool) -> Rc<TrigInfo> {
+    let tgoid = unsafe { (*trig).tgoid };
+    if let Some(t) = table.triggers.borrow().get(&(tgoid, truncate)) {
+        return t.clone();
+    }
+    let nargs = unsafe { (*trig).tgnargs } as usize;
+    let args: Vec<&str> = (0..nargs)
+        .map(|i| unsafe { cstr(*(*trig).tgargs.add(i)) })
+        .collect();
+    let parsed = match tl::parse_args(&args, truncate) {
+        Ok(a) => a,
+        Err(e) => raise_internal(e),
+    };
+    let ti = Rc::new(build_trig(table, parsed));
+    table.triggers.borrow_mut().insert((tgoid, truncate), ti.clone());
+    ti
+}
+
+// ---------------------------------------------------------------------------------
+// Per-row helpers
+// ---------------------------------------------------------------------------------
+
+/// A deformed tuple.
+struct Row {
+    values: Vec<pg_sys::Datum>,
+    nulls: Vec<bool>,
+}
+
+unsafe fn deform(tup: pg_sys::HeapTuple, desc: pg_sys::TupleDesc) -> Row {
+    let n = unsafe { (*desc).natts } as usize;
+    let mut values = vec![pg_sys::Datum::from(0); n];
+    let mut nulls = vec![true; n];
+    unsafe { pg_sys::heap_deform_tuple(tup, desc, values.as_mut_ptr(), nulls.as_mut_ptr()) };
+    Row { values, nulls }
+}
+
+impl Row {
+    fn get(&self, i: usize) -> Option<pg_sys::Datum> {
+        if self.nulls[i] {
+            None
+        } else {
+            Some(self.values[i])
+        }
+    }
+}
+
+/// Text output of a value; the string lives in the current (per-tuple) memory context.
+unsafe fn out_text<'a>(col: &Col, d: pg_sys::Datum) -> &'a str {
+    unsafe {
+        let p = pg_sys::OutputFunctionCall(&*col.out as *const _ as *mut _, d);
+        cstr(p)
+    }
+}
+
+unsafe fn text_of<'a>(col: &Col, row: &Row, i: usize) -> Option<&'a str> {
+    row.get(i).map(|d| unsafe { out_text(col, d) })
+}
+
+/// Whether OLD and NEW differ in column `i` (type equality operator, or text output
+/// when the type has none or it is the generic array one).
+unsafe fn changed(col: &Col, old: &Row, new: &Row, i: usize) -> bool {
+    match (old.get(i), new.get(i)) {
+        (None, None) => false,
+        (None, Some(_)) | (Some(_), None) => true,
+        (Some(a), Some(b)) => unsafe {
+            if matches!(*col.eq.borrow(), Eq::Unknown) {
+                let tc = pg_sys::lookup_type_cache(col.typid, pg_sys::TYPECACHE_EQ_OPR as i32);
+                let opr = (*tc).eq_opr;
+                let e = if opr == pg_sys::InvalidOid || opr == pg_sys::Oid::from(pg_sys::ARRAY_EQ_OP) {
+                    Eq::Text
+                } else {
+                    let mut f: Box<pg_sys::FmgrInfo> = Box::new(std::mem::zeroed());
+                    pg_sys::fmgr_info_cxt(pg_sys::get_opcode(opr), &mut *f, (*col.out).fn_mcxt);
+                    Eq::Func(f)
+                };
+                *col.eq.borrow_mut() = e;
+            }
+            match &*col.eq.borrow() {
+                Eq::Func(f) => {
+                    let r = pg_sys::FunctionCall2Coll(&**f as *const _ as *mut _, col.collation, a, b);
+                    !bool::from_datum(r, false).unwrap_or(false)
+                }
+                _ => out_text(col, a) != out_text(col, b),
+            }
+        },
+    }
+}
+
+unsafe fn json_val<'a>(col: &Col, d: Option<pg_sys::Datum>) -> JsonVal<'a> {
+    let Some(d) = d else { return JsonVal::Null };
+    unsafe {
+        match col.json {
+            JsonKind::Bool => JsonVal::Raw(if d.value() != 0 { "true" } else { "false" }),
+            JsonKind::Int => JsonVal::Raw(out_text(col, d)),
+            JsonKind::DateTime => {
+                let p = pg_sys::JsonEncodeDateTime(std::ptr::null_mut(), d, col.typid, std::ptr::null());
+                JsonVal::Str(cstr(p))
+            }
+            JsonKind::Text => JsonVal::Str(out_text(col, d)),
+        }
+    }
+}
+
+/// The row encoded per flavour's row format (urlenc for logutriga/sqltriga backup,
+/// JSON for jsontriga), over the columns in `keep`.
+unsafe fn encode_row(t: &TableInfo, tr: &TrigInfo, row: &Row, json: bool) -> String {
+    let cols = t
+        .cols
+        .iter()
+        .enumerate()
+        .filter(|(i, c)| !c.dropped && c.magic.is_none() && !tr.ignored[*i]);
+    if json {
+        tl::json_row(cols.map(|(i, c)| (c.name.as_str(), unsafe { json_val(c, row.get(i)) })))
+    } else {
+        tl::urlenc_row(cols.map(|(i, c)| (c.name.as_str(), unsafe { text_of(c, row, i) })))
+    }
+}
+
+// ---------------------------------------------------------------------------------
+// Expressions
+// ---------------------------------------------------------------------------------
+
+unsafe fn prepare_expr(t: &TableInfo, src: &str) -> Rc<Expr> {
+    let (sql, params) = match tl::rewrite_expr(src, unsafe { pg_sys::standard_conforming_strings }, |w| {
+        t.cols.iter().position(|c| !c.dropped && c.name == w)
+    }) {
+        Ok(r) => r,
+        Err(e) => raise_internal(e),
+    };
+    let mut types: Vec<pg_sys::Oid> = params.iter().map(|&i| t.cols[i].typid).collect();
+    let csql = std::ffi::CString::new(sql).unwrap_or_else(|_| raise_internal("QB: syntax error"));
+    unsafe {
+        let plan = pg_sys::SPI_prepare(csql.as_ptr(), types.len() as i32, types.as_mut_ptr());
+        if plan.is_null() {
+            raise_internal(format!("pgq trigger: SPI_prepare failed for \"{src}\""));
+        }
+        pg_sys::SPI_keepplan(plan);
+        Rc::new(Expr { plan, params })
+    }
+}
+
+enum ExprResult {
+    Text(Option<String>),
+    Bool(bool),
+}
+
+/// Run one expression (inside an SPI connection) with the row's values.
+unsafe fn run_expr(e: &Expr, row: &Row, want_bool: bool) -> ExprResult {
+    unsafe {
+        let mut values: Vec<pg_sys::Datum> = e.params.iter().map(|&i| row.values[i]).collect();
+        let nulls: Vec<c_char> = e
+            .params
+            .iter()
+            .map(|&i| if row.nulls[i] { b'n' as c_char } else { b' ' as c_char })
+            .collect();
+        let rc = pg_sys::SPI_execute_plan(e.plan, values.as_mut_ptr(), nulls.as_ptr(), false, 0);
+        if rc < 0 {
+            raise_internal(format!("pgq trigger: SPI_execute_plan failed ({rc})"));
+        }
+        let n = pg_sys::SPI_processed;
+        if n != 1 {
+            raise_internal(format!("Expect 1 row from override query, got {n}"));
+        }
+        let tt = pg_sys::SPI_tuptable;
+        let tup = *(*tt).vals;
+        let desc = (*tt).tupdesc;
+        if want_bool {
+            let ty = pg_sys::SPI_gettypeid(desc, 1);
+            if ty != pg_sys::BOOLOID {
+                raise_internal(format!("when= query result must be boolean, got={}", ty.to_u32()));
+            }
+            let mut isnull = false;
+            let d = pg_sys::SPI_getbinval(tup, desc, 1, &mut isnull);
+            if isnull {
+                raise_internal("when= should not be NULL");
+            }
+            ExprResult::Bool(d.value() != 0)
+        } else {
+            let p = pg_sys::SPI_getvalue(tup, desc, 1);
+            ExprResult::Text(if p.is_null() { None } else { Some(cstr(p).to_string()) })
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------
+// The trigger body
+// ---------------------------------------------------------------------------------
+
+unsafe fn check_insert_acl() {
+    unsafe {
+        let uid = pg_sys::GetUserId();
+        if ACL_OK_USER == uid && INSERT_EVENT_OID != pg_sys::InvalidOid {
+            return;
+        }
+        if INSERT_EVENT_OID == pg_sys::InvalidOid {
+            let oid = Spi::get_one::<pg_sys::Oid>(
+                "select 'pgq.insert_event(text,text,text,text,text,text,text)'::pg_catalog.regprocedure::pg_catalog.oid",
+            )
+            .ok()
+            .flatten()
+            .unwrap_or(pg_sys::InvalidOid);
+            INSERT_EVENT_OID = oid;
+        }
+        if INSERT_EVENT_OID != pg_sys::InvalidOid
+            && pg_sys::pg_proc_aclcheck(INSERT_EVENT_OID, uid, pg_sys::ACL_EXECUTE as pg_sys::AclMode)
+                != pg_sys::AclResult::ACLCHECK_OK
+        {
+            raise_code(
+                PgSqlErrorCode::ERRCODE_INSUFFICIENT_PRIVILEGE,
+                "permission denied for function insert_event",
+            );
+        }
+        ACL_OK_USER = uid;
+    }
+}
+
+unsafe fn fire(fcinfo: pg_sys::FunctionCallInfo, fl: Flavour) -> pg_sys::Datum {
+    unsafe {
+        let ctx = (*fcinfo).context;
+        if ctx.is_null() || (*ctx).type_ != pg_sys::NodeTag::T_TriggerData {
+            raise_internal(match fl {
+                Flavour::Sql => "pgq.sqltriga not called as trigger",
+                _ => "pgq.logutriga not called as trigger",
+            });
+        }
+        let td = ctx as *mut pg_sys::TriggerData;
+        let event = (*td).tg_event;
+        let row_level = event & pg_sys::TRIGGER_EVENT_ROW != 0;
+        let before = event & pg_sys::TRIGGER_EVENT_TIMINGMASK == pg_sys::TRIGGER_EVENT_BEFORE;
+        let op = match event & pg_sys::TRIGGER_EVENT_OPMASK {
+            pg_sys::TRIGGER_EVENT_INSERT => Op::Insert,
+            pg_sys::TRIGGER_EVENT_UPDATE => Op::Update,
+            pg_sys::TRIGGER_EVENT_DELETE => Op::Delete,
+            _ => Op::Truncate,
+        };
+        let passthrough = if before && row_level {
+            if op == Op::Update {
+                (*td).tg_newtuple
+            } else {
+                (*td).tg_trigtuple
+            }
+        } else {
+            std::ptr::null_mut()
+        };
+        let ret = |t: pg_sys::HeapTuple| pg_sys::Datum::from(t as *mut std::ffi::c_void);
+        if pg_sys::SessionReplicationRole == pg_sys::SESSION_REPLICATION_ROLE_LOCAL as i32 {
+            return ret(passthrough);
+        }
+        if op == Op::Truncate {
+            if row_level {
+                raise_internal("pgq tRuncate trigger must be fired FOR EACH STATEMENT");
+            }
+        } else if !row_level {
+            raise_internal("pgq Ins/Upd/Del trigger must be fired FOR EACH ROW");
+        }
+        let rel = (*td).tg_relation;
+        let t = table_info(rel);
+        let tr = trig_info(&t, (*td).tg_trigger, op == Op::Truncate);
+        let a = &tr.args;
+        if matches!(op, Op::Update | Op::Delete) && !tr.key_names_nonempty {
+            raise_internal("Update/Delete on table without pkey");
+        }
+        if a.skip && !before {
+            raise_internal("SKIP does not work in AFTER trigger.");
+        }
+        if a.deny {
+            raise_internal(format!(
+                "Table '{}' to queue '{}': change not allowed ({})",
+                t.fqname,
+                a.queue,
+                op.word()
+            ));
+        }
+        if let Some(e) = &t.magic_error {
+            if op != Op::Truncate {
+                raise_internal(e.clone());
+            }
+        }
+        let result = if a.skip { std::ptr::null_mut() } else { passthrough };
+
+        let mut fields: [Option<String>; 6] = Default::default();
+        fields[tl::EV_TYPE] = Some(tr.ev_type(op, fl).to_string());
+        fields[tl::EV_EXTRA1] = Some(t.fqname.clone());
+        if op == Op::Truncate {
+            fields[tl::EV_DATA] = Some(if fl == Flavour::Json { "{}".into() } else { String::new() });
+        } else {
+            let desc = (*rel).rd_att;
+            let trig_row = deform((*td).tg_trigtuple, desc);
+            let new_row = if op == Op::Update { Some(deform((*td).tg_newtuple, desc)) } else { None };
+            // the row whose values go to ev_data, magic columns and expressions
+            let data_row = new_row.as_ref().unwrap_or(&trig_row);
+
+            let mut set_cols: Vec<usize> = Vec::new();
+            if let Some(new) = &new_row {
+                let old = &trig_row;
+                let compare_all = fl == Flavour::Sql || a.ignore.is_some();
+                let mut changed_kept = false;
+                let mut changed_ignored = false;
+                for (i, c) in t.cols.iter().enumerate() {
+                    if c.dropped || c.magic.is_some() {
+                        continue;
+                    }
+                    if !(compare_all || tr.is_key[i]) {
+                        continue;
+                    }
+                    if !changed(c, old, new, i) {
+                        continue;
+                    }
+                    if tr.is_key[i] {
+                        raise_internal("primary key update not allowed");
+                    }
+                    if tr.ignored[i] {
+                        changed_ignored = true;
+                    } else {
+                        changed_kept = true;
+                        set_cols.push(i);
+                    }
+                }
+                if changed_ignored && !changed_kept {
+                    return ret(result);
+                }
+                if a.backup {
+                    fields[tl::EV_EXTRA2] = Some(encode_row(&t, &tr, old, fl == Flavour::Json));
+                }
+            }
+
+            fields[tl::EV_DATA] = Some(match fl {
+                Flavour::Logu => encode_row(&t, &tr, data_row, false),
+                Flavour::Json => encode_row(&t, &tr, data_row, true),
+                Flavour::Sql => {
+                    let qa = pg_sys::quote_all_identifiers;
+                    let old = &trig_row;
+                    let keys = || {
+                        t.cols.iter().enumerate().filter(|(i, _)| tr.is_key[*i]).map(|(i, c)| {
+                            match text_of(c, old, i) {
+                                Some(v) => (c.name.as_str(), v),
+                                None => raise_internal("logtriga: Unexpected NULL key value"),
+                            }
+                        })
+                    };
+                    match op {
+                        Op::Insert => tl::sql_insert(
+                            t.cols
+                                .iter()
+                                .enumerate()
+                                .filter(|(i, c)| !c.dropped && c.magic.is_none() && !tr.ignored[*i])
+                                .map(|(i, c)| (c.name.as_str(), text_of(c, data_row, i))),
+                            qa,
+                        ),
+                        Op::Update => {
+                            let new = new_row.as_ref().unwrap();
+                            if set_cols.is_empty() {
+                                let first: Vec<(&str, Option<&str>)> =
+                                    keys().take(1).map(|(n, v)| (n, Some(v))).collect();
+                                tl::sql_update(first, keys(), qa)
+                            } else {
+                                tl::sql_update(
+                                    set_cols.iter().map(|&i| (t.cols[i].name.as_str(), text_of(&t.cols[i], new, i))),
+                                    keys(),
+                                    qa,
+                                )
+                            }
+                        }
+                        _ => tl::sql_delete(keys(), qa),
+                    }
+                }
+            });
+
+            // magic columns, then expressions
+            for (i, c) in t.cols.iter().enumerate() {
+                if let (false, Some(f)) = (c.dropped, c.magic) {
+                    fields[f] = text_of(c, data_row, i).map(str::to_string);
+                }
+            }
+            if a.has_expressions() {
+                if pg_sys::SPI_connect() != pg_sys::SPI_OK_CONNECT as i32 {
+                    raise_internal("pgq trigger: SPI_connect failed");
+                }
+                for f in 0..6 {
+                    let Some(src) = &a.overrides[f] else { continue };
+                    let e = {
+                        let mut ex = tr.exprs.borrow_mut();
+                        ex[f].get_or_insert_with(|| prepare_expr(&t, src)).clone()
+                    };
+                    if let ExprResult::Text(v) = run_expr(&e, data_row, false) {
+                        fields[f] = v;
+                    }
+                }
+                let mut emit = true;
+                if let Some(src) = &a.when {
+                    let e = {
+                        let mut w = tr.when.borrow_mut();
+                        w.get_or_insert_with(|| prepare_expr(&t, src)).clone()
+                    };
+                    if let ExprResult::Bool(b) = run_expr(&e, data_row, true) {
+                        emit = b;
+                    }
+                }
+                pg_sys::SPI_finish();
+                if !emit {
+                    return ret(result);
+                }
+            }
+        }
+
+        check_insert_acl();
+        insert::as_owner(|| {
+            insert::insert_event_raw(
+                Some(&a.queue),
+                NewEvent {
+                    ev_id: None,
+                    ev_time: None,
+                    ev_owner: None,
+                    ev_retry: None,
+                    ev_type: fields[0].as_deref(),
+                    ev_data: fields[1].as_deref(),
+                    extra: [
+                        fields[2].as_deref(),
+                        fields[3].as_deref(),
+                        fields[4].as_deref(),
+                        fields[5].as_deref(),
+                    ],
+                },
+            )
+        });
+        ret(result)
+    }
+}
+
+macro_rules! trigger_fn {
+    ($finfo:ident, $name:ident, $fl:expr) => {
+        #[no_mangle]
+        pub extern "C" fn $finfo() -> &'static pg_sys::Pg_finfo_record {
+            const V1: pg_sys::Pg_finfo_record = pg_sys::Pg_finfo_record { api_version: 1 };
+            &V1
+        }
+
+        #[no_mangle]
+        #[pg_guard]
+        pub unsafe extern "C-unwind" fn $name(fcinfo: pg_sys::FunctionCallInfo) -> pg_sys::Datum {
+            unsafe { fire(fcinfo, $fl) }
+        }
+    };
+}
+
+trigger_fn!(pg_finfo_pgq_logutriga, pgq_logutriga, Flavour::Logu);
+trigger_fn!(pg_finfo_pgq_sqltriga, pgq_sqltriga, Flavour::Sql);
+trigger_fn!(pg_finfo_pgq_jsontriga, pgq_jsontriga, Flavour::Json);
