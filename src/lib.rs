@@ -15,6 +15,7 @@ pub mod bgworker;
 mod errors;
 mod gucs;
 mod insert;
+mod londiste;
 mod outrec;
 mod pgq_coop;
 mod pgq_ext;
@@ -28,6 +29,11 @@ pgrx::pg_module_magic!();
 
 extension_sql_file!("../sql/pgq_schema.sql", name = "pgq_schema", bootstrap);
 extension_sql_file!("../sql/pgq_triggers.sql", name = "pgq_triggers", requires = ["pgq_schema"]);
+extension_sql_file!(
+    "../sql/londiste_schema.sql",
+    name = "londiste_schema",
+    requires = ["pgq_schema", "pgq_node_schema"]
+);
 extension_sql_file!("../sql/pgq_functions.sql", name = "pgq_functions", finalize);
 // pgq_node, pgq_ext, pgq_coop: tables, function declarations (Rust bodies) and grants
 extension_sql_file!("../sql/pgq_node_schema.sql", name = "pgq_node_schema");

@@ -5,5 +5,6 @@ pub mod batch_sql;
 pub mod node;
 pub mod snapshot;
 pub mod tick_policy;
+pub mod londiste;
 pub mod pg_keywords;
 pub mod triggers;

@@ -1,0 +1,536 @@
+//! Londiste pure logic: table name handling, the table copy-state machine, the
+//! `create_trigger` argument planner, sequence publishing and partition names.
+//! No pgrx here; identifier quoting that needs PostgreSQL's keyword list is passed
+//! in as a closure by the caller.
+
+/// `schema.name` as Londiste stores it: unchanged if it has a dot, else `public.` added.
+/// No case folding, no unquoting.
+pub fn make_fqname(name: &str) -> String {
+    if name.contains('.') {
+        name.to_string()
+    } else {
+        format!("public.{name}")
+    }
+}
+
+/// Split at the first dot; no dot means schema `public`.
+pub fn split_fqname(name: &str) -> (String, String) {
+    match name.find('.') {
+        Some(i) => (name[..i].to_string(), name[i + 1..].to_string()),
+        None => ("public".to_string(), name.to_string()),
+    }
+}
+
+/// Both parts of `split_fqname` quoted with `quote_ident`.
+pub fn quote_fqname(name: &str, quote_ident: impl Fn(&str) -> String) -> String {
+    let (s, n) = split_fqname(name);
+    format!("{}.{}", quote_ident(&s), quote_ident(&n))
+}
+
+/// PostgreSQL `quote_literal`: doubles quotes and backslashes, `E'..'` if a
+/// backslash is present.
+pub fn quote_literal(s: &str) -> String {
+    let mut out = String::with_capacity(s.len() + 3);
+    if s.contains('\\') {
+        out.push('E');
+    }
+    out.push('\'');
+    for ch in s.chars() {
+        if ch == '\'' || ch == '\\' {
+            out.push(ch);
+        }
+        out.push(ch);
+    }
+    out.push('\'');
+    out
+}
+
+/// Copy state of a table on a subscriber (`table_info.merge_state`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TableState {
+    /// NULL: registered, data not copied yet.
+    New,
+    InCopy,
+    CatchingUp,
+    WannaSync(i64),
+    DoSync(i64),
+    Ok,
+}
+
+impl TableState {
+    /// Parse a stored state; `?` is the legacy spelling of `ok`.
+    pub fn parse(s: Option<&str>) -> Result<TableState, String> {
+        let Some(s) = s else { return Ok(TableState::New) };
+        match s {
+            "ok" | "?" => Ok(TableState::Ok),
+            "in-copy" => Ok(TableState::InCopy),
+            "catching-up" => Ok(TableState::CatchingUp),
+            _ => {
+                let num = |p: &str| {
+                    p.parse::<i64>()
+                        .map_err(|_| format!("Invalid table state: {s}"))
+                };
+                if let Some(t) = s.strip_prefix("wanna-sync:") {
+                    Ok(TableState::WannaSync(num(t)?))
+                } else if let Some(t) = s.strip_prefix("do-sync:") {
+                    Ok(TableState::DoSync(num(t)?))
+                } else {
+                    Err(format!("Invalid table state: {s}"))
+                }
+            }
+        }
+    }
+
+    pub fn to_db(&self) -> Option<String> {
+        match self {
+            TableState::New => None,
+            TableState::InCopy => Some("in-copy".into()),
+            TableState::CatchingUp => Some("catching-up".into()),
+            TableState::WannaSync(t) => Some(format!("wanna-sync:{t}")),
+            TableState::DoSync(t) => Some(format!("do-sync:{t}")),
+            TableState::Ok => Some("ok".into()),
+        }
+    }
+
+    /// Transitions a well-behaved worker/copy process makes (B4 of the spec); a
+    /// resync (any state → New) is always allowed.
+    pub fn can_move_to(&self, next: &TableState) -> bool {
+        use TableState::*;
+        match (self, next) {
+            (_, New) => true,
+            (New, InCopy) | (New, Ok) => true,
+            (InCopy, CatchingUp) => true,
+            (CatchingUp, WannaSync(_)) => true,
+            (WannaSync(t), DoSync(c)) => c >= t,
+            (DoSync(_), Ok) => true,
+            (a, b) => a == b,
+        }
+    }
+}
+
+/// `ret_note` text of `local_set_table_state`: the state quoted, or NULL.
+pub fn state_note(fq: &str, state: Option<&str>) -> String {
+    match state {
+        Some(s) => format!("Table {fq} state set to {}", quote_literal(s)),
+        None => format!("Table {fq} state set to NULL"),
+    }
+}
+
+/// Magic entries of `local_add_table`'s trigger argument list.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct AddTableFlags {
+    pub expect_sync: bool,
+    pub skip_truncate: bool,
+    pub merge_all: bool,
+    pub no_merge: bool,
+    pub virtual_table: bool,
+}
+
+impl AddTableFlags {
+    pub fn parse(args: &[String]) -> AddTableFlags {
+        let mut f = AddTableFlags::default();
+        for a in args {
+            match a.as_str() {
+                "expect_sync" => f.expect_sync = true,
+                "skip_truncate" => f.skip_truncate = true,
+                "merge_all" => f.merge_all = true,
+                "no_merge" => f.no_merge = true,
+                "virtual_table" => {
+                    f.virtual_table = true;
+                    f.expect_sync = true
+                }
+                _ => {}
+            }
+        }
+        f
+    }
+}
+
+/// Append `skip_truncate=1` to urlencoded table attributes.
+pub fn attrs_with_skip_truncate(attrs: Option<&str>) -> String {
+    match attrs {
+        None | Some("") => "skip_truncate=1".to_string(),
+        Some(a) => format!("{a}&skip_truncate=1"),
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TrigFunc {
+    Logu,
+    Sql,
+    Json,
+}
+
+impl TrigFunc {
+    pub fn sql_name(self) -> &'static str {
+        match self {
+            TrigFunc::Logu => "pgq.logutriga",
+            TrigFunc::Sql => "pgq.sqltriga",
+            TrigFunc::Json => "pgq.jsontriga",
+        }
+    }
+}
+
+/// What `create_trigger` was asked for, from its argument list.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TriggerRequest {
+    /// `no_triggers` / `virtual_table`: nothing to create.
+    pub no_triggers: bool,
+    pub before: bool,
+    pub func: TrigFunc,
+    pub ins: bool,
+    pub upd: bool,
+    pub del: bool,
+    pub skip: bool,
+    /// Arguments passed through to the trigger function (after the queue name).
+    pub args: Vec<String>,
+}
+
+impl TriggerRequest {
+    /// Parse `i_trg_args`. `tgflags=` letters are case-insensitive: B(efore), A(fter,
+    /// wins), Q/L/J function (J > L > Q), I/U/D events, S skip. `skip` in any case
+    /// asks for a skipping trigger; londiste-only flags are dropped; anything else is
+    /// a trigger argument. A renamed table gets `ev_extra1='<table>'` unless given.
+    pub fn parse(args: &[String], table: &str, dest: &str) -> TriggerRequest {
+        let mut flags = String::new();
+        let mut r = TriggerRequest {
+            no_triggers: false,
+            before: false,
+            func: TrigFunc::Logu,
+            ins: true,
+            upd: true,
+            del: true,
+            skip: false,
+            args: Vec::new(),
+        };
+        for a in args {
+            let low = a.to_lowercase();
+            if let Some(f) = low.strip_prefix("tgflags=") {
+                flags.push_str(&f.to_uppercase());
+            } else if low == "skip" {
+                r.skip = true;
+            } else if a == "no_triggers" || a == "virtual_table" {
+                r.no_triggers = true;
+            } else if matches!(
+                a.as_str(),
+                "expect_sync" | "skip_truncate" | "merge_all" | "no_merge"
+            ) {
+            } else {
+                r.args.push(a.clone());
+            }
+        }
+        if flags.contains('B') {
+            r.before = true;
+        }
+        if flags.contains('A') {
+            r.before = false;
+        }
+        r.func = if flags.contains('J') {
+            TrigFunc::Json
+        } else if flags.contains('L') {
+            TrigFunc::Logu
+        } else if flags.contains('Q') {
+            TrigFunc::Sql
+        } else {
+            TrigFunc::Logu
+        };
+        if flags.contains('I') || flags.contains('U') || flags.contains('D') {
+            r.ins = flags.contains('I');
+            r.upd = flags.contains('U');
+            r.del = flags.contains('D');
+        }
+        if flags.contains('S') {
+            r.skip = true;
+        }
+        if table != dest && !r.args.iter().any(|a| a.starts_with("ev_extra1=")) {
+            r.args.push(format!("ev_extra1={}", quote_literal(table)));
+        }
+        r
+    }
+
+    /// `insert or update or delete` restricted to the requested events.
+    pub fn events_sql(&self) -> String {
+        let mut ev = Vec::new();
+        if self.ins {
+            ev.push("insert");
+        }
+        if self.upd {
+            ev.push("update");
+        }
+        if self.del {
+            ev.push("delete");
+        }
+        ev.join(" or ")
+    }
+
+    /// pg_trigger.tgtype bits for this row trigger (for comparing with an existing one).
+    pub fn tgtype(&self) -> i16 {
+        let mut t = 1; // ROW
+        if self.before {
+            t |= 2;
+        }
+        if self.ins {
+            t |= 4;
+        }
+        if self.del {
+            t |= 8;
+        }
+        if self.upd {
+            t |= 16;
+        }
+        t
+    }
+}
+
+/// How the SKIP rule resolves, given the number of other SKIP triggers on the table.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SkipPlan {
+    /// Plain trigger with the default name.
+    Normal,
+    /// No SKIP trigger exists: name `zzz_<name>` and append `SKIP`.
+    OwnSkip,
+    /// One exists: it is renamed with a `zzz_` prefix if needed; ours is plain.
+    RenameOther,
+    /// Error code and note.
+    Fail(i32, &'static str),
+}
+
+pub fn skip_plan(before: bool, skip: bool, n_skip_triggers: i64) -> SkipPlan {
+    if !before && n_skip_triggers > 0 {
+        return SkipPlan::Fail(403, "AFTER trigger cannot work with SKIP trigger(s)");
+    }
+    if !skip {
+        return SkipPlan::Normal;
+    }
+    match n_skip_triggers {
+        0 => SkipPlan::OwnSkip,
+        1 => SkipPlan::RenameOther,
+        _ => SkipPlan::Fail(405, "Multiple SKIP triggers"),
+    }
+}
+
+/// pg_trigger.tgargs layout: every argument followed by a NUL byte.
+pub fn encode_tgargs(args: &[String]) -> Vec<u8> {
+    let mut out = Vec::new();
+    for a in args {
+        out.extend_from_slice(a.as_bytes());
+        out.push(0);
+    }
+    out
+}
+
+pub fn decode_tgargs(raw: &[u8]) -> Vec<String> {
+    let mut v: Vec<String> = raw
+        .split(|b| *b == 0)
+        .map(|p| String::from_utf8_lossy(p).into_owned())
+        .collect();
+    if raw.last() == Some(&0) {
+        v.pop();
+    }
+    v
+}
+
+pub fn hex_decode(s: &str) -> Vec<u8> {
+    let b = s.as_bytes();
+    let val = |c: u8| match c {
+        b'0'..=b'9' => c - b'0',
+        b'a'..=b'f' => c - b'a' + 10,
+        b'A'..=b'F' => c - b'A' + 10,
+        _ => 0,
+    };
+    b.chunks(2)
+        .filter(|c| c.len() == 2)
+        .map(|c| val(c[0]) * 16 + val(c[1]))
+        .collect()
+}
+
+/// Default and effective buffer of `root_check_seqs`.
+pub fn seq_buffer(buffer: Option<i64>) -> i64 {
+    match buffer {
+        Some(b) if b >= 10 => b,
+        _ => 10000,
+    }
+}
+
+/// The value to publish for a root sequence, or None when the published one is
+/// still far enough ahead of the real one.
+pub fn seq_publish(real: i64, published: i64, buffer: i64) -> Option<i64> {
+    if real.saturating_add(buffer) >= published {
+        Some(real.saturating_add(buffer.saturating_mul(3)))
+    } else {
+        None
+    }
+}
+
+/// Partition period of the partition helpers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PartPeriod {
+    Year,
+    Month,
+    Day,
+    Hour,
+}
+
+impl PartPeriod {
+    pub fn parse(s: &str) -> Option<PartPeriod> {
+        match s.to_lowercase().as_str() {
+            "year" | "yearly" => Some(PartPeriod::Year),
+            "month" | "monthly" => Some(PartPeriod::Month),
+            "day" | "daily" => Some(PartPeriod::Day),
+            "hour" | "hourly" => Some(PartPeriod::Hour),
+            _ => None,
+        }
+    }
+    pub fn sql(self) -> &'static str {
+        match self {
+            PartPeriod::Year => "year",
+            PartPeriod::Month => "month",
+            PartPeriod::Day => "day",
+            PartPeriod::Hour => "hour",
+        }
+    }
+    fn nparts(self) -> usize {
+        match self {
+            PartPeriod::Year => 1,
+            PartPeriod::Month => 2,
+            PartPeriod::Day => 3,
+            PartPeriod::Hour => 4,
+        }
+    }
+}
+
+/// Start of a partition from its name suffix `_YYYY[_MM[_DD[_HH]]]` as an ISO
+/// timestamp text (`YYYY-MM-DD HH:00:00`), or None if the name does not end that way.
+pub fn partition_start(name: &str, period: PartPeriod) -> Option<String> {
+    let n = period.nparts();
+    let parts: Vec<&str> = name.rsplitn(n + 1, '_').collect();
+    if parts.len() != n + 1 {
+        return None;
+    }
+    let mut nums: Vec<u32> = Vec::new();
+    for (i, p) in parts[..n].iter().rev().enumerate() {
+        let want = if i == 0 { 4 } else { 2 };
+        if p.len() != want || !p.bytes().all(|b| b.is_ascii_digit()) {
+            return None;
+        }
+        nums.push(p.parse().ok()?);
+    }
+    let y = nums[0];
+    let m = *nums.get(1).unwrap_or(&1);
+    let d = *nums.get(2).unwrap_or(&1);
+    let h = *nums.get(3).unwrap_or(&0);
+    if !(1..=12).contains(&m) || !(1..=31).contains(&d) || h > 23 {
+        return None;
+    }
+    Some(format!("{y:04}-{m:02}-{d:02} {h:02}:00:00"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn qi(s: &str) -> String {
+        if s.chars().all(|c| c.is_ascii_lowercase() || c == '_') && s != "select" {
+            s.to_string()
+        } else {
+            format!("\"{}\"", s.replace('"', "\"\""))
+        }
+    }
+
+    #[test]
+    fn names() {
+        assert_eq!(make_fqname("tbl"), "public.tbl");
+        assert_eq!(make_fqname("a.b.c"), "a.b.c");
+        assert_eq!(make_fqname(""), "public.");
+        assert_eq!(split_fqname("a.b.c"), ("a".into(), "b.c".into()));
+        assert_eq!(split_fqname(".x"), ("".into(), "x".into()));
+        assert_eq!(quote_fqname("My Schema.Tbl", qi), "\"My Schema\".\"Tbl\"");
+        assert_eq!(quote_fqname("x.\"y\"", qi), "x.\"\"\"y\"\"\"");
+        assert_eq!(quote_literal("a'b"), "'a''b'");
+        assert_eq!(quote_literal("a\\b"), "E'a\\\\b'");
+    }
+
+    #[test]
+    fn states() {
+        for s in ["ok", "in-copy", "catching-up", "wanna-sync:12", "do-sync:15"] {
+            assert_eq!(TableState::parse(Some(s)).unwrap().to_db().as_deref(), Some(s));
+        }
+        assert_eq!(TableState::parse(Some("?")).unwrap(), TableState::Ok);
+        assert_eq!(TableState::parse(None).unwrap(), TableState::New);
+        assert!(TableState::parse(Some("wanna-sync:x")).is_err());
+        assert!(TableState::parse(Some("bogus")).is_err());
+        assert!(TableState::WannaSync(5).can_move_to(&TableState::DoSync(7)));
+        assert!(!TableState::WannaSync(5).can_move_to(&TableState::DoSync(4)));
+        assert!(TableState::DoSync(7).can_move_to(&TableState::Ok));
+        assert!(!TableState::InCopy.can_move_to(&TableState::Ok));
+        assert!(TableState::Ok.can_move_to(&TableState::New));
+        assert_eq!(state_note("a.b", Some("in-copy")), "Table a.b state set to 'in-copy'");
+        assert_eq!(state_note("a.b", None), "Table a.b state set to NULL");
+    }
+
+    #[test]
+    fn trigger_requests() {
+        let s = |v: &[&str]| v.iter().map(|x| x.to_string()).collect::<Vec<_>>();
+        let r = TriggerRequest::parse(&s(&["tgflags=BIU", "skip", "pkey=id"]), "a.t", "a.t");
+        assert!(r.before && r.skip && r.ins && r.upd && !r.del);
+        assert_eq!(r.args, vec!["pkey=id"]);
+        assert_eq!(r.events_sql(), "insert or update");
+        let r = TriggerRequest::parse(&s(&["tgflags=jd", "expect_sync"]), "a.t", "a.t");
+        assert_eq!(r.func, TrigFunc::Json);
+        assert_eq!(r.events_sql(), "delete");
+        assert!(r.args.is_empty());
+        let r = TriggerRequest::parse(&s(&["tgflags=LQ", "tgflags=A"]), "a.t", "a.t");
+        assert_eq!(r.func, TrigFunc::Logu);
+        assert!(!r.before);
+        let r = TriggerRequest::parse(&s(&["tgflags=BA"]), "a.t", "a.t");
+        assert!(!r.before);
+        let r = TriggerRequest::parse(&[], "lt.src", "lt.dst");
+        assert_eq!(r.args, vec!["ev_extra1='lt.src'"]);
+        let r = TriggerRequest::parse(&s(&["ev_extra1=x"]), "lt.src", "lt.dst");
+        assert_eq!(r.args, vec!["ev_extra1=x"]);
+        assert!(TriggerRequest::parse(&s(&["no_triggers"]), "a", "a").no_triggers);
+        assert_eq!(TriggerRequest::parse(&s(&["tgflags=BSI"]), "a", "a").tgtype(), 1 | 2 | 4);
+    }
+
+    #[test]
+    fn skip_rules() {
+        assert_eq!(skip_plan(false, false, 1), SkipPlan::Fail(403, "AFTER trigger cannot work with SKIP trigger(s)"));
+        assert_eq!(skip_plan(true, true, 0), SkipPlan::OwnSkip);
+        assert_eq!(skip_plan(true, true, 1), SkipPlan::RenameOther);
+        assert_eq!(skip_plan(true, true, 2), SkipPlan::Fail(405, "Multiple SKIP triggers"));
+        assert_eq!(skip_plan(true, false, 3), SkipPlan::Normal);
+    }
+
+    #[test]
+    fn tgargs_roundtrip() {
+        let a = vec!["q".to_string(), "pkey=id".to_string(), "SKIP".to_string()];
+        assert_eq!(decode_tgargs(&encode_tgargs(&a)), a);
+        assert_eq!(hex_decode("710070"), vec![b'q', 0, b'p']);
+    }
+
+    #[test]
+    fn seqs() {
+        assert_eq!(seq_buffer(None), 10000);
+        assert_eq!(seq_buffer(Some(5)), 10000);
+        assert_eq!(seq_buffer(Some(100)), 100);
+        assert_eq!(seq_publish(1, 0, 10000), Some(30001));
+        assert_eq!(seq_publish(1, 30001, 10000), None);
+        assert_eq!(seq_publish(29000, 30500, 10000), Some(59000));
+    }
+
+    #[test]
+    fn partitions() {
+        assert_eq!(
+            partition_start("events_2020_01", PartPeriod::Month).as_deref(),
+            Some("2020-01-01 00:00:00")
+        );
+        assert_eq!(partition_start("events_2020_01", PartPeriod::Day), None);
+        assert_eq!(
+            partition_start("ev_2020_01_02_05", PartPeriod::Hour).as_deref(),
+            Some("2020-01-02 05:00:00")
+        );
+        assert_eq!(partition_start("ev_2020", PartPeriod::Year).as_deref(), Some("2020-01-01 00:00:00"));
+        assert_eq!(partition_start("ev_20x0_01", PartPeriod::Month), None);
+        assert_eq!(PartPeriod::parse("Month"), Some(PartPeriod::Month));
+    }
+}
