@@ -2,13 +2,14 @@
 # test.sh [LAYER...] — the whole test suite (README's test command; .ci/run calls it).
 # Layers: unit (pure Rust), pgtest (#[pg_test]), regress (pg_regress), isolation
 # (pg_isolation_regress), compat (the original's Python consumer against this
-# extension), bgworker (in-server ticker scenarios on preloaded clusters). Default: all, after setup.sh. Every cluster started here is stopped on exit.
+# extension), bgworker (in-server ticker scenarios on preloaded clusters), cascade (the
+# Python londiste CLI driving a root/branch/leaf cascade, tests/cascade/run.sh). Default: all, after setup.sh. Every cluster started here is stopped on exit.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
 PGBIN=/usr/lib/postgresql/15/bin
 PGXS=$(/usr/lib/postgresql/15/bin/pg_config --pkglibdir)/pgxs
-LAYERS=${*:-unit pgtest regress isolation compat bgworker}
+LAYERS=${*:-unit pgtest regress isolation compat bgworker cascade}
 
 [ -n "${SKIP_SETUP:-}" ] || scripts/setup.sh
 
@@ -55,6 +56,10 @@ run_bgworker() {
 
 run_compat() {
   PG_BIN=$PGBIN tests/compat/run.sh
+}
+
+run_cascade() {
+  PG_BIN=$PGBIN tests/cascade/run.sh
 }
 
 for layer in $LAYERS; do

@@ -13,7 +13,8 @@
 #
 # Env: PG_BIN (bin dir of the PostgreSQL that has this extension installed), ROWS (seed
 # rows, default 20000), LOAD_SECONDS (pgbench duration per load phase, default 8),
-# KEEP=1 keeps the work dir (logs, ini files) and clusters' logs on failure.
+# KEEP=1 keeps the work dir (logs, ini files) and clusters' logs on failure, KEEP=2 the
+# work dir always.
 # Everything started here — clusters, londiste workers and their copy processes,
 # pgbench — is stopped on exit, also on failure.
 set -Eeuo pipefail
@@ -60,7 +61,7 @@ cleanup() {
   stop_started
   [ $rc -ne 0 ] && [ "${KEEP:-0}" = 1 ] && KEEP_CLUSTERS=1
   cluster_stop_all
-  if [ $rc -ne 0 ] && [ "${KEEP:-0}" = 1 ]; then
+  if { [ $rc -ne 0 ] && [ "${KEEP:-0}" = 1 ]; } || [ "${KEEP:-0}" = 2 ]; then
     echo "cascade: work dir kept: $WORK" >&2
   else
     rm -rf "$WORK"
