@@ -112,9 +112,10 @@ INI
     echo $! >>"$WORK/pids"
   fi
   NODES="$NODES $n=$PGPORT"
+  NODE_DIRS="${NODE_DIRS:-} $n=$PGDATA_DIR"
   PORT_BASE=$((PGPORT + 1))
 done
-export NODES WORKLOAD_DIR ROWS
+export NODES NODE_DIRS WORKLOAD_DIR ROWS
 echo "cascade: clusters up and seeded in $(( $(date +%s) - T0 ))s"
 
 "$PY" "$HERE/scenario.py"

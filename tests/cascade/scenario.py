@@ -27,6 +27,7 @@ LOAD_SECONDS = int(os.environ.get('LOAD_SECONDS', '8'))
 QUEUE = 'replika'
 LONDISTE = ['/usr/bin/python3', '/usr/bin/londiste']
 PORTS = dict(kv.split('=') for kv in os.environ['NODES'].split())
+DIRS = dict(kv.split('=', 1) for kv in os.environ.get('NODE_DIRS', '').split())
 NODES = ['root', 'branch', 'leaf']
 TABLES = {  # table -> primary key (ordering for the checksums)
     'digoal.user_info': 'userid',
@@ -336,10 +337,13 @@ def s_create():
     londiste('branch', 'create-branch', 'branch', connstr('branch'), '--provider=' + connstr('root'))
     # Queue tuning (as one would for pgqd too): tick at least every 200 ms while events
     # come and every second when idle, so the copy hand-off and compare, which wait for
-    # ticks, are quick. Also on the branch, for its time as root after takeover.
+    # ticks, are quick; rotate the event tables every 5 s, so the maintenance (rotation
+    # held back by the subscribers' and watermark positions) runs many times under the
+    # scenario. Also on the branch, for its time as root after takeover.
     for n in ('root', 'branch'):
         q(n, "select pgq.set_queue_config(%s, 'ticker_max_lag', '200 milliseconds'), "
-             "pgq.set_queue_config(%s, 'ticker_idle_period', '1 second')", [QUEUE, QUEUE])
+             "pgq.set_queue_config(%s, 'ticker_idle_period', '1 second'), "
+             "pgq.set_queue_config(%s, 'rotation_period', '5 seconds')", [QUEUE, QUEUE, QUEUE])
     londiste('leaf', 'create-leaf', 'leaf', connstr('leaf'), '--provider=' + connstr('branch'))
     check_topology({'root': ('root', 'root'), 'branch': ('branch', 'root'), 'leaf': ('leaf', 'branch')},
                    'create')
@@ -626,6 +630,33 @@ def s_remove():
         if (t == 'digoal.user_logout_rec') == (want[t] == got[t]):
             fail('after remove-table: %s %s on the new root, %s on the old root' % (t, want[t], got[t]))
     log('  removed table diverges, the other three are equal after %d more transactions' % n)
+
+
+@step('failover: the new root dies, takeover --dead-root makes the old root root again')
+def s_failover():
+    w = PROCS.pop('worker_branch')
+    w.terminate()
+    w.wait(timeout=20)
+    subprocess.run(['sudo', '-u', 'postgres', os.path.join(PG_BIN, 'pg_ctl'), '-D', DIRS['branch'],
+                    '-m', 'immediate', '-w', 'stop'], check=True, stdout=subprocess.DEVNULL)
+    londiste('root', 'takeover', 'branch', '--dead-root')
+    info = node_info('root')
+    if info[0] != 'root':
+        fail('after failover root is %s' % (info,))
+    dead = dict(q('root', 'select node_name, dead from pgq_node.get_queue_locations(%s)', [QUEUE]))
+    if dead != {'root': False, 'branch': True}:
+        fail('members after failover: %s' % dead)
+    ext = q1('root', 'select queue_external_ticker from pgq.queue where queue_name = %s', [QUEUE])
+    if ext is not False:
+        fail('promoted root: queue_external_ticker = %s' % ext)
+    # writable again, and its own in-server ticker ticks it (sync_point needs new ticks)
+    n = wait_pgbench('root', pgbench('root', 2))
+    ev = q1('root', 'select count(*) from pgq.event_%s' % q1('root', 'select queue_id from pgq.queue '
+                                                                   'where queue_name = %s', [QUEUE]))
+    if n < 10 or not ev:
+        fail('after failover: %s transactions, %s events in the queue' % (n, ev))
+    sync_point('root')
+    log('  %d transactions on the promoted root, %d events queued, ticks made in-server' % (n, ev))
 
 
 def main():
