@@ -10,8 +10,9 @@
 #   held  — another session in the same database holds a transaction open
 #           (BEGIN; SELECT txid_current(); idle) for the whole run
 #   free-noav, held-noav — the same with autovacuum = off, so that only the worker's
-#           VACUUM (pgq.maint_operations lists the pgq tables when autovacuum is off,
-#           as in the original) keeps the tables small
+#           VACUUM keeps the tables small
+#   orig-free, orig-held — the original PgQ 3.5 ($REF_BIN) ticked and maintained by
+#           pgqd with the same periods (ticker_period 0.1 s, maint_period, retry 10 s)
 # Every $SAMPLE s: pg_total_relation_size and n_dead_tup of pgq.tick, pgq.subscription,
 # pgq.queue, pgq.retry_queue and the queue's event tables. Prints start / max / end.
 #
@@ -25,7 +26,9 @@ SAMPLE=${SAMPLE:-30}
 RATE=${RATE:-200}
 MAINT_PERIOD=${MAINT_PERIOD:-10}
 ROTATION=${ROTATION:-30 seconds}
-CASES=${CASES:-free held free-noav held-noav}
+CASES=${CASES:-free held orig-free orig-held}
+REF_BIN=${REF_BIN:-/opt/pgq-reference/usr/lib/postgresql/15/bin}
+PGQD=${PGQD:-/usr/bin/pgqd}
 PY=/usr/bin/python3
 TOOL=$REPO/bench/ticker_bench.py
 OUT=${OUT:-$(mktemp -d /tmp/pgq-bloat-XXXXXX)}
@@ -53,10 +56,15 @@ run_case() {
   trap 'exit 143' TERM INT
   local extra="autovacuum = on"
   case $case in *noav*) extra="autovacuum = off";; esac
-  PORT_BASE=$port_base cluster_start "bloat-$case" "$extra" \
-    "shared_preload_libraries = 'pgq'" "pgq.ticker_period = 100ms" "pgq.ticker_wakeup = off" \
-    "pgq.maint_period = ${MAINT_PERIOD}s" "pgq.retry_period = 10s" "pgq.launcher_naptime = 1s" \
-    "track_counts = on" "stats_fetch_consistency = none"
+  if [[ $case == orig-* ]]; then
+    PG_BIN=$REF_BIN PORT_BASE=$port_base cluster_start "bloat-$case" "$extra" \
+      "track_counts = on" "stats_fetch_consistency = none"
+  else
+    PORT_BASE=$port_base cluster_start "bloat-$case" "$extra" \
+      "shared_preload_libraries = 'pgq'" "pgq.ticker_period = 100ms" "pgq.ticker_wakeup = off" \
+      "pgq.maint_period = ${MAINT_PERIOD}s" "pgq.retry_period = 10s" "pgq.launcher_naptime = 1s" \
+      "track_counts = on" "stats_fetch_consistency = none"
+  fi
   grep -h "^autovacuum" "$PGDATA_DIR/postgresql.conf" > "$OUT/$case.conf" || true
   local dsn="host=$PGHOST port=$PGPORT user=postgres dbname=bloat"
   psql -X -q -v ON_ERROR_STOP=1 -d postgres -c "create database bloat"
@@ -68,6 +76,21 @@ select pgq.set_queue_config('bq', 'ticker_idle_period', '100 milliseconds');
 select pgq.set_queue_config('bq', 'rotation_period', '$ROTATION');
 select pgq.register_consumer('bq', 'c1');
 SQL
+  if [[ $case == orig-* ]]; then
+    cat > "$OUT/$case.pgqd.ini" <<INI
+[pgqd]
+base_connstr = host=$PGHOST port=$PGPORT user=postgres
+initial_database = bloat
+database_list = bloat
+logfile = $OUT/$case.pgqd.log
+pidfile = $OUT/$case.pgqd.pid
+syslog = 0
+ticker_period = 0.1
+maint_period = $MAINT_PERIOD
+retry_period = 10
+INI
+    "$PGQD" -q "$OUT/$case.pgqd.ini" > /dev/null 2>&1 & pids+=($!)
+  fi
   echo "select pgq.insert_event('bq', 't', 'payload ' || g) from generate_series(1, 10) g;" > "$OUT/$case.pgbench"
   local log=$OUT/$case.samples
   : > "$log"
@@ -91,7 +114,11 @@ SQL
   wait "$pgb" || true
   ticks1=$(psql -X -Atq -d bloat -c "select max(tick_id) from pgq.tick")
   rot=$(psql -X -Atq -d bloat -c "select queue_cur_table from pgq.queue where queue_name = 'bq'")
-  psql -X -Atq -d bloat -c "select 'worker: ticks=' || ticks || ' restarts=' || restarts || ' last_maint=' || coalesce(last_maint::text, '-') || ' last_error=' || coalesce(last_error, '-') from pgq.worker_status() where database = 'bloat'" > "$OUT/$case.summary"
+  if [[ $case == orig-* ]]; then
+    echo "ticker: pgqd (ticker_period 0.1 s, maint_period ${MAINT_PERIOD} s)" > "$OUT/$case.summary"
+  else
+    psql -X -Atq -d bloat -c "select 'worker: ticks=' || ticks || ' restarts=' || restarts || ' last_maint=' || coalesce(last_maint::text, '-') || ' last_error=' || coalesce(last_error, '-') from pgq.worker_status() where database = 'bloat'" > "$OUT/$case.summary"
+  fi
   echo "tick rate: $(awk -v a="$ticks0" -v b="$ticks1" -v d="$DURATION" 'BEGIN { printf "%.1f ticks/s", (b - a) / d }'); cur_table at end: $rot" >> "$OUT/$case.summary"
   grep -h "tps\|number of transactions actually" "$OUT/$case.pgbench.log" | head -2 >> "$OUT/$case.summary" || true
 }

@@ -307,6 +307,12 @@ fn main_loop() -> Stop {
             }
             last_tick_run = now;
             next_tick = now + gucs::TICKER_PERIOD_MS.get() as i64 * 1000;
+            // wake exactly when the first queue reaches its lag/idle threshold
+            if let Some(due) = crate::ticker::take_next_due() {
+                let at = now + (due * 1e6) as i64 + 1000;
+                let earliest = now + gucs::TICKER_MIN_PERIOD_MS.get() as i64 * 1000;
+                next_tick = next_tick.min(at.max(earliest));
+            }
         }
         if now >= next_retry {
             run_retry();

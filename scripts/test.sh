@@ -13,6 +13,17 @@ LAYERS=${*:-unit pgtest regress isolation compat bgworker cascade}
 
 [ -n "${SKIP_SETUP:-}" ] || scripts/setup.sh
 
+# The original's client side, for the compat / bgworker / cascade layers: the Python
+# pgq consumer library, the londiste CLI and pgqd (all from Debian, system-wide).
+TEST_PKGS="pgqd python3-pgq python3-londiste python3-skytools python3-psycopg2"
+missing=""
+for p in $TEST_PKGS; do dpkg -s "$p" >/dev/null 2>&1 || missing="$missing $p"; done
+if [ -n "$missing" ]; then
+  echo "test.sh: installing Debian packages:$missing"
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $missing >/dev/null
+fi
+
 source tests/lib/cluster.sh
 cluster_init
 failed=""

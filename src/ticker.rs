@@ -3,7 +3,8 @@
 //! (logic::tick_policy); ticks are inserted only for queues that need one.
 
 use crate::errors::{raise, warning, SpiResultExt};
-use crate::logic::tick_policy::{decide, Decision, Thresholds, TickState};
+use crate::logic::tick_policy::{decide, due_in, Decision, Thresholds, TickState};
+use std::cell::Cell;
 use pgrx::prelude::*;
 use crate::plans::kept;
 use pgrx::spi::SpiClient;
@@ -198,16 +199,38 @@ pub fn ticker_queue(queue: &str) -> Option<i64> {
     })
 }
 
+thread_local! {
+    /// After `ticker_all`: seconds until some queue will need a tick (if no new events
+    /// arrive); the in-server ticker sleeps until then rather than a whole period.
+    static NEXT_DUE: Cell<Option<f64>> = const { Cell::new(None) };
+}
+
+/// Take the value left by the last `ticker_all` call in this backend.
+pub fn take_next_due() -> Option<f64> {
+    NEXT_DUE.with(|d| d.take())
+}
+
 pub fn ticker_all() -> i64 {
     lock_ticker();
     Spi::connect_mut(|client| {
         let (states, nx) = read_states(client, None);
         let mut n = 0;
+        let mut due: Option<f64> = None;
         for q in &states {
-            if tick_one(client, q, nx).is_some() {
+            let ticked = tick_one(client, q, nx).is_some();
+            if ticked {
                 n += 1;
             }
+            // after a tick the queue is idle with a fresh last tick: due by the idle rule
+            let state = if ticked {
+                TickState { event_seq: q.state.event_seq, last: Some((q.state.event_seq, 0.0)), prev_gap: q.state.last.map(|l| l.1) }
+            } else {
+                q.state
+            };
+            let d = due_in(&q.th, &state);
+            due = Some(due.map_or(d, |x: f64| x.min(d)));
         }
+        NEXT_DUE.with(|c| c.set(due));
         n
     })
 }

@@ -51,6 +51,23 @@ pub fn decide(th: &Thresholds, st: &TickState) -> Decision {
     }
 }
 
+/// Seconds from now until `decide` would say Tick if nothing else happened (no new
+/// events), 0 when it already does. Lets the ticker sleep exactly until a queue's
+/// lag or idle threshold is reached instead of polling.
+pub fn due_in(th: &Thresholds, st: &TickState) -> f64 {
+    let Some((last_seq, lag)) = st.last else { return 0.0 };
+    let threshold = if st.event_seq - last_seq > 0 {
+        if st.event_seq - last_seq >= th.max_count {
+            return 0.0;
+        }
+        th.max_lag
+    } else {
+        let Some(gap) = st.prev_gap else { return 0.0 };
+        (th.max_lag / 2.0).max((2.0 * gap).min(th.idle_period))
+    };
+    (threshold - lag).max(0.0)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -91,6 +108,33 @@ mod tests {
             decide(&TH, &st(101, Some((100, 2.9)), Some(1.0))),
             Decision::Skip
         );
+    }
+
+    #[test]
+    fn due_matches_decide() {
+        let cases = [
+            st(1, None, None),
+            st(600, Some((100, 0.1)), Some(1.0)),
+            st(101, Some((100, 1.2)), Some(1.0)),
+            st(5, Some((5, 0.2)), None),
+            st(5, Some((5, 0.2)), Some(0.1)),
+            st(5, Some((5, 4.0)), Some(6.0)),
+            st(5, Some((5, 10.0)), Some(50.0)),
+        ];
+        for c in cases {
+            let due = due_in(&TH, &c);
+            let at = |extra: f64| {
+                let mut s = c;
+                if let Some((seq, lag)) = s.last {
+                    s.last = Some((seq, lag + extra));
+                }
+                decide(&TH, &s)
+            };
+            assert_eq!(at(due), Decision::Tick, "{c:?} due {due}");
+            if due > 0.0 {
+                assert_eq!(at(due - 0.001), Decision::Skip, "{c:?} due {due}");
+            }
+        }
     }
 
     #[test]
