@@ -59,7 +59,7 @@ stop_started() {
 cleanup() {
   local rc=$?
   stop_started
-  [ $rc -ne 0 ] && [ "${KEEP:-0}" = 1 ] && KEEP_CLUSTERS=1
+  [ $rc -ne 0 ] && [ "${KEEP:-0}" != 0 ] && KEEP_CLUSTERS=1
   cluster_stop_all
   if { [ $rc -ne 0 ] && [ "${KEEP:-0}" = 1 ]; } || [ "${KEEP:-0}" = 2 ]; then
     echo "cascade: work dir kept: $WORK" >&2
