@@ -95,7 +95,7 @@ INI
   local log=$OUT/$case.samples
   : > "$log"
   "$PY" "$TOOL" drain "$dsn" bq c1 > "$OUT/$case.drain.log" 2>&1 & pids+=($!)
-  if [[ $case == held* ]]; then
+  if [[ $case == *held* ]]; then
     "$PY" "$TOOL" hold "$dsn" > "$OUT/$case.hold.log" 2>&1 & pids+=($!)
   fi
   local pgb

@@ -5,9 +5,9 @@
 
 use super::shmem::{self, STATE};
 use crate::gucs;
-use pgrx::bgworkers::{BackgroundWorkerStatus, 
-    BackgroundWorker, BackgroundWorkerBuilder, BgWorkerStartTime, DynamicBackgroundWorker,
-    SignalWakeFlags,
+use pgrx::bgworkers::{
+    BackgroundWorker, BackgroundWorkerBuilder, BackgroundWorkerStatus, BgWorkerStartTime,
+    DynamicBackgroundWorker, SignalWakeFlags,
 };
 use pgrx::prelude::*;
 use std::collections::HashMap;
@@ -125,11 +125,15 @@ pub extern "C-unwind" fn pgq_launcher_main(_arg: pg_sys::Datum) {
         }
         let now = shmem::now();
         // reap workers that have exited
-                // NotYetStarted is not an exit: the postmaster may not have forked it yet
+        // NotYetStarted is not an exit: the postmaster may not have forked it yet
         let exited: Vec<u32> = workers
             .iter()
             .filter(|(_, h)| {
-                matches!(h.pid(), Err(BackgroundWorkerStatus::Stopped) | Err(BackgroundWorkerStatus::PostmasterDied))
+                matches!(
+                    h.pid(),
+                    Err(BackgroundWorkerStatus::Stopped)
+                        | Err(BackgroundWorkerStatus::PostmasterDied)
+                )
             })
             .map(|(oid, _)| *oid)
             .collect();

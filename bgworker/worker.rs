@@ -273,7 +273,12 @@ fn run_maintenance() {
     with_slot(|s| s.last_maint = shmem::now());
 }
 
-const HOT_TABLES: [&str; 4] = ["pgq.tick", "pgq.subscription", "pgq.queue", "pgq.retry_queue"];
+const HOT_TABLES: [&str; 4] = [
+    "pgq.tick",
+    "pgq.subscription",
+    "pgq.queue",
+    "pgq.retry_queue",
+];
 
 fn main_loop() -> Stop {
     let mut now = shmem::now();

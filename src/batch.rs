@@ -2,9 +2,9 @@
 //! finish_batch.
 
 use crate::errors::{or_null, raise, warning, SpiResultExt};
-use crate::plans::kept;
 use crate::logic::batch_sql::{batch_sql, batch_tables, QueueTables};
 use crate::logic::snapshot::Snapshot;
+use crate::plans::kept;
 use pgrx::datum::DatumWithOid;
 use pgrx::prelude::*;
 use pgrx::spi::SpiClient;
@@ -32,7 +32,9 @@ pub fn load_batch(client: &SpiClient<'_>, batch_id: i64) -> Option<BatchDef> {
                join pgq.tick t2 on t2.tick_queue = s.sub_queue and t2.tick_id = s.sub_next_tick \
               where s.sub_batch = $1";
     let plan = kept(client, SQL, &[pg_sys::INT8OID], false);
-    let rows = client.select(&*plan, Some(1), &[batch_id.into()]).or_raise("reading batch");
+    let rows = client
+        .select(&*plan, Some(1), &[batch_id.into()])
+        .or_raise("reading batch");
     let row = rows.first();
     if row.is_empty() {
         return None;
@@ -86,7 +88,9 @@ pub fn finish_batch(batch_id: i64) -> i32 {
                         sub_next_tick = null, sub_batch = null \
                   where sub_batch = $1 returning sub_id";
         let plan = kept(client, SQL, &[pg_sys::INT8OID], true);
-        let rows = client.update(&*plan, None, &[batch_id.into()]).or_raise("finishing batch");
+        let rows = client
+            .update(&*plan, None, &[batch_id.into()])
+            .or_raise("finishing batch");
         rows.len()
     });
     if done == 0 {
@@ -129,7 +133,9 @@ pub fn next_batch_custom(
                    left join pgq.tick t2 on t2.tick_queue = s.sub_queue and t2.tick_id = s.sub_next_tick \
                   where q.queue_name = $1 and c.co_name = $2";
         let plan = kept(client, SUB, &[pg_sys::TEXTOID, pg_sys::TEXTOID], false);
-        let rows = client.select(&*plan, Some(1), &args).or_raise("reading subscription");
+        let rows = client
+            .select(&*plan, Some(1), &args)
+            .or_raise("reading subscription");
         let row = rows.first();
         if row.is_empty() {
             raise(format!(
@@ -168,9 +174,18 @@ pub fn next_batch_custom(
                             ($3::interval is not null and pg_catalog.now() - tick_time < $3::interval) \
                        from pgq.tick where tick_queue = $1 and tick_id > $2 \
                       order by tick_queue, tick_id limit 1";
-            let plan = kept(client, NEXT, &[pg_sys::INT4OID, pg_sys::INT8OID, pg_sys::INTERVALOID], false);
+            let plan = kept(
+                client,
+                NEXT,
+                &[pg_sys::INT4OID, pg_sys::INT8OID, pg_sys::INTERVALOID],
+                false,
+            );
             client
-                .select(&*plan, Some(1), &[sub_queue.into(), prev_id.into(), min_lag.into()])
+                .select(
+                    &*plan,
+                    Some(1),
+                    &[sub_queue.into(), prev_id.into(), min_lag.into()],
+                )
                 .or_raise("finding next tick")
         } else {
             client
@@ -210,9 +225,18 @@ pub fn next_batch_custom(
                         sub_active = pg_catalog.now() \
                   where sub_queue = $1 and sub_consumer = $2 \
                   returning sub_batch";
-        let plan = kept(client, OPEN, &[pg_sys::INT4OID, pg_sys::INT4OID, pg_sys::INT8OID], true);
+        let plan = kept(
+            client,
+            OPEN,
+            &[pg_sys::INT4OID, pg_sys::INT4OID, pg_sys::INT8OID],
+            true,
+        );
         let upd = client
-            .update(&*plan, None, &[sub_queue.into(), sub_consumer.into(), next_id.into()])
+            .update(
+                &*plan,
+                None,
+                &[sub_queue.into(), sub_consumer.into(), next_id.into()],
+            )
             .or_raise("opening batch");
         if upd.is_empty() {
             raise(format!(

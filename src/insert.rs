@@ -68,6 +68,7 @@ pub fn init() {
     unsafe {
         pg_sys::CacheRegisterRelcacheCallback(Some(relcache_callback), pg_sys::Datum::from(0));
     }
+    init_shapes();
 }
 
 /// Called by the `pgq.queue` statement trigger.
@@ -296,6 +297,109 @@ const EVENT_COLUMNS: [&str; 11] = [
     "ev_extra4",
 ];
 
+/// What the direct path needs to know about an event table, built once and kept until
+/// the next relcache invalidation in this backend: which of our columns each attribute
+/// is, and the table's indexes with their IndexInfo (in a memory context of its own).
+struct Shape {
+    generation: u64,
+    /// per attribute: index into EVENT_COLUMNS, or -1 for a dropped column
+    colmap: Vec<i8>,
+    /// (index oid, IndexInfo, unique)
+    indexes: Vec<(pg_sys::Oid, *mut pg_sys::IndexInfo, bool)>,
+    /// false: the table has something the direct path does not handle
+    direct: bool,
+    cxt: pg_sys::MemoryContext,
+}
+
+impl Drop for Shape {
+    fn drop(&mut self) {
+        if !self.cxt.is_null() {
+            unsafe { pg_sys::MemoryContextDelete(self.cxt) };
+        }
+    }
+}
+
+thread_local! {
+    static SHAPES: RefCell<HashMap<pg_sys::Oid, Rc<Shape>>> = RefCell::new(HashMap::new());
+}
+
+/// Bumped by every relcache invalidation this backend sees: any change to any table may
+/// be a change to an event table or its indexes, and rebuilding a shape is cheap.
+static mut SHAPE_GENERATION: u64 = 0;
+
+#[pg_guard]
+unsafe extern "C-unwind" fn shape_callback(_arg: pg_sys::Datum, _relid: pg_sys::Oid) {
+    unsafe { SHAPE_GENERATION += 1 };
+}
+
+pub fn init_shapes() {
+    unsafe { pg_sys::CacheRegisterRelcacheCallback(Some(shape_callback), pg_sys::Datum::from(0)) };
+}
+
+unsafe fn build_shape(rel: pg_sys::Relation) -> Shape {
+    unsafe {
+        let desc = (*rel).rd_att;
+        let natts = (*desc).natts as usize;
+        let cxt = pg_sys::AllocSetContextCreateExtended(
+            pg_sys::TopMemoryContext,
+            c"pgq event table shape".as_ptr(),
+            pg_sys::ALLOCSET_SMALL_MINSIZE as usize,
+            pg_sys::ALLOCSET_SMALL_INITSIZE as usize,
+            pg_sys::ALLOCSET_SMALL_MAXSIZE as usize,
+        );
+        let mut shape = Shape {
+            generation: SHAPE_GENERATION,
+            colmap: Vec::with_capacity(natts),
+            indexes: Vec::new(),
+            direct: natts <= 64,
+            cxt,
+        };
+        for i in 0..natts {
+            let att = (*desc).attrs.as_ptr().add(i);
+            if (*att).attisdropped {
+                shape.colmap.push(-1);
+                continue;
+            }
+            let name = std::ffi::CStr::from_ptr((*att).attname.data.as_ptr()).to_bytes();
+            match EVENT_COLUMNS.iter().position(|c| c.as_bytes() == name) {
+                Some(col) => shape.colmap.push(col as i8),
+                None => {
+                    // a column we do not fill: its default is the executor's business
+                    shape.direct = false;
+                    shape.colmap.push(-1);
+                }
+            }
+        }
+        let old = pg_sys::MemoryContextSwitchTo(cxt);
+        let list = pg_sys::RelationGetIndexList(rel);
+        let nidx = if list.is_null() {
+            0
+        } else {
+            (*list).length as usize
+        };
+        for k in 0..nidx {
+            let oid = (*(*list).elements.add(k)).oid_value;
+            let idx = pg_sys::index_open(oid, pg_sys::RowExclusiveLock as pg_sys::LOCKMODE);
+            let info = pg_sys::BuildIndexInfo(idx);
+            // only plain column indexes (the txid index pgq creates)
+            if !(*info).ii_Expressions.is_null()
+                || !(*info).ii_Predicate.is_null()
+                || !(*info).ii_ExclusionOps.is_null()
+                || !(*(*idx).rd_index).indimmediate
+            {
+                shape.direct = false;
+            }
+            (*info).ii_Context = cxt;
+            shape
+                .indexes
+                .push((oid, info, (*(*idx).rd_index).indisunique));
+            pg_sys::index_close(idx, pg_sys::NoLock as pg_sys::LOCKMODE);
+        }
+        pg_sys::MemoryContextSwitchTo(old);
+        shape
+    }
+}
+
 /// The direct path: form the tuple and insert it into the heap and its indexes,
 /// without planner or executor. Taken only for tables that look exactly like a
 /// pgq event table (our columns only, no triggers, CHECK constraints, row security,
@@ -316,72 +420,54 @@ unsafe fn heap_insert_event(relid: pg_sys::Oid, v: &EventValues<'_>) -> bool {
             return false;
         }
         let rel = pg_sys::table_open(relid, pg_sys::RowExclusiveLock as pg_sys::LOCKMODE);
-        let desc = (*rel).rd_att;
-        let natts = (*desc).natts as usize;
-        let constr = (*desc).constr;
-        let plain = (*rel).trigdesc.is_null()
-            && !(*(*rel).rd_rel).relrowsecurity
-            && (constr.is_null() || (*constr).num_check == 0)
-            && natts <= 64;
-        if !plain {
+        let constr = (*(*rel).rd_att).constr;
+        if !(*rel).trigdesc.is_null()
+            || (*(*rel).rd_rel).relrowsecurity
+            || (!constr.is_null() && (*constr).num_check > 0)
+        {
+            pg_sys::table_close(rel, pg_sys::NoLock as pg_sys::LOCKMODE);
+            return false;
+        }
+        let cached = SHAPES.with(|s| s.borrow().get(&relid).cloned());
+        let shape = match cached {
+            Some(sh)
+                if sh.generation == SHAPE_GENERATION
+                    && sh.colmap.len() == (*(*rel).rd_att).natts as usize =>
+            {
+                sh
+            }
+            _ => {
+                let sh = Rc::new(build_shape(rel));
+                SHAPES.with(|s| s.borrow_mut().insert(relid, sh.clone()));
+                sh
+            }
+        };
+        if !shape.direct {
             pg_sys::table_close(rel, pg_sys::NoLock as pg_sys::LOCKMODE);
             return false;
         }
         let mut values = [pg_sys::Datum::from(0); 64];
         let mut nulls = [true; 64];
-        for i in 0..natts {
-            let att = (*desc).attrs.as_ptr().add(i);
-            if (*att).attisdropped {
-                continue;
-            }
-            let name = std::ffi::CStr::from_ptr((*att).attname.data.as_ptr()).to_bytes();
-            let Some(col) = EVENT_COLUMNS.iter().position(|c| c.as_bytes() == name) else {
-                // a column we do not fill: leave defaults to the executor
-                pg_sys::table_close(rel, pg_sys::NoLock as pg_sys::LOCKMODE);
-                return false;
-            };
+        for (i, &col) in shape.colmap.iter().enumerate() {
             let d = match col {
+                -1 => None,
                 0 => v.ev_id.into_datum(),
                 1 => v.ev_time.into_datum(),
                 2 => v.ev_txid.into_datum(),
                 3 => v.ev_owner.into_datum(),
                 4 => v.ev_retry.into_datum(),
-                n => v.text[n - 5].into_datum(),
+                n => v.text[n as usize - 5].into_datum(),
             };
             if let Some(d) = d {
                 values[i] = d;
                 nulls[i] = false;
             }
         }
-        // Indexes: only plain column indexes (the txid index pgq creates).
-        let list = pg_sys::RelationGetIndexList(rel);
-        let nidx = if list.is_null() {
-            0
-        } else {
-            (*list).length as usize
-        };
-        let mut indexes: Vec<(pg_sys::Relation, *mut pg_sys::IndexInfo)> = Vec::with_capacity(nidx);
-        let mut ok = true;
-        for k in 0..nidx {
-            let oid = (*(*list).elements.add(k)).oid_value;
+        let tuple = pg_sys::heap_form_tuple((*rel).rd_att, values.as_mut_ptr(), nulls.as_mut_ptr());
+        pg_sys::simple_heap_insert(rel, tuple);
+        for &(oid, info, unique) in &shape.indexes {
             let idx = pg_sys::index_open(oid, pg_sys::RowExclusiveLock as pg_sys::LOCKMODE);
-            let info = pg_sys::BuildIndexInfo(idx);
-            indexes.push((idx, info));
-            if !(*info).ii_Expressions.is_null()
-                || !(*info).ii_Predicate.is_null()
-                || !(*info).ii_ExclusionOps.is_null()
-                || !(*(*idx).rd_index).indimmediate
-            {
-                ok = false;
-            }
-        }
-        if ok {
-            let tuple = pg_sys::heap_form_tuple(desc, values.as_mut_ptr(), nulls.as_mut_ptr());
-            pg_sys::simple_heap_insert(rel, tuple);
-            for &(idx, info) in &indexes {
-                if !(*(*idx).rd_index).indisready {
-                    continue;
-                }
+            if (*(*idx).rd_index).indisready {
                 let nkeys = (*info).ii_NumIndexAttrs as usize;
                 let mut iv = [pg_sys::Datum::from(0); 32];
                 let mut inull = [true; 32];
@@ -390,7 +476,7 @@ unsafe fn heap_insert_event(relid: pg_sys::Oid, v: &EventValues<'_>) -> bool {
                     iv[j] = values[attno - 1];
                     inull[j] = nulls[attno - 1];
                 }
-                let unique = if (*(*idx).rd_index).indisunique {
+                let check = if unique {
                     pg_sys::IndexUniqueCheck::UNIQUE_CHECK_YES
                 } else {
                     pg_sys::IndexUniqueCheck::UNIQUE_CHECK_NO
@@ -401,21 +487,16 @@ unsafe fn heap_insert_event(relid: pg_sys::Oid, v: &EventValues<'_>) -> bool {
                     inull.as_mut_ptr(),
                     &mut (*tuple).t_self,
                     rel,
-                    unique,
+                    check,
                     false,
                     info,
                 );
             }
-            pg_sys::heap_freetuple(tuple);
-        }
-        for &(idx, _) in &indexes {
             pg_sys::index_close(idx, pg_sys::NoLock as pg_sys::LOCKMODE);
         }
-        if !list.is_null() {
-            pg_sys::list_free(list);
-        }
+        pg_sys::heap_freetuple(tuple);
         pg_sys::table_close(rel, pg_sys::NoLock as pg_sys::LOCKMODE);
-        ok
+        true
     }
 }
 

@@ -28,7 +28,11 @@ mod triggers;
 pgrx::pg_module_magic!();
 
 extension_sql_file!("../sql/pgq_schema.sql", name = "pgq_schema", bootstrap);
-extension_sql_file!("../sql/pgq_triggers.sql", name = "pgq_triggers", requires = ["pgq_schema"]);
+extension_sql_file!(
+    "../sql/pgq_triggers.sql",
+    name = "pgq_triggers",
+    requires = ["pgq_schema"]
+);
 extension_sql_file!(
     "../sql/londiste_schema.sql",
     name = "londiste_schema",

@@ -56,8 +56,11 @@ unsafe impl BoxRet for Rec {
             if natts != self.0.len() {
                 crate::errors::raise_internal("londiste: result column count mismatch");
             }
-            let mut values: Vec<pg_sys::Datum> =
-                self.0.iter().map(|v| v.unwrap_or(pg_sys::Datum::from(0usize))).collect();
+            let mut values: Vec<pg_sys::Datum> = self
+                .0
+                .iter()
+                .map(|v| v.unwrap_or(pg_sys::Datum::from(0usize)))
+                .collect();
             let mut nulls: Vec<bool> = self.0.iter().map(|v| v.is_none()).collect();
             let tuple = pg_sys::heap_form_tuple(tupdesc, values.as_mut_ptr(), nulls.as_mut_ptr());
             fcinfo.return_raw_datum(pg_sys::HeapTupleHeaderGetDatum((*tuple).t_data))
@@ -190,7 +193,11 @@ fn node_info(queue: Option<&str>) -> Option<NodeInfo> {
 
 /// pgq_node.is_root_node(): raises for an unknown queue, as the original.
 fn is_root_node(queue: Option<&str>) -> bool {
-    truth(&val(false, "select pgq_node.is_root_node($1)::text", &[queue]))
+    truth(&val(
+        false,
+        "select pgq_node.is_root_node($1)::text",
+        &[queue],
+    ))
 }
 
 /// Root check that does not raise: node_info row of type root.
@@ -204,7 +211,13 @@ fn node_is_root(queue: &str) -> bool {
         == Some("root")
 }
 
-fn insert_event(queue: &str, ev_type: &str, data: Option<&str>, extra1: Option<&str>, extra2: Option<&str>) {
+fn insert_event(
+    queue: &str,
+    ev_type: &str,
+    data: Option<&str>,
+    extra1: Option<&str>,
+    extra2: Option<&str>,
+) {
     exec(
         "select pgq.insert_event($1, $2, $3, $4, $5, null, null)",
         &[Some(queue), Some(ev_type), data, extra1, extra2],
@@ -215,7 +228,10 @@ fn root_notify_change_impl(queue: Option<&str>, ev_type: Option<&str>, data: Opt
     if !is_root_node(queue) {
         raise("only root node can send events");
     }
-    exec("select pgq.insert_event($1, $2, $3)", &[queue, ev_type, data]);
+    exec(
+        "select pgq.insert_event($1, $2, $3)",
+        &[queue, ev_type, data],
+    );
     1
 }
 
@@ -300,7 +316,11 @@ fn lnd_is_replica_func(func_oid: pg_sys::Oid) -> bool {
 fn lnd_set_session_replication_role(val_: Option<&str>, is_local: Option<bool>) {
     match val_ {
         Some(v @ ("origin" | "replica" | "local")) => {
-            let l = if is_local.unwrap_or(false) { "true" } else { "false" };
+            let l = if is_local.unwrap_or(false) {
+                "true"
+            } else {
+                "false"
+            };
             exec(
                 "select pg_catalog.set_config('session_replication_role', $1, $2::bool)",
                 &[Some(v), Some(l)],
@@ -494,7 +514,13 @@ fn lnd_get_seq_list(
 #[pg_extern(sql = false)]
 fn lnd_local_show_missing(
     i_queue_name: &str,
-) -> TableIterator<'static, (name!(obj_kind, Option<String>), name!(obj_name, Option<String>))> {
+) -> TableIterator<
+    'static,
+    (
+        name!(obj_kind, Option<String>),
+        name!(obj_name, Option<String>),
+    ),
+> {
     let rows = if is_root_node(Some(i_queue_name)) {
         q(
             false,
@@ -519,7 +545,11 @@ fn lnd_local_show_missing(
             &[Some(i_queue_name)],
         )
     };
-    TableIterator::new(rows.into_iter().map(|r| (r[0].clone(), r[1].clone())).collect::<Vec<_>>())
+    TableIterator::new(
+        rows.into_iter()
+            .map(|r| (r[0].clone(), r[1].clone()))
+            .collect::<Vec<_>>(),
+    )
 }
 
 fn global_add_table_impl(queue: &str, table: &str) -> Ret {
@@ -581,7 +611,11 @@ fn local_add_table_impl(
         Some(d) => lg::make_fqname(d),
         None => fq.clone(),
     };
-    let desc = if dest_fq == fq { fq.clone() } else { format!("{fq}({dest_fq})") };
+    let desc = if dest_fq == fq {
+        fq.clone()
+    } else {
+        format!("{fq}({dest_fq})")
+    };
     let flags = lg::AddTableFlags::parse(&trg_args);
     let mut attrs = attrs;
     if flags.skip_truncate {
@@ -658,12 +692,22 @@ fn local_add_table_impl(
     } else {
         None
     };
-    let dest_store = if dest_fq == fq { None } else { Some(dest_fq.as_str()) };
+    let dest_store = if dest_fq == fq {
+        None
+    } else {
+        Some(dest_fq.as_str())
+    };
     exec(
         "update londiste.table_info set local = true, merge_state = $3, \
                 table_attrs = coalesce($4, table_attrs), dest_table = $5 \
           where queue_name = $1 and table_name = $2",
-        &[Some(queue), Some(&fq), new_state, attrs.as_deref(), dest_store],
+        &[
+            Some(queue),
+            Some(&fq),
+            new_state,
+            attrs.as_deref(),
+            dest_store,
+        ],
     );
     if node_type == "root" {
         root_notify_change_impl(Some(queue), Some("londiste.add-table"), Some(&fq));
@@ -711,7 +755,13 @@ fn local_add_table_impl(
                 &[Some(cq), Some(&fq)],
             ));
             if !has {
-                let r = local_add_table_impl(Some(cq), Some(&fq), trg_args.clone(), attrs.clone(), Some(&dest_fq));
+                let r = local_add_table_impl(
+                    Some(cq),
+                    Some(&fq),
+                    trg_args.clone(),
+                    attrs.clone(),
+                    Some(&dest_fq),
+                );
                 if r.0 >= 300 {
                     return r;
                 }
@@ -722,7 +772,10 @@ fn local_add_table_impl(
     if t.0 > 299 {
         return ret(
             t.0,
-            format!("Trigger creation failed for table {desc}: {}", t.1.unwrap_or_default()),
+            format!(
+                "Trigger creation failed for table {desc}: {}",
+                t.1.unwrap_or_default()
+            ),
         );
     }
     if t.0 == 201 {
@@ -733,7 +786,13 @@ fn local_add_table_impl(
 
 #[pg_extern(sql = false)]
 fn lnd_local_add_table2(i_queue_name: &str, i_table_name: &str) -> Rec {
-    Rec::from_ret(&local_add_table_impl(Some(i_queue_name), Some(i_table_name), vec![], None, None))
+    Rec::from_ret(&local_add_table_impl(
+        Some(i_queue_name),
+        Some(i_table_name),
+        vec![],
+        None,
+        None,
+    ))
 }
 
 #[pg_extern(sql = false)]
@@ -742,7 +801,13 @@ fn lnd_local_add_table3(
     i_table_name: Option<&str>,
     i_trg_args: Option<Vec<Option<String>>>,
 ) -> Rec {
-    Rec::from_ret(&local_add_table_impl(i_queue_name, i_table_name, text_array(i_trg_args), None, None))
+    Rec::from_ret(&local_add_table_impl(
+        i_queue_name,
+        i_table_name,
+        text_array(i_trg_args),
+        None,
+        None,
+    ))
 }
 
 #[pg_extern(sql = false)]
@@ -788,7 +853,9 @@ fn drop_table_triggers_impl(queue: &str, table: &str) {
     ) else {
         return;
     };
-    let Some(oid) = find_rel_oid(&dest, "r") else { return };
+    let Some(oid) = find_rel_oid(&dest, "r") else {
+        return;
+    };
     let trigs = q(
         false,
         "select t.tgname::text, encode(t.tgargs, 'hex') from pg_catalog.pg_trigger t \
@@ -830,7 +897,13 @@ fn lnd_table_info_trigger<'a>(
     Ok(old)
 }
 
-fn create_trigger_impl(queue: &str, table: &str, trg_args: &[String], dest: Option<&str>, node_type: &str) -> Ret {
+fn create_trigger_impl(
+    queue: &str,
+    table: &str,
+    trg_args: &[String],
+    dest: Option<&str>,
+    node_type: &str,
+) -> Ret {
     let dest_name = dest.unwrap_or(table);
     let req = lg::TriggerRequest::parse(trg_args, table, dest_name);
     if req.no_triggers {
@@ -909,7 +982,10 @@ fn create_trigger_impl(queue: &str, table: &str, trg_args: &[String], dest: Opti
             &[Some(&oid), Some(n)],
         ));
         if *n != name && exists {
-            exec(&format!("drop trigger {} on {}", quote_ident(n), qdest), &[]);
+            exec(
+                &format!("drop trigger {} on {}", quote_ident(n), qdest),
+                &[],
+            );
         }
     }
     let existing = q1(
@@ -927,7 +1003,10 @@ fn create_trigger_impl(queue: &str, table: &str, trg_args: &[String], dest: Opti
         if same {
             create = false;
         } else {
-            exec(&format!("drop trigger {} on {}", quote_ident(&name), qdest), &[]);
+            exec(
+                &format!("drop trigger {} on {}", quote_ident(&name), qdest),
+                &[],
+            );
         }
     }
     if create {
@@ -1086,7 +1165,11 @@ fn lnd_local_set_table_attrs(
     i_table_name: Option<&str>,
     i_table_attrs: Option<&str>,
 ) -> Rec {
-    Rec::from_ret(&set_table_attrs_impl(i_queue_name, i_table_name, i_table_attrs))
+    Rec::from_ret(&set_table_attrs_impl(
+        i_queue_name,
+        i_table_name,
+        i_table_attrs,
+    ))
 }
 
 #[pg_extern(sql = false)]
@@ -1102,7 +1185,10 @@ fn lnd_local_set_table_struct(
         &[i_queue_name, i_table_name, i_dropped_ddl],
     );
     if upd.is_empty() {
-        Rec::ret(404, format!("no such local table: {}", i_table_name.unwrap_or_default()))
+        Rec::ret(
+            404,
+            format!("no such local table: {}", i_table_name.unwrap_or_default()),
+        )
     } else {
         Rec::ret(200, "Table struct stored")
     }
@@ -1117,7 +1203,10 @@ fn lnd_local_change_handler(
 ) -> Rec {
     let fq = lg::make_fqname(i_table_name.unwrap_or_default());
     let Some(node) = node_info(i_queue_name) else {
-        return Rec::ret(400, format!("No such set: {}", i_queue_name.unwrap_or_default()));
+        return Rec::ret(
+            400,
+            format!("No such set: {}", i_queue_name.unwrap_or_default()),
+        );
     };
     let queue = i_queue_name.unwrap_or_default();
     let r = set_table_attrs_impl(Some(queue), Some(&fq), i_table_attrs);
@@ -1140,7 +1229,10 @@ fn lnd_local_change_handler(
     if t.0 > 299 {
         return Rec::ret(
             t.0,
-            format!("Trigger creation failed for table {fq}: {}", t.1.unwrap_or_default()),
+            format!(
+                "Trigger creation failed for table {fq}: {}",
+                t.1.unwrap_or_default()
+            ),
         );
     }
     if t.0 == 201 {
@@ -1150,7 +1242,11 @@ fn lnd_local_change_handler(
 }
 
 #[pg_extern(sql = false)]
-fn lnd_root_notify_change(i_queue_name: Option<&str>, i_ev_type: Option<&str>, i_ev_data: Option<&str>) -> i32 {
+fn lnd_root_notify_change(
+    i_queue_name: Option<&str>,
+    i_ev_type: Option<&str>,
+    i_ev_data: Option<&str>,
+) -> i32 {
     root_notify_change_impl(i_queue_name, i_ev_type, i_ev_data)
 }
 
@@ -1242,7 +1338,10 @@ fn lnd_local_add_seq(i_queue_name: Option<&str>, i_seq_name: Option<&str>) -> Re
             "update londiste.seq_info set local = true where queue_name = $1 and seq_name = $2",
             &[Some(queue), Some(&fq)],
         );
-        exec("select pgq.seq_setval($1, $2::int8)", &[Some(&fq), r[1].as_deref()]);
+        exec(
+            "select pgq.seq_setval($1, $2::int8)",
+            &[Some(&fq), r[1].as_deref()],
+        );
     }
     Rec::ret(200, format!("Sequence added: {fq}"))
 }
@@ -1290,13 +1389,20 @@ fn lnd_global_remove_seq(i_queue_name: &str, i_seq_name: &str) -> Rec {
 }
 
 #[pg_extern(sql = false)]
-fn lnd_global_update_seq(i_queue_name: Option<&str>, i_seq_name: Option<&str>, i_value: Option<i64>) -> Rec {
+fn lnd_global_update_seq(
+    i_queue_name: Option<&str>,
+    i_seq_name: Option<&str>,
+    i_value: Option<i64>,
+) -> Rec {
     let Some(node) = q1(
         false,
         "select node_type from pgq_node.node_info where queue_name = $1",
         &[i_queue_name],
     ) else {
-        return Rec::ret(404, format!("Set not found: {}", i_queue_name.unwrap_or_default()));
+        return Rec::ret(
+            404,
+            format!("Set not found: {}", i_queue_name.unwrap_or_default()),
+        );
     };
     if node[0].as_deref() == Some("root") {
         return Rec::ret(402, "Must not run on root node");
@@ -1333,7 +1439,10 @@ fn execute_start_impl(
 ) -> Rec {
     let root = is_root_node(queue);
     if expect_root == Some(true) && !root {
-        return Rec::ret(401, format!("Node is not root node: {}", queue.unwrap_or_default()));
+        return Rec::ret(
+            401,
+            format!("Node is not root node: {}", queue.unwrap_or_default()),
+        );
     }
     let ins = q(
         true,
@@ -1379,7 +1488,13 @@ fn lnd_execute_finish(i_queue_name: &str, i_file_name: &str) -> Rec {
         return Rec::ret(404, "execute_file called without execute_start");
     };
     if is_root_node(Some(i_queue_name)) {
-        insert_event(i_queue_name, "EXECUTE", r[0].as_deref(), Some(i_file_name), r[1].as_deref());
+        insert_event(
+            i_queue_name,
+            "EXECUTE",
+            r[0].as_deref(),
+            Some(i_file_name),
+            r[1].as_deref(),
+        );
     }
     Rec::ret(200, format!("Execute finished: {i_file_name}"))
 }
@@ -1405,7 +1520,9 @@ fn to_fkeys(rows: Vec<Row>) -> TableIterator<'static, FkeyRow> {
 
 fn find_table_fkeys_rows(table: &str) -> Vec<Row> {
     let fq = lg::make_fqname(table);
-    let Some(oid) = find_rel_oid(&fq, "r") else { return vec![] };
+    let Some(oid) = find_rel_oid(&fq, "r") else {
+        return vec![];
+    };
     let rows = q(
         false,
         "select fn.nspname || '.' || fc.relname, tn.nspname || '.' || tc.relname, c.conname::text, \
@@ -1435,7 +1552,9 @@ fn find_table_fkeys_rows(table: &str) -> Vec<Row> {
 }
 
 #[pg_extern(sql = false)]
-fn lnd_find_table_fkeys(i_table_name: &str) -> TableIterator<
+fn lnd_find_table_fkeys(
+    i_table_name: &str,
+) -> TableIterator<
     'static,
     (
         name!(from_table, Option<String>),
@@ -1461,7 +1580,11 @@ fn lnd_drop_table_fkey(i_from_table: &str, i_fkey_name: &str) -> i32 {
         &[fk[0].as_deref(), fk[1].as_deref(), fk[2].as_deref(), fk[3].as_deref()],
     );
     exec(
-        &format!("alter table only {} drop constraint {}", quote_fq(&fq), quote_ident(i_fkey_name)),
+        &format!(
+            "alter table only {} drop constraint {}",
+            quote_fq(&fq),
+            quote_ident(i_fkey_name)
+        ),
         &[],
     );
     1
@@ -1511,7 +1634,9 @@ fn lnd_restore_table_fkey(i_from_table: &str, i_fkey_name: &str, i_lazy: bool) -
 }
 
 #[pg_extern(sql = false)]
-fn lnd_get_table_pending_fkeys(i_table_name: &str) -> TableIterator<
+fn lnd_get_table_pending_fkeys(
+    i_table_name: &str,
+) -> TableIterator<
     'static,
     (
         name!(from_table, Option<String>),
@@ -1530,7 +1655,9 @@ fn lnd_get_table_pending_fkeys(i_table_name: &str) -> TableIterator<
 }
 
 #[pg_extern(sql = false)]
-fn lnd_get_valid_pending_fkeys(i_queue_name: &str) -> TableIterator<
+fn lnd_get_valid_pending_fkeys(
+    i_queue_name: &str,
+) -> TableIterator<
     'static,
     (
         name!(from_table, Option<String>),
@@ -1584,7 +1711,10 @@ fn lnd_create_partition(
         raise(format!("Parent table does not exist: {parent_fq}"))
     };
     // serialise concurrent creators of the same partition
-    exec("select pg_catalog.pg_advisory_xact_lock(pg_catalog.hashtext($1))", &[Some(&part_fq)]);
+    exec(
+        "select pg_catalog.pg_advisory_xact_lock(pg_catalog.hashtext($1))",
+        &[Some(&part_fq)],
+    );
     if find_rel_oid(&part_fq, "r").is_some() {
         return 0;
     }
@@ -1603,7 +1733,13 @@ fn lnd_create_partition(
         ));
         if !has_pk {
             let cols: Vec<String> = pk.split(',').map(|c| quote_ident(c.trim())).collect();
-            exec(&format!("alter table only {qpart} add primary key ({})", cols.join(", ")), &[]);
+            exec(
+                &format!(
+                    "alter table only {qpart} add primary key ({})",
+                    cols.join(", ")
+                ),
+                &[],
+            );
         }
     }
     if let (Some(field), Some(t), Some(period)) = (i_part_field, i_part_time, i_part_period) {
@@ -1635,7 +1771,10 @@ fn lnd_create_partition(
         &[Some(&parent_oid)],
     );
     if let Some(o) = owner {
-        exec(&format!("alter table {qpart} owner to {}", quote_ident(&o)), &[]);
+        exec(
+            &format!("alter table {qpart} owner to {}", quote_ident(&o)),
+            &[],
+        );
     }
     let grants = q(
         false,
@@ -1651,7 +1790,11 @@ fn lnd_create_partition(
                 "grant {} on {qpart} to {}{}",
                 g[1].clone().unwrap_or_default(),
                 g[0].clone().unwrap_or_default(),
-                if truth(&g[2]) { " with grant option" } else { "" }
+                if truth(&g[2]) {
+                    " with grant option"
+                } else {
+                    ""
+                }
             ),
             &[],
         );
@@ -1664,7 +1807,12 @@ fn lnd_create_partition(
          select pg_catalog.pg_get_ruledef(oid) from pg_catalog.pg_rewrite where ev_class = $1::oid and rulename <> '_RETURN'",
         &[Some(&parent_oid)],
     );
-    let parent_disp = val(false, "select $1::oid::regclass::text", &[Some(&parent_oid)]).unwrap_or_default();
+    let parent_disp = val(
+        false,
+        "select $1::oid::regclass::text",
+        &[Some(&parent_oid)],
+    )
+    .unwrap_or_default();
     for d in defs.into_iter().filter_map(|r| r[0].clone()) {
         let sql = d
             .replacen(&format!(" ON {parent_disp} "), &format!(" ON {qpart} "), 1)
@@ -1675,8 +1823,12 @@ fn lnd_create_partition(
 }
 
 fn obsolete(part_name: &str, retention: &str, period: &str) -> bool {
-    let Some(p) = lg::PartPeriod::parse(period) else { return false };
-    let Some(start) = lg::partition_start(part_name, p) else { return false };
+    let Some(p) = lg::PartPeriod::parse(period) else {
+        return false;
+    };
+    let Some(start) = lg::partition_start(part_name, p) else {
+        return false;
+    };
     truth(&val(
         false,
         "select ($1::timestamp < pg_catalog.date_trunc($3, localtimestamp - $2::interval))::text",
@@ -1690,7 +1842,8 @@ fn lnd_is_obsolete_partition(
     i_retention_period: Option<pgrx::datum::Interval>,
     i_partition_period: Option<&str>,
 ) -> Option<bool> {
-    let (Some(t), Some(r), Some(p)) = (i_partition_table, i_retention_period, i_partition_period) else {
+    let (Some(t), Some(r), Some(p)) = (i_partition_table, i_retention_period, i_partition_period)
+    else {
         return None;
     };
     let (_, name) = lg::split_fqname(&lg::make_fqname(t));
@@ -1699,7 +1852,9 @@ fn lnd_is_obsolete_partition(
 
 fn list_obsolete(parent: &str, retention: &str, period: &str) -> Vec<String> {
     let fq = lg::make_fqname(parent);
-    let Some(oid) = find_rel_oid(&fq, "r") else { return vec![] };
+    let Some(oid) = find_rel_oid(&fq, "r") else {
+        return vec![];
+    };
     let (_, pname) = lg::split_fqname(&fq);
     let kids = q(
         false,

@@ -40,7 +40,12 @@ fn lock_sub(
     })
 }
 
-fn register_subconsumer(c: &mut SpiClient<'_>, queue: Option<&str>, consumer: &str, sub: &str) -> i32 {
+fn register_subconsumer(
+    c: &mut SpiClient<'_>,
+    queue: Option<&str>,
+    consumer: &str,
+    sub: &str,
+) -> i32 {
     let subcon = subconsumer_name(consumer, sub);
     run(
         c,
@@ -58,7 +63,10 @@ fn register_subconsumer(c: &mut SpiClient<'_>, queue: Option<&str>, consumer: &s
         return 0;
     }
     let Some((qid, _, main_sub_id, _)) = lock_sub(c, queue, consumer) else {
-        raise(format!("Not subscriber to queue: {}/{consumer}", queue.unwrap_or("")))
+        raise(format!(
+            "Not subscriber to queue: {}/{consumer}",
+            queue.unwrap_or("")
+        ))
     };
     exec(
         c,
@@ -86,7 +94,9 @@ fn pgq_coop_register_subconsumer(
 ) -> Option<i32> {
     let consumer = need(i_consumer_name, "consumer name");
     let sub = need(i_subconsumer_name, "subconsumer name");
-    Some(Spi::connect_mut(|c| register_subconsumer(c, i_queue_name, &consumer, &sub)))
+    Some(Spi::connect_mut(|c| {
+        register_subconsumer(c, i_queue_name, &consumer, &sub)
+    }))
 }
 
 #[pg_extern(sql = false)]
@@ -141,7 +151,10 @@ fn next_batch(
                     &[queue.into(), consumer.as_str().into()],
                 );
                 lock_sub(c, queue, &consumer).unwrap_or_else(|| {
-                    raise(format!("Not subscriber to queue: {}/{consumer}", queue.unwrap_or("")))
+                    raise(format!(
+                        "Not subscriber to queue: {}/{consumer}",
+                        queue.unwrap_or("")
+                    ))
                 })
             }
         };
@@ -155,7 +168,10 @@ fn next_batch(
             None => {
                 register_subconsumer(c, queue, &consumer, &sub);
                 lock_sub(c, queue, &subcon).unwrap_or_else(|| {
-                    raise(format!("Not subscriber to queue: {}/{subcon}", queue.unwrap_or("")))
+                    raise(format!(
+                        "Not subscriber to queue: {}/{subcon}",
+                        queue.unwrap_or("")
+                    ))
                 })
             }
         };
@@ -248,7 +264,13 @@ fn next_batch(
                 set sub_batch = $3, sub_last_tick = $4, sub_next_tick = $5, \
                     sub_active = pg_catalog.now() \
               where sub_queue = $1 and sub_consumer = $2",
-            &[qid.into(), my_co.into(), batch.into(), prev.into(), cur.into()],
+            &[
+                qid.into(),
+                my_co.into(),
+                batch.into(),
+                prev.into(),
+                cur.into(),
+            ],
         );
         Some(batch)
     })
@@ -260,7 +282,15 @@ fn pgq_coop_next_batch(
     i_consumer_name: Option<&str>,
     i_subconsumer_name: Option<&str>,
 ) -> Option<i64> {
-    next_batch(i_queue_name, i_consumer_name, i_subconsumer_name, None, None, None, None)
+    next_batch(
+        i_queue_name,
+        i_consumer_name,
+        i_subconsumer_name,
+        None,
+        None,
+        None,
+        None,
+    )
 }
 
 #[pg_extern(sql = false)]
@@ -347,4 +377,3 @@ fn pgq_coop_finish_batch(i_batch_id: Option<i64>) -> Option<i32> {
 fn pgq_coop_version() -> Option<String> {
     Some("3.1.1".to_string())
 }
-

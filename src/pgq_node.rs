@@ -8,8 +8,8 @@
 
 use crate::errors::raise;
 use crate::logic::node::{
-    self, create_node_arg_error, demote_step, watermark_move, DemoteStep, NodeType,
-    WatermarkMove, GLOBAL_WATERMARK,
+    self, create_node_arg_error, demote_step, watermark_move, DemoteStep, NodeType, WatermarkMove,
+    GLOBAL_WATERMARK,
 };
 use crate::outrec::OutRec;
 use crate::spi_util::{col, exec, first, found, one, run};
@@ -131,7 +131,12 @@ fn node_type_of_queue(c: Client, rw: bool, queue: Option<&str>) -> Option<String
     )
 }
 
-fn location_of(c: Client, rw: bool, queue: Option<&str>, node: Option<&str>) -> Option<Option<String>> {
+fn location_of(
+    c: Client,
+    rw: bool,
+    queue: Option<&str>,
+    node: Option<&str>,
+) -> Option<Option<String>> {
     let t = run(
         c,
         rw,
@@ -377,7 +382,12 @@ fn unregister_location(c: Client, queue: Option<&str>, node: Option<&str>) -> Ou
         &[queue.into(), node.into()],
     );
     if nd.as_ref().and_then(node_type_of) == Some(NodeType::Root) {
-        insert_event(c, queue, "pgq.unregister-location", [node, queue, None, None]);
+        insert_event(
+            c,
+            queue,
+            "pgq.unregister-location",
+            [node, queue, None, None],
+        );
     }
     if deleted > 0 {
         OutRec::ret(200, "Ok")
@@ -446,9 +456,12 @@ fn pgq_node_create_node(
         ) {
             return OutRec::ret(401, "Node already initialized");
         }
-        if let Some(note) =
-            create_node_arg_error(i_node_type, i_provider_name, i_global_watermark, i_combined_queue)
-        {
+        if let Some(note) = create_node_arg_error(
+            i_node_type,
+            i_provider_name,
+            i_global_watermark,
+            i_combined_queue,
+        ) {
             return OutRec::ret(401, note);
         }
         let ntype = i_node_type.and_then(NodeType::parse);
@@ -457,7 +470,12 @@ fn pgq_node_create_node(
         match ntype {
             Some(NodeType::Root) => {
                 provider = i_node_name;
-                run(c, true, "select pgq.create_queue($1)", &[i_queue_name.into()]);
+                run(
+                    c,
+                    true,
+                    "select pgq.create_queue($1)",
+                    &[i_queue_name.into()],
+                );
                 run(
                     c,
                     true,
@@ -467,7 +485,12 @@ fn pgq_node_create_node(
                 wm = global_watermark(c, true, i_queue_name);
             }
             Some(NodeType::Branch) => {
-                run(c, true, "select pgq.create_queue($1)", &[i_queue_name.into()]);
+                run(
+                    c,
+                    true,
+                    "select pgq.create_queue($1)",
+                    &[i_queue_name.into()],
+                );
                 exec(
                     c,
                     "update pgq.queue set queue_external_ticker = true, queue_disable_insert = true \
@@ -545,9 +568,21 @@ fn pgq_node_drop_node(i_queue_name: Option<&str>, i_node_name: Option<&str>) -> 
         };
         if is_local {
             let q: [DatumWithOid; 1] = [i_queue_name.into()];
-            exec(c, "delete from pgq_node.subscriber_info where queue_name = $1", &q);
-            exec(c, "delete from pgq_node.local_state where queue_name = $1", &q);
-            exec(c, "delete from pgq_node.node_info where queue_name = $1", &q);
+            exec(
+                c,
+                "delete from pgq_node.subscriber_info where queue_name = $1",
+                &q,
+            );
+            exec(
+                c,
+                "delete from pgq_node.local_state where queue_name = $1",
+                &q,
+            );
+            exec(
+                c,
+                "delete from pgq_node.node_info where queue_name = $1",
+                &q,
+            );
             if queue_exists(c, true, i_queue_name) {
                 run(c, true, "select pgq.drop_queue($1, true)", &q);
             }
@@ -603,7 +638,10 @@ fn queue_seqs(c: Client, queue: Option<&str>) -> Option<(String, String, String)
 fn pgq_node_promote_branch(i_queue_name: Option<&str>) -> OutRec {
     Spi::connect_mut(|c| {
         let Some(nd) = load_node(c, true, true, i_queue_name) else {
-            return OutRec::ret(404, nfmt!("Node not initialized for queue: {}", i_queue_name));
+            return OutRec::ret(
+                404,
+                nfmt!("Node not initialized for queue: {}", i_queue_name),
+            );
         };
         if node_type_of(&nd) != Some(NodeType::Branch) {
             return OutRec::ret(301, "Node not branch");
@@ -652,8 +690,11 @@ fn pgq_node_demote_root(
 ) -> OutRec {
     Spi::connect_mut(|c| {
         let Some(nd) = load_node(c, true, true, i_queue_name) else {
-            return OutRec::ret(404, nfmt!("Node not initialized for queue: {}", i_queue_name))
-                .col(None::<i64>);
+            return OutRec::ret(
+                404,
+                nfmt!("Node not initialized for queue: {}", i_queue_name),
+            )
+            .col(None::<i64>);
         };
         if node_type_of(&nd) != Some(NodeType::Root) {
             return OutRec::ret(301, "Node not root").col(None::<i64>);
@@ -684,7 +725,12 @@ fn pgq_node_demote_root(
             Some(DemoteStep::LastTick) => {
                 let (tick_seq, ev_seq, data_pfx) =
                     queue_seqs(c, i_queue_name).unwrap_or_else(|| raise("queue not found"));
-                run(c, true, "set local session_replication_role = 'replica'", &[]);
+                run(
+                    c,
+                    true,
+                    "set local session_replication_role = 'replica'",
+                    &[],
+                );
                 let table: String = one(
                     c,
                     true,
@@ -692,7 +738,12 @@ fn pgq_node_demote_root(
                     &[data_pfx.as_str().into()],
                 )
                 .unwrap_or_default();
-                run(c, true, &["lock table ", &table, " in exclusive mode"].concat(), &[]);
+                run(
+                    c,
+                    true,
+                    &["lock table ", &table, " in exclusive mode"].concat(),
+                    &[],
+                );
                 let last: Option<i64> = one(
                     c,
                     true,
@@ -711,8 +762,7 @@ fn pgq_node_demote_root(
                     "select pgq.ticker($1, $2, pg_catalog.now(), $3)",
                     &[i_queue_name.into(), last.into(), ev.into()],
                 );
-                OutRec::ret(200, nfmt!("Step 2: Inserted last tick: {}", i_queue_name))
-                    .col(last)
+                OutRec::ret(200, nfmt!("Step 2: Inserted last tick: {}", i_queue_name)).col(last)
             }
             Some(DemoteStep::Demote) => {
                 let last = latest_tick(c, true, i_queue_name);
@@ -733,8 +783,11 @@ fn pgq_node_demote_root(
                         last.into(),
                     ],
                 );
-                OutRec::ret(200, nfmt!("Step 3: Demoted root to branch: {}", i_queue_name))
-                    .col(last)
+                OutRec::ret(
+                    200,
+                    nfmt!("Step 3: Demoted root to branch: {}", i_queue_name),
+                )
+                .col(last)
             }
             None => raise("incorrect step number"),
         }
@@ -752,7 +805,10 @@ fn node_type_check(i_queue_name: Option<&str>, want: NodeType) -> Option<bool> {
         first(t).map(|r| col::<String>(&r, 1))
     });
     match t {
-        None => raise(format!("queue does not exist: {}", i_queue_name.unwrap_or("<NULL>"))),
+        None => raise(format!(
+            "queue does not exist: {}",
+            i_queue_name.unwrap_or("<NULL>")
+        )),
         Some(nt) => Some(nt.as_deref().and_then(NodeType::parse) == Some(want)),
     }
 }
@@ -815,7 +871,11 @@ fn pgq_node_get_worker_state(i_queue_name: Option<&str>) -> OutRec {
         let Some(prov_loc) = location_of(c, false, i_queue_name, provider.as_deref()) else {
             return head(
                 404,
-                nfmt!("Unknown provider node: {}/{}", i_queue_name, provider.as_deref()),
+                nfmt!(
+                    "Unknown provider node: {}/{}",
+                    i_queue_name,
+                    provider.as_deref()
+                ),
             )
             .col(completed)
             .col(provider)
@@ -872,7 +932,10 @@ fn pgq_node_get_worker_state(i_queue_name: Option<&str>) -> OutRec {
 }
 
 #[pg_extern(sql = false)]
-fn pgq_node_get_consumer_state(i_queue_name: Option<&str>, i_consumer_name: Option<&str>) -> OutRec {
+fn pgq_node_get_consumer_state(
+    i_queue_name: Option<&str>,
+    i_consumer_name: Option<&str>,
+) -> OutRec {
     const NCOLS: usize = 10;
     Spi::connect_mut(|c| {
         let Some(nd) = load_node(c, false, false, i_queue_name) else {
@@ -909,7 +972,11 @@ fn pgq_node_get_consumer_state(i_queue_name: Option<&str>, i_consumer_name: Opti
         let Some(prov_loc) = location_of(c, false, i_queue_name, provider.as_deref()) else {
             return head(
                 404,
-                nfmt!("Unknown provider node: {}/{}", i_queue_name, provider.as_deref()),
+                nfmt!(
+                    "Unknown provider node: {}/{}",
+                    i_queue_name,
+                    provider.as_deref()
+                ),
             )
             .col(completed)
             .col(provider)
@@ -1114,7 +1181,11 @@ fn pgq_node_set_subscriber_watermark(
                     c,
                     true,
                     "select pgq.register_consumer_at($1, $2, $3)",
-                    &[i_queue_name.into(), wm_name.as_deref().into(), i_watermark.into()],
+                    &[
+                        i_queue_name.into(),
+                        wm_name.as_deref().into(),
+                        i_watermark.into(),
+                    ],
                 );
                 OutRec::ret(200, nfmt!("{} set to {}", wm_name.as_deref(), i_watermark))
             }
@@ -1214,7 +1285,11 @@ fn pgq_node_set_partition_watermark(
             c,
             "update pgq_node.local_state set last_tick_id = $3 \
               where queue_name = $1 and consumer_name = $2",
-            &[i_part_queue_name.into(), worker.as_deref().into(), i_watermark.into()],
+            &[
+                i_part_queue_name.into(),
+                worker.as_deref().into(),
+                i_watermark.into(),
+            ],
         );
         if n == 0 {
             return OutRec::ret(401, "Worker registration not found");
@@ -1251,7 +1326,10 @@ fn register_consumer(
               where queue_name = $1 and consumer_name = $2",
             &args,
         );
-        (201, nfmt!("Consumer already registered: {}/{}", queue, consumer))
+        (
+            201,
+            nfmt!("Consumer already registered: {}/{}", queue, consumer),
+        )
     } else {
         exec(
             c,
@@ -1260,7 +1338,10 @@ fn register_consumer(
              values ($1, $2, $3, $4, false, false)",
             &args,
         );
-        (200, nfmt!("Consumer {} registered on queue {}", consumer, queue))
+        (
+            200,
+            nfmt!("Consumer {} registered on queue {}", consumer, queue),
+        )
     }
 }
 
@@ -1272,13 +1353,22 @@ fn pgq_node_register_consumer(
     i_custom_tick_id: Option<i64>,
 ) -> OutRec {
     let (code, note) = Spi::connect_mut(|c| {
-        register_consumer(c, i_queue_name, i_consumer_name, i_provider_node, i_custom_tick_id)
+        register_consumer(
+            c,
+            i_queue_name,
+            i_consumer_name,
+            i_provider_node,
+            i_custom_tick_id,
+        )
     });
     OutRec::ret(code, note)
 }
 
 #[pg_extern(sql = false)]
-fn pgq_node_unregister_consumer(i_queue_name: Option<&str>, i_consumer_name: Option<&str>) -> OutRec {
+fn pgq_node_unregister_consumer(
+    i_queue_name: Option<&str>,
+    i_consumer_name: Option<&str>,
+) -> OutRec {
     Spi::connect_mut(|c| {
         if load_node(c, true, true, i_queue_name).is_none() {
             return OutRec::ret(404, nfmt!("Unknown queue: {}", i_queue_name));
@@ -1290,7 +1380,11 @@ fn pgq_node_unregister_consumer(i_queue_name: Option<&str>, i_consumer_name: Opt
         );
         OutRec::ret(
             200,
-            nfmt!("Consumer {} unregistered from {}", i_consumer_name, i_queue_name),
+            nfmt!(
+                "Consumer {} unregistered from {}",
+                i_consumer_name,
+                i_queue_name
+            ),
         )
     })
 }
@@ -1309,7 +1403,11 @@ fn pgq_node_change_consumer_provider(
             c,
             "update pgq_node.local_state set provider_node = $3, uptodate = false \
               where queue_name = $1 and consumer_name = $2",
-            &[i_queue_name.into(), i_consumer_name.into(), i_new_provider.into()],
+            &[
+                i_queue_name.into(),
+                i_consumer_name.into(),
+                i_new_provider.into(),
+            ],
         );
         if n == 0 {
             return OutRec::ret(
@@ -1317,7 +1415,10 @@ fn pgq_node_change_consumer_provider(
                 nfmt!("Unknown consumer: {}/{}", i_queue_name, i_consumer_name),
             );
         }
-        OutRec::ret(200, nfmt!("Consumer provider node set to : {}", i_new_provider))
+        OutRec::ret(
+            200,
+            nfmt!("Consumer provider node set to : {}", i_new_provider),
+        )
     })
 }
 
@@ -1332,7 +1433,11 @@ fn pgq_node_set_consumer_uptodate(
             c,
             "update pgq_node.local_state set uptodate = $3 \
               where queue_name = $1 and consumer_name = $2",
-            &[i_queue_name.into(), i_consumer_name.into(), i_uptodate.into()],
+            &[
+                i_queue_name.into(),
+                i_consumer_name.into(),
+                i_uptodate.into(),
+            ],
         )
     });
     if n > 0 {
@@ -1389,7 +1494,11 @@ fn pgq_node_set_consumer_completed(
             c,
             "update pgq_node.local_state set last_tick_id = $3, cur_error = null \
               where queue_name = $1 and consumer_name = $2",
-            &[i_queue_name.into(), i_consumer_name.into(), i_tick_id.into()],
+            &[
+                i_queue_name.into(),
+                i_consumer_name.into(),
+                i_tick_id.into(),
+            ],
         )
     });
     if n > 0 {
@@ -1420,7 +1529,11 @@ fn pgq_node_set_consumer_error(
             c,
             "update pgq_node.local_state set cur_error = $3 \
               where queue_name = $1 and consumer_name = $2",
-            &[i_queue_name.into(), i_consumer_name.into(), i_error_msg.into()],
+            &[
+                i_queue_name.into(),
+                i_consumer_name.into(),
+                i_error_msg.into(),
+            ],
         )
     });
     if n > 0 {
@@ -1488,7 +1601,12 @@ fn pgq_node_upgrade_schema() -> Option<i32> {
         if has {
             0
         } else {
-            run(c, true, "alter table pgq_node.node_info add column node_attrs text", &[]);
+            run(
+                c,
+                true,
+                "alter table pgq_node.node_info add column node_attrs text",
+                &[],
+            );
             1
         }
     });

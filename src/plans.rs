@@ -13,12 +13,21 @@ thread_local! {
 }
 
 /// The kept plan of `sql` (argument types `args`); `mutating` for statements that write.
-pub fn kept(client: &SpiClient<'_>, sql: &'static str, args: &[pg_sys::Oid], mutating: bool) -> Rc<OwnedPreparedStatement> {
+pub fn kept(
+    client: &SpiClient<'_>,
+    sql: &'static str,
+    args: &[pg_sys::Oid],
+    mutating: bool,
+) -> Rc<OwnedPreparedStatement> {
     if let Some(p) = PLANS.with(|p| p.borrow().get(sql).cloned()) {
         return p;
     }
     let types: Vec<PgOid> = args.iter().map(|&o| PgOid::from(o)).collect();
-    let prepared = if mutating { client.prepare_mut(sql, &types) } else { client.prepare(sql, &types) };
+    let prepared = if mutating {
+        client.prepare_mut(sql, &types)
+    } else {
+        client.prepare(sql, &types)
+    };
     let plan = Rc::new(prepared.or_raise("preparing statement").keep());
     PLANS.with(|p| p.borrow_mut().insert(sql, plan.clone()));
     plan

@@ -4,10 +4,10 @@
 
 use crate::errors::{raise, warning, SpiResultExt};
 use crate::logic::tick_policy::{decide, due_in, Decision, Thresholds, TickState};
-use std::cell::Cell;
-use pgrx::prelude::*;
 use crate::plans::kept;
+use pgrx::prelude::*;
 use pgrx::spi::SpiClient;
+use std::cell::Cell;
 
 struct QueueTickRow {
     queue_id: i32,
@@ -20,7 +20,6 @@ struct QueueTickRow {
     last_xmin: Option<i64>,
     last_xmax: Option<i64>,
 }
-
 
 const STATE_ALL: &str = concat!(
     "select q.queue_id, q.queue_tick_seq, q.queue_external_ticker, q.queue_ticker_paused, ",
@@ -41,7 +40,8 @@ const STATE_ALL: &str = concat!(
     "where tick_queue = q.queue_id and tick_id < t1.tick_id ",
     "order by tick_queue desc, tick_id desc limit 1) t2 on true "
 );
-const WHERE_ALL: &str = "where not q.queue_external_ticker and not q.queue_ticker_paused order by q.queue_name";
+const WHERE_ALL: &str =
+    "where not q.queue_external_ticker and not q.queue_ticker_paused order by q.queue_name";
 const WHERE_ONE: &str = "where q.queue_name = $1";
 const INSERT_TICK: &str = "insert into pgq.tick (tick_queue, tick_id, tick_event_seq) \
      values ($1, pg_catalog.nextval(pg_catalog.to_regclass($2)), $3) returning tick_id";
@@ -130,9 +130,22 @@ fn tick_one(client: &mut SpiClient<'_>, q: &QueueTickRow, next_xid: i64) -> Opti
     if decide(&q.th, &q.state) == Decision::Skip {
         return None;
     }
-    let insert = kept(client, INSERT_TICK, &[pg_sys::INT4OID, pg_sys::TEXTOID, pg_sys::INT8OID], true);
+    let insert = kept(
+        client,
+        INSERT_TICK,
+        &[pg_sys::INT4OID, pg_sys::TEXTOID, pg_sys::INT8OID],
+        true,
+    );
     let rows = client
-        .update(&*insert, None, &[q.queue_id.into(), q.tick_seq.as_str().into(), q.state.event_seq.into()])
+        .update(
+            &*insert,
+            None,
+            &[
+                q.queue_id.into(),
+                q.tick_seq.as_str().into(),
+                q.state.event_seq.into(),
+            ],
+        )
         .or_raise("inserting tick");
     let tick: Option<i64> = rows.first().get(1).or_raise("tick_id");
     if let Some(t) = tick {
@@ -223,7 +236,11 @@ pub fn ticker_all() -> i64 {
             }
             // after a tick the queue is idle with a fresh last tick: due by the idle rule
             let state = if ticked {
-                TickState { event_seq: q.state.event_seq, last: Some((q.state.event_seq, 0.0)), prev_gap: q.state.last.map(|l| l.1) }
+                TickState {
+                    event_seq: q.state.event_seq,
+                    last: Some((q.state.event_seq, 0.0)),
+                    prev_gap: q.state.last.map(|l| l.1),
+                }
             } else {
                 q.state
             };

@@ -163,7 +163,11 @@ pub fn init() {
             pg_sys::SysCacheIdentifier::AUTHMEMROLEMEM,
             pg_sys::SysCacheIdentifier::AUTHOID,
         ] {
-            pg_sys::CacheRegisterSyscacheCallback(cache as i32, Some(proc_callback), pg_sys::Datum::from(0));
+            pg_sys::CacheRegisterSyscacheCallback(
+                cache as i32,
+                Some(proc_callback),
+                pg_sys::Datum::from(0),
+            );
         }
     }
 }
@@ -208,7 +212,11 @@ unsafe fn build_table(rel: pg_sys::Relation) -> TableInfo {
     unsafe {
         let relid = (*rel).rd_id;
         let nsp = pg_sys::get_namespace_name((*(*rel).rd_rel).relnamespace);
-        let schema = if nsp.is_null() { String::new() } else { cstr(nsp).to_string() };
+        let schema = if nsp.is_null() {
+            String::new()
+        } else {
+            cstr(nsp).to_string()
+        };
         let table = cstr((*(*rel).rd_rel).relname.data.as_ptr()).to_string();
         let mcxt = pg_sys::AllocSetContextCreateInternal(
             pg_sys::CacheMemoryContext,
@@ -243,7 +251,9 @@ unsafe fn build_table(rel: pg_sys::Relation) -> TableInfo {
             let json = match typid {
                 pg_sys::BOOLOID => JsonKind::Bool,
                 pg_sys::INT2OID | pg_sys::INT4OID | pg_sys::INT8OID => JsonKind::Int,
-                pg_sys::DATEOID | pg_sys::TIMESTAMPOID | pg_sys::TIMESTAMPTZOID => JsonKind::DateTime,
+                pg_sys::DATEOID | pg_sys::TIMESTAMPOID | pg_sys::TIMESTAMPTZOID => {
+                    JsonKind::DateTime
+                }
                 _ => JsonKind::Text,
             };
             cols.push(Col {
@@ -341,7 +351,11 @@ fn build_trig(table: &TableInfo, args: tl::TriggerArgs) -> TrigInfo {
     let ignored = table
         .cols
         .iter()
-        .map(|c| args.ignore.as_deref().is_some_and(|l| tl::list_contains(l, &c.name)))
+        .map(|c| {
+            args.ignore
+                .as_deref()
+                .is_some_and(|l| tl::list_contains(l, &c.name))
+        })
         .collect();
     let ops = [Op::Insert, Op::Update, Op::Delete, Op::Truncate];
     let logu_keys = match &args.pkey {
@@ -391,7 +405,11 @@ impl TrigInfo {
     }
 }
 
-unsafe fn trig_info(table: &TableInfo, trig: *const pg_sys::Trigger, truncate: bool) -> Rc<TrigInfo> {
+unsafe fn trig_info(
+    table: &TableInfo,
+    trig: *const pg_sys::Trigger,
+    truncate: bool,
+) -> Rc<TrigInfo> {
     let tgoid = unsafe { (*trig).tgoid };
     if let Some(t) = table.triggers.borrow().get(&(tgoid, truncate)) {
         return t.clone();
@@ -405,7 +423,10 @@ unsafe fn trig_info(table: &TableInfo, trig: *const pg_sys::Trigger, truncate: b
         Err(e) => raise_internal(e),
     };
     let ti = Rc::new(build_trig(table, parsed));
-    table.triggers.borrow_mut().insert((tgoid, truncate), ti.clone());
+    table
+        .triggers
+        .borrow_mut()
+        .insert((tgoid, truncate), ti.clone());
     ti
 }
 
@@ -467,18 +488,20 @@ unsafe fn changed(col: &Col, old: &Row, new: &Row, i: usize) -> bool {
             if matches!(*col.eq.borrow(), Eq::Unknown) {
                 let tc = pg_sys::lookup_type_cache(col.typid, pg_sys::TYPECACHE_EQ_OPR as i32);
                 let opr = (*tc).eq_opr;
-                let e = if opr == pg_sys::InvalidOid || opr == pg_sys::Oid::from(pg_sys::ARRAY_EQ_OP) {
-                    Eq::Text
-                } else {
-                    let mut f: Box<pg_sys::FmgrInfo> = Box::new(std::mem::zeroed());
-                    pg_sys::fmgr_info_cxt(pg_sys::get_opcode(opr), &mut *f, col.out.fn_mcxt);
-                    Eq::Func(f)
-                };
+                let e =
+                    if opr == pg_sys::InvalidOid || opr == pg_sys::Oid::from(pg_sys::ARRAY_EQ_OP) {
+                        Eq::Text
+                    } else {
+                        let mut f: Box<pg_sys::FmgrInfo> = Box::new(std::mem::zeroed());
+                        pg_sys::fmgr_info_cxt(pg_sys::get_opcode(opr), &mut *f, col.out.fn_mcxt);
+                        Eq::Func(f)
+                    };
                 *col.eq.borrow_mut() = e;
             }
             match &*col.eq.borrow() {
                 Eq::Func(f) => {
-                    let r = pg_sys::FunctionCall2Coll(&**f as *const _ as *mut _, col.collation, a, b);
+                    let r =
+                        pg_sys::FunctionCall2Coll(&**f as *const _ as *mut _, col.collation, a, b);
                     !bool::from_datum(r, false).unwrap_or(false)
                 }
                 _ => out_text(col, a) != out_text(col, b),
@@ -494,7 +517,12 @@ unsafe fn json_val<'a>(col: &Col, d: Option<pg_sys::Datum>) -> JsonVal<'a> {
             JsonKind::Bool => JsonVal::Raw(if d.value() != 0 { "true" } else { "false" }),
             JsonKind::Int => JsonVal::Raw(out_text(col, d)),
             JsonKind::DateTime => {
-                let p = pg_sys::JsonEncodeDateTime(std::ptr::null_mut(), d, col.typid, std::ptr::null());
+                let p = pg_sys::JsonEncodeDateTime(
+                    std::ptr::null_mut(),
+                    d,
+                    col.typid,
+                    std::ptr::null(),
+                );
                 JsonVal::Str(cstr(p))
             }
             JsonKind::Text => JsonVal::Str(out_text(col, d)),
@@ -522,12 +550,13 @@ unsafe fn encode_row(t: &TableInfo, tr: &TrigInfo, row: &Row, json: bool) -> Str
 // ---------------------------------------------------------------------------------
 
 unsafe fn prepare_expr(t: &TableInfo, src: &str) -> Rc<Expr> {
-    let (sql, params) = match tl::rewrite_expr(src, unsafe { pg_sys::standard_conforming_strings }, |w| {
-        t.cols.iter().position(|c| !c.dropped && c.name == w)
-    }) {
-        Ok(r) => r,
-        Err(e) => raise_internal(e),
-    };
+    let (sql, params) =
+        match tl::rewrite_expr(src, unsafe { pg_sys::standard_conforming_strings }, |w| {
+            t.cols.iter().position(|c| !c.dropped && c.name == w)
+        }) {
+            Ok(r) => r,
+            Err(e) => raise_internal(e),
+        };
     let mut types: Vec<pg_sys::Oid> = params.iter().map(|&i| t.cols[i].typid).collect();
     let csql = std::ffi::CString::new(sql).unwrap_or_else(|_| raise_internal("QB: syntax error"));
     unsafe {
@@ -552,7 +581,13 @@ unsafe fn run_expr(e: &Expr, row: &Row, want_bool: bool) -> ExprResult {
         let nulls: Vec<c_char> = e
             .params
             .iter()
-            .map(|&i| if row.nulls[i] { b'n' as c_char } else { b' ' as c_char })
+            .map(|&i| {
+                if row.nulls[i] {
+                    b'n' as c_char
+                } else {
+                    b' ' as c_char
+                }
+            })
             .collect();
         let rc = pg_sys::SPI_execute_plan(e.plan, values.as_mut_ptr(), nulls.as_ptr(), false, 0);
         if rc < 0 {
@@ -568,7 +603,10 @@ unsafe fn run_expr(e: &Expr, row: &Row, want_bool: bool) -> ExprResult {
         if want_bool {
             let ty = pg_sys::SPI_gettypeid(desc, 1);
             if ty != pg_sys::BOOLOID {
-                raise_internal(format!("when= query result must be boolean, got={}", ty.to_u32()));
+                raise_internal(format!(
+                    "when= query result must be boolean, got={}",
+                    ty.to_u32()
+                ));
             }
             let mut isnull = false;
             let d = pg_sys::SPI_getbinval(tup, desc, 1, &mut isnull);
@@ -578,7 +616,11 @@ unsafe fn run_expr(e: &Expr, row: &Row, want_bool: bool) -> ExprResult {
             ExprResult::Bool(d.value() != 0)
         } else {
             let p = pg_sys::SPI_getvalue(tup, desc, 1);
-            ExprResult::Text(if p.is_null() { None } else { Some(cstr(p).to_string()) })
+            ExprResult::Text(if p.is_null() {
+                None
+            } else {
+                Some(cstr(p).to_string())
+            })
         }
     }
 }
@@ -603,8 +645,11 @@ unsafe fn check_insert_acl() {
             INSERT_EVENT_OID = oid;
         }
         if INSERT_EVENT_OID != pg_sys::InvalidOid
-            && pg_sys::pg_proc_aclcheck(INSERT_EVENT_OID, uid, pg_sys::ACL_EXECUTE as pg_sys::AclMode)
-                != pg_sys::AclResult::ACLCHECK_OK
+            && pg_sys::pg_proc_aclcheck(
+                INSERT_EVENT_OID,
+                uid,
+                pg_sys::ACL_EXECUTE as pg_sys::AclMode,
+            ) != pg_sys::AclResult::ACLCHECK_OK
         {
             raise_code(
                 PgSqlErrorCode::ERRCODE_INSUFFICIENT_PRIVILEGE,
@@ -677,17 +722,29 @@ unsafe fn fire(fcinfo: pg_sys::FunctionCallInfo, fl: Flavour) -> pg_sys::Datum {
                 raise_internal(e.clone());
             }
         }
-        let result = if a.skip { std::ptr::null_mut() } else { passthrough };
+        let result = if a.skip {
+            std::ptr::null_mut()
+        } else {
+            passthrough
+        };
 
         let mut fields: [Option<String>; 6] = Default::default();
         fields[tl::EV_TYPE] = Some(tr.ev_type(op, fl).to_string());
         fields[tl::EV_EXTRA1] = Some(t.fqname.clone());
         if op == Op::Truncate {
-            fields[tl::EV_DATA] = Some(if fl == Flavour::Json { "{}".into() } else { String::new() });
+            fields[tl::EV_DATA] = Some(if fl == Flavour::Json {
+                "{}".into()
+            } else {
+                String::new()
+            });
         } else {
             let desc = (*rel).rd_att;
             let trig_row = deform((*td).tg_trigtuple, desc);
-            let new_row = if op == Op::Update { Some(deform((*td).tg_newtuple, desc)) } else { None };
+            let new_row = if op == Op::Update {
+                Some(deform((*td).tg_newtuple, desc))
+            } else {
+                None
+            };
             // the row whose values go to ev_data, magic columns and expressions
             let data_row = new_row.as_ref().unwrap_or(&trig_row);
 
@@ -747,12 +804,14 @@ unsafe fn fire(fcinfo: pg_sys::FunctionCallInfo, fl: Flavour) -> pg_sys::Datum {
                     };
                     let old = &trig_row;
                     let keys = || {
-                        t.cols.iter().enumerate().filter(|(i, _)| tr.is_key[*i]).map(|(i, c)| {
-                            match text_of(c, old, i) {
+                        t.cols
+                            .iter()
+                            .enumerate()
+                            .filter(|(i, _)| tr.is_key[*i])
+                            .map(|(i, c)| match text_of(c, old, i) {
                                 Some(v) => (names[i], v),
                                 None => raise_internal("logtriga: Unexpected NULL key value"),
-                            }
-                        })
+                            })
                     };
                     match op {
                         Op::Insert => tl::sql_insert(
@@ -770,7 +829,9 @@ unsafe fn fire(fcinfo: pg_sys::FunctionCallInfo, fl: Flavour) -> pg_sys::Datum {
                                 tl::sql_update(first, keys())
                             } else {
                                 tl::sql_update(
-                                    set_cols.iter().map(|&i| (names[i], text_of(&t.cols[i], new, i))),
+                                    set_cols
+                                        .iter()
+                                        .map(|&i| (names[i], text_of(&t.cols[i], new, i))),
                                     keys(),
                                 )
                             }

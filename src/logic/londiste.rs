@@ -60,7 +60,9 @@ pub enum TableState {
 impl TableState {
     /// Parse a stored state; `?` is the legacy spelling of `ok`.
     pub fn parse(s: Option<&str>) -> Result<TableState, String> {
-        let Some(s) = s else { return Ok(TableState::New) };
+        let Some(s) = s else {
+            return Ok(TableState::New);
+        };
         match s {
             "ok" | "?" => Ok(TableState::Ok),
             "in-copy" => Ok(TableState::InCopy),
@@ -452,8 +454,17 @@ mod tests {
 
     #[test]
     fn states() {
-        for s in ["ok", "in-copy", "catching-up", "wanna-sync:12", "do-sync:15"] {
-            assert_eq!(TableState::parse(Some(s)).unwrap().to_db().as_deref(), Some(s));
+        for s in [
+            "ok",
+            "in-copy",
+            "catching-up",
+            "wanna-sync:12",
+            "do-sync:15",
+        ] {
+            assert_eq!(
+                TableState::parse(Some(s)).unwrap().to_db().as_deref(),
+                Some(s)
+            );
         }
         assert_eq!(TableState::parse(Some("?")).unwrap(), TableState::Ok);
         assert_eq!(TableState::parse(None).unwrap(), TableState::New);
@@ -464,7 +475,10 @@ mod tests {
         assert!(TableState::DoSync(7).can_move_to(&TableState::Ok));
         assert!(!TableState::InCopy.can_move_to(&TableState::Ok));
         assert!(TableState::Ok.can_move_to(&TableState::New));
-        assert_eq!(state_note("a.b", Some("in-copy")), "Table a.b state set to 'in-copy'");
+        assert_eq!(
+            state_note("a.b", Some("in-copy")),
+            "Table a.b state set to 'in-copy'"
+        );
         assert_eq!(state_note("a.b", None), "Table a.b state set to NULL");
     }
 
@@ -489,15 +503,24 @@ mod tests {
         let r = TriggerRequest::parse(&s(&["ev_extra1=x"]), "lt.src", "lt.dst");
         assert_eq!(r.args, vec!["ev_extra1=x"]);
         assert!(TriggerRequest::parse(&s(&["no_triggers"]), "a", "a").no_triggers);
-        assert_eq!(TriggerRequest::parse(&s(&["tgflags=BSI"]), "a", "a").tgtype(), 1 | 2 | 4);
+        assert_eq!(
+            TriggerRequest::parse(&s(&["tgflags=BSI"]), "a", "a").tgtype(),
+            1 | 2 | 4
+        );
     }
 
     #[test]
     fn skip_rules() {
-        assert_eq!(skip_plan(false, false, 1), SkipPlan::Fail(403, "AFTER trigger cannot work with SKIP trigger(s)"));
+        assert_eq!(
+            skip_plan(false, false, 1),
+            SkipPlan::Fail(403, "AFTER trigger cannot work with SKIP trigger(s)")
+        );
         assert_eq!(skip_plan(true, true, 0), SkipPlan::OwnSkip);
         assert_eq!(skip_plan(true, true, 1), SkipPlan::RenameOther);
-        assert_eq!(skip_plan(true, true, 2), SkipPlan::Fail(405, "Multiple SKIP triggers"));
+        assert_eq!(
+            skip_plan(true, true, 2),
+            SkipPlan::Fail(405, "Multiple SKIP triggers")
+        );
         assert_eq!(skip_plan(true, false, 3), SkipPlan::Normal);
     }
 
@@ -529,7 +552,10 @@ mod tests {
             partition_start("ev_2020_01_02_05", PartPeriod::Hour).as_deref(),
             Some("2020-01-02 05:00:00")
         );
-        assert_eq!(partition_start("ev_2020", PartPeriod::Year).as_deref(), Some("2020-01-01 00:00:00"));
+        assert_eq!(
+            partition_start("ev_2020", PartPeriod::Year).as_deref(),
+            Some("2020-01-01 00:00:00")
+        );
         assert_eq!(partition_start("ev_20x0_01", PartPeriod::Month), None);
         assert_eq!(PartPeriod::parse("Month"), Some(PartPeriod::Month));
     }

@@ -2,9 +2,9 @@
 #![deny(unsafe_code)]
 
 pub mod batch_sql;
+pub mod londiste;
 pub mod node;
+pub mod pg_keywords;
 pub mod snapshot;
 pub mod tick_policy;
-pub mod londiste;
-pub mod pg_keywords;
 pub mod triggers;

@@ -141,7 +141,10 @@ mod tests {
             create_node_arg_error(Some("branch"), Some("p"), None, None),
             Some("global watermark not set for branch")
         );
-        assert_eq!(create_node_arg_error(Some("branch"), Some("p"), Some(5), None), None);
+        assert_eq!(
+            create_node_arg_error(Some("branch"), Some("p"), Some(5), None),
+            None
+        );
     }
 
     #[test]

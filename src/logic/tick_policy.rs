@@ -55,7 +55,9 @@ pub fn decide(th: &Thresholds, st: &TickState) -> Decision {
 /// events), 0 when it already does. Lets the ticker sleep exactly until a queue's
 /// lag or idle threshold is reached instead of polling.
 pub fn due_in(th: &Thresholds, st: &TickState) -> f64 {
-    let Some((last_seq, lag)) = st.last else { return 0.0 };
+    let Some((last_seq, lag)) = st.last else {
+        return 0.0;
+    };
     let threshold = if st.event_seq - last_seq > 0 {
         if st.event_seq - last_seq >= th.max_count {
             return 0.0;

@@ -172,7 +172,10 @@ pub fn ident_is_safe(s: &str) -> bool {
         Some(b'a'..=b'z' | b'_') => {}
         _ => return false,
     }
-    if !b.iter().all(|&c| matches!(c, b'a'..=b'z' | b'0'..=b'9' | b'_')) {
+    if !b
+        .iter()
+        .all(|&c| matches!(c, b'a'..=b'z' | b'0'..=b'9' | b'_'))
+    {
         return false;
     }
     !is_quoting_keyword(s)
@@ -314,10 +317,9 @@ pub fn parse_args(args: &[&str], truncate: bool) -> Result<TriggerArgs, &'static
                 return Err("Custom expressions do not make sense for truncater trigger");
             }
             a.when = Some(v.to_string());
-        } else if let Some(i) = FIELD_NAMES
-            .iter()
-            .position(|f| opt.len() > f.len() && opt.starts_with(f) && opt.as_bytes()[f.len()] == b'=')
-        {
+        } else if let Some(i) = FIELD_NAMES.iter().position(|f| {
+            opt.len() > f.len() && opt.starts_with(f) && opt.as_bytes()[f.len()] == b'='
+        }) {
             if truncate {
                 return Err("Custom expressions do not make sense for truncater trigger");
             }
@@ -403,7 +405,8 @@ pub fn rewrite_expr(
                 let d = b[i];
                 if is_word(d) {
                     i += 1;
-                } else if d == b'.' && b.get(i + 1).is_some_and(|&n| is_word_start(n) || n == b'"') {
+                } else if d == b'.' && b.get(i + 1).is_some_and(|&n| is_word_start(n) || n == b'"')
+                {
                     plain = false;
                     i += 1;
                 } else if d == b'"' {
@@ -702,13 +705,19 @@ mod tests {
             urlencode("a b&c=d%é~!*()'".as_bytes()),
             "a+b%26c%3dd%25%c3%a9%7e%21%2a%28%29%27"
         );
-        assert_eq!(urlencode(b"2009-09-19 11:59:48.599+00"), "2009-09-19+11%3a59%3a48.599%2b00");
+        assert_eq!(
+            urlencode(b"2009-09-19 11:59:48.599+00"),
+            "2009-09-19+11%3a59%3a48.599%2b00"
+        );
         assert_eq!(urlencode(b"-_.~"), "-_.%7e");
     }
 
     #[test]
     fn urldecode_vectors() {
-        assert_eq!(urldecode("a+b%26c%3Dd%25%c3%a9").unwrap(), "a b&c=d%é".as_bytes());
+        assert_eq!(
+            urldecode("a+b%26c%3Dd%25%c3%a9").unwrap(),
+            "a b&c=d%é".as_bytes()
+        );
         assert!(matches!(urldecode("%zz"), Err(DecodeError::BadEscape(0))));
         assert!(matches!(urldecode("ab%4"), Err(DecodeError::BadEscape(2))));
         assert_eq!(
@@ -727,7 +736,10 @@ mod tests {
     fn quote_literal_vectors() {
         assert_eq!(quote_literal("1"), "'1'");
         assert_eq!(quote_literal("x\\y'z"), "E'x\\\\y''z'");
-        assert_eq!(quote_literal("'\"quoted\\string$%,@\"'"), "E'''\"quoted\\\\string$%,@\"'''");
+        assert_eq!(
+            quote_literal("'\"quoted\\string$%,@\"'"),
+            "E'''\"quoted\\\\string$%,@\"'''"
+        );
         assert_eq!(quote_literal("\\x00ff01"), "E'\\\\x00ff01'");
         assert_eq!(quote_literal(""), "''");
     }
@@ -780,17 +792,38 @@ mod tests {
 
     #[test]
     fn args() {
-        let a = parse_args(&["q", "SKIP", "ignore=a,b", "pkey=x", "backup", "deny", "when=x>1", "ev_extra3=1=1"], false)
-            .unwrap();
+        let a = parse_args(
+            &[
+                "q",
+                "SKIP",
+                "ignore=a,b",
+                "pkey=x",
+                "backup",
+                "deny",
+                "when=x>1",
+                "ev_extra3=1=1",
+            ],
+            false,
+        )
+        .unwrap();
         assert!(a.skip && a.backup && a.deny);
         assert_eq!(a.ignore.as_deref(), Some("a,b"));
         assert_eq!(a.pkey.as_deref(), Some("x"));
         assert_eq!(a.when.as_deref(), Some("x>1"));
         assert_eq!(a.overrides[EV_EXTRA3].as_deref(), Some("1=1"));
         assert!(a.has_expressions());
-        assert_eq!(parse_args(&[], false).unwrap_err(), "pgq trigger must have destination queue as argument");
-        assert_eq!(parse_args(&["q", "skip"], false).unwrap_err(), "bad param to pgq trigger");
-        assert_eq!(parse_args(&["q", "ev_extra5=1"], false).unwrap_err(), "bad param to pgq trigger");
+        assert_eq!(
+            parse_args(&[], false).unwrap_err(),
+            "pgq trigger must have destination queue as argument"
+        );
+        assert_eq!(
+            parse_args(&["q", "skip"], false).unwrap_err(),
+            "bad param to pgq trigger"
+        );
+        assert_eq!(
+            parse_args(&["q", "ev_extra5=1"], false).unwrap_err(),
+            "bad param to pgq trigger"
+        );
         assert_eq!(
             parse_args(&["q", "ignore=a"], true).unwrap_err(),
             "Column ignore does not make sense for truncate trigger"
@@ -817,7 +850,10 @@ mod tests {
         assert_eq!(magic_column("_pgq_ev_type"), Ok(Some(EV_TYPE)));
         assert_eq!(magic_column("_pgq_ev_extra4"), Ok(Some(EV_EXTRA4)));
         assert_eq!(magic_column("x"), Ok(None));
-        assert_eq!(magic_column("_pgq_ev_foo"), Err("Unknown magic column: _pgq_ev_foo".into()));
+        assert_eq!(
+            magic_column("_pgq_ev_foo"),
+            Err("Unknown magic column: _pgq_ev_foo".into())
+        );
     }
 
     #[test]
@@ -826,14 +862,32 @@ mod tests {
         let f = |w: &str| cols.iter().position(|c| *c == w);
         let ok = |e: &str| rewrite_expr(e, true, f).unwrap();
         assert_eq!(ok("(nr+3)::text"), ("select ($1+3)::text".into(), vec![0]));
-        assert_eq!(ok("col1||col2||col1"), ("select $1||$2||$1".into(), vec![1, 2]));
+        assert_eq!(
+            ok("col1||col2||col1"),
+            ("select $1||$2||$1".into(), vec![1, 2])
+        );
         assert_eq!(ok("$$nr$$||'nr'"), ("select $$nr$$||'nr'".into(), vec![]));
-        assert_eq!(ok("t.nr || nr -- nr\n"), ("select t.nr || $1 -- nr\n".into(), vec![0]));
-        assert_eq!(ok("E'\\'nr' || nr"), ("select E'\\'nr' || $1".into(), vec![0]));
+        assert_eq!(
+            ok("t.nr || nr -- nr\n"),
+            ("select t.nr || $1 -- nr\n".into(), vec![0])
+        );
+        assert_eq!(
+            ok("E'\\'nr' || nr"),
+            ("select E'\\'nr' || $1".into(), vec![0])
+        );
         assert_eq!(ok("'a\\' || nr"), ("select 'a\\' || $1".into(), vec![0]));
-        assert_eq!(ok("/* nr /* x */ nr */ Val"), ("select /* nr /* x */ nr */ $1".into(), vec![3]));
-        assert_eq!(ok("$1 || 1e5 || nr1"), ("select $1 || 1e5 || nr1".into(), vec![]));
-        assert_eq!(ok("$q$ x $q$||nr"), ("select $q$ x $q$||$1".into(), vec![0]));
+        assert_eq!(
+            ok("/* nr /* x */ nr */ Val"),
+            ("select /* nr /* x */ nr */ $1".into(), vec![3])
+        );
+        assert_eq!(
+            ok("$1 || 1e5 || nr1"),
+            ("select $1 || 1e5 || nr1".into(), vec![])
+        );
+        assert_eq!(
+            ok("$q$ x $q$||nr"),
+            ("select $q$ x $q$||$1".into(), vec![0])
+        );
         assert_eq!(ok("select"), ("select $1".into(), vec![4]));
         assert_eq!(ok("NR"), ("select NR".into(), vec![]));
         assert_eq!(ok("col1\"x\""), ("select col1\"x\"".into(), vec![]));
@@ -842,16 +896,35 @@ mod tests {
         assert_eq!(ok("'é'"), ("select 'é'".into(), vec![]));
         assert_eq!(ok(""), ("select ".into(), vec![]));
         assert_eq!(ok("col1$$x$$"), ("select $1$$x$$".into(), vec![1]));
-        for bad in ["\"Val\"", "1 || \"Val\"", "é", "aé", "1é", "nr$", "nr$x", "$$x", "$x", "/* x", "'x", "nr\""] {
+        for bad in [
+            "\"Val\"",
+            "1 || \"Val\"",
+            "é",
+            "aé",
+            "1é",
+            "nr$",
+            "nr$x",
+            "$$x",
+            "$x",
+            "/* x",
+            "'x",
+            "nr\"",
+        ] {
             assert_eq!(rewrite_expr(bad, true, f), Err(QB_SYNTAX_ERROR), "{bad}");
         }
         // standard_conforming_strings off: backslash escapes in plain strings
-        assert_eq!(rewrite_expr("'a\\' || nr'", false, f).unwrap().1, Vec::<usize>::new());
+        assert_eq!(
+            rewrite_expr("'a\\' || nr'", false, f).unwrap().1,
+            Vec::<usize>::new()
+        );
     }
 
     #[test]
     fn builders() {
-        assert_eq!(urlenc_row([("id", Some("1")), ("txt", Some("text1")), ("val", None)]), "id=1&txt=text1&val");
+        assert_eq!(
+            urlenc_row([("id", Some("1")), ("txt", Some("text1")), ("val", None)]),
+            "id=1&txt=text1&val"
+        );
         assert_eq!(
             sql_insert([("id", Some("1")), ("txt", Some("text1")), ("val", None)]),
             "(id,txt,val) values ('1','text1',null)"
@@ -861,14 +934,24 @@ mod tests {
             sql_update([(sel.as_str(), Some("4")), ("z", None)], [("id", "1")]),
             "\"select\"='4',z=NULL where id='1'"
         );
-        assert_eq!(sql_delete([("nr", "1"), ("col1", "col1")]), "nr='1' and col1='col1'");
+        assert_eq!(
+            sql_delete([("nr", "1"), ("col1", "col1")]),
+            "nr='1' and col1='col1'"
+        );
         assert_eq!(
             json_ev_type(Op::Insert, "public", "trigger_base", &["id"]),
             r#"{"op":"INSERT","table":["public","trigger_base"],"pkey":["id"]}"#
         );
-        assert_eq!(json_ev_type(Op::Truncate, "public", "t", &[]), r#"{"op":"TRUNCATE","table":["public","t"],"pkey":[]}"#);
         assert_eq!(
-            json_row([("id", JsonVal::Raw("1")), ("txt", JsonVal::Str("text1")), ("val", JsonVal::Null)]),
+            json_ev_type(Op::Truncate, "public", "t", &[]),
+            r#"{"op":"TRUNCATE","table":["public","t"],"pkey":[]}"#
+        );
+        assert_eq!(
+            json_row([
+                ("id", JsonVal::Raw("1")),
+                ("txt", JsonVal::Str("text1")),
+                ("val", JsonVal::Null)
+            ]),
             r#"{"id":1,"txt":"text1","val":null}"#
         );
         assert_eq!(json_row(std::iter::empty()), "{}");
