@@ -11,6 +11,10 @@
 # compare/status/members/tables/missing, change-provider and takeover, checking every
 # step by comparing data across the nodes (see scenario.py for the step list).
 #
+# REFERENCE=1 runs the same scenario against the original stack (pgq 3.5 + pgq_node +
+# londiste SQL from /opt/pgq-reference, ../shared/ref/install-reference.sh) ticked by one
+# pgqd per cluster — to compare behaviour and outputs; not part of the test suite.
+#
 # Env: PG_BIN (bin dir of the PostgreSQL that has this extension installed), ROWS (seed
 # rows, default 20000), LOAD_SECONDS (pgbench duration per load phase, default 8),
 # KEEP=1 keeps the work dir (logs, ini files) and clusters' logs on failure, KEEP=2 the

@@ -6,8 +6,18 @@ branch, leaf, one cluster each — with no pgqd: the in-server ticker ticks whic
 is root. Every step is checked with SQL against the nodes (row counts and checksums per
 table, sequence values, node types and providers), never by reading logs.
 
+Steps (each checked by SQL; a failing step fails the run and skips the rest):
+create-root/-branch/-leaf; add-table + add-seq on every node; workers copy (wait-sync);
+load on the root while change-provider moves the leaf under the root; compare on branch
+and leaf; damage + compare + repair --apply; change-provider back under the branch;
+status/members/tables/missing; subscribers refuse local writes; pause/resume; execute;
+resync; seqs/node-info/node-status/wait-provider/wait-root; sqltriga/jsontriga tables
+(add-table --create) and TRUNCATE; takeover (switchover) with load on the new root and
+the old root refusing writes; drop-node; remove-table/remove-seq; failover
+(takeover --dead-root).
+
 Env (set by run.sh): WORK (work dir; ini files, logs, pid list), NODES ("root=PORT
-branch=PORT leaf=PORT"), PG_BIN (pgbench), WORKLOAD_DIR, ROWS, LOAD_SECONDS.
+branch=PORT leaf=PORT"), NODE_DIRS (data dirs, same form), PG_BIN (pgbench), WORKLOAD_DIR, ROWS, LOAD_SECONDS.
 """
 
 import os
