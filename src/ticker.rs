@@ -230,22 +230,18 @@ pub fn ticker_all() -> i64 {
         let mut n = 0;
         let mut due: Option<f64> = None;
         for q in &states {
-            let ticked = tick_one(client, q, nx).is_some();
-            if ticked {
+            if tick_one(client, q, nx).is_some() {
                 n += 1;
+                continue;
             }
-            // after a tick the queue is idle with a fresh last tick: due by the idle rule
-            let state = if ticked {
-                TickState {
-                    event_seq: q.state.event_seq,
-                    last: Some((q.state.event_seq, 0.0)),
-                    prev_gap: q.state.last.map(|l| l.1),
-                }
-            } else {
-                q.state
-            };
-            let d = due_in(&q.th, &state);
-            due = Some(due.map_or(d, |x: f64| x.min(d)));
+            // A queue holding untick'd events gets its tick exactly when it reaches
+            // ticker_max_lag, not up to a ticker period later. Idle queues keep the
+            // period's rhythm (their ticks carry no events).
+            let pending = matches!(q.state.last, Some((seq, _)) if q.state.event_seq > seq);
+            if pending {
+                let d = due_in(&q.th, &q.state);
+                due = Some(due.map_or(d, |x: f64| x.min(d)));
+            }
         }
         NEXT_DUE.with(|c| c.set(due));
         n
