@@ -9,7 +9,8 @@ cd "$(dirname "$0")/.."
 ROOT=$PWD
 PGBIN=/usr/lib/postgresql/15/bin
 PGXS=$(/usr/lib/postgresql/15/bin/pg_config --pkglibdir)/pgxs
-LAYERS=${*:-unit pgtest regress isolation compat bgworker cascade}
+# pgtest last: `cargo pgrx test` installs its own (pg_test) build into the server tree
+LAYERS=${*:-unit regress isolation compat bgworker cascade pgtest}
 
 [ -n "${SKIP_SETUP:-}" ] || scripts/setup.sh
 

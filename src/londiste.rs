@@ -355,6 +355,7 @@ type TableRow = (
     name!(dest_table, Option<String>),
 );
 
+#[allow(clippy::type_complexity)]
 #[pg_extern(sql = false)]
 fn lnd_get_table_list(
     i_queue_name: &str,
@@ -683,15 +684,12 @@ fn local_add_table_impl(
         }
         return ret(200, format!("Table already added: {desc}"));
     }
-    let new_state: Option<&str> = if node_type == "root" {
-        Some("ok")
-    } else if node_type == "leaf" && node.combined_type.as_deref() == Some("branch") {
-        Some("ok")
-    } else if flags.expect_sync {
-        Some("ok")
-    } else {
-        None
-    };
+    // a root owns the data, a merge leaf gets it through its combined branch, and
+    // expect_sync means the table is known to be in sync already: no copy needed
+    let in_sync = node_type == "root"
+        || (node_type == "leaf" && node.combined_type.as_deref() == Some("branch"))
+        || flags.expect_sync;
+    let new_state: Option<&str> = if in_sync { Some("ok") } else { None };
     let dest_store = if dest_fq == fq {
         None
     } else {
