@@ -9,6 +9,8 @@
 //!
 //! None of these is SECURITY DEFINER except set_session_replication_role (as in the
 //! original), so all SQL below is schema-qualified and runs with the caller's rights.
+// pgrx needs the name!() columns of set-returning functions spelled out in signatures
+#![allow(clippy::type_complexity)]
 
 use crate::errors::{raise, SpiResultExt};
 use crate::logic::londiste as lg;
@@ -355,7 +357,6 @@ type TableRow = (
     name!(dest_table, Option<String>),
 );
 
-#[allow(clippy::type_complexity)]
 #[pg_extern(sql = false)]
 fn lnd_get_table_list(
     i_queue_name: &str,
