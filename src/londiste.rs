@@ -14,70 +14,17 @@
 
 use crate::errors::{raise, SpiResultExt};
 use crate::logic::londiste as lg;
-use pgrx::callconv::{BoxRet, FcInfo};
-use pgrx::datum::{Datum, DatumWithOid};
-use pgrx::pgrx_sql_entity_graph::metadata::{
-    ArgumentError, ReturnsError, ReturnsRef, SqlMappingRef, SqlTranslatable,
-};
+use pgrx::datum::DatumWithOid;
 use pgrx::prelude::*;
 
 // ---------------------------------------------------------------------------
 // single-record results
 // ---------------------------------------------------------------------------
 
-/// A row for a function declared `RETURNS record` with OUT parameters.
-pub struct Rec(Vec<Option<pg_sys::Datum>>);
+use crate::outrec::OutRec as Rec;
 
-impl Rec {
-    fn new() -> Self {
-        Rec(Vec::new())
-    }
-    fn col<T: IntoDatum>(mut self, v: Option<T>) -> Self {
-        self.0.push(v.and_then(|v| v.into_datum()));
-        self
-    }
-    fn ret(code: i32, note: impl Into<String>) -> Self {
-        Rec::new().col(Some(code)).col(Some(note.into()))
-    }
-    fn from_ret(r: &Ret) -> Self {
-        Rec::new().col(Some(r.0)).col(r.1.clone())
-    }
-}
-
-unsafe impl BoxRet for Rec {
-    unsafe fn box_into<'fcx>(self, fcinfo: &mut FcInfo<'fcx>) -> Datum<'fcx> {
-        unsafe {
-            let raw = fcinfo.as_mut_ptr();
-            let mut tupdesc: pg_sys::TupleDesc = std::ptr::null_mut();
-            let class = pg_sys::get_call_result_type(raw, std::ptr::null_mut(), &mut tupdesc);
-            if class != pg_sys::TypeFuncClass::TYPEFUNC_COMPOSITE || tupdesc.is_null() {
-                crate::errors::raise_internal("londiste: function must return a record");
-            }
-            let tupdesc = pg_sys::BlessTupleDesc(tupdesc);
-            let natts = (*tupdesc).natts as usize;
-            if natts != self.0.len() {
-                crate::errors::raise_internal("londiste: result column count mismatch");
-            }
-            let mut values: Vec<pg_sys::Datum> = self
-                .0
-                .iter()
-                .map(|v| v.unwrap_or(pg_sys::Datum::from(0usize)))
-                .collect();
-            let mut nulls: Vec<bool> = self.0.iter().map(|v| v.is_none()).collect();
-            let tuple = pg_sys::heap_form_tuple(tupdesc, values.as_mut_ptr(), nulls.as_mut_ptr());
-            fcinfo.return_raw_datum(pg_sys::HeapTupleHeaderGetDatum((*tuple).t_data))
-        }
-    }
-}
-
-unsafe impl SqlTranslatable for Rec {
-    const TYPE_IDENT: &'static str = "pgq::londiste::Rec";
-    const TYPE_ORIGIN: pgrx::pgrx_sql_entity_graph::metadata::TypeOrigin =
-        pgrx::pgrx_sql_entity_graph::metadata::TypeOrigin::External;
-    const ARGUMENT_SQL: Result<SqlMappingRef, ArgumentError> =
-        Err(ArgumentError::NotValidAsArgument("Rec"));
-    const RETURN_SQL: Result<ReturnsRef, ReturnsError> =
-        Ok(ReturnsRef::One(SqlMappingRef::literal("record")));
+fn from_ret(r: &Ret) -> Rec {
+    Rec::ret(r.0, r.1.clone())
 }
 
 /// (ret_code, ret_note) as computed internally.
@@ -580,7 +527,7 @@ fn global_add_table_impl(queue: &str, table: &str) -> Ret {
 
 #[pg_extern(sql = false)]
 fn lnd_global_add_table(i_queue_name: &str, i_table_name: &str) -> Rec {
-    Rec::from_ret(&global_add_table_impl(i_queue_name, i_table_name))
+    from_ret(&global_add_table_impl(i_queue_name, i_table_name))
 }
 
 #[pg_extern(sql = false)]
@@ -785,7 +732,7 @@ fn local_add_table_impl(
 
 #[pg_extern(sql = false)]
 fn lnd_local_add_table2(i_queue_name: &str, i_table_name: &str) -> Rec {
-    Rec::from_ret(&local_add_table_impl(
+    from_ret(&local_add_table_impl(
         Some(i_queue_name),
         Some(i_table_name),
         vec![],
@@ -800,7 +747,7 @@ fn lnd_local_add_table3(
     i_table_name: Option<&str>,
     i_trg_args: Option<Vec<Option<String>>>,
 ) -> Rec {
-    Rec::from_ret(&local_add_table_impl(
+    from_ret(&local_add_table_impl(
         i_queue_name,
         i_table_name,
         text_array(i_trg_args),
@@ -816,7 +763,7 @@ fn lnd_local_add_table4(
     i_trg_args: Option<Vec<Option<String>>>,
     i_table_attrs: Option<&str>,
 ) -> Rec {
-    Rec::from_ret(&local_add_table_impl(
+    from_ret(&local_add_table_impl(
         i_queue_name,
         i_table_name,
         text_array(i_trg_args),
@@ -833,7 +780,7 @@ fn lnd_local_add_table5(
     i_table_attrs: Option<&str>,
     i_dest_table: Option<&str>,
 ) -> Rec {
-    Rec::from_ret(&local_add_table_impl(
+    from_ret(&local_add_table_impl(
         i_queue_name,
         i_table_name,
         text_array(i_trg_args),
@@ -1062,7 +1009,7 @@ fn lnd_create_trigger(
         i_dest_table,
         i_node_type.unwrap_or_default(),
     );
-    Rec::from_ret(&r).col(None::<String>)
+    from_ret(&r).col(None::<String>)
 }
 
 fn local_remove_table_impl(queue: &str, table: &str) -> Ret {
@@ -1120,7 +1067,7 @@ fn local_remove_table_impl(queue: &str, table: &str) -> Ret {
 
 #[pg_extern(sql = false)]
 fn lnd_local_remove_table(i_queue_name: &str, i_table_name: &str) -> Rec {
-    Rec::from_ret(&local_remove_table_impl(i_queue_name, i_table_name))
+    from_ret(&local_remove_table_impl(i_queue_name, i_table_name))
 }
 
 #[pg_extern(sql = false)]
@@ -1164,7 +1111,7 @@ fn lnd_local_set_table_attrs(
     i_table_name: Option<&str>,
     i_table_attrs: Option<&str>,
 ) -> Rec {
-    Rec::from_ret(&set_table_attrs_impl(
+    from_ret(&set_table_attrs_impl(
         i_queue_name,
         i_table_name,
         i_table_attrs,
@@ -1210,7 +1157,7 @@ fn lnd_local_change_handler(
     let queue = i_queue_name.unwrap_or_default();
     let r = set_table_attrs_impl(Some(queue), Some(&fq), i_table_attrs);
     if r.0 != 200 {
-        return Rec::from_ret(&r);
+        return from_ret(&r);
     }
     let dest = val(
         false,
@@ -1292,12 +1239,12 @@ fn root_check_seqs_impl(queue: Option<&str>, buffer: Option<i64>) -> Ret {
 
 #[pg_extern(sql = false)]
 fn lnd_root_check_seqs1(i_queue_name: Option<&str>) -> Rec {
-    Rec::from_ret(&root_check_seqs_impl(i_queue_name, None))
+    from_ret(&root_check_seqs_impl(i_queue_name, None))
 }
 
 #[pg_extern(sql = false)]
 fn lnd_root_check_seqs2(i_queue_name: Option<&str>, i_buffer: Option<i64>) -> Rec {
-    Rec::from_ret(&root_check_seqs_impl(i_queue_name, i_buffer))
+    from_ret(&root_check_seqs_impl(i_queue_name, i_buffer))
 }
 
 #[pg_extern(sql = false)]
@@ -1379,12 +1326,12 @@ fn local_remove_seq_impl(queue: &str, seq: &str) -> Ret {
 
 #[pg_extern(sql = false)]
 fn lnd_local_remove_seq(i_queue_name: &str, i_seq_name: &str) -> Rec {
-    Rec::from_ret(&local_remove_seq_impl(i_queue_name, i_seq_name))
+    from_ret(&local_remove_seq_impl(i_queue_name, i_seq_name))
 }
 
 #[pg_extern(sql = false)]
 fn lnd_global_remove_seq(i_queue_name: &str, i_seq_name: &str) -> Rec {
-    Rec::from_ret(&global_remove_seq_impl(i_queue_name, i_seq_name))
+    from_ret(&global_remove_seq_impl(i_queue_name, i_seq_name))
 }
 
 #[pg_extern(sql = false)]
