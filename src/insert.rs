@@ -51,11 +51,13 @@ static mut QUEUE_RELID: pg_sys::Oid = pg_sys::InvalidOid;
 static mut QUEUE_OWNER: pg_sys::Oid = pg_sys::InvalidOid;
 static mut STALE: bool = false;
 
-/// Relcache callback: only flags the cache; it may run in the middle of an SPI call,
+/// Relcache callback: only flags the caches; it may run in the middle of an SPI call,
 /// so it must not free anything.
 #[pg_guard]
 unsafe extern "C-unwind" fn relcache_callback(_arg: pg_sys::Datum, relid: pg_sys::Oid) {
     unsafe {
+        // any relation may be an event table or one of its indexes: shapes are rebuilt
+        SHAPE_GENERATION += 1;
         if relid == pg_sys::InvalidOid || relid == QUEUE_RELID {
             STALE = true;
             // pgq.queue itself may have been dropped (DROP EXTENSION): resolve it again
@@ -68,7 +70,6 @@ pub fn init() {
     unsafe {
         pg_sys::CacheRegisterRelcacheCallback(Some(relcache_callback), pg_sys::Datum::from(0));
     }
-    init_shapes();
 }
 
 /// Called by the `pgq.queue` statement trigger.
@@ -323,18 +324,10 @@ thread_local! {
     static SHAPES: RefCell<HashMap<pg_sys::Oid, Rc<Shape>>> = RefCell::new(HashMap::new());
 }
 
-/// Bumped by every relcache invalidation this backend sees: any change to any table may
-/// be a change to an event table or its indexes, and rebuilding a shape is cheap.
+/// Bumped by every relcache invalidation this backend sees (in `relcache_callback`):
+/// any change to any table may be a change to an event table or its indexes, and
+/// rebuilding a shape is cheap.
 static mut SHAPE_GENERATION: u64 = 0;
-
-#[pg_guard]
-unsafe extern "C-unwind" fn shape_callback(_arg: pg_sys::Datum, _relid: pg_sys::Oid) {
-    unsafe { SHAPE_GENERATION += 1 };
-}
-
-pub fn init_shapes() {
-    unsafe { pg_sys::CacheRegisterRelcacheCallback(Some(shape_callback), pg_sys::Datum::from(0)) };
-}
 
 unsafe fn build_shape(rel: pg_sys::Relation) -> Shape {
     unsafe {
