@@ -29,7 +29,7 @@ if ! grep -qs "^pg15 *= *\"$PG_CONFIG\"" "${PGRX_HOME:-$HOME/.pgrx}/config.toml"
   cargo pgrx init --pg15 "$PG_CONFIG" >/dev/null
 fi
 
-# Build and install into the system PostgreSQL tree.
-cargo pgrx install --release --pg-config "$PG_CONFIG" 2>&1 | grep -E "error|warning: unused|Finished|Installing" || true
+# Build and install into the system PostgreSQL tree (files replaced by rename).
+scripts/install.sh
 test -f "$("$PG_CONFIG" --sharedir)/extension/pgq.control"
 test -f "$("$PG_CONFIG" --pkglibdir)/pgq.so"

@@ -7,8 +7,11 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
-PGBIN=/usr/lib/postgresql/15/bin
-PGXS=$(/usr/lib/postgresql/15/bin/pg_config --pkglibdir)/pgxs
+# PG_BIN: the PostgreSQL 15 tree to test (default the system one; scripts/install.sh
+# PREFIX makes a side-by-side copy with another build in it)
+PGBIN=${PG_BIN:-/usr/lib/postgresql/15/bin}
+export PG_BIN=$PGBIN
+PGXS=$("$PGBIN/pg_config" --pkglibdir)/pgxs
 # pgtest last: `cargo pgrx test` installs its own (pg_test) build into the server tree
 LAYERS=${*:-unit regress isolation compat bgworker cascade pgtest}
 
