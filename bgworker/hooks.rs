@@ -105,8 +105,9 @@ unsafe fn defelem_string(list: *mut pg_sys::List, name: &str) -> Option<String> 
     }
 }
 
-/// Which database (if any) must have no pgq worker connected while this statement runs.
-unsafe fn database_needing_exclusive_access(stmt: *mut pg_sys::Node) -> Option<(String, bool)> {
+/// Which database (if any) must have no pgq worker connected while this statement runs,
+/// and the command (for its permission rules).
+unsafe fn database_needing_exclusive_access(stmt: *mut pg_sys::Node) -> Option<(String, Cmd)> {
     unsafe {
         if stmt.is_null() {
             return None;
@@ -116,14 +117,14 @@ unsafe fn database_needing_exclusive_access(stmt: *mut pg_sys::Node) -> Option<(
                 let s = stmt as *mut pg_sys::DropdbStmt;
                 Some((
                     CStr::from_ptr((*s).dbname).to_string_lossy().into_owned(),
-                    true,
+                    Cmd::Drop,
                 ))
             }
             pg_sys::NodeTag::T_CreatedbStmt => {
                 let s = stmt as *mut pg_sys::CreatedbStmt;
                 Some((
                     defelem_string((*s).options, "template").unwrap_or_else(|| "template1".into()),
-                    false,
+                    Cmd::CopyFrom,
                 ))
             }
             pg_sys::NodeTag::T_RenameStmt => {
@@ -132,7 +133,7 @@ unsafe fn database_needing_exclusive_access(stmt: *mut pg_sys::Node) -> Option<(
                 {
                     Some((
                         CStr::from_ptr((*s).subname).to_string_lossy().into_owned(),
-                        false,
+                        Cmd::Rename,
                     ))
                 } else {
                     None
@@ -143,11 +144,71 @@ unsafe fn database_needing_exclusive_access(stmt: *mut pg_sys::Node) -> Option<(
                 defelem_string((*s).options, "tablespace")?;
                 Some((
                     CStr::from_ptr((*s).dbname).to_string_lossy().into_owned(),
-                    false,
+                    Cmd::SetTablespace,
                 ))
             }
             _ => None,
         }
+    }
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Cmd {
+    Drop,
+    CopyFrom,
+    Rename,
+    SetTablespace,
+}
+
+/// Whether the current user's command on database `dboid` will pass PostgreSQL's
+/// permission checks (logic::worker_policy::may_evict): only then is the ticker moved
+/// away, so a command that is going to fail cannot stop another database's ticking.
+unsafe fn command_allowed(cmd: Cmd, dboid: pg_sys::Oid) -> bool {
+    use crate::logic::worker_policy::{may_evict, Caller, DbCommand};
+    // SAFETY: syscache lookups by OID inside the statement's transaction; each tuple
+    // found is released before returning.
+    unsafe {
+        let me = pg_sys::GetUserId();
+        let createdb = {
+            let tup = pg_sys::SearchSysCache1(
+                pg_sys::SysCacheIdentifier::AUTHOID as i32,
+                pg_sys::Datum::from(me),
+            );
+            if tup.is_null() {
+                false
+            } else {
+                let v =
+                    (*pg_sys::heap_tuple_get_struct::<pg_sys::FormData_pg_authid>(tup)).rolcreatedb;
+                pg_sys::ReleaseSysCache(tup);
+                v
+            }
+        };
+        let is_template = {
+            let tup = pg_sys::SearchSysCache1(
+                pg_sys::SysCacheIdentifier::DATABASEOID as i32,
+                pg_sys::Datum::from(dboid),
+            );
+            if tup.is_null() {
+                false
+            } else {
+                let v = (*pg_sys::heap_tuple_get_struct::<pg_sys::FormData_pg_database>(tup))
+                    .datistemplate;
+                pg_sys::ReleaseSysCache(tup);
+                v
+            }
+        };
+        let caller = Caller {
+            superuser: pg_sys::superuser_arg(me),
+            owner: pg_sys::pg_database_ownercheck(dboid, me),
+            createdb,
+        };
+        let cmd = match cmd {
+            Cmd::Drop => DbCommand::Drop,
+            Cmd::CopyFrom => DbCommand::CopyFrom { is_template },
+            Cmd::Rename => DbCommand::Rename,
+            Cmd::SetTablespace => DbCommand::SetTablespace,
+        };
+        may_evict(cmd, caller)
     }
 }
 
@@ -217,17 +278,17 @@ unsafe extern "C-unwind" fn utility_hook(
 ) {
     unsafe {
         let target = database_needing_exclusive_access((*pstmt).utilityStmt);
-        let mut evicted: Option<(u32, bool)> = None;
-        if let Some((name, dropping)) = target {
+        let mut evicted: Option<(u32, Cmd)> = None;
+        if let Some((name, cmd)) = target {
             if let Ok(cname) = std::ffi::CString::new(name) {
                 let oid = pg_sys::get_database_oid(cname.as_ptr(), true);
-                if oid != pg_sys::InvalidOid {
+                if oid != pg_sys::InvalidOid && command_allowed(cmd, oid) {
                     evict_worker(oid.to_u32(), 60);
-                    evicted = Some((oid.to_u32(), dropping));
+                    evicted = Some((oid.to_u32(), cmd));
                 }
             }
         }
-        match PREV_UTILITY_HOOK {
+        let run = || match PREV_UTILITY_HOOK {
             Some(prev) => prev(
                 pstmt,
                 query_string,
@@ -248,11 +309,21 @@ unsafe extern "C-unwind" fn utility_hook(
                 dest,
                 qc,
             ),
-        }
-        // on ERROR we never get here; the block expires by itself
-        if let Some((oid, dropping)) = evicted {
-            if !dropping {
-                release_worker(oid);
+        };
+        match evicted {
+            None => run(),
+            Some((oid, cmd)) => {
+                // the worker comes back at once if the command fails (other sessions
+                // connected, ...), and after it unless the database is gone
+                PgTryBuilder::new(run)
+                    .catch_others(|e| {
+                        release_worker(oid);
+                        e.rethrow()
+                    })
+                    .execute();
+                if cmd != Cmd::Drop {
+                    release_worker(oid);
+                }
             }
         }
     }

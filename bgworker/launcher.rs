@@ -107,10 +107,22 @@ fn backoff(restarts: i32) -> i64 {
     s.min(60) * SEC
 }
 
+/// The launcher's pid is cleared when it exits (a restarted one writes its own).
+#[pg_guard]
+unsafe extern "C-unwind" fn launcher_exit(_code: i32, _arg: pg_sys::Datum) {
+    let mut s = STATE.exclusive();
+    if s.launcher_pid == unsafe { pg_sys::MyProcPid } {
+        s.launcher_pid = 0;
+    }
+}
+
 #[pg_guard]
 #[unsafe(no_mangle)]
 pub extern "C-unwind" fn pgq_launcher_main(_arg: pg_sys::Datum) {
     BackgroundWorker::attach_signal_handlers(SignalWakeFlags::SIGHUP | SignalWakeFlags::SIGTERM);
+    // SIGTERM ends the launcher with exit 1, so the postmaster starts it again (after
+    // bgw_restart_time) unless the server is shutting down
+    super::terminate_on_sigterm();
     unsafe {
         if pg_sys::IsBinaryUpgrade {
             return;
@@ -118,6 +130,8 @@ pub extern "C-unwind" fn pgq_launcher_main(_arg: pg_sys::Datum) {
     }
     BackgroundWorker::connect_worker_to_spi(None, None);
     STATE.exclusive().launcher_pid = unsafe { pg_sys::MyProcPid };
+    // SAFETY: registers a callback of this process, run once at its exit.
+    unsafe { pg_sys::before_shmem_exit(Some(launcher_exit), pg_sys::Datum::from(0)) };
     let mut workers: HashMap<u32, DynamicBackgroundWorker> = HashMap::new();
     loop {
         if BackgroundWorker::sighup_received() {
@@ -180,6 +194,10 @@ pub extern "C-unwind" fn pgq_launcher_main(_arg: pg_sys::Datum) {
                         continue;
                     };
                     let slot = &mut s.slots[i];
+                    // a worker this launcher did not start (it was restarted) is alive
+                    if slot.pid > 0 && shmem::alive(slot.pid) {
+                        continue;
+                    }
                     if reprobe && slot.no_extension {
                         slot.next_start = 0;
                     }
@@ -203,9 +221,7 @@ pub extern "C-unwind" fn pgq_launcher_main(_arg: pg_sys::Datum) {
             }
         }
         let ms = (nap / 1000).clamp(10, 3_600_000);
-        if !BackgroundWorker::wait_latch(Some(Duration::from_millis(ms as u64))) {
-            break;
-        }
+        BackgroundWorker::wait_latch(Some(Duration::from_millis(ms as u64)));
+        pg_sys::check_for_interrupts!();
     }
-    STATE.exclusive().launcher_pid = 0;
 }

@@ -35,6 +35,37 @@ pub fn preloaded() -> bool {
     unsafe { PRELOADED }
 }
 
+unsafe extern "C-unwind" {
+    // tcop/tcopprot.h: the raw C symbol (pgrx's `pg_sys::die` is a guarded Rust wrapper,
+    // not something a signal can call)
+    #[link_name = "die"]
+    fn postgres_die(signal: std::ffi::c_int);
+}
+
+/// SIGTERM handling of every pgq worker: PostgreSQL's own `die`, so that SIGTERM (a
+/// shutdown, pg_terminate_backend, the utility hook moving a ticker away) interrupts
+/// whatever the worker waits on — a lock, a long statement, the latch — at the next
+/// CHECK_FOR_INTERRUPTS, instead of only being noticed when the main loop comes round.
+pub fn terminate_on_sigterm() {
+    // SAFETY: replaces this process's SIGTERM handler (installed by pgrx a moment
+    // before) with PostgreSQL's standard backend handler; `die` only sets flags and the
+    // latch, as a signal handler must.
+    unsafe {
+        pg_sys::pqsignal(libc::SIGTERM, Some(postgres_die));
+    }
+}
+
+/// Whether the current user may see every database's worker rows (superusers and
+/// members of pg_monitor); others see the launcher and their own database only.
+fn sees_all_databases() -> bool {
+    // SAFETY: privilege lookups for the current user, inside the calling transaction.
+    unsafe {
+        let me = pg_sys::GetUserId();
+        pg_sys::superuser_arg(me)
+            || pg_sys::has_privs_of_role(me, pg_sys::Oid::from(pg_sys::ROLE_PG_MONITOR))
+    }
+}
+
 pub type StatusRow = (
     String,
     Option<String>,
@@ -80,7 +111,13 @@ pub fn status_rows() -> Vec<StatusRow> {
         None,
         None,
     ));
-    for slot in s.slots.iter().filter(|x| x.in_use) {
+    let all = sees_all_databases();
+    let mine = unsafe { pg_sys::MyDatabaseId }.to_u32();
+    for slot in s
+        .slots
+        .iter()
+        .filter(|x| x.in_use && (all || x.dboid == mine))
+    {
         let name = unsafe {
             let p = pg_sys::get_database_name(pg_sys::Oid::from(slot.dboid));
             if p.is_null() {

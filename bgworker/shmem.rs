@@ -133,6 +133,12 @@ impl Shared {
     }
 }
 
+/// Whether process `pid` still exists (signal 0 probes without sending anything).
+pub fn alive(pid: i32) -> bool {
+    // SAFETY: kill(2) with signal 0 has no effect on the target.
+    pid > 0 && unsafe { libc::kill(pid, 0) } == 0
+}
+
 /// Wake a process (launcher or worker): SIGUSR1 sets its latch.
 pub fn wake(pid: i32) {
     if pid > 0 {

@@ -6,6 +6,7 @@
 
 use super::shmem::{self, STATE};
 use crate::gucs;
+use crate::logic::worker_policy::{may_call, MaintFunction};
 use pgrx::bgworkers::{BackgroundWorker, SignalWakeFlags};
 use pgrx::prelude::*;
 use pgrx::spi::quote_identifier;
@@ -77,16 +78,55 @@ pub fn in_txn<T>(what: &str, f: impl FnOnce() -> T) -> Result<T, String> {
     r
 }
 
+thread_local! {
+    /// the last error logged, and when: a repeating error is logged once a minute
+    static LAST_LOGGED: std::cell::RefCell<(String, i64)> = const { std::cell::RefCell::new((String::new(), 0)) };
+}
+
 fn record_error(what: &str, msg: &str) {
     let text = format!("{what}: {msg}");
-    log!("pgq ticker: {text}");
-    with_slot(|s| s.set_error(shmem::now(), &text));
+    let now = shmem::now();
+    let log_it = LAST_LOGGED.with(|l| {
+        let mut l = l.borrow_mut();
+        if l.0 != text || now - l.1 >= 60 * SEC {
+            *l = (text.clone(), now);
+            true
+        } else {
+            false
+        }
+    });
+    if log_it {
+        log!("pgq ticker: {text}");
+    }
+    with_slot(|s| s.set_error(now, &text));
 }
 
 enum Stop {
-    /// extension absent, disabled or asked to stop: do not restart now
+    /// disabled (pgq.enabled = off): the launcher starts no worker until it is on again
     Clean,
     NoExtension,
+    /// pgq.worker_role changed: exit, the launcher starts a worker as the new role
+    RoleChanged,
+}
+
+/// Whether the worker, running as `role` because pgq.worker_role was empty, should now
+/// run as another role (the setting was cleared after naming some other role).
+fn extowner_changed(role: &str) -> bool {
+    in_txn("worker role", || {
+        Spi::connect(|c| {
+            c.select(
+                "select pg_catalog.pg_get_userbyid(e.extowner)::text from pg_catalog.pg_extension e \
+                 where e.extname operator(pg_catalog.=) 'pgq'",
+                Some(1),
+                &[],
+            )
+            .ok()
+            .and_then(|t| t.first().get::<String>(1).ok().flatten())
+        })
+    })
+    .ok()
+    .flatten()
+    .is_some_and(|owner| owner != role)
 }
 
 fn extension_present() -> bool {
@@ -135,6 +175,56 @@ fn split_qualified(name: &str) -> String {
         Some((schema, func)) => format!("{}.{}", quote_identifier(schema), quote_identifier(func)),
         None => quote_identifier(name),
     }
+}
+
+/// Resolve a maintenance function (`name(text)` or `name()`) and decide whether the
+/// worker may call it (logic::worker_policy::may_call). Ok: the statement that calls
+/// exactly that function; Err: why it is skipped.
+fn maint_call(func: &str, with_arg: bool) -> Result<String, String> {
+    let signature = format!(
+        "{}({})",
+        split_qualified(func),
+        if with_arg { "text" } else { "" }
+    );
+    const SQL: &str = "select n.nspname::text, p.proname::text, p.proowner, n.oid \
+        from pg_catalog.pg_proc p join pg_catalog.pg_namespace n \
+          on n.oid operator(pg_catalog.=) p.pronamespace \
+        where p.oid operator(pg_catalog.=) pg_catalog.to_regprocedure($1)";
+    let found = Spi::connect(|c| {
+        let t = c.select(SQL, Some(1), &[signature.as_str().into()]).ok()?;
+        if t.is_empty() {
+            return None;
+        }
+        let r = t.first();
+        Some((
+            r.get::<String>(1).ok().flatten()?,
+            r.get::<String>(2).ok().flatten()?,
+            r.get::<pg_sys::Oid>(3).ok().flatten()?,
+            r.get::<pg_sys::Oid>(4).ok().flatten()?,
+        ))
+    });
+    let Some((nsp, name, owner, nsp_oid)) = found else {
+        return Err(format!(
+            "function {signature} not found (name it with its schema: the worker's search_path is pg_catalog)"
+        ));
+    };
+    // SAFETY: catalog lookups of this backend inside a transaction; all arguments are
+    // plain OIDs.
+    let facts = unsafe {
+        let me = pg_sys::GetUserId();
+        MaintFunction {
+            owner_is_superuser: pg_sys::superuser_arg(owner),
+            owner_has_worker_rights: pg_sys::has_privs_of_role(owner, me),
+            in_temp_schema: pg_sys::isAnyTempNamespace(nsp_oid),
+        }
+    };
+    may_call(&facts).map_err(|why| format!("function {signature} is not called: {why}"))?;
+    let callee = format!("{}.{}", quote_identifier(&nsp), quote_identifier(&name));
+    Ok(if with_arg {
+        format!("select ({callee}($1::text))::text")
+    } else {
+        format!("select ({callee}())::text")
+    })
 }
 
 /// VACUUM one table, outside any transaction block, as autovacuum does.
@@ -239,9 +329,24 @@ fn run_maintenance() {
             }
             continue;
         }
-        let sql = match &arg {
-            Some(_) => format!("select ({}($1))::text", split_qualified(&func)),
-            None => format!("select ({}())::text", split_qualified(&func)),
+        let sql = match in_txn("check maintenance function", || {
+            maint_call(&func, arg.is_some())
+        }) {
+            Ok(Ok(sql)) => sql,
+            Ok(Err(why)) => {
+                // someone else's code would run with the worker's rights: never
+                ereport!(
+                    WARNING,
+                    PgSqlErrorCode::ERRCODE_INSUFFICIENT_PRIVILEGE,
+                    format!("pgq ticker: maintenance skipped: {why}")
+                );
+                record_error(&func, &why);
+                continue;
+            }
+            Err(e) => {
+                record_error(&func, &e);
+                continue;
+            }
         };
         // an operation returning non-zero wants to be called again
         for _ in 0..1000 {
@@ -280,7 +385,7 @@ const HOT_TABLES: [&str; 4] = [
     "pgq.retry_queue",
 ];
 
-fn main_loop() -> Stop {
+fn main_loop(role: &str) -> Stop {
     let mut now = shmem::now();
     let mut next_tick = now;
     let mut next_retry = now + 5 * SEC;
@@ -289,6 +394,14 @@ fn main_loop() -> Stop {
     loop {
         if BackgroundWorker::sighup_received() {
             unsafe { pg_sys::ProcessConfigFile(pg_sys::GucContext::PGC_SIGHUP) };
+            pin_session();
+            let wanted = gucs::worker_role();
+            if wanted.as_deref().is_some_and(|w| w != role)
+                || (wanted.is_none() && extowner_changed(role))
+            {
+                log!("pgq ticker: pgq.worker_role changed; restarting as the new role");
+                return Stop::RoleChanged;
+            }
         }
         if !gucs::ENABLED.get() {
             return Stop::Clean;
@@ -340,10 +453,8 @@ fn main_loop() -> Stop {
             pg_sys::ResetLatch(pg_sys::MyLatch);
             rc
         };
+        // SIGTERM (PostgreSQL's `die`) ends the process here, or in any wait before
         pg_sys::check_for_interrupts!();
-        if BackgroundWorker::sigterm_received() {
-            return Stop::Clean;
-        }
         if rc & pg_sys::WL_LATCH_SET as i32 != 0 {
             // a producer committed events: tick soon, but not more often than the minimum period
             let earliest = last_tick_run + gucs::TICKER_MIN_PERIOD_MS.get() as i64 * 1000;
@@ -367,29 +478,28 @@ unsafe extern "C-unwind" fn on_exit(_code: i32, _arg: pg_sys::Datum) {
     }
 }
 
-#[pg_guard]
-#[unsafe(no_mangle)]
-pub extern "C-unwind" fn pgq_ticker_main(arg: pg_sys::Datum) {
-    let dboid = pg_sys::Oid::from(arg.value() as u32);
-    BackgroundWorker::attach_signal_handlers(SignalWakeFlags::SIGHUP | SignalWakeFlags::SIGTERM);
+/// Session settings of a worker, for its whole life: a search_path nobody else can
+/// influence (set at the same level autovacuum uses, above ALTER DATABASE/ROLE SET),
+/// a lock_timeout so a lock held by some session fails a step instead of stalling the
+/// worker, and the application_name operators see.
+fn pin_session() {
+    let lock_timeout =
+        CString::new(gucs::WORKER_LOCK_TIMEOUT_MS.get().to_string()).unwrap_or_default();
+    // SAFETY: GUC assignments of this process with static, NUL-terminated names and
+    // values that are valid for these settings.
     unsafe {
-        if pg_sys::IsBinaryUpgrade {
-            return;
-        }
-    }
-    BackgroundWorker::connect_worker_to_spi_by_oid(Some(dboid), None);
-    {
-        let mut s = STATE.exclusive();
-        if let Some(i) = s.slot_for(dboid.to_u32()) {
-            unsafe { SLOT = i };
-            let slot = &mut s.slots[i];
-            slot.pid = unsafe { pg_sys::MyProcPid };
-            slot.started_at = shmem::now();
-            slot.no_extension = false;
-        }
-    }
-    unsafe {
-        pg_sys::before_shmem_exit(Some(on_exit), pg_sys::Datum::from(0));
+        pg_sys::SetConfigOption(
+            c"search_path".as_ptr(),
+            c"pg_catalog, pg_temp".as_ptr(),
+            pg_sys::GucContext::PGC_SUSET,
+            pg_sys::GucSource::PGC_S_OVERRIDE,
+        );
+        pg_sys::SetConfigOption(
+            c"lock_timeout".as_ptr(),
+            lock_timeout.as_ptr(),
+            pg_sys::GucContext::PGC_SUSET,
+            pg_sys::GucSource::PGC_S_OVERRIDE,
+        );
         pg_sys::SetConfigOption(
             c"application_name".as_ptr(),
             c"pgq ticker".as_ptr(),
@@ -397,12 +507,102 @@ pub extern "C-unwind" fn pgq_ticker_main(arg: pg_sys::Datum) {
             pg_sys::GucSource::PGC_S_SESSION,
         );
     }
-    let present = in_txn("check extension", extension_present).unwrap_or(false);
-    let stop = if present {
-        main_loop()
-    } else {
-        Stop::NoExtension
+}
+
+/// The role the worker acts as: `pgq.worker_role` when set, else the owner of the
+/// extension. The process connects as the bootstrap superuser (a background worker
+/// must name some role before it can read pg_extension) and switches right away, before
+/// running anything of the extension's.
+fn become_worker_role() -> Result<String, String> {
+    let role = match gucs::worker_role() {
+        Some(name) => {
+            let c = CString::new(name.clone()).map_err(|_| "bad role name".to_string())?;
+            // SAFETY: catalog lookup inside a transaction; missing_ok so no ERROR.
+            let oid = unsafe { pg_sys::get_role_oid(c.as_ptr(), true) };
+            if oid == pg_sys::InvalidOid {
+                return Err(format!("pgq.worker_role \"{name}\" does not exist"));
+            }
+            oid
+        }
+        None => Spi::connect(|c| {
+            c.select(
+                "select e.extowner from pg_catalog.pg_extension e \
+                 where e.extname operator(pg_catalog.=) 'pgq'",
+                Some(1),
+                &[],
+            )
+            .ok()
+            .and_then(|t| t.first().get::<pg_sys::Oid>(1).ok().flatten())
+        })
+        .ok_or_else(|| "extension pgq is not installed".to_string())?,
     };
+    // SAFETY: the process authenticated as the bootstrap superuser, which may take any
+    // session authorization; `role` exists (looked up in this transaction).
+    unsafe {
+        pg_sys::SetSessionAuthorization(role, pg_sys::superuser_arg(role));
+        let name = pg_sys::GetUserNameFromId(role, true);
+        Ok(if name.is_null() {
+            role.to_u32().to_string()
+        } else {
+            std::ffi::CStr::from_ptr(name)
+                .to_string_lossy()
+                .into_owned()
+        })
+    }
+}
+
+#[pg_guard]
+#[unsafe(no_mangle)]
+pub extern "C-unwind" fn pgq_ticker_main(arg: pg_sys::Datum) {
+    let dboid = pg_sys::Oid::from(arg.value() as u32);
+    BackgroundWorker::attach_signal_handlers(SignalWakeFlags::SIGHUP | SignalWakeFlags::SIGTERM);
+    super::terminate_on_sigterm();
+    unsafe {
+        if pg_sys::IsBinaryUpgrade {
+            return;
+        }
+    }
+    BackgroundWorker::connect_worker_to_spi_by_oid(Some(dboid), None);
+    pin_session();
+    {
+        let mut s = STATE.exclusive();
+        if let Some(i) = s.slot_for(dboid.to_u32()) {
+            let slot = &mut s.slots[i];
+            // a slot held by a live worker is not ours to take (a restarted launcher
+            // that did not know that worker yet)
+            let holder = slot.pid;
+            if holder > 0 && holder != unsafe { pg_sys::MyProcPid } && shmem::alive(holder) {
+                drop(s);
+                log!(
+                    "pgq ticker: database {} already has a ticker (pid {holder}); exiting",
+                    dboid.to_u32()
+                );
+                return;
+            }
+            unsafe { SLOT = i };
+            slot.pid = unsafe { pg_sys::MyProcPid };
+            slot.started_at = shmem::now();
+            slot.no_extension = false;
+        }
+    }
+    unsafe {
+        pg_sys::before_shmem_exit(Some(on_exit), pg_sys::Datum::from(0));
+    }
+    crate::ticker::set_try_lock_only();
+    let present = in_txn("check extension", extension_present).unwrap_or(false);
+    if !present {
+        with_slot(|s| s.no_extension = true);
+        with_slot(|s| s.restarts = 0);
+        return;
+    }
+    let role = match in_txn("worker role", become_worker_role) {
+        Ok(Ok(r)) => r,
+        Ok(Err(e)) | Err(e) => {
+            record_error("worker role", &e);
+            return;
+        }
+    };
+    let stop = main_loop(&role);
     if let Stop::NoExtension = stop {
         with_slot(|s| s.no_extension = true);
     }

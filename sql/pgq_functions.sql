@@ -8,12 +8,12 @@
 -- ---------------------------------------------------------------------------
 
 CREATE FUNCTION pgq.version() RETURNS text
-LANGUAGE sql AS $$
+LANGUAGE sql SET search_path = pg_catalog, pgq, pg_temp AS $$
     SELECT e.extversion FROM pg_catalog.pg_extension e WHERE e.extname = 'pgq'
 $$;
 
 CREATE FUNCTION pgq.quote_fqname(i_name text) RETURNS text
-LANGUAGE plpgsql IMMUTABLE STRICT AS $$
+LANGUAGE plpgsql IMMUTABLE STRICT SET search_path = pg_catalog, pgq, pg_temp AS $$
 DECLARE
     dot int := pg_catalog.strpos(i_name, '.');
 BEGIN
@@ -26,7 +26,7 @@ END;
 $$;
 
 CREATE FUNCTION pgq.seq_getval(i_seq_name text) RETURNS bigint
-LANGUAGE plpgsql STRICT AS $$
+LANGUAGE plpgsql STRICT SET search_path = pg_catalog, pgq, pg_temp AS $$
 DECLARE
     v bigint;
 BEGIN
@@ -38,7 +38,7 @@ END;
 $$;
 
 CREATE FUNCTION pgq.seq_setval(i_seq_name text, i_new_value bigint) RETURNS bigint
-LANGUAGE plpgsql STRICT AS $$
+LANGUAGE plpgsql STRICT SET search_path = pg_catalog, pgq, pg_temp AS $$
 DECLARE
     fq text := pgq.quote_fqname(i_seq_name);
     v bigint;
@@ -52,7 +52,7 @@ END;
 $$;
 
 CREATE FUNCTION pgq.upgrade_schema() RETURNS integer
-LANGUAGE plpgsql AS $$
+LANGUAGE plpgsql SET search_path = pg_catalog, pgq, pg_temp AS $$
 BEGIN
     IF EXISTS (SELECT 1 FROM pg_catalog.pg_attribute
                 WHERE attrelid = 'pgq.subscription'::regclass AND attname = 'sub_last_tick' AND attnotnull) THEN
@@ -81,7 +81,7 @@ $$;
 -- ---------------------------------------------------------------------------
 
 CREATE FUNCTION pgq._grant_perms_from(src_schema text, src_table text, dst_schema text, dst_table text)
-RETURNS integer LANGUAGE plpgsql STRICT AS $$
+RETURNS integer LANGUAGE plpgsql STRICT SET search_path = pg_catalog, pgq, pg_temp AS $$
 DECLARE
     src regclass := (pg_catalog.quote_ident(src_schema) || '.' || pg_catalog.quote_ident(src_table))::regclass;
     dst text := pg_catalog.quote_ident(dst_schema) || '.' || pg_catalog.quote_ident(dst_table);
@@ -112,19 +112,21 @@ BEGIN
     IF NOT FOUND THEN
         RAISE EXCEPTION 'Queue not found';
     END IF;
-    EXECUTE 'GRANT SELECT ON ' || q.queue_tick_seq || ' TO public';
-    EXECUTE 'GRANT SELECT ON ' || q.queue_event_seq || ' TO public';
-    EXECUTE 'GRANT USAGE ON ' || q.queue_event_seq || ' TO pgq_admin';
-    PERFORM pgq._grant_perms_from('pgq', 'event_template', 'pgq', 'event_' || q.queue_id);
+    -- stored names are data: always quoted (pgq.quote_fqname), never spliced raw
+    EXECUTE 'GRANT SELECT ON ' || pgq.quote_fqname(q.queue_tick_seq) || ' TO public';
+    EXECUTE 'GRANT SELECT ON ' || pgq.quote_fqname(q.queue_event_seq) || ' TO public';
+    EXECUTE 'GRANT USAGE ON ' || pgq.quote_fqname(q.queue_event_seq) || ' TO pgq_admin';
+    PERFORM pgq._grant_perms_from('pgq', 'event_template', 'pgq', 'event_' || q.queue_id::text);
     FOR i IN 0 .. q.queue_ntables - 1 LOOP
-        PERFORM pgq._grant_perms_from('pgq', 'event_template', 'pgq', 'event_' || q.queue_id || '_' || i);
+        PERFORM pgq._grant_perms_from('pgq', 'event_template', 'pgq',
+                                      'event_' || q.queue_id::text || '_' || i::text);
     END LOOP;
     RETURN 1;
 END;
 $$;
 
 CREATE FUNCTION pgq.tune_storage(i_queue_name text) RETURNS integer
-LANGUAGE plpgsql STRICT AS $$
+LANGUAGE plpgsql STRICT SET search_path = pg_catalog, pgq, pg_temp AS $$
 DECLARE
     q pgq.queue%ROWTYPE;
     i int;
@@ -134,7 +136,7 @@ BEGIN
         RETURN 0;
     END IF;
     FOR i IN 0 .. q.queue_ntables - 1 LOOP
-        EXECUTE 'ALTER TABLE ' || q.queue_data_pfx || '_' || i
+        EXECUTE 'ALTER TABLE ' || pgq.quote_fqname(q.queue_data_pfx || '_' || i::text)
              || ' SET (fillfactor = 100, autovacuum_enabled = off, toast.autovacuum_enabled = off)';
     END LOOP;
     RETURN 1;
@@ -159,7 +161,7 @@ BEGIN
     END IF;
 
     qid := nextval('pgq.queue_queue_id_seq');
-    rel := 'event_' || qid;
+    rel := 'event_' || qid::text;
     pfx := 'pgq.' || rel;
     INSERT INTO pgq.queue (queue_id, queue_name, queue_data_pfx, queue_event_seq, queue_tick_seq)
     VALUES (qid, i_queue_name, pfx, pfx || '_id_seq', pfx || '_tick_seq')
@@ -168,11 +170,12 @@ BEGIN
     EXECUTE 'CREATE SEQUENCE ' || pfx || '_tick_seq';
     EXECUTE 'CREATE SEQUENCE ' || pfx || '_id_seq';
     EXECUTE 'CREATE TABLE ' || pfx || ' () INHERITS (pgq.event_template)';
+    -- pfx is built here from the queue id: a plain identifier, safe to splice
     FOR i IN 0 .. nt - 1 LOOP
-        EXECUTE 'CREATE TABLE ' || pfx || '_' || i || ' () INHERITS (' || pfx || ')';
-        EXECUTE 'ALTER TABLE ' || pfx || '_' || i || ' ALTER COLUMN ev_id SET DEFAULT nextval('
+        EXECUTE 'CREATE TABLE ' || pfx || '_' || i::text || ' () INHERITS (' || pfx || ')';
+        EXECUTE 'ALTER TABLE ' || pfx || '_' || i::text || ' ALTER COLUMN ev_id SET DEFAULT nextval('
              || quote_literal(pfx || '_id_seq') || ')';
-        EXECUTE 'CREATE INDEX ' || rel || '_' || i || '_txid_idx ON ' || pfx || '_' || i || ' (ev_txid)';
+        EXECUTE 'CREATE INDEX ' || rel || '_' || i::text || '_txid_idx ON ' || pfx || '_' || i::text || ' (ev_txid)';
     END LOOP;
 
     PERFORM pgq.grant_perms(i_queue_name);
@@ -207,20 +210,20 @@ BEGIN
     END IF;
 
     FOR i IN 0 .. q.queue_ntables - 1 LOOP
-        EXECUTE 'DROP TABLE ' || q.queue_data_pfx || '_' || i;
+        EXECUTE 'DROP TABLE ' || pgq.quote_fqname(q.queue_data_pfx || '_' || i::text);
     END LOOP;
-    EXECUTE 'DROP TABLE ' || q.queue_data_pfx;
+    EXECUTE 'DROP TABLE ' || pgq.quote_fqname(q.queue_data_pfx);
     DELETE FROM pgq.retry_queue WHERE ev_queue = q.queue_id;
     DELETE FROM pgq.tick WHERE tick_queue = q.queue_id;
-    EXECUTE 'DROP SEQUENCE ' || q.queue_tick_seq;
-    EXECUTE 'DROP SEQUENCE ' || q.queue_event_seq;
+    EXECUTE 'DROP SEQUENCE ' || pgq.quote_fqname(q.queue_tick_seq);
+    EXECUTE 'DROP SEQUENCE ' || pgq.quote_fqname(q.queue_event_seq);
     DELETE FROM pgq.queue WHERE queue_id = q.queue_id;
     RETURN 1;
 END;
 $$;
 
 CREATE FUNCTION pgq.drop_queue(x_queue_name text) RETURNS integer
-LANGUAGE sql STRICT AS $$
+LANGUAGE sql STRICT SET search_path = pg_catalog, pgq, pg_temp AS $$
     SELECT pgq.drop_queue(x_queue_name, false)
 $$;
 
@@ -251,7 +254,7 @@ END;
 $$;
 
 CREATE FUNCTION pgq.current_event_table(x_queue_name text) RETURNS text
-LANGUAGE plpgsql AS $$
+LANGUAGE plpgsql SET search_path = pg_catalog, pgq, pg_temp AS $$
 DECLARE
     pfx text;
     cur int;
@@ -265,7 +268,7 @@ BEGIN
     IF disabled AND pg_catalog.current_setting('session_replication_role') <> 'replica' THEN
         RAISE EXCEPTION 'Writing to queue disabled';
     END IF;
-    RETURN pfx || '_' || cur;
+    RETURN pfx || '_' || cur::text;
 END;
 $$;
 
@@ -365,7 +368,7 @@ CREATE FUNCTION pgq.find_tick_helper(
     i_queue_id integer, i_prev_tick_id bigint, i_prev_tick_time timestamptz,
     i_prev_tick_seq bigint, i_min_count bigint, i_min_interval interval,
     OUT next_tick_id bigint, OUT next_tick_time timestamptz, OUT next_tick_seq bigint)
-LANGUAGE plpgsql STABLE AS $$
+LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pgq, pg_temp AS $$
 DECLARE
     t record;
 BEGIN
@@ -411,7 +414,7 @@ CREATE FUNCTION pgq.next_batch_info(
     OUT batch_id bigint, OUT cur_tick_id bigint, OUT prev_tick_id bigint,
     OUT cur_tick_time timestamptz, OUT prev_tick_time timestamptz,
     OUT cur_tick_event_seq bigint, OUT prev_tick_event_seq bigint)
-LANGUAGE plpgsql AS $$
+LANGUAGE plpgsql SET search_path = pg_catalog, pgq, pg_temp AS $$
 BEGIN
     SELECT * INTO batch_id, cur_tick_id, prev_tick_id, cur_tick_time, prev_tick_time,
                   cur_tick_event_seq, prev_tick_event_seq
@@ -427,7 +430,7 @@ CREATE FUNCTION pgq.get_batch_events(
     OUT ev_id bigint, OUT ev_time timestamptz, OUT ev_txid bigint, OUT ev_retry integer,
     OUT ev_type text, OUT ev_data text, OUT ev_extra1 text, OUT ev_extra2 text,
     OUT ev_extra3 text, OUT ev_extra4 text)
-RETURNS SETOF record LANGUAGE plpgsql AS $$
+RETURNS SETOF record LANGUAGE plpgsql SET search_path = pg_catalog, pgq, pg_temp AS $$
 BEGIN
     RETURN QUERY EXECUTE pgq.batch_event_sql(x_batch_id);
 END;
@@ -585,8 +588,12 @@ RETURNS bigint LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, p
 DECLARE
     q pgq.queue%ROWTYPE;
 BEGIN
-    -- one ticker at a time per database (same lock as the Rust ticker forms)
-    PERFORM pg_advisory_xact_lock(8099567109638021995);
+    -- External queues are ticked only by this form (the other ticker forms skip or
+    -- refuse them), so it needs no database-wide ticker lock.
+    IF NOT pg_catalog.isfinite(i_orig_timestamp) THEN
+        RAISE EXCEPTION 'invalid tick time: %', i_orig_timestamp
+            USING ERRCODE = 'datetime_field_overflow';
+    END IF;
     SELECT * INTO q FROM pgq.queue
      WHERE queue_name = i_queue_name AND queue_external_ticker AND NOT queue_ticker_paused;
     IF NOT FOUND THEN
@@ -612,7 +619,7 @@ CREATE FUNCTION pgq.get_queue_info(
     OUT queue_ticker_max_count integer, OUT queue_ticker_max_lag interval,
     OUT queue_ticker_idle_period interval, OUT ticker_lag interval,
     OUT ev_per_sec double precision, OUT ev_new bigint, OUT last_tick_id bigint)
-RETURNS SETOF record LANGUAGE sql AS $$
+RETURNS SETOF record LANGUAGE sql SET search_path = pg_catalog, pgq, pg_temp AS $$
     SELECT q.queue_name, q.queue_ntables, q.queue_cur_table, q.queue_rotation_period, q.queue_switch_time,
            q.queue_external_ticker, q.queue_ticker_paused, q.queue_ticker_max_count,
            q.queue_ticker_max_lag, q.queue_ticker_idle_period,
@@ -623,7 +630,7 @@ RETURNS SETOF record LANGUAGE sql AS $$
            coalesce(pg_catalog.pg_sequence_last_value(sq.seqrelid), sq.seqstart) - t.tick_event_seq,
            t.tick_id
       FROM pgq.queue q
-      LEFT JOIN pg_catalog.pg_sequence sq ON sq.seqrelid = pg_catalog.to_regclass(q.queue_event_seq)
+      LEFT JOIN pg_catalog.pg_sequence sq ON sq.seqrelid = pgq._stored_seq(q.queue_event_seq)
       LEFT JOIN LATERAL (SELECT tick_id, tick_time, tick_event_seq FROM pgq.tick
                           WHERE tick_queue = q.queue_id
                           ORDER BY tick_queue DESC, tick_id DESC LIMIT 1) t ON true
@@ -641,7 +648,7 @@ CREATE FUNCTION pgq.get_queue_info(
     OUT queue_ticker_max_count integer, OUT queue_ticker_max_lag interval,
     OUT queue_ticker_idle_period interval, OUT ticker_lag interval,
     OUT ev_per_sec double precision, OUT ev_new bigint, OUT last_tick_id bigint)
-RETURNS SETOF record LANGUAGE sql AS $$
+RETURNS SETOF record LANGUAGE sql SET search_path = pg_catalog, pgq, pg_temp AS $$
     SELECT * FROM pgq.get_queue_info(NULL)
 $$;
 
@@ -703,7 +710,7 @@ $$;
 -- ---------------------------------------------------------------------------
 
 CREATE FUNCTION pgq.maint_rotate_tables_step1(i_queue_name text) RETURNS integer
-LANGUAGE plpgsql AS $$
+LANGUAGE plpgsql SET search_path = pg_catalog, pgq, pg_temp AS $$
 DECLARE
     q pgq.queue%ROWTYPE;
     lowest bigint;
@@ -740,7 +747,7 @@ BEGIN
     END IF;
 
     nr := (q.queue_cur_table + 1) % q.queue_ntables;
-    tbl := q.queue_data_pfx || '_' || nr;
+    tbl := pgq.quote_fqname(q.queue_data_pfx || '_' || nr::text);
     BEGIN
         EXECUTE 'LOCK TABLE ' || tbl || ' NOWAIT';
     EXCEPTION WHEN lock_not_available THEN
@@ -761,7 +768,7 @@ END;
 $$;
 
 CREATE FUNCTION pgq.maint_rotate_tables_step2() RETURNS integer
-LANGUAGE plpgsql AS $$
+LANGUAGE plpgsql SET search_path = pg_catalog, pgq, pg_temp AS $$
 BEGIN
     UPDATE pgq.queue SET queue_switch_step2 = txid_current() WHERE queue_switch_step2 IS NULL;
     RETURN 0;
@@ -769,7 +776,7 @@ END;
 $$;
 
 CREATE FUNCTION pgq.maint_retry_events() RETURNS integer
-LANGUAGE plpgsql AS $$
+LANGUAGE plpgsql SET search_path = pg_catalog, pgq, pg_temp AS $$
 DECLARE
     r record;
     moved int := 0;
@@ -794,7 +801,7 @@ END;
 $$;
 
 CREATE FUNCTION pgq.maint_tables_to_vacuum() RETURNS SETOF text
-LANGUAGE plpgsql AS $$
+LANGUAGE plpgsql SET search_path = pg_catalog, pgq, pg_temp AS $$
 DECLARE
     t text;
 BEGIN
@@ -814,7 +821,7 @@ END;
 $$;
 
 CREATE FUNCTION pgq.maint_operations(OUT func_name text, OUT func_arg text)
-RETURNS SETOF record LANGUAGE plpgsql AS $$
+RETURNS SETOF record LANGUAGE plpgsql SET search_path = pg_catalog, pgq, pg_temp AS $$
 DECLARE
     q text;
     f text;
@@ -914,7 +921,7 @@ $grants$;
 GRANT EXECUTE ON FUNCTION
     pgq.seq_getval(text), pgq.get_queue_info(), pgq.get_queue_info(text),
     pgq.get_consumer_info(), pgq.get_consumer_info(text), pgq.get_consumer_info(text, text),
-    pgq.quote_fqname(text), pgq.version(), pgq.worker_status()
+    pgq.quote_fqname(text), pgq.version(), pgq.worker_status(), pgq._stored_seq(text)
 TO public;
 
 GRANT EXECUTE ON FUNCTION

@@ -169,6 +169,7 @@ pub mod pgq {
     }
 
     #[pg_extern(volatile, parallel_unsafe)]
+    #[search_path(pg_catalog, pgq, pg_temp)]
     fn batch_event_sql(x_batch_id: Option<i64>) -> Option<String> {
         let Some(b) = x_batch_id else {
             crate::errors::raise("batch not found")
@@ -177,11 +178,19 @@ pub mod pgq {
     }
 
     #[pg_extern(volatile, parallel_unsafe)]
+    #[search_path(pg_catalog, pgq, pg_temp)]
     fn batch_event_tables(x_batch_id: Option<i64>) -> SetOfIterator<'static, String> {
         let Some(b) = x_batch_id else {
             crate::errors::raise("Cannot find data for batch <NULL>")
         };
         SetOfIterator::new(batch::batch_event_tables(b))
+    }
+
+    /// Internal: the sequence a name stored in pgq.queue denotes (read as
+    /// pgq.quote_fqname reads it), or NULL; never a syntax error (src/names.rs).
+    #[pg_extern(stable, strict, parallel_safe)]
+    fn _stored_seq(name: &str) -> Option<pg_sys::Oid> {
+        crate::names::stored_seqid(name)
     }
 
     /// Internal: called at the end of CREATE EXTENSION; wakes the launcher at commit
@@ -204,6 +213,7 @@ pub mod pgq {
 
     /// The background workers: the launcher and one ticker per database.
     #[pg_extern(volatile, parallel_unsafe)]
+    #[search_path(pg_catalog, pgq, pg_temp)]
     fn worker_status() -> TableIterator<
         'static,
         (

@@ -68,8 +68,17 @@ pub fn batch_event_sql(batch_id: i64) -> String {
         let Some(b) = load_batch(client, batch_id) else {
             raise("batch not found")
         };
-        batch_sql(&b.sn1, &b.sn2, &b.tables, b.sub_id)
+        // the stored prefix is data: each table name is quoted as pgq.quote_fqname does
+        let quoted: Vec<String> = b.tables.iter().map(|t| quote_fqname(t)).collect();
+        batch_sql(&b.sn1, &b.sn2, &quoted, b.sub_id)
     })
+}
+
+/// `schema.name` (split at the first dot; no dot means `public`) with both parts
+/// quoted, like `pgq.quote_fqname`.
+pub fn quote_fqname(name: &str) -> String {
+    let (schema, rel) = name.split_once('.').unwrap_or(("public", name));
+    pgrx::spi::quote_qualified_identifier(schema, rel)
 }
 
 pub fn batch_event_tables(batch_id: i64) -> Vec<String> {

@@ -2,6 +2,7 @@
 //! README (name, default, context). All reload on SIGHUP.
 
 use pgrx::guc::{GucContext, GucFlags, GucRegistry, GucSetting};
+use std::ffi::CString;
 
 pub static ENABLED: GucSetting<bool> = GucSetting::<bool>::new(true);
 pub static TICKER_PERIOD_MS: GucSetting<i32> = GucSetting::<i32>::new(1000);
@@ -11,6 +12,16 @@ pub static MAINT_PERIOD_S: GucSetting<i32> = GucSetting::<i32>::new(120);
 pub static RETRY_PERIOD_S: GucSetting<i32> = GucSetting::<i32>::new(30);
 pub static LAUNCHER_NAPTIME_S: GucSetting<i32> = GucSetting::<i32>::new(10);
 pub static NOTIFY: GucSetting<bool> = GucSetting::<bool>::new(true);
+pub static WORKER_ROLE: GucSetting<Option<CString>> = GucSetting::<Option<CString>>::new(None);
+pub static WORKER_LOCK_TIMEOUT_MS: GucSetting<i32> = GucSetting::<i32>::new(10_000);
+
+/// `pgq.worker_role`, or None when empty (the workers then run as the extension owner).
+pub fn worker_role() -> Option<String> {
+    WORKER_ROLE
+        .get()
+        .map(|c| c.to_string_lossy().trim().to_string())
+        .filter(|s| !s.is_empty())
+}
 
 pub fn init() {
     GucRegistry::define_bool_guc(
@@ -86,6 +97,24 @@ pub fn init() {
         &NOTIFY,
         GucContext::Suset,
         GucFlags::default(),
+    );
+    GucRegistry::define_string_guc(
+        c"pgq.worker_role",
+        c"Role the per-database pgq workers run as; empty means the owner of the extension.",
+        c"The role needs the rights of pgq_admin in each database (and ownership of the pgq tables for their VACUUM). Workers restart when it changes.",
+        &WORKER_ROLE,
+        GucContext::Sighup,
+        GucFlags::SUPERUSER_ONLY,
+    );
+    GucRegistry::define_int_guc(
+        c"pgq.worker_lock_timeout",
+        c"lock_timeout of the pgq workers' sessions.",
+        c"A lock held by another session makes a worker's step fail after this long; the step is retried at its next period. 0 waits forever.",
+        &WORKER_LOCK_TIMEOUT_MS,
+        0,
+        3_600_000,
+        GucContext::Sighup,
+        GucFlags::UNIT_MS,
     );
     unsafe { pgrx::pg_sys::MarkGUCPrefixReserved(c"pgq".as_ptr()) };
 }

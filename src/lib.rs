@@ -16,6 +16,7 @@ mod errors;
 mod gucs;
 mod insert;
 mod londiste;
+mod names;
 mod outrec;
 mod pgq_coop;
 mod pgq_ext;

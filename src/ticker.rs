@@ -5,6 +5,7 @@
 use crate::errors::{raise, warning, SpiResultExt};
 use crate::logic::tick_policy::{decide, due_in, Decision, Thresholds, TickState};
 use crate::plans::kept;
+use pgrx::datum::DatumWithOid;
 use pgrx::prelude::*;
 use pgrx::spi::SpiClient;
 use std::cell::Cell;
@@ -12,7 +13,10 @@ use std::cell::Cell;
 struct QueueTickRow {
     queue_id: i32,
     name: String,
-    tick_seq: String,
+    /// the queue's tick sequence, resolved; None when queue_tick_seq names no sequence
+    tick_seq: Option<pg_sys::Oid>,
+    /// false when a tick time of the queue is not finite (a broken external tick)
+    times_ok: bool,
     external: bool,
     paused: bool,
     th: Thresholds,
@@ -22,29 +26,39 @@ struct QueueTickRow {
 }
 
 const STATE_ALL: &str = concat!(
-    "select q.queue_id, q.queue_tick_seq, q.queue_external_ticker, q.queue_ticker_paused, ",
+    "select q.queue_id, ts.seqrelid, q.queue_external_ticker, q.queue_ticker_paused, ",
     "q.queue_ticker_max_count::int8, ",
     "extract(epoch from q.queue_ticker_max_lag)::float8, ",
     "extract(epoch from q.queue_ticker_idle_period)::float8, ",
     "coalesce(pg_catalog.pg_sequence_last_value(sq.seqrelid), sq.seqstart), ",
     "t1.tick_id, t1.tick_event_seq, ",
-    "extract(epoch from pg_catalog.now() - t1.tick_time)::float8, ",
-    "extract(epoch from t1.tick_time - t2.tick_time)::float8, ",
+    // tick times may be +-infinity (the external ticker takes any timestamp): such a
+    // queue reads NULL here and is skipped, instead of failing the query for all queues
+    "case when pg_catalog.isfinite(t1.tick_time) then ",
+    "extract(epoch from pg_catalog.now() operator(pg_catalog.-) t1.tick_time)::float8 end, ",
+    "case when pg_catalog.isfinite(t1.tick_time) and pg_catalog.isfinite(t2.tick_time) then ",
+    "extract(epoch from t1.tick_time operator(pg_catalog.-) t2.tick_time)::float8 end, ",
     "pg_catalog.txid_snapshot_xmin(t1.tick_snapshot), pg_catalog.txid_snapshot_xmax(t1.tick_snapshot), ",
-    "pg_catalog.txid_snapshot_xmax(pg_catalog.txid_current_snapshot()), q.queue_name ",
+    "pg_catalog.txid_snapshot_xmax(pg_catalog.txid_current_snapshot()), q.queue_name, ",
+    "t1.tick_time is not null and not pg_catalog.isfinite(t1.tick_time) ",
     "from pgq.queue q ",
-    "left join pg_catalog.pg_sequence sq on sq.seqrelid = pg_catalog.to_regclass(q.queue_event_seq) ",
+    "left join pg_catalog.pg_sequence sq ",
+    "on sq.seqrelid operator(pg_catalog.=) pgq._stored_seq(q.queue_event_seq) ",
+    "left join pg_catalog.pg_sequence ts ",
+    "on ts.seqrelid operator(pg_catalog.=) pgq._stored_seq(q.queue_tick_seq) ",
     "left join lateral (select tick_id, tick_time, tick_event_seq, tick_snapshot from pgq.tick ",
-    "where tick_queue = q.queue_id order by tick_queue desc, tick_id desc limit 1) t1 on true ",
+    "where tick_queue operator(pg_catalog.=) q.queue_id ",
+    "order by tick_queue desc, tick_id desc limit 1) t1 on true ",
     "left join lateral (select tick_time from pgq.tick ",
-    "where tick_queue = q.queue_id and tick_id < t1.tick_id ",
+    "where tick_queue operator(pg_catalog.=) q.queue_id ",
+    "and tick_id operator(pg_catalog.<) t1.tick_id ",
     "order by tick_queue desc, tick_id desc limit 1) t2 on true "
 );
 const WHERE_ALL: &str =
     "where not q.queue_external_ticker and not q.queue_ticker_paused order by q.queue_name";
-const WHERE_ONE: &str = "where q.queue_name = $1";
+const WHERE_ONE: &str = "where q.queue_name operator(pg_catalog.=) $1";
 const INSERT_TICK: &str = "insert into pgq.tick (tick_queue, tick_id, tick_event_seq) \
-     values ($1, pg_catalog.nextval(pg_catalog.to_regclass($2)), $3) returning tick_id";
+     values ($1, pg_catalog.nextval($2::pg_catalog.regclass), $3) returning tick_id";
 const NOTIFY: &str = "select pg_catalog.pg_notify($1, $2)";
 
 fn state_sql(one: bool) -> &'static str {
@@ -78,10 +92,12 @@ fn read_states(client: &SpiClient<'_>, queue: Option<&str>) -> (Vec<QueueTickRow
         let last_tick: Option<i64> = r.get(9).or_raise("tick_id");
         let last_seq: Option<i64> = r.get(10).or_raise("tick_event_seq");
         let lag: Option<f64> = r.get(11).or_raise("lag");
+        let infinite: Option<bool> = r.get(17).or_raise("tick time");
         out.push(QueueTickRow {
             queue_id: r.get(1).or_raise("queue_id").unwrap_or(0),
             name: r.get(16).or_raise("queue_name").unwrap_or_default(),
-            tick_seq: r.get(2).or_raise("queue_tick_seq").unwrap_or_default(),
+            tick_seq: r.get(2).or_raise("queue_tick_seq"),
+            times_ok: !infinite.unwrap_or(false),
             external: r.get(3).or_raise("external").unwrap_or(false),
             paused: r.get(4).or_raise("paused").unwrap_or(false),
             th: Thresholds {
@@ -103,6 +119,40 @@ fn read_states(client: &SpiClient<'_>, queue: Option<&str>) -> (Vec<QueueTickRow
         next_xid = r.get(15).or_raise("next txid").unwrap_or(0);
     }
     (out, next_xid)
+}
+
+/// Why a queue's row cannot be ticked at all (reported, and the queue skipped).
+fn broken(q: &QueueTickRow) -> Option<String> {
+    if q.tick_seq.is_none() {
+        return Some("queue_tick_seq names no sequence".into());
+    }
+    if !q.times_ok {
+        return Some("its last tick time is not finite".into());
+    }
+    None
+}
+
+thread_local! {
+    /// queue id -> when its breakage was last reported (once a minute per queue)
+    static REPORTED: std::cell::RefCell<std::collections::HashMap<i32, i64>> =
+        std::cell::RefCell::new(std::collections::HashMap::new());
+}
+
+fn report_broken(q: &QueueTickRow, msg: &str) {
+    let now = unsafe { pg_sys::GetCurrentTimestamp() };
+    let due = REPORTED.with(|r| {
+        let mut r = r.borrow_mut();
+        match r.get(&q.queue_id) {
+            Some(&t) if now - t < 60_000_000 => false,
+            _ => {
+                r.insert(q.queue_id, now);
+                true
+            }
+        }
+    });
+    if due {
+        warning(msg);
+    }
 }
 
 /// Returns the new tick id, or None when the queue does not need a tick now.
@@ -130,10 +180,11 @@ fn tick_one(client: &mut SpiClient<'_>, q: &QueueTickRow, next_xid: i64) -> Opti
     if decide(&q.th, &q.state) == Decision::Skip {
         return None;
     }
+    let tick_seq = q.tick_seq?;
     let insert = kept(
         client,
         INSERT_TICK,
-        &[pg_sys::INT4OID, pg_sys::TEXTOID, pg_sys::INT8OID],
+        &[pg_sys::INT4OID, pg_sys::OIDOID, pg_sys::INT8OID],
         true,
     );
     let rows = client
@@ -142,7 +193,7 @@ fn tick_one(client: &mut SpiClient<'_>, q: &QueueTickRow, next_xid: i64) -> Opti
             None,
             &[
                 q.queue_id.into(),
-                q.tick_seq.as_str().into(),
+                DatumWithOid::from(tick_seq),
                 q.state.event_seq.into(),
             ],
         )
@@ -174,29 +225,57 @@ fn notify_tick(client: &mut SpiClient<'_>, queue: &str, tick: i64) {
         .or_raise("notifying tick");
 }
 
-/// Key of the transaction-level advisory lock every ticker form takes first, so ticks
-/// of one database are made by one session at a time (the in-server ticker, pgqd or a
-/// manual call), keeping tick ids and snapshots in the same order.
-pub const TICKER_LOCK_KEY: i64 = 0x7067_715f_7469_636b; // "pgq_tick"
+/// Ticks of one database are made by one session at a time (the in-server ticker,
+/// pgqd or a manual call), which keeps tick ids and snapshots in the same order. The
+/// lock is a transaction-level advisory lock whose tag no SQL function can build
+/// (`locktag_field4` is 1 or 2 for `pg_advisory_*`, this one uses 0x7071 "pq"), so a
+/// user who can merely connect cannot take it and stall ticking. It shows in
+/// pg_locks as locktype `advisory`, objid 0x7469636b ("tick"), objsubid 28785.
+const TICKER_LOCK_FIELD4: u16 = 0x7071;
+const TICKER_LOCK_KEY: u32 = 0x7469_636b;
 
-unsafe extern "C-unwind" {
-    // utils/fmgrprotos.h; used through DirectFunctionCall, which traps its ERRORs
-    #[link_name = "pg_advisory_xact_lock_int8"]
-    fn advisory_xact_lock_int8(fcinfo: pg_sys::FunctionCallInfo) -> pg_sys::Datum;
+thread_local! {
+    /// Set in the in-server worker: it only tries the lock and skips the run when a
+    /// manual ticker holds it (it comes back a ticker period later).
+    static TRY_ONLY: Cell<bool> = const { Cell::new(false) };
 }
 
-pub fn lock_ticker() {
-    unsafe {
-        pg_sys::DirectFunctionCall1Coll(
-            Some(advisory_xact_lock_int8),
-            pg_sys::InvalidOid,
-            pg_sys::Datum::from(TICKER_LOCK_KEY),
-        );
-    }
+pub fn set_try_lock_only() {
+    TRY_ONLY.with(|t| t.set(true));
+}
+
+/// Take the ticker lock; false only in try-only mode when someone else holds it.
+pub fn lock_ticker() -> bool {
+    let tag = pg_sys::LOCKTAG {
+        locktag_field1: unsafe { pg_sys::MyDatabaseId }.to_u32(),
+        locktag_field2: 0,
+        locktag_field3: TICKER_LOCK_KEY,
+        locktag_field4: TICKER_LOCK_FIELD4,
+        locktag_type: pg_sys::LockTagType::LOCKTAG_ADVISORY as u8,
+        locktag_lockmethodid: pg_sys::USER_LOCKMETHOD as u8,
+    };
+    let dont_wait = TRY_ONLY.with(|t| t.get());
+    // SAFETY: `tag` is a fully initialised LOCKTAG living across the call; LockAcquire
+    // copies it. ExclusiveLock on a transaction-level (not session) lock is released by
+    // the transaction's end, commit or abort. An ERROR inside (deadlock, cancel) unwinds
+    // through pg_guard_ffi_boundary like any other.
+    let r = unsafe {
+        pg_sys::submodules::ffi::pg_guard_ffi_boundary(|| {
+            pg_sys::LockAcquire(
+                &tag,
+                pg_sys::ExclusiveLock as pg_sys::LOCKMODE,
+                false,
+                dont_wait,
+            )
+        })
+    };
+    r != pg_sys::LockAcquireResult::LOCKACQUIRE_NOT_AVAIL
 }
 
 pub fn ticker_queue(queue: &str) -> Option<i64> {
-    lock_ticker();
+    if !lock_ticker() {
+        return None;
+    }
     Spi::connect_mut(|client| {
         let (states, nx) = read_states(client, Some(queue));
         let Some(q) = states.first() else {
@@ -207,6 +286,9 @@ pub fn ticker_queue(queue: &str) -> Option<i64> {
         }
         if q.paused {
             raise("Ticker has been paused for this queue");
+        }
+        if let Some(why) = broken(q) {
+            raise(format!("cannot tick queue \"{}\": {why}", q.name));
         }
         tick_one(client, q, nx)
     })
@@ -224,12 +306,21 @@ pub fn take_next_due() -> Option<f64> {
 }
 
 pub fn ticker_all() -> i64 {
-    lock_ticker();
+    if !lock_ticker() {
+        // a manual ticker is running: this run is skipped, the next one comes soon
+        NEXT_DUE.with(|c| c.set(None));
+        return 0;
+    }
     Spi::connect_mut(|client| {
         let (states, nx) = read_states(client, None);
         let mut n = 0;
         let mut due: Option<f64> = None;
         for q in &states {
+            // one broken queue row must not stop the ticks of all the others
+            if let Some(why) = broken(q) {
+                report_broken(q, &format!("queue \"{}\" skipped by the ticker: {why}", q.name));
+                continue;
+            }
             if tick_one(client, q, nx).is_some() {
                 n += 1;
                 continue;

@@ -31,6 +31,11 @@ pub fn batch_tables(q: &QueueTables<'_>, tx_min: i64, tx_max: i64) -> Vec<String
     }
 }
 
+const EQ: &str = "operator(pg_catalog.=)";
+const NE: &str = "operator(pg_catalog.<>)";
+const GE: &str = "operator(pg_catalog.>=)";
+const LT: &str = "operator(pg_catalog.<)";
+
 pub const EVENT_COLUMNS: &str =
     "ev_id, ev_time, ev_txid, ev_retry, ev_type, ev_data, ev_extra1, ev_extra2, ev_extra3, ev_extra4";
 
@@ -44,35 +49,43 @@ fn push_list(out: &mut String, ids: &[i64]) {
 }
 
 /// SQL returning the events of a batch, ordered by ev_id; always ends in ` order by 1`
-/// (get_batch_cursor strips that suffix to wrap the query in a filter).
+/// (get_batch_cursor strips that suffix to wrap the query in a filter). `tables` are
+/// spliced as given: the caller passes them quoted. Every operator is pg_catalog's,
+/// named explicitly, so the query means the same under any search_path.
 pub fn batch_sql(sn1: &Snapshot, sn2: &Snapshot, tables: &[String], sub_id: i32) -> String {
     let t = BatchTxids::between(sn1, sn2);
-    let owner = format!("(ev.ev_owner is null or ev.ev_owner = {sub_id})");
+    let owner = format!("(ev.ev_owner is null or ev.ev_owner {EQ} {sub_id})");
     let mut parts: Vec<String> = Vec::new();
     for table in tables {
         if t.lo < t.hi {
             let mut q = format!(
-                "select {EVENT_COLUMNS} from {table} ev where ev.ev_txid >= {} and ev.ev_txid < {}",
+                "select {EVENT_COLUMNS} from {table} ev where ev.ev_txid {GE} {} and ev.ev_txid {LT} {}",
                 t.lo, t.hi
             );
             if !t.range_exclude.is_empty() {
-                q.push_str(" and ev.ev_txid not in (");
+                write!(q, " and ev.ev_txid {NE} all (array[").unwrap();
                 push_list(&mut q, &t.range_exclude);
-                q.push(')');
+                q.push_str("]::int8[])");
             }
             if t.lo < t.low_bound {
-                write!(q, " and (ev.ev_txid >= {} or ev.ev_txid in (", t.low_bound).unwrap();
+                write!(
+                    q,
+                    " and (ev.ev_txid {GE} {} or ev.ev_txid {EQ} any (array[",
+                    t.low_bound
+                )
+                .unwrap();
                 push_list(&mut q, &t.range_low_ids);
-                q.push_str("))");
+                q.push_str("]::int8[]))");
             }
             q.push_str(" and ");
             q.push_str(&owner);
             parts.push(q);
         }
         if !t.extra.is_empty() {
-            let mut q = format!("select {EVENT_COLUMNS} from {table} ev where ev.ev_txid in (");
+            let mut q =
+                format!("select {EVENT_COLUMNS} from {table} ev where ev.ev_txid {EQ} any (array[");
             push_list(&mut q, &t.extra);
-            q.push_str(") and ");
+            q.push_str("]::int8[]) and ");
             q.push_str(&owner);
             parts.push(q);
         }
@@ -133,9 +146,21 @@ mod tests {
         let sn2 = Snapshot::parse("766:766:").unwrap();
         let sql = batch_sql(&sn1, &sn2, &["pgq.event_2_0".to_string()], 3);
         assert!(sql.ends_with(" order by 1"));
-        assert!(sql.contains("ev.ev_txid >= 759 and ev.ev_txid < 766"));
-        assert!(sql.contains("(ev.ev_txid >= 763 or ev.ev_txid in (759))"));
-        assert!(sql.contains("ev.ev_owner = 3"));
+        assert!(sql.contains(&format!("ev.ev_txid {GE} 759 and ev.ev_txid {LT} 766")));
+        assert!(sql.contains(&format!(
+            "(ev.ev_txid {GE} 763 or ev.ev_txid {EQ} any (array[759]::int8[]))"
+        )));
+        assert!(sql.contains(&format!("ev.ev_owner {EQ} 3")));
+        // no operator is left to search_path resolution
+        let bare = sql
+            .replace(EQ, "")
+            .replace(GE, "")
+            .replace(LT, "")
+            .replace(NE, "");
+        assert!(
+            !bare.contains('=') && !bare.contains('<') && !bare.contains('>'),
+            "{sql}"
+        );
         assert!(!sql.contains("union all"));
     }
 
@@ -146,7 +171,9 @@ mod tests {
         let tables = vec!["pgq.event_1_2".to_string(), "pgq.event_1_0".to_string()];
         let sql = batch_sql(&sn1, &sn2, &tables, 1);
         assert_eq!(sql.matches("union all").count(), 3);
-        assert!(sql.contains("from pgq.event_1_2 ev where ev.ev_txid in (100)"));
+        assert!(sql.contains(&format!(
+            "from pgq.event_1_2 ev where ev.ev_txid {EQ} any (array[100]::int8[])"
+        )));
     }
 
     #[test]

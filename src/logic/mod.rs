@@ -8,3 +8,4 @@ pub mod pg_keywords;
 pub mod snapshot;
 pub mod tick_policy;
 pub mod triggers;
+pub mod worker_policy;
