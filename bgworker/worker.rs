@@ -409,10 +409,15 @@ fn main_loop(role: &str) -> Stop {
         now = shmem::now();
         if now >= next_tick {
             match run_ticker() {
-                Ok(n) => with_slot(|s| {
-                    s.last_tick = now;
-                    s.ticks += n;
-                }),
+                Ok(n) => {
+                    with_slot(|s| {
+                        s.last_tick = now;
+                        s.ticks += n;
+                    });
+                    if let Some(skipped) = crate::ticker::take_skipped() {
+                        record_error("ticker", &skipped);
+                    }
+                }
                 Err(e) => {
                     let gone = in_txn("check extension", extension_present)
                         .map(|p| !p)

@@ -138,7 +138,19 @@ thread_local! {
         std::cell::RefCell::new(std::collections::HashMap::new());
 }
 
+thread_local! {
+    /// the last queue skipped in this backend's last ticker run (the in-server worker
+    /// shows it in pgq.worker_status().last_error)
+    static SKIPPED: std::cell::RefCell<Option<String>> = const { std::cell::RefCell::new(None) };
+}
+
+/// What the last `ticker_all` run of this backend skipped, if anything.
+pub fn take_skipped() -> Option<String> {
+    SKIPPED.with(|s| s.borrow_mut().take())
+}
+
 fn report_broken(q: &QueueTickRow, msg: &str) {
+    SKIPPED.with(|s| *s.borrow_mut() = Some(msg.to_string()));
     let now = unsafe { pg_sys::GetCurrentTimestamp() };
     let due = REPORTED.with(|r| {
         let mut r = r.borrow_mut();
@@ -318,7 +330,10 @@ pub fn ticker_all() -> i64 {
         for q in &states {
             // one broken queue row must not stop the ticks of all the others
             if let Some(why) = broken(q) {
-                report_broken(q, &format!("queue \"{}\" skipped by the ticker: {why}", q.name));
+                report_broken(
+                    q,
+                    &format!("queue \"{}\" skipped by the ticker: {why}", q.name),
+                );
                 continue;
             }
             if tick_one(client, q, nx).is_some() {

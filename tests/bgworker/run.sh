@@ -8,7 +8,8 @@
 #      truncated; a consumer gets every event exactly once while producers insert;
 #      (a2) the worker's table writes reach pg_stat_user_tables, so autovacuum sees them
 #   j  event_retry'd events come back through the worker's retry mover
-#   l  an ERROR inside the ticker is visible in worker_status.last_error; the
+#   l  a queue the ticker cannot tick (its tick sequence is gone) is visible in
+#      worker_status.last_error; the
 #      worker carries on once the cause is gone
 #   c  SIGKILL of a ticker worker (postmaster crash-restart) → workers come back,
 #      ticking resumes, no event lost or duplicated; pg_terminate_backend of a worker
