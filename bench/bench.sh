@@ -2,7 +2,7 @@
 # bench/bench.sh — this extension vs the original PgQ 3.5, same machine, same run.
 #
 # Starts two throw-away clusters with identical settings: "ref" from $REF_BIN (the
-# original, see ../shared/ref/install-reference.sh) and "ours" from $OURS_BIN (the system
+# original, see scripts/install-original.sh) and "ours" from $OURS_BIN (the system
 # tree with this project installed); both run `CREATE EXTENSION pgq`. Each workload runs
 # interleaved ref, ours, ours, ref, $REPEAT times; the best run per side is reported with
 # the ratio ours/ref in throughput terms (> 1 means ours is faster). Not a test: it

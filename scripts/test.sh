@@ -1,6 +1,6 @@
 #!/bin/bash
 # test.sh [LAYER...] — the whole test suite (README's test command; .ci/run calls it).
-# Layers: unit (pure Rust), pgtest (#[pg_test]), regress (pg_regress), isolation
+# Layers: lint (cargo fmt --check, clippy -D warnings), unit (pure Rust), pgtest (#[pg_test]), regress (pg_regress), isolation
 # (pg_isolation_regress), compat (the original's Python consumer against this
 # extension), bgworker (in-server ticker scenarios on preloaded clusters), cascade (the
 # Python londiste CLI driving a root/branch/leaf cascade, tests/cascade/run.sh). Default: all, after setup.sh. Every cluster started here is stopped on exit.
@@ -13,7 +13,7 @@ PGBIN=${PG_BIN:-/usr/lib/postgresql/15/bin}
 export PG_BIN=$PGBIN
 PGXS=$("$PGBIN/pg_config" --pkglibdir)/pgxs
 # pgtest last: `cargo pgrx test` installs its own (pg_test) build into the server tree
-LAYERS=${*:-unit regress isolation compat bgworker cascade pgtest}
+LAYERS=${*:-lint unit regress isolation compat bgworker cascade pgtest}
 
 [ -n "${SKIP_SETUP:-}" ] || scripts/setup.sh
 
@@ -32,6 +32,11 @@ source tests/lib/cluster.sh
 cluster_init
 failed=""
 
+# formatting and clippy first: a red lint is a red CI
+run_lint() {
+  cargo fmt --check && flock "${PGQ_BUILD_LOCK:-/tmp/pgq-build.lock}" cargo clippy --release --lib -- -D warnings
+}
+
 run_unit() {
   cargo test --lib --release logic::
 }
@@ -39,7 +44,13 @@ run_unit() {
 run_pgtest() {
   local pgdata=/tmp/pgq-pgrx-test
   rm -rf "$pgdata"; mkdir -p "$pgdata"; chown postgres: "$pgdata"
-  cargo pgrx test pg15 --release --runas postgres --pgdata "$pgdata"
+  local rc=0
+  flock "${PGQ_BUILD_LOCK:-/tmp/pgq-build.lock}" \
+    cargo pgrx test pg15 --release --runas postgres --pgdata "$pgdata" || rc=$?
+  # `cargo pgrx test` installs its own pg_test build into the tree: put the real one back
+  if [ "$PGBIN" = /usr/lib/postgresql/15/bin ]; then scripts/install.sh >/dev/null; else scripts/install.sh "${PGBIN%/usr/lib/postgresql/15/bin}" >/dev/null; fi
+  rm -rf "$pgdata"
+  return $rc
 }
 
 # pg_regress / pg_isolation_regress against a fresh cluster, preloaded like

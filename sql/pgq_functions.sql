@@ -706,7 +706,7 @@ END;
 $$;
 
 -- ---------------------------------------------------------------------------
--- Maintenance (the pgqd contract, spec §10)
+-- Maintenance (what pgqd calls, and the in-server worker: README "How it works")
 -- ---------------------------------------------------------------------------
 
 CREATE FUNCTION pgq.maint_rotate_tables_step1(i_queue_name text) RETURNS integer
@@ -897,7 +897,7 @@ CREATE TRIGGER queue_cache_inval
     FOR EACH STATEMENT EXECUTE FUNCTION pgq._queue_cache_inval();
 
 -- ---------------------------------------------------------------------------
--- Function privileges (spec §12)
+-- Function privileges (README "Roles and privileges")
 -- ---------------------------------------------------------------------------
 
 -- The launcher (when preloaded) picks this database up at commit.

@@ -1,6 +1,6 @@
 -- pgq core schema: tables, sequences, role groups, table privileges.
 -- Loaded first by the generated install script (see src/lib.rs, bootstrap).
--- Layout and names follow spec/pgq.md §1-§2 so existing clients keep working.
+-- Layout and names are those of PgQ 3.5, so existing clients keep working.
 
 CREATE SCHEMA IF NOT EXISTS pgq;
 GRANT USAGE ON SCHEMA pgq TO public;
@@ -103,7 +103,7 @@ ALTER TABLE pgq.retry_queue ALTER COLUMN ev_owner SET NOT NULL;
 ALTER TABLE pgq.retry_queue ALTER COLUMN ev_txid DROP NOT NULL;
 CREATE INDEX rq_retry_idx ON pgq.retry_queue (ev_retry_after);
 
--- Table privileges (spec §2.7).
+-- Table privileges (as in PgQ 3.5; README "Roles and privileges").
 GRANT SELECT ON TABLE pgq.event_template TO pgq_reader;
 GRANT SELECT, INSERT, TRUNCATE ON TABLE pgq.event_template TO pgq_admin;
 GRANT SELECT ON TABLE pgq.queue, pgq.consumer, pgq.tick, pgq.subscription TO public;

@@ -185,7 +185,7 @@ mod tests {
 
     #[test]
     fn spec_worked_example() {
-        // spec/pgq.md §8: tick 3 = 759:763:759, tick 4 = 766:766:
+        // a worked example: tick 3 = 759:763:759, tick 4 = 766:766:
         let sn1 = Snapshot::parse("759:763:759").unwrap();
         let sn2 = Snapshot::parse("766:766:").unwrap();
         let b = BatchTxids::between(&sn1, &sn2);

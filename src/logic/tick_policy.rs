@@ -1,4 +1,4 @@
-//! When does a queue get a new tick (spec/pgq.md §9)? Pure decision logic shared by
+//! When does a queue get a new tick (README "Settings": the queue thresholds)? Pure decision logic shared by
 //! `pgq.ticker()`, `pgq.ticker(queue)` and the in-server ticker.
 
 /// Queue thresholds, durations in seconds.

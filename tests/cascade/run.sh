@@ -4,15 +4,15 @@
 # extension, with NO pgqd: every cluster preloads `pgq`, whose in-server ticker does the
 # ticking before and after takeover.
 #
-# Three clusters (one per node) are started from $PG_BIN; the reference workload's schema
-# (../../../shared/workload/seed.sql, or $WORKLOAD_DIR) is loaded on each (data on the
+# Three clusters (one per node) are started from $PG_BIN; the seed workload's schema
+# (tests/workload/seed.sql, or $WORKLOAD_DIR) is loaded on each (data on the
 # root only); then scenario.py drives create-root/-branch/-leaf, add-table, add-seq,
 # `londiste worker` daemons, pgbench load with the workload's login/logout functions,
 # compare/status/members/tables/missing, change-provider and takeover, checking every
 # step by comparing data across the nodes (see scenario.py for the step list).
 #
 # REFERENCE=1 runs the same scenario against the original stack (pgq 3.5 + pgq_node +
-# londiste SQL from /opt/pgq-reference, ../shared/ref/install-reference.sh) ticked by one
+# londiste SQL from /opt/pgq-reference, scripts/install-original.sh) ticked by one
 # pgqd per cluster — to compare behaviour and outputs; not part of the test suite.
 #
 # Env: PG_BIN (bin dir of the PostgreSQL that has this extension installed), ROWS (seed
@@ -25,13 +25,12 @@ set -Eeuo pipefail
 
 HERE=$(cd "$(dirname "$0")" && pwd)
 export PG_BIN=${PG_BIN:-/usr/lib/postgresql/15/bin}
-WORKLOAD_DIR=${WORKLOAD_DIR:-$(cd "$HERE/../../.." && pwd)/shared/workload}
-[ -f "$WORKLOAD_DIR/seed.sql" ] || WORKLOAD_DIR=/work/shared/workload
+WORKLOAD_DIR=${WORKLOAD_DIR:-$HERE/../workload}
 PY=/usr/bin/python3
 LONDISTE=/usr/bin/londiste
 ROWS=${ROWS:-20000}
 
-[ -x "$LONDISTE" ] || { echo "cascade: $LONDISTE missing (Debian python3-londiste; ../shared/ref/install-reference.sh installs it)" >&2; exit 1; }
+[ -x "$LONDISTE" ] || { echo "cascade: $LONDISTE missing (Debian python3-londiste; scripts/install-original.sh installs it)" >&2; exit 1; }
 [ -f "$WORKLOAD_DIR/seed.sql" ] || { echo "cascade: workload not found in $WORKLOAD_DIR" >&2; exit 1; }
 
 source "$HERE/../lib/cluster.sh"
@@ -85,7 +84,7 @@ CONF=(
   "pgq.launcher_naptime = '1s'"
 )
 if [ -n "${REFERENCE:-}" ]; then
-  # The same scenario against the ORIGINAL stack (../shared/ref/install-reference.sh),
+  # The same scenario against the ORIGINAL stack (scripts/install-original.sh),
   # ticked by pgqd: to compare behaviour and outputs. Not part of the test suite.
   PG_BIN=/opt/pgq-reference/usr/lib/postgresql/15/bin
   CONF=("max_worker_processes = 16")

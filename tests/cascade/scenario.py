@@ -185,7 +185,7 @@ def stop_all():
 def pgbench(node, seconds):
     """Start the workload's login/logout pgbench scripts against node (background)."""
     files = []
-    for name in ('workload-login.pgbench', 'workload-logout.pgbench'):
+    for name in ('login.pgbench', 'logout.pgbench'):
         with open(os.path.join(WORKLOAD_DIR, name)) as f:
             text = f.read().replace('random(1, 200000)', 'random(1, %d)' % ROWS)
         path = os.path.join(WORK, name)
