@@ -47,8 +47,9 @@ run_pgtest() {
   local rc=0
   flock "${PGQ_BUILD_LOCK:-/tmp/pgq-build.lock}" \
     cargo pgrx test pg15 --release --runas postgres --pgdata "$pgdata" || rc=$?
-  # `cargo pgrx test` installs its own pg_test build into the tree: put the real one back
-  if [ "$PGBIN" = /usr/lib/postgresql/15/bin ]; then scripts/install.sh >/dev/null; else scripts/install.sh "${PGBIN%/usr/lib/postgresql/15/bin}" >/dev/null; fi
+  # `cargo pgrx test` installs its own pg_test build into the system tree (whatever
+  # PG_BIN says): put the release build back
+  scripts/install.sh >/dev/null
   rm -rf "$pgdata"
   return $rc
 }
