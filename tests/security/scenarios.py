@@ -30,6 +30,8 @@ Scenarios:
       get_batch_events, get_batch_cursor and the SQL of batch_event_sql
   3g  londiste_writer member: crafted queue_tick_seq + grant_perms, crafted
       queue_data_pfx + drop_queue
+  3h  pgq_admin alone: its own consumer and batch, crafted queue_data_pfx, then
+      event_retry / batch_retry (SECURITY DEFINER, they run the batch query)
   4a  unprivileged user: DROP DATABASE / ALTER DATABASE RENAME / SET TABLESPACE /
       CREATE DATABASE TEMPLATE of the victim (all fail), three rounds: same ticker pid,
       ticks continue within 2 s after each
@@ -250,8 +252,10 @@ def setup_db(db, owner=None):
         log(f"WARNING: no worker ticks in {db} after 10 s: {worker_row(db)}")
 
 
-def make_queue(db, name, rotation=None, idle=None):
+def make_queue(db, name, rotation=None, idle=None, max_lag=None):
     rows(db, "select pgq.create_queue(%s)", (name,))
+    if max_lag:
+        rows(db, "select pgq.set_queue_config(%s, 'ticker_max_lag', %s)", (name, max_lag))
     if rotation:
         rows(db, "select pgq.set_queue_config(%s, 'rotation_period', %s)", (name, rotation))
     if idle:
@@ -709,6 +713,63 @@ def s3g():
     s.note("londiste_writer members")
     return s.finish()
 
+def retry_exploit(s, attacker, queue, schema, call):
+    """pgq_admin alone (a member of pgq_reader/pgq_writer too): its own consumer and
+    batch, a crafted queue_data_pfx, then a SECURITY DEFINER retry function that runs
+    the batch query."""
+    db = s.db
+    make_queue(db, queue)
+    rows(db, f'create schema {schema} authorization "{attacker}"')
+    tag = f"s{s.name}-{queue}"
+    c = connect(db, attacker, harness=False)
+    setup = [payload_fn(f"{schema}.evts", "", attacker, tag, "setof integer", "return next 1;"),
+             f"select pgq.register_consumer('{queue}', 'c_{queue}')",
+             f"select pgq.insert_event('{queue}', 't', 'retry-me')",
+             f"select pgq.ticker('{queue}')"]
+    for sql in setup:
+        err = run_as(db, attacker, sql, conn=c)
+        if err:
+            s.bad(f"attacker setup [{sql[:40]}] failed: {err}")
+    with c.cursor() as cur:
+        cur.execute("select pgq.next_batch(%s, %s)", (queue, f"c_{queue}"))
+        batch = cur.fetchone()[0]
+        ev = None
+        if batch is not None:
+            cur.execute("select ev_id from pgq.get_batch_events(%s)", (batch,))
+            r = cur.fetchone()
+            ev = r[0] if r else None
+    if batch is None or ev is None:
+        s.bad(f"attacker got no batch/event on {queue} (batch {batch}, event {ev})")
+        c.close()
+        return
+    orig = queue_col(db, queue, "queue_data_pfx")
+    err = run_as(db, attacker, "update pgq.queue set queue_data_pfx = %s where queue_name = %s",
+                 (f"{schema}.evts() sec_x, {orig}", queue), conn=c)
+    if err:
+        s.bad(f"attacker could not set queue_data_pfx: {err}")
+    pos = log_pos()
+    err = run_as(db, attacker, call.format(batch=batch, ev=ev), conn=c)
+    c.close()
+    ran = payload_runs(pos, tag)
+    s.note(f"{call.split('(')[0]}: {err[:80] if err else 'ok'}" + (f", payload ran as {sorted(set(ran))}" if ran else ""))
+    if is_super(attacker):
+        s.bad(f"ESCALATED: {call.split('(')[0]} (SECURITY DEFINER) ran {schema}.evts() from queue_data_pfx")
+    set_queue_col(db, queue, "queue_data_pfx", orig)
+
+
+@scenario("3h")
+def s3h():
+    db, r1, r2 = "sec3", "sec3h_admin1", "sec3h_admin2"
+    make_role(r1, "pgq_admin")
+    make_role(r2, "pgq_admin")
+    ensure_db(db)
+    s = Scenario("3h", db, [r1, r2])
+    retry_exploit(s, r1, "q3h1", "sec3h1", "select pgq.event_retry({batch}, {ev}, 0)")
+    retry_exploit(s, r2, "q3h2", "sec3h2", "select pgq.batch_retry({batch}, 0)")
+    s.note("pgq_admin member alone, crafted queue_data_pfx reaching the batch query of event_retry / batch_retry")
+    return s.finish()
+
+
 # ------------------------------------------------------------ 4: utility hook
 
 
@@ -872,14 +933,16 @@ def s6b():
     db, r = "sec6b", "sec6b_admin"
     make_role(r, "pgq_admin")
     setup_db(db)
-    make_queue(db, "q6bad", idle="100 milliseconds")
+    # q6bad wants a tick on every ticker run, so the bad name is hit at once
+    make_queue(db, "q6bad", idle="100 milliseconds", max_lag="100 milliseconds")
     s = Scenario("6b", db, [r])
     orig = queue_col(db, "q6bad", "queue_tick_seq")
     pos = log_pos()
     err = run_as(db, r, """update pgq.queue set queue_tick_seq = 'pgq.no such"seq' where queue_name = 'q6bad'""")
     if err:
         s.bad(f"attacker could not set queue_tick_seq: {err}")
-    if not ticking(db, seconds=4):
+    # ~2 s of ticker runs (10 a second) with the bad queue due on each of them
+    if not ticking(db, seconds=4, more=20):
         s.bad(f"ctl stopped ticking after q6bad got a malformed queue_tick_seq (worker: {worker_row(db)})")
     rep = worker_row(db)
     lines = [ln for ln in log_since(pos).splitlines() if ("WARNING" in ln or "ERROR" in ln or "LOG" in ln)
