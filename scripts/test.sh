@@ -3,7 +3,8 @@
 # Layers: lint (cargo fmt --check, clippy -D warnings), unit (pure Rust), pgtest (#[pg_test]), regress (pg_regress), isolation
 # (pg_isolation_regress), compat (the original's Python consumer against this
 # extension), bgworker (in-server ticker scenarios on preloaded clusters), cascade (the
-# Python londiste CLI driving a root/branch/leaf cascade, tests/cascade/run.sh). Default: all, after setup.sh. Every cluster started here is stopped on exit.
+# Python londiste CLI driving a root/branch/leaf cascade, tests/cascade/run.sh), security
+# (issue 8's exploits on a preloaded cluster, tests/security/run.sh). Default: all, after setup.sh. Every cluster started here is stopped on exit.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
@@ -13,7 +14,11 @@ PGBIN=${PG_BIN:-/usr/lib/postgresql/15/bin}
 export PG_BIN=$PGBIN
 PGXS=$("$PGBIN/pg_config" --pkglibdir)/pgxs
 # pgtest last: `cargo pgrx test` installs its own (pg_test) build into the server tree
+<<<<<<< HEAD
 LAYERS=${*:-lint unit regress isolation compat bgworker cascade pgtest}
+=======
+LAYERS=${*:-unit regress isolation compat bgworker security cascade pgtest}
+>>>>>>> sec-tests
 
 [ -n "${SKIP_SETUP:-}" ] || scripts/setup.sh
 
@@ -79,6 +84,10 @@ run_isolation() {
 
 run_bgworker() {
   tests/bgworker/run.sh
+}
+
+run_security() {
+  PG_BIN=$PGBIN tests/security/run.sh
 }
 
 run_compat() {
