@@ -14,11 +14,7 @@ PGBIN=${PG_BIN:-/usr/lib/postgresql/15/bin}
 export PG_BIN=$PGBIN
 PGXS=$("$PGBIN/pg_config" --pkglibdir)/pgxs
 # pgtest last: `cargo pgrx test` installs its own (pg_test) build into the server tree
-<<<<<<< HEAD
-LAYERS=${*:-lint unit regress isolation compat bgworker cascade pgtest}
-=======
-LAYERS=${*:-unit regress isolation compat bgworker security cascade pgtest}
->>>>>>> sec-tests
+LAYERS=${*:-lint unit regress isolation compat bgworker security cascade pgtest}
 
 [ -n "${SKIP_SETUP:-}" ] || scripts/setup.sh
 
