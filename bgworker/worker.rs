@@ -348,6 +348,11 @@ fn run_maintenance() {
                 continue;
             }
         };
+        // errors name the operation and its argument (the queue), for the log and status
+        let what = match &arg {
+            Some(a) => format!("{func}({a})"),
+            None => format!("{func}()"),
+        };
         // an operation returning non-zero wants to be called again
         for _ in 0..1000 {
             let r = in_txn(&func, || {
@@ -364,7 +369,7 @@ fn run_maintenance() {
                 Ok(Some(v)) if v.trim().parse::<i64>().map(|n| n != 0).unwrap_or(false) => continue,
                 Ok(_) => break,
                 Err(e) => {
-                    record_error(&func, &e);
+                    record_error(&what, &e);
                     break;
                 }
             }

@@ -38,7 +38,9 @@ cluster_start() {
   local dir; dir=$(mktemp -d "/tmp/pgq-$name.XXXXXX")
   chmod 755 "$dir"; chown postgres: "$dir"
   CLUSTER_DIRS+=("$dir")
-  PGPORT=$(free_port "${PORT_BASE:-54320}")
+  # a random start inside the range makes two suites running at once rarely race for
+  # a port; a start that loses the race anyway is retried on the next free port
+  PGPORT=$(free_port "${PORT_BASE:-$((54320 + RANDOM % 400 * 10))}")
   as_pg "$PG_BIN/initdb" -D "$dir/data" -U postgres --auth=trust -E UTF8 --locale=C.UTF-8 >"$dir/initdb.log" 2>&1 \
     || { cat "$dir/initdb.log" >&2; return 1; }
   {
@@ -51,8 +53,17 @@ cluster_start() {
     echo "lc_messages = 'C'"
     local l; for l in "$@"; do echo "$l"; done
   } >> "$dir/data/postgresql.conf"
-  as_pg "$PG_BIN/pg_ctl" -D "$dir/data" -l "$dir/server.log" -w -t 60 start >/dev/null \
-    || { cat "$dir/server.log" >&2; return 1; }
+  local try
+  for try in 1 2 3 4 5; do
+    as_pg "$PG_BIN/pg_ctl" -D "$dir/data" -l "$dir/server.log" -w -t 60 start >/dev/null && break
+    if [ "$try" -lt 5 ] && grep -q "Address already in use" "$dir/server.log"; then
+      PGPORT=$(free_port $((PGPORT + 1)))
+      sed -i "s/^port = .*/port = $PGPORT/" "$dir/data/postgresql.conf"
+      : > "$dir/server.log"
+      continue
+    fi
+    cat "$dir/server.log" >&2; return 1
+  done
   PGHOST=$dir
   PGDATA_DIR=$dir/data
   export PGPORT PGHOST PGUSER=postgres

@@ -20,10 +20,12 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 143' TERM INT
 
-# short periods: ticks every 100 ms, maintenance (rotation) and retry every second
+# short periods: ticks every 100 ms, maintenance (rotation) and retry every second;
+# log_min_messages = warning (the default) logs WARNINGs and LOGs both ("log" would
+# drop the WARNINGs: LOG ranks above ERROR there)
 PRELOAD=("shared_preload_libraries = 'pgq'" "pgq.ticker_period = 100ms" "pgq.maint_period = 1s"
          "pgq.retry_period = 1s" "pgq.launcher_naptime = 1s" "max_worker_processes = 40"
-         "max_connections = 80" "log_min_messages = log" "log_line_prefix = '%m [%p] %q%u@%d '")
+         "max_connections = 80" "log_min_messages = warning" "log_line_prefix = '%m [%p] %q%u@%d '")
 
 echo "[$(date +%H:%M:%S)] starting cluster"
 if ! cluster_start sec "${PRELOAD[@]}"; then
