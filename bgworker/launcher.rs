@@ -180,7 +180,7 @@ pub extern "C-unwind" fn pgq_launcher_main(_arg: pg_sys::Datum) {
                 let mut s = STATE.exclusive();
                 for slot in s.slots.iter_mut() {
                     if slot.in_use && slot.pid == 0 && !dbs.iter().any(|d| d.oid == slot.dboid) {
-                        *slot = shmem::DbSlot::default();
+                        *slot = shmem::WorkerSlot::default();
                     }
                 }
             }

@@ -1,18 +1,46 @@
 //! Shared state of the pgq background workers: the launcher's pid and one slot per
-//! database with a ticker worker. Read by `pgq.worker_status()`, written by the
-//! launcher and the workers, consulted by the utility hook and commit callbacks.
+//! worker, keyed by (kind, database, object). The slots, not any process's memory, are
+//! the record of what runs: a restarted launcher finds the workers it did not start in
+//! them, and a worker attaches only to the slot (and generation) it was started for.
+//! Read by `pgq.worker_status()`, written by the launcher and the workers, consulted by
+//! the utility hook and commit callbacks.
 
 use pgrx::lwlock::PgLwLock;
 use pgrx::prelude::*;
 use pgrx::shmem::PGRXSharedMemory;
 
-/// How many databases can have a pgq ticker at once.
-pub const MAX_DATABASES: usize = 64;
+/// How many pgq workers (of all kinds) can be known at once.
+pub const MAX_WORKERS: usize = 128;
 pub const ERROR_LEN: usize = 240;
+pub const OBJECT_LEN: usize = 64;
+
+/// What a worker does. The per-database ticker is that database's manager; replay and
+/// copy workers are its children (in-server replay, next).
+#[derive(Copy, Clone, Debug, PartialEq, Eq, Default)]
+#[repr(u8)]
+pub enum Kind {
+    #[default]
+    Ticker = 1,
+}
+
+impl Kind {
+    pub fn name(self) -> &'static str {
+        match self {
+            Kind::Ticker => "ticker",
+        }
+    }
+}
 
 #[derive(Copy, Clone)]
-pub struct DbSlot {
+pub struct WorkerSlot {
+    pub kind: Kind,
     pub dboid: u32,
+    /// what the worker works on inside its database ("" for the ticker)
+    pub object_len: u8,
+    pub object: [u8; OBJECT_LEN],
+    /// bumped at every start: a worker started for an older generation finds the slot
+    /// reused and leaves it alone
+    pub generation: u32,
     pub in_use: bool,
     /// pid of the running ticker worker, 0 if none
     pub pid: i32,
@@ -29,14 +57,20 @@ pub struct DbSlot {
     /// worker must stay away until then (DROP/CREATE DATABASE ... TEMPLATE, RENAME)
     pub blocked_until: i64,
     pub last_error_time: i64,
+    /// SQLSTATE of the last error ("" if it had none)
+    pub sqlstate: [u8; 5],
     pub error_len: u16,
     pub error: [u8; ERROR_LEN],
 }
 
-impl Default for DbSlot {
+impl Default for WorkerSlot {
     fn default() -> Self {
-        DbSlot {
+        WorkerSlot {
+            kind: Kind::Ticker,
             dboid: 0,
+            object_len: 0,
+            object: [0; OBJECT_LEN],
+            generation: 0,
             in_use: false,
             pid: 0,
             no_extension: false,
@@ -49,14 +83,31 @@ impl Default for DbSlot {
             next_start: 0,
             blocked_until: 0,
             last_error_time: 0,
+            sqlstate: [0; 5],
             error_len: 0,
             error: [0; ERROR_LEN],
         }
     }
 }
 
-impl DbSlot {
-    pub fn set_error(&mut self, now: i64, msg: &str) {
+impl WorkerSlot {
+    pub fn object(&self) -> &str {
+        std::str::from_utf8(&self.object[..self.object_len as usize]).unwrap_or("")
+    }
+
+    pub fn is(&self, kind: Kind, dboid: u32, object: &str) -> bool {
+        self.in_use && self.kind == kind && self.dboid == dboid && self.object() == object
+    }
+
+    pub fn sqlstate_text(&self) -> Option<String> {
+        (self.sqlstate[0] != 0).then(|| String::from_utf8_lossy(&self.sqlstate).into_owned())
+    }
+
+    pub fn set_error(&mut self, now: i64, sqlstate: Option<&str>, msg: &str) {
+        self.sqlstate = [0; 5];
+        if let Some(code) = sqlstate.filter(|c| c.len() == 5) {
+            self.sqlstate.copy_from_slice(code.as_bytes());
+        }
         let mut n = msg.len().min(ERROR_LEN);
         while !msg.is_char_boundary(n) {
             n -= 1;
@@ -80,7 +131,9 @@ pub struct Shared {
     pub launcher_pid: i32,
     /// set by CREATE EXTENSION: re-probe databases known to lack the extension
     pub reprobe: bool,
-    pub slots: [DbSlot; MAX_DATABASES],
+    /// the generation the next started worker gets
+    pub next_generation: u32,
+    pub slots: [WorkerSlot; MAX_WORKERS],
 }
 
 impl Default for Shared {
@@ -88,7 +141,8 @@ impl Default for Shared {
         Shared {
             launcher_pid: 0,
             reprobe: false,
-            slots: [DbSlot::default(); MAX_DATABASES],
+            next_generation: 1,
+            slots: [WorkerSlot::default(); MAX_WORKERS],
         }
     }
 }
@@ -115,22 +169,57 @@ pub fn now() -> i64 {
 }
 
 impl Shared {
+    pub fn find(&self, kind: Kind, dboid: u32, object: &str) -> Option<usize> {
+        self.slots.iter().position(|s| s.is(kind, dboid, object))
+    }
+
+    /// The slot of (kind, database, object), taking a free one if there is none yet.
+    pub fn find_or_add(&mut self, kind: Kind, dboid: u32, object: &str) -> Option<usize> {
+        if let Some(i) = self.find(kind, dboid, object) {
+            return Some(i);
+        }
+        if object.len() > OBJECT_LEN {
+            return None;
+        }
+        let i = self.slots.iter().position(|s| !s.in_use)?;
+        let mut slot = WorkerSlot {
+            kind,
+            dboid,
+            object_len: object.len() as u8,
+            in_use: true,
+            ..WorkerSlot::default()
+        };
+        slot.object[..object.len()].copy_from_slice(object.as_bytes());
+        self.slots[i] = slot;
+        Some(i)
+    }
+
+    /// The ticker (manager) slot of a database.
     pub fn slot_of(&self, dboid: u32) -> Option<usize> {
-        self.slots.iter().position(|s| s.in_use && s.dboid == dboid)
+        self.find(Kind::Ticker, dboid, "")
     }
 
     pub fn slot_for(&mut self, dboid: u32) -> Option<usize> {
-        if let Some(i) = self.slot_of(dboid) {
-            return Some(i);
-        }
-        let i = self.slots.iter().position(|s| !s.in_use)?;
-        self.slots[i] = DbSlot {
-            dboid,
-            in_use: true,
-            ..DbSlot::default()
-        };
-        Some(i)
+        self.find_or_add(Kind::Ticker, dboid, "")
     }
+
+    /// A new generation for slot `i`, about to get a worker; what the worker is told.
+    pub fn new_generation(&mut self, i: usize) -> u32 {
+        let g = self.next_generation.max(1);
+        self.next_generation = g.wrapping_add(1).max(1);
+        self.slots[i].generation = g;
+        g
+    }
+}
+
+/// The argument a worker is started with: its slot and the slot's generation.
+pub fn start_arg(slot: usize, generation: u32) -> pg_sys::Datum {
+    pg_sys::Datum::from(((slot as u64) << 32 | generation as u64) as usize)
+}
+
+pub fn parse_start_arg(d: pg_sys::Datum) -> (usize, u32) {
+    let v = d.value() as u64;
+    ((v >> 32) as usize, v as u32)
 }
 
 /// Whether process `pid` still exists (signal 0 probes without sending anything).

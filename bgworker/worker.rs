@@ -6,7 +6,7 @@
 
 use super::shmem::{self, STATE};
 use crate::gucs;
-use crate::logic::worker_policy::{may_call, MaintFunction};
+use crate::logic::worker_policy::{may_call, sqlstate_text, MaintFunction};
 use pgrx::bgworkers::{BackgroundWorker, SignalWakeFlags};
 use pgrx::prelude::*;
 use pgrx::spi::quote_identifier;
@@ -17,7 +17,7 @@ const SEC: i64 = 1_000_000;
 /// How often the worker re-reads pg_extension when the queue tables are idle anyway.
 static mut SLOT: usize = usize::MAX;
 
-fn with_slot(f: impl FnOnce(&mut shmem::DbSlot)) {
+fn with_slot(f: impl FnOnce(&mut shmem::WorkerSlot)) {
     unsafe {
         if SLOT == usize::MAX {
             return;
@@ -41,16 +41,40 @@ fn report(activity: Option<&str>) {
     }
 }
 
-fn caught_message(e: &pg_sys::panic::CaughtError) -> String {
+/// An ERROR a worker step caught: its SQLSTATE and message.
+pub struct StepError {
+    pub sqlstate: Option<String>,
+    pub message: String,
+}
+
+impl From<String> for StepError {
+    fn from(message: String) -> Self {
+        StepError {
+            sqlstate: None,
+            message,
+        }
+    }
+}
+
+impl std::fmt::Display for StepError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+fn caught_error(e: &pg_sys::panic::CaughtError) -> StepError {
     match e {
         pg_sys::panic::CaughtError::PostgresError(r)
         | pg_sys::panic::CaughtError::ErrorReport(r)
-        | pg_sys::panic::CaughtError::RustPanic { ereport: r, .. } => r.message().to_string(),
+        | pg_sys::panic::CaughtError::RustPanic { ereport: r, .. } => StepError {
+            sqlstate: Some(sqlstate_text(r.sql_error_code() as i32)),
+            message: r.message().to_string(),
+        },
     }
 }
 
 /// Run `f` in its own transaction; an ERROR rolls it back and comes back as Err.
-pub fn in_txn<T>(what: &str, f: impl FnOnce() -> T) -> Result<T, String> {
+pub fn in_txn<T>(what: &str, f: impl FnOnce() -> T) -> Result<T, StepError> {
     report(Some(what));
     unsafe {
         pg_sys::SetCurrentStatementStartTimestamp();
@@ -58,7 +82,7 @@ pub fn in_txn<T>(what: &str, f: impl FnOnce() -> T) -> Result<T, String> {
         pg_sys::PushActiveSnapshot(pg_sys::GetTransactionSnapshot());
     }
     let r = PgTryBuilder::new(AssertUnwindSafe(|| Ok(f())))
-        .catch_others(|e| Err(caught_message(&e)))
+        .catch_others(|e| Err(caught_error(&e)))
         .execute();
     unsafe {
         match &r {
@@ -83,8 +107,8 @@ thread_local! {
     static LAST_LOGGED: std::cell::RefCell<(String, i64)> = const { std::cell::RefCell::new((String::new(), 0)) };
 }
 
-fn record_error(what: &str, msg: &str) {
-    let text = format!("{what}: {msg}");
+fn record_error(what: &str, err: &StepError) {
+    let text = format!("{what}: {}", err.message);
     let now = shmem::now();
     let log_it = LAST_LOGGED.with(|l| {
         let mut l = l.borrow_mut();
@@ -96,9 +120,12 @@ fn record_error(what: &str, msg: &str) {
         }
     });
     if log_it {
-        log!("pgq ticker: {text}");
+        match &err.sqlstate {
+            Some(code) => log!("pgq ticker: {text} (SQLSTATE {code})"),
+            None => log!("pgq ticker: {text}"),
+        }
     }
-    with_slot(|s| s.set_error(now, &text));
+    with_slot(|s| s.set_error(now, err.sqlstate.as_deref(), &text));
 }
 
 enum Stop {
@@ -133,7 +160,7 @@ fn extension_present() -> bool {
     unsafe { pg_sys::get_extension_oid(c"pgq".as_ptr(), true) != pg_sys::InvalidOid }
 }
 
-fn run_ticker() -> Result<i64, String> {
+fn run_ticker() -> Result<i64, StepError> {
     in_txn("pgq.ticker()", || {
         if !extension_present() {
             return None;
@@ -145,7 +172,7 @@ fn run_ticker() -> Result<i64, String> {
         })
         .or(Some(0))
     })
-    .and_then(|r| r.ok_or_else(|| "extension pgq is not installed".to_string()))
+    .and_then(|r| r.ok_or_else(|| "extension pgq is not installed".to_string().into()))
 }
 
 fn run_retry() {
@@ -228,7 +255,7 @@ fn maint_call(func: &str, with_arg: bool) -> Result<String, String> {
 }
 
 /// VACUUM one table, outside any transaction block, as autovacuum does.
-fn vacuum_table(table: &str) -> Result<(), String> {
+fn vacuum_table(table: &str) -> Result<(), StepError> {
     let (schema, rel) = table.split_once('.').unwrap_or(("public", table));
     let (schema, rel) = (
         CString::new(schema).unwrap_or_default(),
@@ -272,7 +299,7 @@ fn vacuum_table(table: &str) -> Result<(), String> {
             pg_sys::vacuum(list, &mut params, std::ptr::null_mut(), true);
             Ok(())
         }))
-        .catch_others(|e| Err(caught_message(&e)))
+        .catch_others(|e| Err(caught_error(&e)))
         .execute();
         match &r {
             Ok(_) => pg_sys::CommitTransactionCommand(),
@@ -340,7 +367,7 @@ fn run_maintenance() {
                     PgSqlErrorCode::ERRCODE_INSUFFICIENT_PRIVILEGE,
                     format!("pgq ticker: maintenance skipped: {why}")
                 );
-                record_error(&func, &why);
+                record_error(&func, &why.into());
                 continue;
             }
             Err(e) => {
@@ -420,7 +447,7 @@ fn main_loop(role: &str) -> Stop {
                         s.ticks += n;
                     });
                     if let Some(skipped) = crate::ticker::take_skipped() {
-                        record_error("ticker", &skipped);
+                        record_error("ticker", &skipped.into());
                     }
                 }
                 Err(e) => {
@@ -607,7 +634,11 @@ pub extern "C-unwind" fn pgq_ticker_main(arg: pg_sys::Datum) {
     }
     let role = match in_txn("worker role", become_worker_role) {
         Ok(Ok(r)) => r,
-        Ok(Err(e)) | Err(e) => {
+        Ok(Err(e)) => {
+            record_error("worker role", &e.into());
+            return;
+        }
+        Err(e) => {
             record_error("worker role", &e);
             return;
         }
