@@ -7,8 +7,37 @@
 
 use crate::errors::SpiResultExt;
 use pgrx::datum::DatumWithOid;
+use pgrx::pg_sys::panic::{CaughtError, ErrorReport};
 use pgrx::prelude::*;
 use pgrx::spi::{SpiClient, SpiTupleTable};
+use std::panic::AssertUnwindSafe;
+
+/// Run `f`; an ERROR that PostgreSQL raises inside it is raised again as the same
+/// error (SQLSTATE, message, DETAIL, HINT), but without the Rust backtrace that pgrx
+/// would otherwise append to DETAIL when RUST_BACKTRACE is set in the server's
+/// environment. Errors raised from Rust and panics pass through unchanged.
+pub fn plain_errors<R>(f: impl FnOnce() -> R) -> R {
+    let mut f = Some(f);
+    PgTryBuilder::new(AssertUnwindSafe(|| match f.take() {
+        Some(f) => f(),
+        None => unreachable!("the guarded closure runs once"),
+    }))
+    .catch_others(|e| match e {
+        CaughtError::PostgresError(r) => {
+            let mut plain = ErrorReport::new(r.sql_error_code(), r.message().to_string(), "");
+            if let Some(d) = r.detail().and_then(crate::logic::node::strip_backtrace) {
+                plain = plain.set_detail(d);
+            }
+            if let Some(h) = r.hint() {
+                plain = plain.set_hint(h);
+            }
+            plain.report(PgLogLevel::ERROR);
+            unreachable!("an ERROR does not return")
+        }
+        other => other.rethrow(),
+    })
+    .execute()
+}
 
 pub fn run<'c>(
     c: &mut SpiClient<'c>,
@@ -16,11 +45,14 @@ pub fn run<'c>(
     sql: &str,
     args: &[DatumWithOid],
 ) -> SpiTupleTable<'c> {
-    if rw {
-        c.update(sql, None, args).or_raise("statement")
-    } else {
-        c.select(sql, None, args).or_raise("statement")
-    }
+    let r = plain_errors(|| {
+        if rw {
+            c.update(sql, None, args)
+        } else {
+            c.select(sql, None, args)
+        }
+    });
+    r.or_raise("statement")
 }
 
 /// The first row of a result, or None when there are no rows.
