@@ -1618,25 +1618,45 @@ fn lnd_get_valid_pending_fkeys(
         name!(fkey_def, Option<String>),
     ),
 > {
-    // every local copy of both tables is in sync; of the queues holding them, the one
-    // chosen to restore is: part queue of a combined root, then of a combined
-    // branch, then the smallest name
+    // A pending fkey is restored once every local copy (any queue) of both tables is
+    // `ok` with no custom snapshot, by one queue only, and only if that queue holds at
+    // least one of the tables. The queue chosen among the local rows of either table:
+    // the smallest part queue whose combined node is a root, else the smallest
+    // combined queue that is a branch (the merge target itself), else the smallest
+    // queue name.
     to_fkeys(q(
         false,
-        "with loc as (select t.queue_name, coalesce(t.dest_table, t.table_name) as tbl, \
-                             (t.merge_state = 'ok' and t.custom_snapshot is null) as synced, \
-                             case c.node_type when 'root' then 0 when 'branch' then 1 else 2 end as pref \
-                        from londiste.table_info t \
-                        join pgq_node.node_info n on n.queue_name = t.queue_name \
-                        left join pgq_node.node_info c on c.queue_name = n.combined_queue \
-                       where t.local) \
-         select p.from_table, p.to_table, p.fkey_name, p.fkey_def from londiste.pending_fkeys p \
-          where exists (select 1 from loc where loc.tbl = p.from_table) \
-            and exists (select 1 from loc where loc.tbl = p.to_table) \
-            and not exists (select 1 from loc where loc.tbl in (p.from_table, p.to_table) and not coalesce(loc.synced, false)) \
-            and (select loc.queue_name from loc where loc.tbl in (p.from_table, p.to_table) \
-                  order by loc.pref, loc.queue_name limit 1) = $1 \
-          order by 1, 3",
+        "with st as (select p.from_table, p.to_table, p.fkey_name, p.fkey_def, \
+                            f.total as f_total, f.matching as f_matching, f.ok as f_ok, \
+                            t.total as t_total, t.matching as t_matching, t.ok as t_ok \
+                       from londiste.pending_fkeys p \
+                       cross join lateral ( \
+                            select count(*) as total, \
+                                   count(*) filter (where i.queue_name operator(pg_catalog.=) $1) as matching, \
+                                   count(*) filter (where i.merge_state operator(pg_catalog.=) 'ok' \
+                                                      and i.custom_snapshot is null) as ok \
+                              from londiste.table_info i \
+                             where i.local and coalesce(i.dest_table, i.table_name) operator(pg_catalog.=) p.from_table) f \
+                       cross join lateral ( \
+                            select count(*) as total, \
+                                   count(*) filter (where i.queue_name operator(pg_catalog.=) $1) as matching, \
+                                   count(*) filter (where i.merge_state operator(pg_catalog.=) 'ok' \
+                                                      and i.custom_snapshot is null) as ok \
+                              from londiste.table_info i \
+                             where i.local and coalesce(i.dest_table, i.table_name) operator(pg_catalog.=) p.to_table) t) \
+         select st.from_table, st.to_table, st.fkey_name, st.fkey_def from st \
+          where st.f_total operator(pg_catalog.>) 0 and st.t_total operator(pg_catalog.>) 0 \
+            and st.f_ok operator(pg_catalog.=) st.f_total and st.t_ok operator(pg_catalog.=) st.t_total \
+            and (st.f_matching operator(pg_catalog.>) 0 or st.t_matching operator(pg_catalog.>) 0) \
+            and $1 operator(pg_catalog.=) ( \
+                select coalesce(min(case when c.node_type operator(pg_catalog.=) 'root' then i.queue_name end), \
+                                min(case when c.node_type operator(pg_catalog.=) 'branch' then c.queue_name end), \
+                                min(i.queue_name)) \
+                  from londiste.table_info i \
+                  join pgq_node.node_info n on n.queue_name operator(pg_catalog.=) i.queue_name \
+                  left join pgq_node.node_info c on c.queue_name operator(pg_catalog.=) n.combined_queue \
+                 where i.local and coalesce(i.dest_table, i.table_name) in (st.to_table, st.from_table)) \
+          order by st.from_table, st.to_table, st.fkey_name",
         &[Some(i_queue_name)],
     ))
 }
