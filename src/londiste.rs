@@ -287,7 +287,9 @@ fn lnd_set_session_replication_role(val_: Option<&str>, is_local: Option<bool>) 
 #[pg_extern(sql = false)]
 fn lnd_periodic_maintenance() -> i32 {
     exec(
-        "delete from londiste.applied_execute where execute_time < pg_catalog.now() - interval '3 months'",
+        "delete from londiste.applied_execute \
+          where execute_time operator(pg_catalog.<) \
+                (pg_catalog.now() operator(pg_catalog.-) '3 months'::pg_catalog.interval)",
         &[],
     );
     0
@@ -1210,7 +1212,7 @@ fn root_check_seqs_impl(queue: Option<&str>, buffer: Option<i64>) -> Ret {
     let buffer = lg::seq_buffer(buffer);
     let Some(node) = q1(
         true,
-        "select node_type from pgq_node.node_info where queue_name = $1 for update",
+        "select node_type from pgq_node.node_info where queue_name operator(pg_catalog.=) $1 for update",
         &[queue],
     ) else {
         return Ret(404, queue.map(|q| format!("Queue not found: {q}")));
@@ -1221,21 +1223,26 @@ fn root_check_seqs_impl(queue: Option<&str>, buffer: Option<i64>) -> Ret {
     let queue = queue.unwrap_or_default();
     let seqs = q(
         false,
-        "select seq_name, last_value::text from londiste.seq_info \
-          where queue_name = $1 and local order by nr",
+        "select seq_name, last_value::pg_catalog.text from londiste.seq_info \
+          where queue_name operator(pg_catalog.=) $1 and local order by nr",
         &[Some(queue)],
     );
     for s in seqs {
         let name = s[0].clone().unwrap_or_default();
         let published: i64 = s[1].as_deref().and_then(|v| v.parse().ok()).unwrap_or(0);
-        let real: i64 = val(true, "select pgq.seq_getval($1)::text", &[Some(&name)])
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(0);
+        let real: i64 = val(
+            true,
+            "select pgq.seq_getval($1)::pg_catalog.text",
+            &[Some(&name)],
+        )
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0);
         if let Some(new) = lg::seq_publish(real, published, buffer) {
             let nv = new.to_string();
             insert_event(queue, "londiste.update-seq", Some(&nv), Some(&name), None);
             exec(
-                "update londiste.seq_info set last_value = $3::int8 where queue_name = $1 and seq_name = $2",
+                "update londiste.seq_info set last_value = $3::pg_catalog.int8 \
+                  where queue_name operator(pg_catalog.=) $1 and seq_name operator(pg_catalog.=) $2",
                 &[Some(queue), Some(&name), Some(&nv)],
             );
         }
@@ -1478,7 +1485,8 @@ fn find_table_fkeys_rows(table: &str) -> Vec<Row> {
     let rows = q(
         false,
         "select fn.nspname || '.' || fc.relname, tn.nspname || '.' || tc.relname, c.conname::text, \
-                pg_catalog.pg_get_constraintdef(c.oid) \
+                pg_catalog.pg_get_constraintdef(c.oid), \
+                pg_catalog.quote_ident(fn.nspname) || '.' || pg_catalog.quote_ident(fc.relname) \
            from pg_catalog.pg_constraint c \
            join pg_catalog.pg_class fc on fc.oid = c.conrelid \
            join pg_catalog.pg_namespace fn on fn.oid = fc.relnamespace \
@@ -1490,11 +1498,13 @@ fn find_table_fkeys_rows(table: &str) -> Vec<Row> {
     );
     rows.into_iter()
         .map(|r| {
-            let from = r[0].clone().unwrap_or_default();
+            // the table as the catalog names it: a schema with a dot in its name
+            // would be split wrongly by quote_fqname
+            let qfrom = r[4].clone().unwrap_or_default();
             let name = r[2].clone().unwrap_or_default();
             let def = format!(
                 "alter table only {} add constraint {} {}",
-                quote_fq(&from),
+                qfrom,
                 quote_ident(&name),
                 r[3].clone().unwrap_or_default()
             );
