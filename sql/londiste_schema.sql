@@ -74,6 +74,11 @@ GRANT USAGE ON londiste.table_info_nr_seq, londiste.seq_info_nr_seq TO londiste_
 -- ---------------------------------------------------------------------------
 -- Functions (Rust)
 -- ---------------------------------------------------------------------------
+-- Every function pins search_path with a SET clause, except the five that also run
+-- or render the caller's SQL with the caller's search_path (local_remove_table and
+-- global_remove_table run the stored dropped_ddl, restore_table_fkey the stored
+-- fkey_def, find_table_fkeys and drop_table_fkey render definitions as the original
+-- did): they set the same path themselves around all of their own statements.
 
 CREATE FUNCTION londiste.version() RETURNS text
     LANGUAGE c SET search_path = pg_catalog, londiste, pg_temp AS 'MODULE_PATHNAME', 'lnd_version_wrapper';
@@ -122,7 +127,7 @@ CREATE FUNCTION londiste.global_add_table(i_queue_name text, i_table_name text,
     LANGUAGE c STRICT SET search_path = pg_catalog, londiste, pg_temp AS 'MODULE_PATHNAME', 'lnd_global_add_table_wrapper';
 CREATE FUNCTION londiste.global_remove_table(i_queue_name text, i_table_name text,
     OUT ret_code int4, OUT ret_note text) RETURNS record
-    LANGUAGE c STRICT SET search_path = pg_catalog, londiste, pg_temp AS 'MODULE_PATHNAME', 'lnd_global_remove_table_wrapper';
+    LANGUAGE c STRICT AS 'MODULE_PATHNAME', 'lnd_global_remove_table_wrapper';
 CREATE FUNCTION londiste.local_add_table(i_queue_name text, i_table_name text,
     OUT ret_code int4, OUT ret_note text) RETURNS record
     LANGUAGE c STRICT SET search_path = pg_catalog, londiste, pg_temp AS 'MODULE_PATHNAME', 'lnd_local_add_table2_wrapper';
@@ -137,7 +142,7 @@ CREATE FUNCTION londiste.local_add_table(i_queue_name text, i_table_name text, i
     LANGUAGE c SET search_path = pg_catalog, londiste, pg_temp AS 'MODULE_PATHNAME', 'lnd_local_add_table5_wrapper';
 CREATE FUNCTION londiste.local_remove_table(i_queue_name text, i_table_name text,
     OUT ret_code int4, OUT ret_note text) RETURNS record
-    LANGUAGE c STRICT SET search_path = pg_catalog, londiste, pg_temp AS 'MODULE_PATHNAME', 'lnd_local_remove_table_wrapper';
+    LANGUAGE c STRICT AS 'MODULE_PATHNAME', 'lnd_local_remove_table_wrapper';
 CREATE FUNCTION londiste.local_change_handler(i_queue_name text, i_table_name text, i_trg_args text[],
     i_table_attrs text, OUT ret_code int4, OUT ret_note text) RETURNS record
     LANGUAGE c SET search_path = pg_catalog, londiste, pg_temp AS 'MODULE_PATHNAME', 'lnd_local_change_handler_wrapper';
@@ -193,12 +198,12 @@ CREATE FUNCTION londiste.execute_finish(i_queue_name text, i_file_name text,
     LANGUAGE c STRICT SET search_path = pg_catalog, londiste, pg_temp AS 'MODULE_PATHNAME', 'lnd_execute_finish_wrapper';
 
 CREATE FUNCTION londiste.find_table_fkeys(i_table_name text) RETURNS SETOF londiste.pending_fkeys
-    LANGUAGE c STABLE STRICT SET search_path = pg_catalog, londiste, pg_temp AS 'MODULE_PATHNAME', 'lnd_find_table_fkeys_wrapper';
+    LANGUAGE c STABLE STRICT AS 'MODULE_PATHNAME', 'lnd_find_table_fkeys_wrapper';
 CREATE FUNCTION londiste.drop_table_fkey(i_from_table text, i_fkey_name text) RETURNS int4
-    LANGUAGE c STRICT SET search_path = pg_catalog, londiste, pg_temp AS 'MODULE_PATHNAME', 'lnd_drop_table_fkey_wrapper';
+    LANGUAGE c STRICT AS 'MODULE_PATHNAME', 'lnd_drop_table_fkey_wrapper';
 CREATE FUNCTION londiste.restore_table_fkey(i_from_table text, i_fkey_name text, i_lazy boolean DEFAULT false)
     RETURNS text
-    LANGUAGE c STRICT SET search_path = pg_catalog, londiste, pg_temp AS 'MODULE_PATHNAME', 'lnd_restore_table_fkey_wrapper';
+    LANGUAGE c STRICT AS 'MODULE_PATHNAME', 'lnd_restore_table_fkey_wrapper';
 CREATE FUNCTION londiste.get_table_pending_fkeys(i_table_name text) RETURNS SETOF londiste.pending_fkeys
     LANGUAGE c STABLE STRICT SET search_path = pg_catalog, londiste, pg_temp AS 'MODULE_PATHNAME', 'lnd_get_table_pending_fkeys_wrapper';
 CREATE FUNCTION londiste.get_valid_pending_fkeys(i_queue_name text) RETURNS SETOF londiste.pending_fkeys

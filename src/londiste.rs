@@ -17,6 +17,19 @@ use crate::logic::londiste as lg;
 use pgrx::datum::DatumWithOid;
 use pgrx::prelude::*;
 
+/// The `search_path` every londiste function runs its own statements with. Most get it
+/// from their `SET` clause; the few that also run the caller's SQL (stored DDL and
+/// fkey definitions) or render definitions for the caller are declared without one and
+/// set it themselves around everything else (`pinned`).
+const LND_PATH: &str = "pg_catalog, londiste, pg_temp";
+
+/// Run `f` with the pinned search_path; `f` gets the caller's search_path to use for
+/// the caller's own SQL.
+fn pinned<R>(f: impl FnOnce(&str) -> R) -> R {
+    let caller = crate::spi_util::current_search_path();
+    crate::spi_util::with_search_path(LND_PATH, || f(&caller))
+}
+
 // ---------------------------------------------------------------------------
 // single-record results
 // ---------------------------------------------------------------------------
@@ -539,9 +552,13 @@ fn lnd_global_add_table(i_queue_name: &str, i_table_name: &str) -> Rec {
 
 #[pg_extern(sql = false)]
 fn lnd_global_remove_table(i_queue_name: &str, i_table_name: &str) -> Rec {
+    pinned(|caller| global_remove_table_impl(i_queue_name, i_table_name, caller))
+}
+
+fn global_remove_table_impl(i_queue_name: &str, i_table_name: &str, caller_path: &str) -> Rec {
     let fq = lg::make_fqname(i_table_name);
     if !node_is_root(i_queue_name) {
-        local_remove_table_impl(i_queue_name, i_table_name);
+        local_remove_table_impl(i_queue_name, i_table_name, caller_path);
     }
     let del = q(
         true,
@@ -1020,7 +1037,8 @@ fn lnd_create_trigger(
     from_ret(&r).col(None::<String>)
 }
 
-fn local_remove_table_impl(queue: &str, table: &str) -> Ret {
+/// `caller_path`: the search_path the caller's stored `dropped_ddl` runs with.
+fn local_remove_table_impl(queue: &str, table: &str, caller_path: &str) -> Ret {
     let fq = lg::make_fqname(table);
     let Some(row) = q1(
         false,
@@ -1036,7 +1054,9 @@ fn local_remove_table_impl(queue: &str, table: &str) -> Ret {
         let dest = row[2].clone().unwrap_or_default();
         if let Some(ddl) = row[1].as_deref() {
             exec(&format!("truncate only {}", quote_fq(&dest)), &[]);
-            exec(ddl, &[]);
+            // the stored DDL is the caller's (the londiste CLI's): it runs as written,
+            // with the caller's search_path, as in the original
+            crate::spi_util::with_search_path(caller_path, || exec(ddl, &[]));
         }
         exec(
             "update londiste.table_info set local = false, custom_snapshot = null, table_attrs = null, \
@@ -1075,7 +1095,7 @@ fn local_remove_table_impl(queue: &str, table: &str) -> Ret {
 
 #[pg_extern(sql = false)]
 fn lnd_local_remove_table(i_queue_name: &str, i_table_name: &str) -> Rec {
-    from_ret(&local_remove_table_impl(i_queue_name, i_table_name))
+    pinned(|caller| from_ret(&local_remove_table_impl(i_queue_name, i_table_name, caller)))
 }
 
 #[pg_extern(sql = false)]
@@ -1477,25 +1497,35 @@ fn to_fkeys(rows: Vec<Row>) -> TableIterator<'static, FkeyRow> {
     )
 }
 
-fn find_table_fkeys_rows(table: &str) -> Vec<Row> {
+/// FKeys from or to a table. `caller_path`: the search_path the definitions are
+/// rendered with (pg_get_constraintdef names a referenced table without its schema
+/// when the path finds it), as the original, which ran with the caller's path; the
+/// statement itself qualifies every operator, so that path cannot change it.
+fn find_table_fkeys_rows(table: &str, caller_path: &str) -> Vec<Row> {
     let fq = lg::make_fqname(table);
     let Some(oid) = find_rel_oid(&fq, "r") else {
         return vec![];
     };
-    let rows = q(
-        false,
-        "select fn.nspname || '.' || fc.relname, tn.nspname || '.' || tc.relname, c.conname::text, \
-                pg_catalog.pg_get_constraintdef(c.oid), \
-                pg_catalog.quote_ident(fn.nspname) || '.' || pg_catalog.quote_ident(fc.relname) \
-           from pg_catalog.pg_constraint c \
-           join pg_catalog.pg_class fc on fc.oid = c.conrelid \
-           join pg_catalog.pg_namespace fn on fn.oid = fc.relnamespace \
-           join pg_catalog.pg_class tc on tc.oid = c.confrelid \
-           join pg_catalog.pg_namespace tn on tn.oid = tc.relnamespace \
-          where c.contype = 'f' and (c.conrelid = $1::oid or c.confrelid = $1::oid) \
-          order by 1, 3",
-        &[Some(&oid)],
-    );
+    let rows = crate::spi_util::with_search_path(caller_path, || {
+        q(
+            false,
+            "select fn.nspname::pg_catalog.text operator(pg_catalog.||) '.' operator(pg_catalog.||) fc.relname::pg_catalog.text, \
+                    tn.nspname::pg_catalog.text operator(pg_catalog.||) '.' operator(pg_catalog.||) tc.relname::pg_catalog.text, \
+                    c.conname::pg_catalog.text, pg_catalog.pg_get_constraintdef(c.oid), \
+                    pg_catalog.quote_ident(fn.nspname) operator(pg_catalog.||) '.' \
+                      operator(pg_catalog.||) pg_catalog.quote_ident(fc.relname) \
+               from pg_catalog.pg_constraint c \
+               join pg_catalog.pg_class fc on fc.oid operator(pg_catalog.=) c.conrelid \
+               join pg_catalog.pg_namespace fn on fn.oid operator(pg_catalog.=) fc.relnamespace \
+               join pg_catalog.pg_class tc on tc.oid operator(pg_catalog.=) c.confrelid \
+               join pg_catalog.pg_namespace tn on tn.oid operator(pg_catalog.=) tc.relnamespace \
+              where c.contype operator(pg_catalog.=) 'f' \
+                and (c.conrelid operator(pg_catalog.=) $1::pg_catalog.oid \
+                     or c.confrelid operator(pg_catalog.=) $1::pg_catalog.oid) \
+              order by 1, 3",
+            &[Some(&oid)],
+        )
+    });
     rows.into_iter()
         .map(|r| {
             // the table as the catalog names it: a schema with a dot in its name
@@ -1525,13 +1555,17 @@ fn lnd_find_table_fkeys(
         name!(fkey_def, Option<String>),
     ),
 > {
-    to_fkeys(find_table_fkeys_rows(i_table_name))
+    pinned(|caller| to_fkeys(find_table_fkeys_rows(i_table_name, caller)))
 }
 
 #[pg_extern(sql = false)]
 fn lnd_drop_table_fkey(i_from_table: &str, i_fkey_name: &str) -> i32 {
+    pinned(|caller| drop_table_fkey_impl(i_from_table, i_fkey_name, caller))
+}
+
+fn drop_table_fkey_impl(i_from_table: &str, i_fkey_name: &str, caller_path: &str) -> i32 {
     let fq = lg::make_fqname(i_from_table);
-    let Some(fk) = find_table_fkeys_rows(&fq)
+    let Some(fk) = find_table_fkeys_rows(&fq, caller_path)
         .into_iter()
         .find(|r| r[0].as_deref() == Some(fq.as_str()) && r[2].as_deref() == Some(i_fkey_name))
     else {
@@ -1554,6 +1588,15 @@ fn lnd_drop_table_fkey(i_from_table: &str, i_fkey_name: &str) -> i32 {
 
 #[pg_extern(sql = false)]
 fn lnd_restore_table_fkey(i_from_table: &str, i_fkey_name: &str, i_lazy: bool) -> String {
+    pinned(|caller| restore_table_fkey_impl(i_from_table, i_fkey_name, i_lazy, caller))
+}
+
+fn restore_table_fkey_impl(
+    i_from_table: &str,
+    i_fkey_name: &str,
+    i_lazy: bool,
+    caller_path: &str,
+) -> String {
     let fq = lg::make_fqname(i_from_table);
     let Some(def) = val(
         false,
@@ -1569,7 +1612,8 @@ fn lnd_restore_table_fkey(i_from_table: &str, i_fkey_name: &str, i_lazy: bool) -
         )
     };
     if !i_lazy {
-        exec(&def, &[]);
+        // the stored definition runs as written, with the caller's search_path
+        crate::spi_util::with_search_path(caller_path, || exec(&def, &[]));
         forget();
         return String::new();
     }

@@ -39,6 +39,49 @@ pub fn plain_errors<R>(f: impl FnOnce() -> R) -> R {
     .execute()
 }
 
+/// Run `f` with `search_path` set to `path`, and the previous value back afterwards,
+/// the way a function's `SET search_path` clause works. On an ERROR inside `f` the
+/// (sub)transaction abort restores it.
+pub fn with_search_path<R>(path: &str, f: impl FnOnce() -> R) -> R {
+    let name = c"search_path";
+    let value = std::ffi::CString::new(path)
+        .unwrap_or_else(|_| crate::errors::raise("search_path must not contain NUL"));
+    // SAFETY: plain calls into the GUC machinery with valid NUL-terminated strings
+    // that outlive them; the nest level opened here is closed below (or, on error, by
+    // the transaction abort), as fmgr does for a function's SET clause.
+    let level = unsafe {
+        let level = pg_sys::NewGUCNestLevel();
+        pg_sys::set_config_option(
+            name.as_ptr(),
+            value.as_ptr(),
+            pg_sys::GucContext::PGC_USERSET,
+            pg_sys::GucSource::PGC_S_SESSION,
+            pg_sys::GucAction::GUC_ACTION_SAVE,
+            true,
+            0,
+            false,
+        );
+        level
+    };
+    let r = f();
+    // SAFETY: closes the nest level opened above; `true` keeps nothing of it.
+    unsafe { pg_sys::AtEOXact_GUC(true, level) };
+    r
+}
+
+/// The session's current `search_path` setting.
+pub fn current_search_path() -> String {
+    Spi::connect_mut(|c| {
+        one::<String>(
+            c,
+            false,
+            "select pg_catalog.current_setting('search_path')",
+            &[],
+        )
+    })
+    .unwrap_or_default()
+}
+
 pub fn run<'c>(
     c: &mut SpiClient<'c>,
     rw: bool,

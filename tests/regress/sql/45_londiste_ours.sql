@@ -4,7 +4,8 @@
 \set SHOW_CONTEXT never
 SET client_min_messages = warning;
 
--- every function of the cascade schemas pins search_path
+-- every function of the cascade schemas pins search_path; the five listed run the
+-- caller's stored SQL with the caller's path and pin it themselves for the rest
 SELECT n.nspname, p.proname, pg_get_function_identity_arguments(p.oid) AS args
   FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace
  WHERE n.nspname IN ('pgq_node', 'londiste', 'pgq_ext', 'pgq_coop')
@@ -42,10 +43,21 @@ SELECT * FROM londiste.get_table_list('rq_evil');
 SELECT * FROM londiste.get_seq_list('rq_evil');
 SELECT * FROM pgq_node.get_node_info('rq_evil');
 SELECT * FROM londiste.get_valid_pending_fkeys('rq_evil');
+-- the functions that keep the caller's path for the caller's SQL
+CREATE TABLE public.evil_parent (id int4 PRIMARY KEY);
+CREATE TABLE public.evil_child (id int4 PRIMARY KEY, pid int4 CONSTRAINT evil_fk REFERENCES public.evil_parent);
+SELECT * FROM londiste.local_add_table('rq_evil', 'public.evil_child');
+SELECT * FROM londiste.find_table_fkeys('public.evil_child');
+SELECT londiste.drop_table_fkey('public.evil_child', 'evil_fk');
+SELECT londiste.restore_table_fkey('public.evil_child', 'evil_fk');
+SELECT conname FROM pg_catalog.pg_constraint WHERE conrelid OPERATOR(pg_catalog.=) 'public.evil_child'::pg_catalog.regclass AND contype OPERATOR(pg_catalog.=) 'f';
+SELECT * FROM londiste.local_remove_table('rq_evil', 'public.evil_child');
+SELECT * FROM londiste.global_remove_table('rq_evil', 'public.evil_child');
 SELECT count(*) AS fired FROM regress_evil.fired;
 RESET search_path;
 SELECT * FROM londiste.local_remove_seq('rq_evil', 'public.evil_seq');
 DROP SEQUENCE public.evil_seq;
+DROP TABLE public.evil_child, public.evil_parent;
 SELECT * FROM pgq_node.drop_node('rq_evil', 'e1');
 DROP SCHEMA regress_evil CASCADE;
 
