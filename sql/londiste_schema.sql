@@ -74,123 +74,128 @@ GRANT USAGE ON londiste.table_info_nr_seq, londiste.seq_info_nr_seq TO londiste_
 -- ---------------------------------------------------------------------------
 -- Functions (Rust)
 -- ---------------------------------------------------------------------------
+-- Every function pins search_path with a SET clause, except the five that also run
+-- or render the caller's SQL with the caller's search_path (local_remove_table and
+-- global_remove_table run the stored dropped_ddl, restore_table_fkey the stored
+-- fkey_def, find_table_fkeys and drop_table_fkey render definitions as the original
+-- did): they set the same path themselves around all of their own statements.
 
 CREATE FUNCTION londiste.version() RETURNS text
-    LANGUAGE c AS 'MODULE_PATHNAME', 'lnd_version_wrapper';
+    LANGUAGE c SET search_path = pg_catalog, londiste, pg_temp AS 'MODULE_PATHNAME', 'lnd_version_wrapper';
 CREATE FUNCTION londiste.upgrade_schema() RETURNS int4
-    LANGUAGE c AS 'MODULE_PATHNAME', 'lnd_upgrade_schema_wrapper';
+    LANGUAGE c SET search_path = pg_catalog, londiste, pg_temp AS 'MODULE_PATHNAME', 'lnd_upgrade_schema_wrapper';
 CREATE FUNCTION londiste.make_fqname(i_name text) RETURNS text
-    LANGUAGE c IMMUTABLE STRICT AS 'MODULE_PATHNAME', 'lnd_make_fqname_wrapper';
+    LANGUAGE c IMMUTABLE STRICT SET search_path = pg_catalog, londiste, pg_temp AS 'MODULE_PATHNAME', 'lnd_make_fqname_wrapper';
 CREATE FUNCTION londiste.split_fqname(i_fqname text, OUT schema_part text, OUT name_part text) RETURNS record
-    LANGUAGE c IMMUTABLE STRICT AS 'MODULE_PATHNAME', 'lnd_split_fqname_wrapper';
+    LANGUAGE c IMMUTABLE STRICT SET search_path = pg_catalog, londiste, pg_temp AS 'MODULE_PATHNAME', 'lnd_split_fqname_wrapper';
 CREATE FUNCTION londiste.quote_fqname(i_name text) RETURNS text
-    LANGUAGE c IMMUTABLE STRICT AS 'MODULE_PATHNAME', 'lnd_quote_fqname_wrapper';
+    LANGUAGE c IMMUTABLE STRICT SET search_path = pg_catalog, londiste, pg_temp AS 'MODULE_PATHNAME', 'lnd_quote_fqname_wrapper';
 CREATE FUNCTION londiste.find_rel_oid(i_fqname text, i_kind text) RETURNS oid
-    LANGUAGE c STABLE STRICT AS 'MODULE_PATHNAME', 'lnd_find_rel_oid_wrapper';
+    LANGUAGE c STABLE STRICT SET search_path = pg_catalog, londiste, pg_temp AS 'MODULE_PATHNAME', 'lnd_find_rel_oid_wrapper';
 CREATE FUNCTION londiste.find_table_oid(tbl text) RETURNS oid
-    LANGUAGE c STABLE STRICT AS 'MODULE_PATHNAME', 'lnd_find_table_oid_wrapper';
+    LANGUAGE c STABLE STRICT SET search_path = pg_catalog, londiste, pg_temp AS 'MODULE_PATHNAME', 'lnd_find_table_oid_wrapper';
 CREATE FUNCTION londiste.find_seq_oid(seq text) RETURNS oid
-    LANGUAGE c STABLE STRICT AS 'MODULE_PATHNAME', 'lnd_find_seq_oid_wrapper';
+    LANGUAGE c STABLE STRICT SET search_path = pg_catalog, londiste, pg_temp AS 'MODULE_PATHNAME', 'lnd_find_seq_oid_wrapper';
 CREATE FUNCTION londiste.find_column_types(tbl text) RETURNS text
-    LANGUAGE c STABLE STRICT AS 'MODULE_PATHNAME', 'lnd_find_column_types_wrapper';
+    LANGUAGE c STABLE STRICT SET search_path = pg_catalog, londiste, pg_temp AS 'MODULE_PATHNAME', 'lnd_find_column_types_wrapper';
 CREATE FUNCTION londiste.is_replica_func(func_oid oid) RETURNS boolean
-    LANGUAGE c STABLE STRICT AS 'MODULE_PATHNAME', 'lnd_is_replica_func_wrapper';
+    LANGUAGE c STABLE STRICT SET search_path = pg_catalog, londiste, pg_temp AS 'MODULE_PATHNAME', 'lnd_is_replica_func_wrapper';
 -- SECURITY DEFINER: lets londiste roles switch session_replication_role (superuser GUC)
 CREATE FUNCTION londiste.set_session_replication_role(val text, is_local boolean) RETURNS void
     LANGUAGE c SECURITY DEFINER SET search_path = pg_catalog, pg_temp
     AS 'MODULE_PATHNAME', 'lnd_set_session_replication_role_wrapper';
 CREATE FUNCTION londiste.periodic_maintenance() RETURNS int4
-    LANGUAGE c AS 'MODULE_PATHNAME', 'lnd_periodic_maintenance_wrapper';
+    LANGUAGE c SET search_path = pg_catalog, londiste, pg_temp AS 'MODULE_PATHNAME', 'lnd_periodic_maintenance_wrapper';
 
 CREATE FUNCTION londiste.get_table_list(i_queue_name text,
     OUT table_name text, OUT local boolean, OUT merge_state text, OUT custom_snapshot text,
     OUT table_attrs text, OUT dropped_ddl text, OUT copy_role text, OUT copy_pos int4, OUT dest_table text)
     RETURNS SETOF record
-    LANGUAGE c STABLE STRICT AS 'MODULE_PATHNAME', 'lnd_get_table_list_wrapper';
+    LANGUAGE c STABLE STRICT SET search_path = pg_catalog, londiste, pg_temp AS 'MODULE_PATHNAME', 'lnd_get_table_list_wrapper';
 CREATE FUNCTION londiste._coordinate_copy(i_queue_name text, i_table_name text,
     OUT copy_role text, OUT copy_pos int4) RETURNS record
-    LANGUAGE c STABLE STRICT AS 'MODULE_PATHNAME', 'lnd_coordinate_copy_wrapper';
+    LANGUAGE c STABLE STRICT SET search_path = pg_catalog, londiste, pg_temp AS 'MODULE_PATHNAME', 'lnd_coordinate_copy_wrapper';
 CREATE FUNCTION londiste.get_seq_list(i_queue_name text,
     OUT seq_name text, OUT last_value int8, OUT local boolean) RETURNS SETOF record
-    LANGUAGE c STRICT AS 'MODULE_PATHNAME', 'lnd_get_seq_list_wrapper';
+    LANGUAGE c STRICT SET search_path = pg_catalog, londiste, pg_temp AS 'MODULE_PATHNAME', 'lnd_get_seq_list_wrapper';
 CREATE FUNCTION londiste.local_show_missing(i_queue_name text, OUT obj_kind text, OUT obj_name text)
     RETURNS SETOF record
-    LANGUAGE c STABLE STRICT AS 'MODULE_PATHNAME', 'lnd_local_show_missing_wrapper';
+    LANGUAGE c STABLE STRICT SET search_path = pg_catalog, londiste, pg_temp AS 'MODULE_PATHNAME', 'lnd_local_show_missing_wrapper';
 
 CREATE FUNCTION londiste.global_add_table(i_queue_name text, i_table_name text,
     OUT ret_code int4, OUT ret_note text) RETURNS record
-    LANGUAGE c STRICT AS 'MODULE_PATHNAME', 'lnd_global_add_table_wrapper';
+    LANGUAGE c STRICT SET search_path = pg_catalog, londiste, pg_temp AS 'MODULE_PATHNAME', 'lnd_global_add_table_wrapper';
 CREATE FUNCTION londiste.global_remove_table(i_queue_name text, i_table_name text,
     OUT ret_code int4, OUT ret_note text) RETURNS record
     LANGUAGE c STRICT AS 'MODULE_PATHNAME', 'lnd_global_remove_table_wrapper';
 CREATE FUNCTION londiste.local_add_table(i_queue_name text, i_table_name text,
     OUT ret_code int4, OUT ret_note text) RETURNS record
-    LANGUAGE c STRICT AS 'MODULE_PATHNAME', 'lnd_local_add_table2_wrapper';
+    LANGUAGE c STRICT SET search_path = pg_catalog, londiste, pg_temp AS 'MODULE_PATHNAME', 'lnd_local_add_table2_wrapper';
 CREATE FUNCTION londiste.local_add_table(i_queue_name text, i_table_name text, i_trg_args text[],
     OUT ret_code int4, OUT ret_note text) RETURNS record
-    LANGUAGE c AS 'MODULE_PATHNAME', 'lnd_local_add_table3_wrapper';
+    LANGUAGE c SET search_path = pg_catalog, londiste, pg_temp AS 'MODULE_PATHNAME', 'lnd_local_add_table3_wrapper';
 CREATE FUNCTION londiste.local_add_table(i_queue_name text, i_table_name text, i_trg_args text[],
     i_table_attrs text, OUT ret_code int4, OUT ret_note text) RETURNS record
-    LANGUAGE c AS 'MODULE_PATHNAME', 'lnd_local_add_table4_wrapper';
+    LANGUAGE c SET search_path = pg_catalog, londiste, pg_temp AS 'MODULE_PATHNAME', 'lnd_local_add_table4_wrapper';
 CREATE FUNCTION londiste.local_add_table(i_queue_name text, i_table_name text, i_trg_args text[],
     i_table_attrs text, i_dest_table text, OUT ret_code int4, OUT ret_note text) RETURNS record
-    LANGUAGE c AS 'MODULE_PATHNAME', 'lnd_local_add_table5_wrapper';
+    LANGUAGE c SET search_path = pg_catalog, londiste, pg_temp AS 'MODULE_PATHNAME', 'lnd_local_add_table5_wrapper';
 CREATE FUNCTION londiste.local_remove_table(i_queue_name text, i_table_name text,
     OUT ret_code int4, OUT ret_note text) RETURNS record
     LANGUAGE c STRICT AS 'MODULE_PATHNAME', 'lnd_local_remove_table_wrapper';
 CREATE FUNCTION londiste.local_change_handler(i_queue_name text, i_table_name text, i_trg_args text[],
     i_table_attrs text, OUT ret_code int4, OUT ret_note text) RETURNS record
-    LANGUAGE c AS 'MODULE_PATHNAME', 'lnd_local_change_handler_wrapper';
+    LANGUAGE c SET search_path = pg_catalog, londiste, pg_temp AS 'MODULE_PATHNAME', 'lnd_local_change_handler_wrapper';
 CREATE FUNCTION londiste.local_set_table_state(i_queue_name text, i_table_name text, i_snapshot text,
     i_merge_state text, OUT ret_code int4, OUT ret_note text) RETURNS record
-    LANGUAGE c AS 'MODULE_PATHNAME', 'lnd_local_set_table_state_wrapper';
+    LANGUAGE c SET search_path = pg_catalog, londiste, pg_temp AS 'MODULE_PATHNAME', 'lnd_local_set_table_state_wrapper';
 CREATE FUNCTION londiste.local_set_table_attrs(i_queue_name text, i_table_name text, i_table_attrs text,
     OUT ret_code int4, OUT ret_note text) RETURNS record
-    LANGUAGE c AS 'MODULE_PATHNAME', 'lnd_local_set_table_attrs_wrapper';
+    LANGUAGE c SET search_path = pg_catalog, londiste, pg_temp AS 'MODULE_PATHNAME', 'lnd_local_set_table_attrs_wrapper';
 CREATE FUNCTION londiste.local_set_table_struct(i_queue_name text, i_table_name text, i_dropped_ddl text,
     OUT ret_code int4, OUT ret_note text) RETURNS record
-    LANGUAGE c AS 'MODULE_PATHNAME', 'lnd_local_set_table_struct_wrapper';
+    LANGUAGE c SET search_path = pg_catalog, londiste, pg_temp AS 'MODULE_PATHNAME', 'lnd_local_set_table_struct_wrapper';
 CREATE FUNCTION londiste.create_trigger(i_queue_name text, i_table_name text, i_trg_args text[],
     i_dest_table text, i_node_type text, OUT ret_code int4, OUT ret_note text, OUT trigger_name text)
     RETURNS record
-    LANGUAGE c AS 'MODULE_PATHNAME', 'lnd_create_trigger_wrapper';
+    LANGUAGE c SET search_path = pg_catalog, londiste, pg_temp AS 'MODULE_PATHNAME', 'lnd_create_trigger_wrapper';
 CREATE FUNCTION londiste.drop_table_triggers(i_queue_name text, i_table_name text) RETURNS void
-    LANGUAGE c STRICT AS 'MODULE_PATHNAME', 'lnd_drop_table_triggers_wrapper';
+    LANGUAGE c STRICT SET search_path = pg_catalog, londiste, pg_temp AS 'MODULE_PATHNAME', 'lnd_drop_table_triggers_wrapper';
 CREATE FUNCTION londiste.table_info_trigger() RETURNS trigger
-    LANGUAGE c AS 'MODULE_PATHNAME', 'lnd_table_info_trigger_wrapper';
+    LANGUAGE c SET search_path = pg_catalog, londiste, pg_temp AS 'MODULE_PATHNAME', 'lnd_table_info_trigger_wrapper';
 CREATE TRIGGER table_info_trigger_sync BEFORE DELETE ON londiste.table_info
     FOR EACH ROW EXECUTE PROCEDURE londiste.table_info_trigger();
 CREATE FUNCTION londiste.root_notify_change(i_queue_name text, i_ev_type text, i_ev_data text) RETURNS int4
-    LANGUAGE c AS 'MODULE_PATHNAME', 'lnd_root_notify_change_wrapper';
+    LANGUAGE c SET search_path = pg_catalog, londiste, pg_temp AS 'MODULE_PATHNAME', 'lnd_root_notify_change_wrapper';
 
 CREATE FUNCTION londiste.root_check_seqs(i_queue_name text, OUT ret_code int4, OUT ret_note text)
     RETURNS record
-    LANGUAGE c AS 'MODULE_PATHNAME', 'lnd_root_check_seqs1_wrapper';
+    LANGUAGE c SET search_path = pg_catalog, londiste, pg_temp AS 'MODULE_PATHNAME', 'lnd_root_check_seqs1_wrapper';
 CREATE FUNCTION londiste.root_check_seqs(i_queue_name text, i_buffer int8,
     OUT ret_code int4, OUT ret_note text) RETURNS record
-    LANGUAGE c AS 'MODULE_PATHNAME', 'lnd_root_check_seqs2_wrapper';
+    LANGUAGE c SET search_path = pg_catalog, londiste, pg_temp AS 'MODULE_PATHNAME', 'lnd_root_check_seqs2_wrapper';
 CREATE FUNCTION londiste.local_add_seq(i_queue_name text, i_seq_name text,
     OUT ret_code int4, OUT ret_note text) RETURNS record
-    LANGUAGE c AS 'MODULE_PATHNAME', 'lnd_local_add_seq_wrapper';
+    LANGUAGE c SET search_path = pg_catalog, londiste, pg_temp AS 'MODULE_PATHNAME', 'lnd_local_add_seq_wrapper';
 CREATE FUNCTION londiste.local_remove_seq(i_queue_name text, i_seq_name text,
     OUT ret_code int4, OUT ret_note text) RETURNS record
-    LANGUAGE c STRICT AS 'MODULE_PATHNAME', 'lnd_local_remove_seq_wrapper';
+    LANGUAGE c STRICT SET search_path = pg_catalog, londiste, pg_temp AS 'MODULE_PATHNAME', 'lnd_local_remove_seq_wrapper';
 CREATE FUNCTION londiste.global_remove_seq(i_queue_name text, i_seq_name text,
     OUT ret_code int4, OUT ret_note text) RETURNS record
-    LANGUAGE c STRICT AS 'MODULE_PATHNAME', 'lnd_global_remove_seq_wrapper';
+    LANGUAGE c STRICT SET search_path = pg_catalog, londiste, pg_temp AS 'MODULE_PATHNAME', 'lnd_global_remove_seq_wrapper';
 CREATE FUNCTION londiste.global_update_seq(i_queue_name text, i_seq_name text, i_value int8,
     OUT ret_code int4, OUT ret_note text) RETURNS record
-    LANGUAGE c AS 'MODULE_PATHNAME', 'lnd_global_update_seq_wrapper';
+    LANGUAGE c SET search_path = pg_catalog, londiste, pg_temp AS 'MODULE_PATHNAME', 'lnd_global_update_seq_wrapper';
 
 CREATE FUNCTION londiste.execute_start(i_queue_name text, i_file_name text, i_sql text,
     i_expect_root boolean, OUT ret_code int4, OUT ret_note text) RETURNS record
-    LANGUAGE c AS 'MODULE_PATHNAME', 'lnd_execute_start4_wrapper';
+    LANGUAGE c SET search_path = pg_catalog, londiste, pg_temp AS 'MODULE_PATHNAME', 'lnd_execute_start4_wrapper';
 CREATE FUNCTION londiste.execute_start(i_queue_name text, i_file_name text, i_sql text,
     i_expect_root boolean, i_attrs text, OUT ret_code int4, OUT ret_note text) RETURNS record
-    LANGUAGE c AS 'MODULE_PATHNAME', 'lnd_execute_start5_wrapper';
+    LANGUAGE c SET search_path = pg_catalog, londiste, pg_temp AS 'MODULE_PATHNAME', 'lnd_execute_start5_wrapper';
 CREATE FUNCTION londiste.execute_finish(i_queue_name text, i_file_name text,
     OUT ret_code int4, OUT ret_note text) RETURNS record
-    LANGUAGE c STRICT AS 'MODULE_PATHNAME', 'lnd_execute_finish_wrapper';
+    LANGUAGE c STRICT SET search_path = pg_catalog, londiste, pg_temp AS 'MODULE_PATHNAME', 'lnd_execute_finish_wrapper';
 
 CREATE FUNCTION londiste.find_table_fkeys(i_table_name text) RETURNS SETOF londiste.pending_fkeys
     LANGUAGE c STABLE STRICT AS 'MODULE_PATHNAME', 'lnd_find_table_fkeys_wrapper';
@@ -200,22 +205,22 @@ CREATE FUNCTION londiste.restore_table_fkey(i_from_table text, i_fkey_name text,
     RETURNS text
     LANGUAGE c STRICT AS 'MODULE_PATHNAME', 'lnd_restore_table_fkey_wrapper';
 CREATE FUNCTION londiste.get_table_pending_fkeys(i_table_name text) RETURNS SETOF londiste.pending_fkeys
-    LANGUAGE c STABLE STRICT AS 'MODULE_PATHNAME', 'lnd_get_table_pending_fkeys_wrapper';
+    LANGUAGE c STABLE STRICT SET search_path = pg_catalog, londiste, pg_temp AS 'MODULE_PATHNAME', 'lnd_get_table_pending_fkeys_wrapper';
 CREATE FUNCTION londiste.get_valid_pending_fkeys(i_queue_name text) RETURNS SETOF londiste.pending_fkeys
-    LANGUAGE c STABLE STRICT AS 'MODULE_PATHNAME', 'lnd_get_valid_pending_fkeys_wrapper';
+    LANGUAGE c STABLE STRICT SET search_path = pg_catalog, londiste, pg_temp AS 'MODULE_PATHNAME', 'lnd_get_valid_pending_fkeys_wrapper';
 
 CREATE FUNCTION londiste.create_partition(i_table text, i_part text, i_pkeys text, i_part_field text,
     i_part_time timestamptz, i_part_period text) RETURNS int4
-    LANGUAGE c AS 'MODULE_PATHNAME', 'lnd_create_partition_wrapper';
+    LANGUAGE c SET search_path = pg_catalog, londiste, pg_temp AS 'MODULE_PATHNAME', 'lnd_create_partition_wrapper';
 CREATE FUNCTION londiste.is_obsolete_partition(i_partition_table text, i_retention_period interval,
     i_partition_period text) RETURNS boolean
-    LANGUAGE c AS 'MODULE_PATHNAME', 'lnd_is_obsolete_partition_wrapper';
+    LANGUAGE c SET search_path = pg_catalog, londiste, pg_temp AS 'MODULE_PATHNAME', 'lnd_is_obsolete_partition_wrapper';
 CREATE FUNCTION londiste.list_obsolete_partitions(i_parent_table text, i_retention_period interval,
     i_partition_period text) RETURNS SETOF text
-    LANGUAGE c AS 'MODULE_PATHNAME', 'lnd_list_obsolete_partitions_wrapper';
+    LANGUAGE c SET search_path = pg_catalog, londiste, pg_temp AS 'MODULE_PATHNAME', 'lnd_list_obsolete_partitions_wrapper';
 CREATE FUNCTION londiste.drop_obsolete_partitions(i_parent_table text, i_retention_period interval,
     i_partition_period text) RETURNS SETOF text
-    LANGUAGE c AS 'MODULE_PATHNAME', 'lnd_drop_obsolete_partitions_wrapper';
+    LANGUAGE c SET search_path = pg_catalog, londiste, pg_temp AS 'MODULE_PATHNAME', 'lnd_drop_obsolete_partitions_wrapper';
 
 -- ---------------------------------------------------------------------------
 -- Function privileges (as londiste 3.8)

@@ -68,6 +68,7 @@ AS 'MODULE_PATHNAME', 'pgq_coop_finish_batch_wrapper';
 
 CREATE FUNCTION pgq_coop.version()
 RETURNS text LANGUAGE c VOLATILE CALLED ON NULL INPUT
+SET search_path = pg_catalog, pgq_coop, pg_temp
 AS 'MODULE_PATHNAME', 'pgq_coop_version_wrapper';
 
 DO $grants$

@@ -91,30 +91,32 @@ AS 'MODULE_PATHNAME', 'pgq_ext_set_event_done_wrapper';
 
 CREATE FUNCTION pgq_ext.upgrade_schema()
 RETURNS int4 LANGUAGE c VOLATILE CALLED ON NULL INPUT
+SET search_path = pg_catalog, pgq_ext, pg_temp
 AS 'MODULE_PATHNAME', 'pgq_ext_upgrade_schema_wrapper';
 
 CREATE FUNCTION pgq_ext.version()
 RETURNS text LANGUAGE c VOLATILE CALLED ON NULL INPUT
+SET search_path = pg_catalog, pgq_ext, pg_temp
 AS 'MODULE_PATHNAME', 'pgq_ext_version_wrapper';
 
 -- short forms: sub-consumer ''
 CREATE FUNCTION pgq_ext.get_last_tick(a_consumer text) RETURNS int8
-LANGUAGE sql AS $$ SELECT pgq_ext.get_last_tick(a_consumer, '') $$;
+LANGUAGE sql SET search_path = pg_catalog, pgq_ext, pg_temp AS $$ SELECT pgq_ext.get_last_tick(a_consumer, '') $$;
 
 CREATE FUNCTION pgq_ext.set_last_tick(a_consumer text, a_tick_id bigint) RETURNS int4
-LANGUAGE sql AS $$ SELECT pgq_ext.set_last_tick(a_consumer, '', a_tick_id) $$;
+LANGUAGE sql SET search_path = pg_catalog, pgq_ext, pg_temp AS $$ SELECT pgq_ext.set_last_tick(a_consumer, '', a_tick_id) $$;
 
 CREATE FUNCTION pgq_ext.is_batch_done(a_consumer text, a_batch_id bigint) RETURNS boolean
-LANGUAGE sql AS $$ SELECT pgq_ext.is_batch_done(a_consumer, '', a_batch_id) $$;
+LANGUAGE sql SET search_path = pg_catalog, pgq_ext, pg_temp AS $$ SELECT pgq_ext.is_batch_done(a_consumer, '', a_batch_id) $$;
 
 CREATE FUNCTION pgq_ext.set_batch_done(a_consumer text, a_batch_id bigint) RETURNS boolean
-LANGUAGE sql AS $$ SELECT pgq_ext.set_batch_done(a_consumer, '', a_batch_id) $$;
+LANGUAGE sql SET search_path = pg_catalog, pgq_ext, pg_temp AS $$ SELECT pgq_ext.set_batch_done(a_consumer, '', a_batch_id) $$;
 
 CREATE FUNCTION pgq_ext.is_event_done(a_consumer text, a_batch_id bigint, a_event_id bigint) RETURNS boolean
-LANGUAGE sql AS $$ SELECT pgq_ext.is_event_done(a_consumer, '', a_batch_id, a_event_id) $$;
+LANGUAGE sql SET search_path = pg_catalog, pgq_ext, pg_temp AS $$ SELECT pgq_ext.is_event_done(a_consumer, '', a_batch_id, a_event_id) $$;
 
 CREATE FUNCTION pgq_ext.set_event_done(a_consumer text, a_batch_id bigint, a_event_id bigint) RETURNS boolean
-LANGUAGE sql AS $$ SELECT pgq_ext.set_event_done(a_consumer, '', a_batch_id, a_event_id) $$;
+LANGUAGE sql SET search_path = pg_catalog, pgq_ext, pg_temp AS $$ SELECT pgq_ext.set_event_done(a_consumer, '', a_batch_id, a_event_id) $$;
 
 DO $grants$
 DECLARE

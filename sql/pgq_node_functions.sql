@@ -86,11 +86,13 @@ AS 'MODULE_PATHNAME', 'pgq_node_demote_root_wrapper';
 CREATE FUNCTION pgq_node.is_root_node(
     i_queue_name text)
 RETURNS bool LANGUAGE c VOLATILE CALLED ON NULL INPUT
+SET search_path = pg_catalog, pgq_node, pgq, pg_temp
 AS 'MODULE_PATHNAME', 'pgq_node_is_root_node_wrapper';
 
 CREATE FUNCTION pgq_node.is_leaf_node(
     i_queue_name text)
 RETURNS bool LANGUAGE c VOLATILE CALLED ON NULL INPUT
+SET search_path = pg_catalog, pgq_node, pgq, pg_temp
 AS 'MODULE_PATHNAME', 'pgq_node_is_leaf_node_wrapper';
 
 CREATE FUNCTION pgq_node.get_node_info(
@@ -177,6 +179,7 @@ AS 'MODULE_PATHNAME', 'pgq_node_get_subscriber_info_wrapper';
 
 CREATE FUNCTION pgq_node.version()
 RETURNS text LANGUAGE c VOLATILE CALLED ON NULL INPUT
+SET search_path = pg_catalog, pgq_node, pgq, pg_temp
 AS 'MODULE_PATHNAME', 'pgq_node_version_wrapper';
 
 CREATE FUNCTION pgq_node.register_subscriber(
@@ -302,10 +305,12 @@ AS 'MODULE_PATHNAME', 'pgq_node_set_consumer_error_wrapper';
 CREATE FUNCTION pgq_node.maint_watermark(
     i_queue_name text)
 RETURNS int4 LANGUAGE c VOLATILE CALLED ON NULL INPUT
+SET search_path = pg_catalog, pgq_node, pgq, pg_temp
 AS 'MODULE_PATHNAME', 'pgq_node_maint_watermark_wrapper';
 
 CREATE FUNCTION pgq_node.upgrade_schema()
 RETURNS int4 LANGUAGE c VOLATILE CALLED ON NULL INPUT
+SET search_path = pg_catalog, pgq_node, pgq, pg_temp
 AS 'MODULE_PATHNAME', 'pgq_node_upgrade_schema_wrapper';
 
 -- ---------------------------------------------------------------------------

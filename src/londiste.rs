@@ -17,6 +17,19 @@ use crate::logic::londiste as lg;
 use pgrx::datum::DatumWithOid;
 use pgrx::prelude::*;
 
+/// The `search_path` every londiste function runs its own statements with. Most get it
+/// from their `SET` clause; the few that also run the caller's SQL (stored DDL and
+/// fkey definitions) or render definitions for the caller are declared without one and
+/// set it themselves around everything else (`pinned`).
+const LND_PATH: &str = "pg_catalog, londiste, pg_temp";
+
+/// Run `f` with the pinned search_path; `f` gets the caller's search_path to use for
+/// the caller's own SQL.
+fn pinned<R>(f: impl FnOnce(&str) -> R) -> R {
+    let caller = crate::spi_util::current_search_path();
+    crate::spi_util::with_search_path(LND_PATH, || f(&caller))
+}
+
 // ---------------------------------------------------------------------------
 // single-record results
 // ---------------------------------------------------------------------------
@@ -50,11 +63,13 @@ fn q(rw: bool, sql: &str, args: &[Option<&str>]) -> Vec<Row> {
                 None => DatumWithOid::null::<String>(),
             })
             .collect();
-        let t = if rw {
-            c.update(sql, None, &a)
-        } else {
-            c.select(sql, None, &a)
-        }
+        let t = crate::spi_util::plain_errors(|| {
+            if rw {
+                c.update(sql, None, &a)
+            } else {
+                c.select(sql, None, &a)
+            }
+        })
         .or_raise("londiste");
         let n = t.columns().unwrap_or(0);
         let mut out = Vec::new();
@@ -86,7 +101,7 @@ fn exec(sql: &str, args: &[Option<&str>]) {
                 None => DatumWithOid::null::<String>(),
             })
             .collect();
-        c.update(sql, None, &a).or_raise("londiste");
+        crate::spi_util::plain_errors(|| c.update(sql, None, &a)).or_raise("londiste");
     })
 }
 
@@ -96,6 +111,9 @@ fn truth(v: &Option<String>) -> bool {
 
 fn quote_ident(s: &str) -> String {
     let c = std::ffi::CString::new(s).unwrap_or_else(|_| raise("invalid identifier"));
+    // SAFETY: `c` is a valid NUL-terminated string that outlives the call;
+    // quote_identifier returns either its argument or a palloc'd NUL-terminated copy,
+    // both valid while we copy it out.
     unsafe {
         let p = pg_sys::quote_identifier(c.as_ptr());
         std::ffi::CStr::from_ptr(p).to_string_lossy().into_owned()
@@ -282,7 +300,9 @@ fn lnd_set_session_replication_role(val_: Option<&str>, is_local: Option<bool>) 
 #[pg_extern(sql = false)]
 fn lnd_periodic_maintenance() -> i32 {
     exec(
-        "delete from londiste.applied_execute where execute_time < pg_catalog.now() - interval '3 months'",
+        "delete from londiste.applied_execute \
+          where execute_time operator(pg_catalog.<) \
+                (pg_catalog.now() operator(pg_catalog.-) '3 months'::pg_catalog.interval)",
         &[],
     );
     0
@@ -532,9 +552,13 @@ fn lnd_global_add_table(i_queue_name: &str, i_table_name: &str) -> Rec {
 
 #[pg_extern(sql = false)]
 fn lnd_global_remove_table(i_queue_name: &str, i_table_name: &str) -> Rec {
+    pinned(|caller| global_remove_table_impl(i_queue_name, i_table_name, caller))
+}
+
+fn global_remove_table_impl(i_queue_name: &str, i_table_name: &str, caller_path: &str) -> Rec {
     let fq = lg::make_fqname(i_table_name);
     if !node_is_root(i_queue_name) {
-        local_remove_table_impl(i_queue_name, i_table_name);
+        local_remove_table_impl(i_queue_name, i_table_name, caller_path);
     }
     let del = q(
         true,
@@ -881,8 +905,9 @@ fn create_trigger_impl(
         )
     };
     let qdest = quote_fq(dest);
-    let base = format!("_londiste_{queue}");
-    let skip_name = format!("zzz_{base}");
+    let names = lg::queue_trigger_names(queue);
+    let base = names.main;
+    let skip_name = names.skip;
     // other SKIP triggers on the table (ours of this queue are replaced below)
     let skips = q(
         false,
@@ -912,7 +937,7 @@ fn create_trigger_impl(
                         "alter trigger {} on {} rename to {}",
                         quote_ident(&other),
                         qdest,
-                        quote_ident(&format!("zzz_{other}"))
+                        quote_ident(&lg::fit_ident(&format!("zzz_{other}")))
                     ),
                     &[],
                 );
@@ -970,7 +995,7 @@ fn create_trigger_impl(
             &[],
         );
     }
-    let trunc = format!("{base}_truncate");
+    let trunc = names.truncate;
     let has_trunc = truth(&val(
         false,
         "select exists (select 1 from pg_catalog.pg_trigger where tgrelid = $1::oid and tgname = $2)::text",
@@ -1012,7 +1037,8 @@ fn lnd_create_trigger(
     from_ret(&r).col(None::<String>)
 }
 
-fn local_remove_table_impl(queue: &str, table: &str) -> Ret {
+/// `caller_path`: the search_path the caller's stored `dropped_ddl` runs with.
+fn local_remove_table_impl(queue: &str, table: &str, caller_path: &str) -> Ret {
     let fq = lg::make_fqname(table);
     let Some(row) = q1(
         false,
@@ -1028,7 +1054,9 @@ fn local_remove_table_impl(queue: &str, table: &str) -> Ret {
         let dest = row[2].clone().unwrap_or_default();
         if let Some(ddl) = row[1].as_deref() {
             exec(&format!("truncate only {}", quote_fq(&dest)), &[]);
-            exec(ddl, &[]);
+            // the stored DDL is the caller's (the londiste CLI's): it runs as written,
+            // with the caller's search_path, as in the original
+            crate::spi_util::with_search_path(caller_path, || exec(ddl, &[]));
         }
         exec(
             "update londiste.table_info set local = false, custom_snapshot = null, table_attrs = null, \
@@ -1067,7 +1095,7 @@ fn local_remove_table_impl(queue: &str, table: &str) -> Ret {
 
 #[pg_extern(sql = false)]
 fn lnd_local_remove_table(i_queue_name: &str, i_table_name: &str) -> Rec {
-    from_ret(&local_remove_table_impl(i_queue_name, i_table_name))
+    pinned(|caller| from_ret(&local_remove_table_impl(i_queue_name, i_table_name, caller)))
 }
 
 #[pg_extern(sql = false)]
@@ -1204,7 +1232,7 @@ fn root_check_seqs_impl(queue: Option<&str>, buffer: Option<i64>) -> Ret {
     let buffer = lg::seq_buffer(buffer);
     let Some(node) = q1(
         true,
-        "select node_type from pgq_node.node_info where queue_name = $1 for update",
+        "select node_type from pgq_node.node_info where queue_name operator(pg_catalog.=) $1 for update",
         &[queue],
     ) else {
         return Ret(404, queue.map(|q| format!("Queue not found: {q}")));
@@ -1215,21 +1243,26 @@ fn root_check_seqs_impl(queue: Option<&str>, buffer: Option<i64>) -> Ret {
     let queue = queue.unwrap_or_default();
     let seqs = q(
         false,
-        "select seq_name, last_value::text from londiste.seq_info \
-          where queue_name = $1 and local order by nr",
+        "select seq_name, last_value::pg_catalog.text from londiste.seq_info \
+          where queue_name operator(pg_catalog.=) $1 and local order by nr",
         &[Some(queue)],
     );
     for s in seqs {
         let name = s[0].clone().unwrap_or_default();
         let published: i64 = s[1].as_deref().and_then(|v| v.parse().ok()).unwrap_or(0);
-        let real: i64 = val(true, "select pgq.seq_getval($1)::text", &[Some(&name)])
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(0);
+        let real: i64 = val(
+            true,
+            "select pgq.seq_getval($1)::pg_catalog.text",
+            &[Some(&name)],
+        )
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0);
         if let Some(new) = lg::seq_publish(real, published, buffer) {
             let nv = new.to_string();
             insert_event(queue, "londiste.update-seq", Some(&nv), Some(&name), None);
             exec(
-                "update londiste.seq_info set last_value = $3::int8 where queue_name = $1 and seq_name = $2",
+                "update londiste.seq_info set last_value = $3::pg_catalog.int8 \
+                  where queue_name operator(pg_catalog.=) $1 and seq_name operator(pg_catalog.=) $2",
                 &[Some(queue), Some(&name), Some(&nv)],
             );
         }
@@ -1464,31 +1497,44 @@ fn to_fkeys(rows: Vec<Row>) -> TableIterator<'static, FkeyRow> {
     )
 }
 
-fn find_table_fkeys_rows(table: &str) -> Vec<Row> {
+/// FKeys from or to a table. `caller_path`: the search_path the definitions are
+/// rendered with (pg_get_constraintdef names a referenced table without its schema
+/// when the path finds it), as the original, which ran with the caller's path; the
+/// statement itself qualifies every operator, so that path cannot change it.
+fn find_table_fkeys_rows(table: &str, caller_path: &str) -> Vec<Row> {
     let fq = lg::make_fqname(table);
     let Some(oid) = find_rel_oid(&fq, "r") else {
         return vec![];
     };
-    let rows = q(
-        false,
-        "select fn.nspname || '.' || fc.relname, tn.nspname || '.' || tc.relname, c.conname::text, \
-                pg_catalog.pg_get_constraintdef(c.oid) \
-           from pg_catalog.pg_constraint c \
-           join pg_catalog.pg_class fc on fc.oid = c.conrelid \
-           join pg_catalog.pg_namespace fn on fn.oid = fc.relnamespace \
-           join pg_catalog.pg_class tc on tc.oid = c.confrelid \
-           join pg_catalog.pg_namespace tn on tn.oid = tc.relnamespace \
-          where c.contype = 'f' and (c.conrelid = $1::oid or c.confrelid = $1::oid) \
-          order by 1, 3",
-        &[Some(&oid)],
-    );
+    let rows = crate::spi_util::with_search_path(caller_path, || {
+        q(
+            false,
+            "select fn.nspname::pg_catalog.text operator(pg_catalog.||) '.' operator(pg_catalog.||) fc.relname::pg_catalog.text, \
+                    tn.nspname::pg_catalog.text operator(pg_catalog.||) '.' operator(pg_catalog.||) tc.relname::pg_catalog.text, \
+                    c.conname::pg_catalog.text, pg_catalog.pg_get_constraintdef(c.oid), \
+                    pg_catalog.quote_ident(fn.nspname) operator(pg_catalog.||) '.' \
+                      operator(pg_catalog.||) pg_catalog.quote_ident(fc.relname) \
+               from pg_catalog.pg_constraint c \
+               join pg_catalog.pg_class fc on fc.oid operator(pg_catalog.=) c.conrelid \
+               join pg_catalog.pg_namespace fn on fn.oid operator(pg_catalog.=) fc.relnamespace \
+               join pg_catalog.pg_class tc on tc.oid operator(pg_catalog.=) c.confrelid \
+               join pg_catalog.pg_namespace tn on tn.oid operator(pg_catalog.=) tc.relnamespace \
+              where c.contype operator(pg_catalog.=) 'f' \
+                and (c.conrelid operator(pg_catalog.=) $1::pg_catalog.oid \
+                     or c.confrelid operator(pg_catalog.=) $1::pg_catalog.oid) \
+              order by 1, 3",
+            &[Some(&oid)],
+        )
+    });
     rows.into_iter()
         .map(|r| {
-            let from = r[0].clone().unwrap_or_default();
+            // the table as the catalog names it: a schema with a dot in its name
+            // would be split wrongly by quote_fqname
+            let qfrom = r[4].clone().unwrap_or_default();
             let name = r[2].clone().unwrap_or_default();
             let def = format!(
                 "alter table only {} add constraint {} {}",
-                quote_fq(&from),
+                qfrom,
                 quote_ident(&name),
                 r[3].clone().unwrap_or_default()
             );
@@ -1509,13 +1555,17 @@ fn lnd_find_table_fkeys(
         name!(fkey_def, Option<String>),
     ),
 > {
-    to_fkeys(find_table_fkeys_rows(i_table_name))
+    pinned(|caller| to_fkeys(find_table_fkeys_rows(i_table_name, caller)))
 }
 
 #[pg_extern(sql = false)]
 fn lnd_drop_table_fkey(i_from_table: &str, i_fkey_name: &str) -> i32 {
+    pinned(|caller| drop_table_fkey_impl(i_from_table, i_fkey_name, caller))
+}
+
+fn drop_table_fkey_impl(i_from_table: &str, i_fkey_name: &str, caller_path: &str) -> i32 {
     let fq = lg::make_fqname(i_from_table);
-    let Some(fk) = find_table_fkeys_rows(&fq)
+    let Some(fk) = find_table_fkeys_rows(&fq, caller_path)
         .into_iter()
         .find(|r| r[0].as_deref() == Some(fq.as_str()) && r[2].as_deref() == Some(i_fkey_name))
     else {
@@ -1538,6 +1588,15 @@ fn lnd_drop_table_fkey(i_from_table: &str, i_fkey_name: &str) -> i32 {
 
 #[pg_extern(sql = false)]
 fn lnd_restore_table_fkey(i_from_table: &str, i_fkey_name: &str, i_lazy: bool) -> String {
+    pinned(|caller| restore_table_fkey_impl(i_from_table, i_fkey_name, i_lazy, caller))
+}
+
+fn restore_table_fkey_impl(
+    i_from_table: &str,
+    i_fkey_name: &str,
+    i_lazy: bool,
+    caller_path: &str,
+) -> String {
     let fq = lg::make_fqname(i_from_table);
     let Some(def) = val(
         false,
@@ -1553,7 +1612,8 @@ fn lnd_restore_table_fkey(i_from_table: &str, i_fkey_name: &str, i_lazy: bool) -
         )
     };
     if !i_lazy {
-        exec(&def, &[]);
+        // the stored definition runs as written, with the caller's search_path
+        crate::spi_util::with_search_path(caller_path, || exec(&def, &[]));
         forget();
         return String::new();
     }
@@ -1612,25 +1672,45 @@ fn lnd_get_valid_pending_fkeys(
         name!(fkey_def, Option<String>),
     ),
 > {
-    // every local copy of both tables is in sync; of the queues holding them, the one
-    // chosen to restore is: part queue of a combined root, then of a combined
-    // branch, then the smallest name
+    // A pending fkey is restored once every local copy (any queue) of both tables is
+    // `ok` with no custom snapshot, by one queue only, and only if that queue holds at
+    // least one of the tables. The queue chosen among the local rows of either table:
+    // the smallest part queue whose combined node is a root, else the smallest
+    // combined queue that is a branch (the merge target itself), else the smallest
+    // queue name.
     to_fkeys(q(
         false,
-        "with loc as (select t.queue_name, coalesce(t.dest_table, t.table_name) as tbl, \
-                             (t.merge_state = 'ok' and t.custom_snapshot is null) as synced, \
-                             case c.node_type when 'root' then 0 when 'branch' then 1 else 2 end as pref \
-                        from londiste.table_info t \
-                        join pgq_node.node_info n on n.queue_name = t.queue_name \
-                        left join pgq_node.node_info c on c.queue_name = n.combined_queue \
-                       where t.local) \
-         select p.from_table, p.to_table, p.fkey_name, p.fkey_def from londiste.pending_fkeys p \
-          where exists (select 1 from loc where loc.tbl = p.from_table) \
-            and exists (select 1 from loc where loc.tbl = p.to_table) \
-            and not exists (select 1 from loc where loc.tbl in (p.from_table, p.to_table) and not coalesce(loc.synced, false)) \
-            and (select loc.queue_name from loc where loc.tbl in (p.from_table, p.to_table) \
-                  order by loc.pref, loc.queue_name limit 1) = $1 \
-          order by 1, 3",
+        "with st as (select p.from_table, p.to_table, p.fkey_name, p.fkey_def, \
+                            f.total as f_total, f.matching as f_matching, f.ok as f_ok, \
+                            t.total as t_total, t.matching as t_matching, t.ok as t_ok \
+                       from londiste.pending_fkeys p \
+                       cross join lateral ( \
+                            select count(*) as total, \
+                                   count(*) filter (where i.queue_name operator(pg_catalog.=) $1) as matching, \
+                                   count(*) filter (where i.merge_state operator(pg_catalog.=) 'ok' \
+                                                      and i.custom_snapshot is null) as ok \
+                              from londiste.table_info i \
+                             where i.local and coalesce(i.dest_table, i.table_name) operator(pg_catalog.=) p.from_table) f \
+                       cross join lateral ( \
+                            select count(*) as total, \
+                                   count(*) filter (where i.queue_name operator(pg_catalog.=) $1) as matching, \
+                                   count(*) filter (where i.merge_state operator(pg_catalog.=) 'ok' \
+                                                      and i.custom_snapshot is null) as ok \
+                              from londiste.table_info i \
+                             where i.local and coalesce(i.dest_table, i.table_name) operator(pg_catalog.=) p.to_table) t) \
+         select st.from_table, st.to_table, st.fkey_name, st.fkey_def from st \
+          where st.f_total operator(pg_catalog.>) 0 and st.t_total operator(pg_catalog.>) 0 \
+            and st.f_ok operator(pg_catalog.=) st.f_total and st.t_ok operator(pg_catalog.=) st.t_total \
+            and (st.f_matching operator(pg_catalog.>) 0 or st.t_matching operator(pg_catalog.>) 0) \
+            and $1 operator(pg_catalog.=) ( \
+                select coalesce(min(case when c.node_type operator(pg_catalog.=) 'root' then i.queue_name end), \
+                                min(case when c.node_type operator(pg_catalog.=) 'branch' then c.queue_name end), \
+                                min(i.queue_name)) \
+                  from londiste.table_info i \
+                  join pgq_node.node_info n on n.queue_name operator(pg_catalog.=) i.queue_name \
+                  left join pgq_node.node_info c on c.queue_name operator(pg_catalog.=) n.combined_queue \
+                 where i.local and coalesce(i.dest_table, i.table_name) in (st.to_table, st.from_table)) \
+          order by st.from_table, st.to_table, st.fkey_name",
         &[Some(i_queue_name)],
     ))
 }
@@ -1638,6 +1718,13 @@ fn lnd_get_valid_pending_fkeys(
 // ---------------------------------------------------------------------------
 // partition helpers
 // ---------------------------------------------------------------------------
+
+/// `schema.name` split at the first dot (no dot: `public`), each part quoted.
+fn quote_split(name: &str) -> (String, String, String) {
+    let (s, n) = lg::split_fqname(name);
+    let q = format!("{}.{}", quote_ident(&s), quote_ident(&n));
+    (s, n, q)
+}
 
 #[pg_extern(sql = false)]
 fn lnd_create_partition(
@@ -1648,95 +1735,112 @@ fn lnd_create_partition(
     i_part_time: Option<pgrx::datum::TimestampWithTimeZone>,
     i_part_period: Option<&str>,
 ) -> i32 {
+    // the key columns come with LIKE ... INCLUDING ALL; the original ignores i_pkeys too
+    let _ = i_pkeys;
     let (Some(parent), Some(part)) = (i_table, i_part) else {
-        raise("create_partition: table and partition names are required")
+        raise("need table and part")
     };
-    let parent_fq = lg::make_fqname(parent);
-    let part_fq = lg::make_fqname(part);
-    let Some(parent_oid) = find_rel_oid(&parent_fq, "r") else {
-        raise(format!("Parent table does not exist: {parent_fq}"))
-    };
-    // serialise concurrent creators of the same partition
+    let (parent_schema, parent_name, qparent) = quote_split(parent);
+    let (part_schema, part_name, qpart) = quote_split(part);
+    // concurrent creators of partitions wait for each other (as the original)
     exec(
-        "select pg_catalog.pg_advisory_xact_lock(pg_catalog.hashtext($1))",
-        &[Some(&part_fq)],
+        "lock table londiste.table_info in share update exclusive mode",
+        &[],
     );
-    if find_rel_oid(&part_fq, "r").is_some() {
+    // raises `relation "..." does not exist` for a missing parent
+    let parent_oid = val(
+        false,
+        "select $1::pg_catalog.regclass::pg_catalog.oid::text",
+        &[Some(&qparent)],
+    )
+    .unwrap_or_else(|| raise("create_partition: parent table not found"));
+    let exists = truth(&val(
+        false,
+        "select exists (select 1 from pg_catalog.pg_class t join pg_catalog.pg_namespace s on s.oid = t.relnamespace \
+          where s.nspname = $1 and t.relname = $2)::text",
+        &[Some(&part_schema), Some(&part_name)],
+    ));
+    if exists {
         return 0;
     }
-    let qparent = quote_fq(&parent_fq);
-    let qpart = quote_fq(&part_fq);
     exec(
         &format!("create table {qpart} (like {qparent} including all) inherits ({qparent})"),
         &[],
     );
-    let part_oid = find_rel_oid(&part_fq, "r").unwrap_or_else(|| raise("partition not created"));
-    if let Some(pk) = i_pkeys.filter(|s| !s.is_empty()) {
-        let has_pk = truth(&val(
-            false,
-            "select exists (select 1 from pg_catalog.pg_index where indrelid = $1::oid and indisprimary)::text",
-            &[Some(&part_oid)],
-        ));
-        if !has_pk {
-            let cols: Vec<String> = pk.split(',').map(|c| quote_ident(c.trim())).collect();
-            exec(
-                &format!(
-                    "alter table only {qpart} add primary key ({})",
-                    cols.join(", ")
-                ),
-                &[],
-            );
-        }
-    }
-    if let (Some(field), Some(t), Some(period)) = (i_part_field, i_part_time, i_part_period) {
-        let Some(p) = lg::PartPeriod::parse(period) else {
-            raise(format!("Invalid partition period: {period}"))
-        };
-        let ts = t.to_string();
-        let bounds = q1(
-            false,
-            "select pg_catalog.date_trunc($2, $1::timestamptz)::text, \
-                    (pg_catalog.date_trunc($2, $1::timestamptz) + ('1 ' || $2)::interval)::text",
-            &[Some(&ts), Some(p.sql())],
-        )
-        .unwrap_or_default();
-        let f = quote_ident(field);
+    // the parent's owner, unless that is who creates it
+    let owner = q1(
+        false,
+        "select o.rolname::text, (o.rolname operator(pg_catalog.<>) current_user)::text \
+           from pg_catalog.pg_class t join pg_catalog.pg_roles o on o.oid = t.relowner \
+          where t.oid = $1::pg_catalog.oid",
+        &[Some(&parent_oid)],
+    );
+    if let Some(o) = owner.filter(|o| truth(&o[1])) {
         exec(
             &format!(
-                "alter table only {qpart} add check ({f} >= {} and {f} < {})",
-                lg::quote_literal(bounds[0].as_deref().unwrap_or_default()),
-                lg::quote_literal(bounds[1].as_deref().unwrap_or_default())
+                "alter table {qpart} owner to {}",
+                quote_ident(o[0].as_deref().unwrap_or_default())
             ),
             &[],
         );
     }
-    // owner and privileges of the parent
-    let owner = val(
-        false,
-        "select pg_catalog.pg_get_userbyid(relowner)::text from pg_catalog.pg_class where oid = $1::oid",
-        &[Some(&parent_oid)],
-    );
-    if let Some(o) = owner {
+    if let Some(field) = i_part_field.filter(|f| !f.is_empty()) {
+        let ts = i_part_time.map(|t| t.to_string());
+        let bounds = q1(
+            false,
+            "select pg_catalog.to_char(b.s, 'YYYY-MM-DD HH24:MI:SS'), pg_catalog.to_char(b.e, 'YYYY-MM-DD HH24:MI:SS') \
+               from (select pg_catalog.date_trunc($2, $1::timestamptz) as s, \
+                            pg_catalog.date_trunc($2, $1::timestamptz) \
+                              operator(pg_catalog.+) ('1 ' operator(pg_catalog.||) $2)::pg_catalog.interval as e) b",
+            &[ts.as_deref(), i_part_period],
+        )
+        .unwrap_or_default();
+        let (Some(start), Some(end)) = (
+            bounds.first().cloned().flatten(),
+            bounds.get(1).cloned().flatten(),
+        ) else {
+            // a NULL time or period: the original's EXECUTE got a NULL statement
+            crate::errors::raise_code(
+                PgSqlErrorCode::ERRCODE_NULL_VALUE_NOT_ALLOWED,
+                "query string argument of EXECUTE is null",
+            )
+        };
+        let f = quote_ident(field);
         exec(
-            &format!("alter table {qpart} owner to {}", quote_ident(&o)),
+            &format!(
+                "alter table {qpart} add check ({f} >= {} and {f} < {})",
+                lg::quote_literal(&start),
+                lg::quote_literal(&end)
+            ),
             &[],
         );
     }
+    // the parent's privileges, as the caller sees them (information_schema), grant
+    // options and PUBLIC included
     let grants = q(
         false,
-        "select case when a.grantee = 0 then 'public' else pg_catalog.quote_ident(pg_catalog.pg_get_userbyid(a.grantee)) end, \
-                a.privilege_type, a.is_grantable::text \
-           from pg_catalog.pg_class c, pg_catalog.aclexplode(c.relacl) a \
-          where c.oid = $1::oid and a.grantee <> c.relowner",
-        &[Some(&parent_oid)],
+        "select grantee::text, privilege_type::text, is_grantable::text \
+           from information_schema.table_privileges \
+          where table_schema operator(pg_catalog.=) $1 and table_name operator(pg_catalog.=) $2",
+        &[Some(&parent_schema), Some(&parent_name)],
     );
     for g in grants {
+        let grantee = match g[0].as_deref() {
+            Some("PUBLIC") => "public".to_string(),
+            Some(r) => quote_ident(r),
+            None => continue,
+        };
+        let privilege = match g[1].as_deref() {
+            Some(
+                p @ ("SELECT" | "INSERT" | "UPDATE" | "DELETE" | "TRUNCATE" | "REFERENCES"
+                | "TRIGGER"),
+            ) => p,
+            _ => continue,
+        };
         exec(
             &format!(
-                "grant {} on {qpart} to {}{}",
-                g[1].clone().unwrap_or_default(),
-                g[0].clone().unwrap_or_default(),
-                if truth(&g[2]) {
+                "grant {privilege} on {qpart} to {grantee}{}",
+                if g[2].as_deref() == Some("YES") {
                     " with grant option"
                 } else {
                     ""
@@ -1745,76 +1849,154 @@ fn lnd_create_partition(
             &[],
         );
     }
-    // triggers and rules of the parent, re-pointed at the partition
-    let defs = q(
+    // triggers and rules of the parent, re-pointed at the partition, with their
+    // enabled state
+    let parent_rel = val(
         false,
-        "select pg_catalog.pg_get_triggerdef(oid) from pg_catalog.pg_trigger where tgrelid = $1::oid and not tgisinternal \
-         union all \
-         select pg_catalog.pg_get_ruledef(oid) from pg_catalog.pg_rewrite where ev_class = $1::oid and rulename <> '_RETURN'",
-        &[Some(&parent_oid)],
-    );
-    let parent_disp = val(
-        false,
-        "select $1::oid::regclass::text",
+        "select pg_catalog.quote_ident(n.nspname) operator(pg_catalog.||) '.' \
+                operator(pg_catalog.||) pg_catalog.quote_ident(c.relname) \
+           from pg_catalog.pg_class c join pg_catalog.pg_namespace n on n.oid = c.relnamespace \
+          where c.oid = $1::pg_catalog.oid",
         &[Some(&parent_oid)],
     )
     .unwrap_or_default();
-    for d in defs.into_iter().filter_map(|r| r[0].clone()) {
-        let sql = d
-            .replacen(&format!(" ON {parent_disp} "), &format!(" ON {qpart} "), 1)
-            .replacen(&format!(" TO {parent_disp} "), &format!(" TO {qpart} "), 1);
+    let triggers = q(
+        false,
+        "select tgname::text, tgenabled::text, pg_catalog.pg_get_triggerdef(oid) from pg_catalog.pg_trigger \
+          where tgrelid = $1::pg_catalog.oid and not tgisinternal order by tgname",
+        &[Some(&parent_oid)],
+    );
+    for t in triggers {
+        let name = t[0].clone().unwrap_or_default();
+        let def = t[2].clone().unwrap_or_default();
+        let qname = quote_ident(&name);
+        let head = ["CREATE TRIGGER ", "CREATE CONSTRAINT TRIGGER "]
+            .iter()
+            .map(|h| format!("{h}{qname}"))
+            .find(|h| def.starts_with(h.as_str()))
+            .unwrap_or_default();
+        let Some(sql) = lg::repoint_definition(&def, &head, " ON ", &parent_rel, &qpart) else {
+            raise(format!("Failed to reconstruct the trigger: {def}"))
+        };
         exec(&sql, &[]);
+        let extra = match t[1].as_deref() {
+            Some("O") => None,
+            Some("D") => Some("disable trigger"),
+            Some("A") => Some("enable always trigger"),
+            Some("R") => Some("enable replica trigger"),
+            other => raise(format!(
+                "Unknown trigger mode: {}",
+                other.unwrap_or_default()
+            )),
+        };
+        if let Some(x) = extra {
+            exec(&format!("alter table {qpart} {x} {qname}"), &[]);
+        }
+    }
+    let rules = q(
+        false,
+        "select rulename::text, ev_enabled::text, pg_catalog.pg_get_ruledef(oid) from pg_catalog.pg_rewrite \
+          where ev_class = $1::pg_catalog.oid and rulename operator(pg_catalog.<>) '_RETURN' order by rulename",
+        &[Some(&parent_oid)],
+    );
+    for r in rules {
+        let name = r[0].clone().unwrap_or_default();
+        let def = r[2].clone().unwrap_or_default();
+        let qname = quote_ident(&name);
+        let head = format!("CREATE RULE {qname} AS");
+        if !def.starts_with(&head) {
+            raise("failed to match rule name");
+        }
+        let Some(sql) = lg::repoint_definition(&def, &head, " TO ", &parent_rel, &qpart) else {
+            raise("failed to find original table name")
+        };
+        exec(&sql, &[]);
+        let extra = match r[1].as_deref() {
+            Some("O") => None,
+            Some("R") => Some("enable replica rule"),
+            Some("A") => Some("enable always rule"),
+            Some("D") => Some("disable rule"),
+            other => raise(format!(
+                "unknown rule option: {}",
+                other.unwrap_or_default()
+            )),
+        };
+        if let Some(x) = extra {
+            exec(&format!("alter table {qpart} {x} {qname}"), &[]);
+        }
     }
     1
 }
 
-fn obsolete(part_name: &str, retention: &str, period: &str) -> bool {
-    let Some(p) = lg::PartPeriod::parse(period) else {
-        return false;
-    };
-    let Some(start) = lg::partition_start(part_name, p) else {
-        return false;
-    };
-    truth(&val(
-        false,
-        "select ($1::timestamp < pg_catalog.date_trunc($3, localtimestamp - $2::interval))::text",
-        &[Some(&start), Some(retention), Some(p.sql())],
-    ))
+fn part_suffix_or_raise(period: Option<&str>) -> lg::PartSuffix {
+    period.and_then(lg::part_suffix).unwrap_or_else(|| {
+        raise(format!(
+            "not supported i_partition_period: {}",
+            period.unwrap_or("<NULL>")
+        ))
+    })
 }
 
+/// Is a partition older than the retention period? Its name suffix (`_YYYY_MM`, ...)
+/// is compared as text with the same suffix of `now() - retention`, as the original
+/// does, so a suffix that is not a valid date never fails. NULL when the name does not
+/// end in the period's suffix.
 #[pg_extern(sql = false)]
 fn lnd_is_obsolete_partition(
     i_partition_table: Option<&str>,
     i_retention_period: Option<pgrx::datum::Interval>,
     i_partition_period: Option<&str>,
 ) -> Option<bool> {
-    let (Some(t), Some(r), Some(p)) = (i_partition_table, i_retention_period, i_partition_period)
-    else {
-        return None;
-    };
-    let (_, name) = lg::split_fqname(&lg::make_fqname(t));
-    Some(obsolete(&name, &r.to_string(), p))
+    let suffix = part_suffix_or_raise(i_partition_period);
+    let table = i_partition_table?;
+    let base = lg::partition_base(table, suffix).filter(|b| !b.is_empty())?;
+    let retention = i_retention_period.map(|r| r.to_string());
+    let older = val(
+        false,
+        "select ($1::text operator(pg_catalog.<) ($2::text operator(pg_catalog.||) \
+                 pg_catalog.to_char(pg_catalog.now() operator(pg_catalog.-) $3::pg_catalog.interval, $4)))::text",
+        &[Some(table), Some(base), retention.as_deref(), Some(suffix.to_char)],
+    );
+    Some(truth(&older))
 }
 
-fn list_obsolete(parent: &str, retention: &str, period: &str) -> Vec<String> {
-    let fq = lg::make_fqname(parent);
-    let Some(oid) = find_rel_oid(&fq, "r") else {
-        return vec![];
+/// Tables of the parent's schema named `<parent>_<suffix>` whose suffix is older than
+/// the retention period (text comparison, as is_obsolete_partition), quoted, sorted.
+fn list_obsolete(
+    parent: Option<&str>,
+    retention: Option<String>,
+    period: Option<&str>,
+) -> Vec<String> {
+    let Some(parent) = parent else {
+        crate::errors::raise_code(
+            PgSqlErrorCode::ERRCODE_NULL_VALUE_NOT_ALLOWED,
+            "null value cannot be assigned to variable \"_schema\" declared NOT NULL",
+        )
     };
-    let (_, pname) = lg::split_fqname(&fq);
-    let kids = q(
+    let suffix = part_suffix_or_raise(period);
+    // split_part semantics: `a.b.c` is table b of schema a, `t` is public.t
+    let mut it = parent.split('.');
+    let mut schema = it.next().unwrap_or_default().to_string();
+    let mut table = it.next().unwrap_or_default().to_string();
+    if table.is_empty() {
+        table = schema;
+        schema = "public".to_string();
+    }
+    let rows = q(
         false,
-        "select n.nspname::text, c.relname::text from pg_catalog.pg_inherits i \
-           join pg_catalog.pg_class c on c.oid = i.inhrelid \
-           join pg_catalog.pg_namespace n on n.oid = c.relnamespace \
-          where i.inhparent = $1::oid order by 2",
-        &[Some(&oid)],
+        "select t.tablename::text, pg_catalog.quote_ident(t.schemaname) operator(pg_catalog.||) '.' \
+                operator(pg_catalog.||) pg_catalog.quote_ident(t.tablename) \
+           from pg_catalog.pg_tables t \
+          where t.schemaname operator(pg_catalog.=) $1 \
+            and t.tablename::text operator(pg_catalog.<) ($2 operator(pg_catalog.||) \
+                pg_catalog.to_char(pg_catalog.now() operator(pg_catalog.-) $3::pg_catalog.interval, $4)) \
+          order by 2",
+        &[Some(&schema), Some(&table), retention.as_deref(), Some(suffix.to_char)],
     );
-    kids.into_iter()
+    rows.into_iter()
         .filter_map(|r| {
-            let (s, n) = (r[0].clone()?, r[1].clone()?);
-            let suffix_ok = n.starts_with(&format!("{pname}_"));
-            (suffix_ok && obsolete(&n, retention, period)).then(|| format!("{s}.{n}"))
+            let name = r[0].clone()?;
+            (lg::partition_base(&name, suffix) == Some(table.as_str())).then(|| r[1].clone())?
         })
         .collect()
 }
@@ -1825,11 +2007,11 @@ fn lnd_list_obsolete_partitions(
     i_retention_period: Option<pgrx::datum::Interval>,
     i_partition_period: Option<&str>,
 ) -> SetOfIterator<'static, String> {
-    let v = match (i_parent_table, i_retention_period, i_partition_period) {
-        (Some(t), Some(r), Some(p)) => list_obsolete(t, &r.to_string(), p),
-        _ => vec![],
-    };
-    SetOfIterator::new(v)
+    SetOfIterator::new(list_obsolete(
+        i_parent_table,
+        i_retention_period.map(|r| r.to_string()),
+        i_partition_period,
+    ))
 }
 
 #[pg_extern(sql = false)]
@@ -1838,12 +2020,14 @@ fn lnd_drop_obsolete_partitions(
     i_retention_period: Option<pgrx::datum::Interval>,
     i_partition_period: Option<&str>,
 ) -> SetOfIterator<'static, String> {
-    let v = match (i_parent_table, i_retention_period, i_partition_period) {
-        (Some(t), Some(r), Some(p)) => list_obsolete(t, &r.to_string(), p),
-        _ => vec![],
-    };
+    let v = list_obsolete(
+        i_parent_table,
+        i_retention_period.map(|r| r.to_string()),
+        i_partition_period,
+    );
+    // the names come quoted from list_obsolete
     for t in &v {
-        exec(&format!("drop table {}", quote_fq(t)), &[]);
+        exec(&format!("drop table {t}"), &[]);
     }
     SetOfIterator::new(v)
 }

@@ -71,8 +71,16 @@ impl OutRec {
     }
 }
 
+// SAFETY: box_into returns a composite Datum built for the function's own declared
+// result type, which is what BoxRet requires.
 unsafe impl BoxRet for OutRec {
     unsafe fn box_into<'fcx>(self, fcinfo: &mut FcInfo<'fcx>) -> Datum<'fcx> {
+        // SAFETY: `fcinfo` is the live call frame pgrx hands us; get_call_result_type
+        // fills `tupdesc` from the declaration (checked non-null and composite before
+        // use); the column count is checked against ours, so heap_form_tuple reads
+        // exactly `natts` values and nulls from the two vectors, which outlive the call;
+        // every non-NULL Datum was made by IntoDatum from the Rust type the caller uses
+        // for that OUT column (kept in step with the declarations in sql/).
         unsafe {
             let raw = fcinfo.as_mut_ptr();
             let mut tupdesc: pg_sys::TupleDesc = std::ptr::null_mut();
@@ -108,6 +116,7 @@ unsafe impl BoxRet for OutRec {
     }
 }
 
+// SAFETY: the SQL mapping is `record`, which is what box_into returns.
 unsafe impl SqlTranslatable for OutRec {
     const TYPE_IDENT: &'static str = "pgq::outrec::OutRec";
     const TYPE_ORIGIN: pgrx::pgrx_sql_entity_graph::metadata::TypeOrigin =

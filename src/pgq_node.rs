@@ -44,10 +44,10 @@ struct Node {
 fn load_node(c: Client, rw: bool, lock: bool, queue: Option<&str>) -> Option<Node> {
     let sql = if lock {
         "select node_type, node_name, worker_name, combined_queue \
-           from pgq_node.node_info where queue_name = $1 for update"
+           from pgq_node.node_info where queue_name operator(pg_catalog.=) $1 for update"
     } else {
         "select node_type, node_name, worker_name, combined_queue \
-           from pgq_node.node_info where queue_name = $1"
+           from pgq_node.node_info where queue_name operator(pg_catalog.=) $1"
     };
     let t = run(c, rw || lock, sql, &[queue.into()]);
     first(t).map(|r| Node {
@@ -1572,7 +1572,8 @@ fn pgq_node_maint_watermark(i_queue_name: Option<&str>) -> Option<i32> {
         let old: Option<bool> = one(
             c,
             true,
-            "select lag >= '5 minutes'::interval from pgq.get_consumer_info($1, '.global_watermark')",
+            "select lag operator(pg_catalog.>=) '5 minutes'::pg_catalog.interval \
+               from pgq.get_consumer_info($1, '.global_watermark')",
             &[i_queue_name.into()],
         );
         if old == Some(true) {

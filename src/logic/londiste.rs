@@ -1,5 +1,6 @@
 //! Londiste pure logic: table name handling, the table copy-state machine, the
-//! `create_trigger` argument planner, sequence publishing and partition names.
+//! `create_trigger` argument planner and trigger names, sequence publishing, and
+//! partition names and definitions.
 //! No pgrx here; identifier quoting that needs PostgreSQL's keyword list is passed
 //! in as a closure by the caller.
 
@@ -364,67 +365,143 @@ pub fn seq_publish(real: i64, published: i64, buffer: i64) -> Option<i64> {
     }
 }
 
-/// Partition period of the partition helpers.
+/// Longest identifier PostgreSQL keeps whole (NAMEDATALEN - 1 bytes); longer ones
+/// are truncated, so two long names that differ only at the end would collide.
+pub const MAX_IDENT_BYTES: usize = 63;
+
+/// `name` unchanged when PostgreSQL keeps it whole; otherwise a deterministic
+/// shortened form: as much of the start as fits, then `_` and 8 hex digits of a hash
+/// of the full name, 63 bytes at most.
+pub fn fit_ident(name: &str) -> String {
+    if name.len() <= MAX_IDENT_BYTES {
+        return name.to_string();
+    }
+    // FNV-1a, 64 bit, folded to 32: stable across builds and platforms
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in name.bytes() {
+        h ^= u64::from(b);
+        h = h.wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    let tag = format!("_{:08x}", ((h >> 32) ^ h) as u32);
+    let mut cut = MAX_IDENT_BYTES - tag.len();
+    while !name.is_char_boundary(cut) {
+        cut -= 1;
+    }
+    format!("{}{tag}", &name[..cut])
+}
+
+/// Names of the triggers `create_trigger` puts on a table for a queue.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct QueueTriggerNames {
+    /// `_londiste_<queue>`
+    pub main: String,
+    /// `zzz__londiste_<queue>` (the trigger that runs last, with SKIP)
+    pub skip: String,
+    /// `_londiste_<queue>_truncate`
+    pub truncate: String,
+}
+
+/// The original's names while they fit in 63 bytes, else `fit_ident` of them, so the
+/// three stay distinct for every queue name.
+pub fn queue_trigger_names(queue: &str) -> QueueTriggerNames {
+    let base = format!("_londiste_{queue}");
+    QueueTriggerNames {
+        main: fit_ident(&base),
+        skip: fit_ident(&format!("zzz_{base}")),
+        truncate: fit_ident(&format!("{base}_truncate")),
+    }
+}
+
+/// Name suffix and `to_char` format of a partition period, as the retention helpers
+/// spell them: `year`/`yearly` `_YYYY`, `month`/`monthly` `_YYYY_MM`, `day`/`daily`
+/// `_YYYY_MM_DD`, `hour`/`hourly` `_YYYY_MM_DD_HH24`. Case-sensitive.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum PartPeriod {
-    Year,
-    Month,
-    Day,
-    Hour,
+pub struct PartSuffix {
+    /// number of numeric groups: 1 (year) .. 4 (hour)
+    pub groups: usize,
+    pub to_char: &'static str,
 }
 
-impl PartPeriod {
-    pub fn parse(s: &str) -> Option<PartPeriod> {
-        match s.to_lowercase().as_str() {
-            "year" | "yearly" => Some(PartPeriod::Year),
-            "month" | "monthly" => Some(PartPeriod::Month),
-            "day" | "daily" => Some(PartPeriod::Day),
-            "hour" | "hourly" => Some(PartPeriod::Hour),
-            _ => None,
-        }
-    }
-    pub fn sql(self) -> &'static str {
-        match self {
-            PartPeriod::Year => "year",
-            PartPeriod::Month => "month",
-            PartPeriod::Day => "day",
-            PartPeriod::Hour => "hour",
-        }
-    }
-    fn nparts(self) -> usize {
-        match self {
-            PartPeriod::Year => 1,
-            PartPeriod::Month => 2,
-            PartPeriod::Day => 3,
-            PartPeriod::Hour => 4,
-        }
-    }
+pub fn part_suffix(period: &str) -> Option<PartSuffix> {
+    let (groups, to_char) = match period {
+        "year" | "yearly" => (1, "_YYYY"),
+        "month" | "monthly" => (2, "_YYYY_MM"),
+        "day" | "daily" => (3, "_YYYY_MM_DD"),
+        "hour" | "hourly" => (4, "_YYYY_MM_DD_HH24"),
+        _ => return None,
+    };
+    Some(PartSuffix { groups, to_char })
 }
 
-/// Start of a partition from its name suffix `_YYYY[_MM[_DD[_HH]]]` as an ISO
-/// timestamp text (`YYYY-MM-DD HH:00:00`), or None if the name does not end that way.
-pub fn partition_start(name: &str, period: PartPeriod) -> Option<String> {
-    let n = period.nparts();
-    let parts: Vec<&str> = name.rsplitn(n + 1, '_').collect();
-    if parts.len() != n + 1 {
+/// The part of `name` before a `_DDDD[_DD[_DD[_DD]]]` suffix of the period's shape
+/// (digits only; whether they form a valid date does not matter), or None when the
+/// name does not end that way.
+pub fn partition_base(name: &str, suffix: PartSuffix) -> Option<&str> {
+    let len = 5 + 3 * (suffix.groups - 1);
+    if name.len() < len || !name.is_char_boundary(name.len() - len) {
         return None;
     }
-    let mut nums: Vec<u32> = Vec::new();
-    for (i, p) in parts[..n].iter().rev().enumerate() {
-        let want = if i == 0 { 4 } else { 2 };
-        if p.len() != want || !p.bytes().all(|b| b.is_ascii_digit()) {
+    let (base, tail) = name.split_at(name.len() - len);
+    let t = tail.as_bytes();
+    let mut widths = vec![4usize];
+    widths.resize(suffix.groups, 2);
+    let mut pos = 0;
+    for w in widths {
+        if t[pos] != b'_' || !t[pos + 1..pos + 1 + w].iter().all(u8::is_ascii_digit) {
             return None;
         }
-        nums.push(p.parse().ok()?);
+        pos += 1 + w;
     }
-    let y = nums[0];
-    let m = *nums.get(1).unwrap_or(&1);
-    let d = *nums.get(2).unwrap_or(&1);
-    let h = *nums.get(3).unwrap_or(&0);
-    if !(1..=12).contains(&m) || !(1..=31).contains(&d) || h > 23 {
+    Some(base)
+}
+
+/// Byte offset of the first `kw` (e.g. `" ON "`) at or after `from` that is outside
+/// double-quoted identifiers.
+fn find_unquoted(s: &str, kw: &str, from: usize) -> Option<usize> {
+    let b = s.as_bytes();
+    let mut in_quote = false;
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'"' {
+            in_quote = !in_quote;
+        } else if !in_quote && i >= from && b[i..].starts_with(kw.as_bytes()) {
+            return Some(i);
+        }
+        i += 1;
+    }
+    None
+}
+
+/// Re-point a `pg_get_triggerdef` / `pg_get_ruledef` definition at another table:
+/// `head` is the definition's start up to and including the quoted object name
+/// (`CREATE TRIGGER "Fooza"`, `CREATE RULE r AS`), `kw` the keyword before the table
+/// (`" ON "` for triggers, `" TO "` for rules), `from_rel` the table as the definition
+/// names it (schema-qualified, quoted). Only that one occurrence is replaced, never
+/// text inside the object's name, column names or the body. None if it is not found.
+pub fn repoint_definition(
+    def: &str,
+    head: &str,
+    kw: &str,
+    from_rel: &str,
+    to_rel: &str,
+) -> Option<String> {
+    let start = if def.starts_with(head) {
+        head.len()
+    } else {
         return None;
+    };
+    let mut at = start;
+    loop {
+        let i = find_unquoted(def, kw, at)?;
+        let rel_at = i + kw.len();
+        let rest = &def[rel_at..];
+        if let Some(after) = rest.strip_prefix(from_rel) {
+            if after.is_empty() || after.starts_with(|c: char| c.is_whitespace()) {
+                return Some(format!("{}{to_rel}{after}", &def[..rel_at]));
+            }
+        }
+        at = i + 1;
     }
-    Some(format!("{y:04}-{m:02}-{d:02} {h:02}:00:00"))
 }
 
 #[cfg(test)]
@@ -543,20 +620,88 @@ mod tests {
 
     #[test]
     fn partitions() {
+        let m = part_suffix("month").unwrap();
+        assert_eq!(partition_base("lt.events_2020_01", m), Some("lt.events"));
+        // any digits: no date check, so odd suffixes never fail
+        assert_eq!(partition_base("events_2020_13", m), Some("events"));
+        assert_eq!(partition_base("events_2020_01_01", m), None);
+        assert_eq!(partition_base("events_2020_1", m), None);
+        assert_eq!(partition_base("_2020_01", m), Some(""));
+        assert_eq!(partition_base("x_2020_01", m), Some("x"));
+        assert_eq!(partition_base("events_20x0_01", m), None);
+        assert_eq!(partition_base("é_2020_01", m), Some("é"));
+        let h = part_suffix("hourly").unwrap();
+        assert_eq!(h.to_char, "_YYYY_MM_DD_HH24");
+        assert_eq!(partition_base("ev_2020_01_02_25", h), Some("ev"));
         assert_eq!(
-            partition_start("events_2020_01", PartPeriod::Month).as_deref(),
-            Some("2020-01-01 00:00:00")
+            partition_base("ev_2020", part_suffix("year").unwrap()),
+            Some("ev")
         );
-        assert_eq!(partition_start("events_2020_01", PartPeriod::Day), None);
+        assert_eq!(part_suffix("Month"), None);
+        assert_eq!(part_suffix("week"), None);
+    }
+
+    #[test]
+    fn long_trigger_names() {
+        let short = queue_trigger_names("q");
+        assert_eq!(short.main, "_londiste_q");
+        assert_eq!(short.skip, "zzz__londiste_q");
+        assert_eq!(short.truncate, "_londiste_q_truncate");
+        // 44 bytes: all three still fit and keep the original's names
+        let q44 = "q".repeat(44);
+        let n = queue_trigger_names(&q44);
+        assert_eq!(n.truncate, format!("_londiste_{q44}_truncate"));
+        for len in [53, 54, 60, 63, 100, 200] {
+            let q = "a".repeat(len);
+            let n = queue_trigger_names(&q);
+            for x in [&n.main, &n.skip, &n.truncate] {
+                assert!(x.len() <= MAX_IDENT_BYTES, "{x}");
+            }
+            assert_ne!(n.main, n.truncate);
+            assert_ne!(n.main, n.skip);
+            assert_ne!(n.skip, n.truncate);
+            assert_eq!(n, queue_trigger_names(&q));
+        }
         assert_eq!(
-            partition_start("ev_2020_01_02_05", PartPeriod::Hour).as_deref(),
-            Some("2020-01-02 05:00:00")
+            queue_trigger_names(&"a".repeat(53)).main,
+            format!("_londiste_{}", "a".repeat(53))
+        );
+        // two long queues sharing a 60-byte prefix get different names
+        let a = queue_trigger_names(&format!("{}x", "p".repeat(60)));
+        let b = queue_trigger_names(&format!("{}y", "p".repeat(60)));
+        assert_ne!(a.main, b.main);
+        // multibyte names are cut at a character boundary
+        let m = fit_ident(&"ä".repeat(40));
+        assert!(m.len() <= MAX_IDENT_BYTES && m.is_char_boundary(m.len()));
+    }
+
+    #[test]
+    fn repointed_definitions() {
+        let d = "CREATE TRIGGER \"Fooza\" AFTER INSERT ON public.events FOR EACH ROW EXECUTE FUNCTION trgf()";
+        assert_eq!(
+            repoint_definition(d, "CREATE TRIGGER \"Fooza\"", " ON ", "public.events", "public.events_2020_01").as_deref(),
+            Some("CREATE TRIGGER \"Fooza\" AFTER INSERT ON public.events_2020_01 FOR EACH ROW EXECUTE FUNCTION trgf()")
+        );
+        // the name and a column list contain the same text; only the table is replaced
+        let d = "CREATE TRIGGER \"t ON public.events x\" AFTER UPDATE OF \"c ON public.events \" ON public.events FOR EACH ROW EXECUTE FUNCTION f()";
+        assert_eq!(
+            repoint_definition(d, "CREATE TRIGGER \"t ON public.events x\"", " ON ", "public.events", "s.p").as_deref(),
+            Some("CREATE TRIGGER \"t ON public.events x\" AFTER UPDATE OF \"c ON public.events \" ON s.p FOR EACH ROW EXECUTE FUNCTION f()")
+        );
+        // a longer table name with the same prefix is not the table
+        let d = "CREATE RULE r AS\n    ON INSERT TO public.events_log DO INSTEAD NOTHING";
+        assert_eq!(
+            repoint_definition(d, "CREATE RULE r AS", " TO ", "public.events", "x.y"),
+            None
+        );
+        let d = "CREATE RULE r AS\n    ON INSERT TO \"My S\".\"Ev\" DO INSTEAD INSERT INTO \"My S\".\"Ev\" VALUES (1)";
+        assert_eq!(
+            repoint_definition(d, "CREATE RULE r AS", " TO ", "\"My S\".\"Ev\"", "\"My S\".\"Ev_1\"").as_deref(),
+            Some("CREATE RULE r AS\n    ON INSERT TO \"My S\".\"Ev_1\" DO INSTEAD INSERT INTO \"My S\".\"Ev\" VALUES (1)")
         );
         assert_eq!(
-            partition_start("ev_2020", PartPeriod::Year).as_deref(),
-            Some("2020-01-01 00:00:00")
+            repoint_definition(d, "CREATE RULE q AS", " TO ", "a.b", "c.d"),
+            None
         );
-        assert_eq!(partition_start("ev_20x0_01", PartPeriod::Month), None);
-        assert_eq!(PartPeriod::parse("Month"), Some(PartPeriod::Month));
     }
 }

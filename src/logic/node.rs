@@ -110,9 +110,35 @@ pub fn subconsumer_name(consumer: &str, sub: &str) -> String {
     format!("{consumer}.{sub}")
 }
 
+/// An error DETAIL without the Rust backtrace that a pgrx guard appends to it when
+/// RUST_BACKTRACE is set (pgrx writes `"{detail}\n{backtrace}"`, and a rendered
+/// backtrace starts with frame `   0: `). None when nothing else is left.
+pub fn strip_backtrace(detail: &str) -> Option<&str> {
+    let d = match detail.find("\n   0: ") {
+        Some(i) => &detail[..i],
+        None => detail,
+    };
+    (!d.is_empty()).then_some(d)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn backtrace_stripped_from_detail() {
+        assert_eq!(
+            strip_backtrace("Failing row contains (1)."),
+            Some("Failing row contains (1).")
+        );
+        assert_eq!(
+            strip_backtrace("Key (id)=(1) exists.\n   0: std::thread::local\n   1: x"),
+            Some("Key (id)=(1) exists.")
+        );
+        assert_eq!(strip_backtrace("\n   0: std::thread::local\n"), None);
+        assert_eq!(strip_backtrace(""), None);
+        assert_eq!(strip_backtrace("two\nlines"), Some("two\nlines"));
+    }
 
     #[test]
     fn root_takes_no_provider_args() {
