@@ -73,7 +73,7 @@ fn list_databases() -> Vec<Db> {
     out
 }
 
-fn start_worker(db: &Db) -> Option<DynamicBackgroundWorker> {
+fn start_worker(db: &Db, arg: pg_sys::Datum) -> Option<DynamicBackgroundWorker> {
     let mut name = format!("pgq ticker {}", db.name);
     if name.len() > 90 {
         let mut n = 90;
@@ -86,7 +86,7 @@ fn start_worker(db: &Db) -> Option<DynamicBackgroundWorker> {
         .set_type("pgq ticker")
         .set_library("pgq")
         .set_function("pgq_ticker_main")
-        .set_argument(Some(pg_sys::Datum::from(db.oid as usize)))
+        .set_argument(Some(arg))
         .enable_shmem_access(None)
         .enable_spi_access()
         .set_start_time(BgWorkerStartTime::RecoveryFinished)
@@ -204,13 +204,13 @@ pub extern "C-unwind" fn pgq_launcher_main(_arg: pg_sys::Datum) {
                     let wait = slot.next_start.max(slot.blocked_until);
                     if wait > now {
                         nap = nap.min(wait - now);
-                        false
+                        None
                     } else {
-                        true
+                        Some(shmem::start_arg(i, s.new_generation(i)))
                     }
                 };
-                if start {
-                    if let Some(h) = start_worker(db) {
+                if let Some(arg) = start {
+                    if let Some(h) = start_worker(db, arg) {
                         workers.insert(db.oid, h);
                     }
                 }

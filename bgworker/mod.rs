@@ -69,6 +69,7 @@ fn sees_all_databases() -> bool {
 pub type StatusRow = (
     String,
     Option<String>,
+    Option<String>,
     Option<i32>,
     Option<TimestampWithTimeZone>,
     Option<TimestampWithTimeZone>,
@@ -77,6 +78,7 @@ pub type StatusRow = (
     i64,
     i32,
     bool,
+    Option<String>,
     Option<String>,
     Option<TimestampWithTimeZone>,
 );
@@ -100,6 +102,7 @@ pub fn status_rows() -> Vec<StatusRow> {
     out.push((
         "launcher".to_string(),
         None,
+        None,
         if lp > 0 { Some(lp) } else { None },
         None,
         None,
@@ -108,6 +111,7 @@ pub fn status_rows() -> Vec<StatusRow> {
         0,
         0,
         false,
+        None,
         None,
         None,
     ));
@@ -127,8 +131,9 @@ pub fn status_rows() -> Vec<StatusRow> {
             }
         };
         out.push((
-            "ticker".to_string(),
+            slot.kind.name().to_string(),
             name,
+            (slot.object_len > 0).then(|| slot.object().to_string()),
             if slot.pid > 0 { Some(slot.pid) } else { None },
             ts(slot.started_at),
             ts(slot.last_tick),
@@ -138,6 +143,7 @@ pub fn status_rows() -> Vec<StatusRow> {
             slot.restarts,
             slot.no_extension,
             slot.error_text(),
+            slot.sqlstate_text(),
             ts(slot.last_error_time),
         ));
     }

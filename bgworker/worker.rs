@@ -591,7 +591,7 @@ fn become_worker_role() -> Result<String, String> {
 #[pg_guard]
 #[unsafe(no_mangle)]
 pub extern "C-unwind" fn pgq_ticker_main(arg: pg_sys::Datum) {
-    let dboid = pg_sys::Oid::from(arg.value() as u32);
+    let (slot_index, generation) = shmem::parse_start_arg(arg);
     BackgroundWorker::attach_signal_handlers(SignalWakeFlags::SIGHUP | SignalWakeFlags::SIGTERM);
     super::terminate_on_sigterm();
     unsafe {
@@ -599,28 +599,44 @@ pub extern "C-unwind" fn pgq_ticker_main(arg: pg_sys::Datum) {
             return;
         }
     }
-    BackgroundWorker::connect_worker_to_spi_by_oid(Some(dboid), None);
+    // the slot says which database; a slot reused since the launcher asked for this
+    // worker (another generation) is not ours
+    let dboid = {
+        let s = STATE.share();
+        match s.slots.get(slot_index) {
+            Some(slot)
+                if slot.in_use
+                    && slot.kind == shmem::Kind::Ticker
+                    && slot.generation == generation =>
+            {
+                slot.dboid
+            }
+            _ => {
+                drop(s);
+                log!("pgq ticker: started for slot {slot_index} generation {generation}, which is gone; exiting");
+                return;
+            }
+        }
+    };
+    BackgroundWorker::connect_worker_to_spi_by_oid(Some(pg_sys::Oid::from(dboid)), None);
     pin_session();
     {
         let mut s = STATE.exclusive();
-        if let Some(i) = s.slot_for(dboid.to_u32()) {
-            let slot = &mut s.slots[i];
-            // a slot held by a live worker is not ours to take (a restarted launcher
-            // that did not know that worker yet)
-            let holder = slot.pid;
-            if holder > 0 && holder != unsafe { pg_sys::MyProcPid } && shmem::alive(holder) {
-                drop(s);
-                log!(
-                    "pgq ticker: database {} already has a ticker (pid {holder}); exiting",
-                    dboid.to_u32()
-                );
-                return;
-            }
-            unsafe { SLOT = i };
-            slot.pid = unsafe { pg_sys::MyProcPid };
-            slot.started_at = shmem::now();
-            slot.no_extension = false;
+        let slot = &mut s.slots[slot_index];
+        // a slot held by a live worker is not ours to take (a restarted launcher that
+        // did not know that worker yet)
+        let holder = slot.pid;
+        if slot.generation != generation
+            || (holder > 0 && holder != unsafe { pg_sys::MyProcPid } && shmem::alive(holder))
+        {
+            drop(s);
+            log!("pgq ticker: database {dboid} already has a ticker (pid {holder}); exiting");
+            return;
         }
+        unsafe { SLOT = slot_index };
+        slot.pid = unsafe { pg_sys::MyProcPid };
+        slot.started_at = shmem::now();
+        slot.no_extension = false;
     }
     unsafe {
         pg_sys::before_shmem_exit(Some(on_exit), pg_sys::Datum::from(0));

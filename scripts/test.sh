@@ -59,7 +59,9 @@ run_pgtest() {
 # production with background work off so ticks stay deterministic.
 run_pg_regress() {  # LAYER TOOL EXT
   local layer=$1 tool=$2 ext=$3 db=pgq_$1
-  cluster_start "$layer" "shared_preload_libraries = 'pgq'" "pgq.enabled = off"
+  # RUST_BACKTRACE set: an error that picks up a Rust backtrace on its way out shows in
+  # the output diff (users must see PostgreSQL's error as it is)
+  CLUSTER_ENV="RUST_BACKTRACE=1" cluster_start "$layer" "shared_preload_libraries = 'pgq'" "pgq.enabled = off"
   as_pg "$PGBIN/createdb" -h "$PGHOST" -p "$PGPORT" "$db"
   local out=$ROOT/tests/$layer/results-run
   rm -rf "$out"; mkdir -p "$out"

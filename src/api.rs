@@ -211,7 +211,8 @@ pub mod pgq {
         }
     }
 
-    /// The background workers: the launcher and one ticker per database.
+    /// The background workers: the launcher and one row per worker slot. `worker` is the
+    /// kind (launcher, ticker), `object` what a worker works on inside its database.
     #[pg_extern(volatile, parallel_unsafe)]
     #[search_path(pg_catalog, pgq, pg_temp)]
     fn worker_status() -> TableIterator<
@@ -219,6 +220,7 @@ pub mod pgq {
         (
             name!(worker, String),
             name!(database, Option<String>),
+            name!(object, Option<String>),
             name!(pid, Option<i32>),
             name!(started_at, Option<TimestampWithTimeZone>),
             name!(last_tick, Option<TimestampWithTimeZone>),
@@ -228,6 +230,7 @@ pub mod pgq {
             name!(restarts, i32),
             name!(no_extension, bool),
             name!(last_error, Option<String>),
+            name!(last_sqlstate, Option<String>),
             name!(last_error_time, Option<TimestampWithTimeZone>),
         ),
     > {

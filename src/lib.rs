@@ -50,8 +50,25 @@ extension_sql_file!(
 extension_sql_file!("../sql/pgq_ext.sql", name = "pgq_ext");
 extension_sql_file!("../sql/pgq_coop.sql", name = "pgq_coop");
 
+/// PostgreSQL errors that pass through Rust frames are re-raised by pgrx, which appends
+/// a Rust backtrace to DETAIL whenever RUST_BACKTRACE is set in the server's
+/// environment. Users must get the error as PostgreSQL raised it: the standard library
+/// decides once per process whether to capture backtraces, so decide "no" here, once,
+/// before anything could capture one (RUST_LIB_BACKTRACE=0 overrides RUST_BACKTRACE for
+/// library captures), and leave the environment as it was.
+fn plain_errors() {
+    let saved = std::env::var_os("RUST_LIB_BACKTRACE");
+    std::env::set_var("RUST_LIB_BACKTRACE", "0");
+    let _ = std::backtrace::Backtrace::capture();
+    match saved {
+        Some(v) => std::env::set_var("RUST_LIB_BACKTRACE", v),
+        None => std::env::remove_var("RUST_LIB_BACKTRACE"),
+    }
+}
+
 #[pg_guard]
 pub extern "C-unwind" fn _PG_init() {
+    plain_errors();
     gucs::init();
     insert::init();
     triggers::init();

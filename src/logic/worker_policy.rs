@@ -168,7 +168,9 @@ mod sqlstate_tests {
 
     #[test]
     fn round_trip() {
-        for s in ["P0001", "XX000", "55P03", "42501", "22008", "00000", "57P01"] {
+        for s in [
+            "P0001", "XX000", "55P03", "42501", "22008", "00000", "57P01",
+        ] {
             assert_eq!(sqlstate_text(pack(s)), s);
         }
     }

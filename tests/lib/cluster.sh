@@ -55,7 +55,8 @@ cluster_start() {
   } >> "$dir/data/postgresql.conf"
   local try
   for try in 1 2 3 4 5; do
-    as_pg "$PG_BIN/pg_ctl" -D "$dir/data" -l "$dir/server.log" -w -t 60 start >/dev/null && break
+    # CLUSTER_ENV: extra environment of the server (e.g. RUST_BACKTRACE=1)
+    as_pg env ${CLUSTER_ENV:-} "$PG_BIN/pg_ctl" -D "$dir/data" -l "$dir/server.log" -w -t 60 start >/dev/null && break
     if [ "$try" -lt 5 ] && grep -q "Address already in use" "$dir/server.log"; then
       PGPORT=$(free_port $((PGPORT + 1)))
       sed -i "s/^port = .*/port = $PGPORT/" "$dir/data/postgresql.conf"
