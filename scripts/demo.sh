@@ -22,8 +22,8 @@ SELECT pgq.insert_event('orders', 'order.created', 'id=1&amount=10.50');
 SELECT pgq.insert_event('orders', 'order.created', 'id=2&amount=99.00', 'public.orders', NULL, NULL, NULL);
 COMMIT;
 SELECT pgq.insert_event('orders', 'order.paid', 'id=1');
--- the ticker cuts the event stream into batches (the in-server ticker will do
--- this by itself; here we call it by hand)
+-- the ticker cuts the event stream into batches (the in-server ticker does this by
+-- itself at the queue's thresholds; here we force one tick now)
 SELECT pgq.force_tick('orders');
 SELECT pgq.ticker();
 -- the consumer: take a batch, read it, finish it

@@ -1,4 +1,5 @@
-//! pgq: PgQ (and, in later stages, pgq_node and Londiste) as one PostgreSQL extension.
+//! pgq: PgQ, pgq_node, pgq_ext, pgq_coop and the SQL side of Londiste as one
+//! PostgreSQL extension, with in-server background workers (bgworker/).
 //!
 //! Layout: `logic/` is pure Rust (snapshots, batch SQL, tick policy); `insert.rs`,
 //! `batch.rs`, `ticker.rs` are the SPI hot paths; `api.rs` is the `#[pg_extern]` glue;
