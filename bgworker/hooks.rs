@@ -4,28 +4,33 @@ use super::shmem::{self, STATE};
 use crate::gucs;
 use pgrx::prelude::*;
 use std::ffi::CStr;
+use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
+use std::sync::OnceLock;
 
-static mut WAKE_TICKER: bool = false;
-static mut WAKE_LAUNCHER: bool = false;
-static mut PREV_UTILITY_HOOK: pg_sys::ProcessUtility_hook_type = None;
+/// This transaction inserted events: wake the database's ticker at commit.
+static WAKE_TICKER: AtomicBool = AtomicBool::new(false);
+/// This transaction created the extension: wake the launcher at commit.
+static WAKE_LAUNCHER: AtomicBool = AtomicBool::new(false);
+/// The ProcessUtility hook that was installed before ours.
+static PREV_UTILITY_HOOK: OnceLock<pg_sys::ProcessUtility_hook_type> = OnceLock::new();
 
 /// The insert path calls this: at commit, wake this database's ticker.
 #[inline]
 pub fn note_event_inserted() {
-    unsafe {
-        if !WAKE_TICKER && super::preloaded() && gucs::TICKER_WAKEUP.get() {
-            WAKE_TICKER = true;
-        }
+    if !WAKE_TICKER.load(Relaxed) && super::preloaded() && gucs::TICKER_WAKEUP.get() {
+        WAKE_TICKER.store(true, Relaxed);
     }
 }
 
 /// CREATE EXTENSION calls this (pgq._wake_launcher()): at commit the launcher
 /// looks for the new database at once.
 pub fn request_launcher_wakeup() {
-    unsafe { WAKE_LAUNCHER = true };
+    WAKE_LAUNCHER.store(true, Relaxed);
 }
 
 pub fn register_xact_callback() {
+    // SAFETY: registers a callback for this process's transactions; the callback is a
+    // guarded extern fn that never raises.
     unsafe { pg_sys::RegisterXactCallback(Some(xact_callback), std::ptr::null_mut()) };
 }
 
@@ -35,16 +40,17 @@ unsafe extern "C-unwind" fn xact_callback(
     event: pg_sys::XactEvent::Type,
     _arg: *mut std::ffi::c_void,
 ) {
+    // SAFETY: reads MyDatabaseId and shared memory under its lock; sends signals. No
+    // allocation, nothing that can raise (an ERROR here would abort the backend).
     unsafe {
         match event {
             pg_sys::XactEvent::XACT_EVENT_COMMIT
             | pg_sys::XactEvent::XACT_EVENT_PARALLEL_COMMIT => {
-                if !(WAKE_TICKER || WAKE_LAUNCHER) {
+                let wt = WAKE_TICKER.swap(false, Relaxed);
+                let wl = WAKE_LAUNCHER.swap(false, Relaxed);
+                if !(wt || wl) {
                     return;
                 }
-                let (wt, wl) = (WAKE_TICKER, WAKE_LAUNCHER);
-                WAKE_TICKER = false;
-                WAKE_LAUNCHER = false;
                 if !shmem::available() {
                     return;
                 }
@@ -67,8 +73,8 @@ unsafe extern "C-unwind" fn xact_callback(
                 }
             }
             pg_sys::XactEvent::XACT_EVENT_ABORT | pg_sys::XactEvent::XACT_EVENT_PARALLEL_ABORT => {
-                WAKE_TICKER = false;
-                WAKE_LAUNCHER = false;
+                WAKE_TICKER.store(false, Relaxed);
+                WAKE_LAUNCHER.store(false, Relaxed);
             }
             _ => {}
         }
@@ -76,8 +82,10 @@ unsafe extern "C-unwind" fn xact_callback(
 }
 
 pub fn register_utility_hook() {
+    // SAFETY: _PG_init of the postmaster (preloading), single-threaded; chains to the
+    // hook installed before ours.
     unsafe {
-        PREV_UTILITY_HOOK = pg_sys::ProcessUtility_hook;
+        let _ = PREV_UTILITY_HOOK.set(pg_sys::ProcessUtility_hook);
         pg_sys::ProcessUtility_hook = Some(utility_hook);
     }
 }
@@ -288,7 +296,7 @@ unsafe extern "C-unwind" fn utility_hook(
                 }
             }
         }
-        let run = || match PREV_UTILITY_HOOK {
+        let run = || match PREV_UTILITY_HOOK.get().copied().flatten() {
             Some(prev) => prev(
                 pstmt,
                 query_string,

@@ -14,25 +14,24 @@ pub mod worker;
 
 use pgrx::prelude::*;
 
-static mut PRELOADED: bool = false;
+static PRELOADED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
 
 /// `_PG_init` part: register the launcher, shared memory, hooks. Only while
 /// shared_preload_libraries is being processed, never in binary-upgrade mode.
 pub fn init() {
-    unsafe {
-        hooks::register_xact_callback();
-        if !pg_sys::process_shared_preload_libraries_in_progress || pg_sys::IsBinaryUpgrade {
-            return;
-        }
-        PRELOADED = true;
+    hooks::register_xact_callback();
+    // SAFETY: reads PostgreSQL globals of this process during _PG_init.
+    if unsafe { !pg_sys::process_shared_preload_libraries_in_progress || pg_sys::IsBinaryUpgrade } {
+        return;
     }
+    PRELOADED.store(true, std::sync::atomic::Ordering::Relaxed);
     shmem::init();
     hooks::register_utility_hook();
     launcher::register();
 }
 
 pub fn preloaded() -> bool {
-    unsafe { PRELOADED }
+    PRELOADED.load(std::sync::atomic::Ordering::Relaxed)
 }
 
 unsafe extern "C-unwind" {

@@ -151,17 +151,18 @@ unsafe impl PGRXSharedMemory for Shared {}
 
 pub static STATE: PgLwLock<Shared> = unsafe { PgLwLock::new(c"pgq_worker_state") };
 
-static mut INITIALIZED: bool = false;
+static INITIALIZED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
 
 /// Called from `_PG_init` while preloading.
 pub fn init() {
     pgrx::pg_shmem_init!(STATE);
-    unsafe { INITIALIZED = true };
+    INITIALIZED.store(true, std::sync::atomic::Ordering::Relaxed);
 }
 
 /// Shared memory exists only when the library was preloaded.
 pub fn available() -> bool {
-    unsafe { INITIALIZED && pg_sys::IsUnderPostmaster }
+    // SAFETY: reads a PostgreSQL global of this process.
+    INITIALIZED.load(std::sync::atomic::Ordering::Relaxed) && unsafe { pg_sys::IsUnderPostmaster }
 }
 
 pub fn now() -> i64 {

@@ -15,15 +15,18 @@ use std::panic::AssertUnwindSafe;
 
 const SEC: i64 = 1_000_000;
 /// How often the worker re-reads pg_extension when the queue tables are idle anyway.
-static mut SLOT: usize = usize::MAX;
+/// This worker's slot in shared memory (usize::MAX until it has one).
+static SLOT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(usize::MAX);
+
+fn my_slot() -> Option<usize> {
+    let i = SLOT.load(std::sync::atomic::Ordering::Relaxed);
+    (i != usize::MAX).then_some(i)
+}
 
 fn with_slot(f: impl FnOnce(&mut shmem::WorkerSlot)) {
-    unsafe {
-        if SLOT == usize::MAX {
-            return;
-        }
+    if let Some(i) = my_slot() {
         let mut s = STATE.exclusive();
-        f(&mut s.slots[SLOT]);
+        f(&mut s.slots[i]);
     }
 }
 
@@ -502,17 +505,16 @@ fn main_loop(role: &str) -> Stop {
 
 #[pg_guard]
 unsafe extern "C-unwind" fn on_exit(_code: i32, _arg: pg_sys::Datum) {
-    unsafe {
-        if SLOT == usize::MAX || !shmem::available() {
-            return;
-        }
-        let launcher = {
-            let mut s = STATE.exclusive();
-            s.slots[SLOT].pid = 0;
-            s.launcher_pid
-        };
-        shmem::wake(launcher);
+    let Some(i) = my_slot() else { return };
+    if !shmem::available() {
+        return;
     }
+    let launcher = {
+        let mut s = STATE.exclusive();
+        s.slots[i].pid = 0;
+        s.launcher_pid
+    };
+    shmem::wake(launcher);
 }
 
 /// Session settings of a worker, for its whole life: a search_path nobody else can
@@ -633,7 +635,7 @@ pub extern "C-unwind" fn pgq_ticker_main(arg: pg_sys::Datum) {
             log!("pgq ticker: database {dboid} already has a ticker (pid {holder}); exiting");
             return;
         }
-        unsafe { SLOT = slot_index };
+        SLOT.store(slot_index, std::sync::atomic::Ordering::Relaxed);
         slot.pid = unsafe { pg_sys::MyProcPid };
         slot.started_at = shmem::now();
         slot.no_extension = false;
