@@ -35,6 +35,9 @@ pub fn register_xact_callback() {
 }
 
 /// Must never raise: only reads shared memory and sends signals.
+///
+/// # Safety
+/// Called by PostgreSQL at transaction events of this backend.
 #[pg_guard]
 unsafe extern "C-unwind" fn xact_callback(
     event: pg_sys::XactEvent::Type,
@@ -90,7 +93,12 @@ pub fn register_utility_hook() {
     }
 }
 
+/// The string value of option `name` in a parse tree's DefElem list.
+///
+/// # Safety
+/// `list` is null or a valid List of DefElem nodes (a statement's options).
 unsafe fn defelem_string(list: *mut pg_sys::List, name: &str) -> Option<String> {
+    // SAFETY: walks the list within its length; defGetString only reads the node.
     unsafe {
         if list.is_null() {
             return None;
@@ -115,7 +123,11 @@ unsafe fn defelem_string(list: *mut pg_sys::List, name: &str) -> Option<String> 
 
 /// Which database (if any) must have no pgq worker connected while this statement runs,
 /// and the command (for its permission rules).
+///
+/// # Safety
+/// `stmt` is null or a valid parse tree node of the statement being run.
 unsafe fn database_needing_exclusive_access(stmt: *mut pg_sys::Node) -> Option<(String, Cmd)> {
+    // SAFETY: reads fields of the node after checking its tag; names are NUL-terminated.
     unsafe {
         if stmt.is_null() {
             return None;
@@ -171,6 +183,9 @@ enum Cmd {
 /// Whether the current user's command on database `dboid` will pass PostgreSQL's
 /// permission checks (logic::worker_policy::may_evict): only then is the ticker moved
 /// away, so a command that is going to fail cannot stop another database's ticking.
+///
+/// # Safety
+/// Called inside a transaction (the statement's), as syscache lookups need.
 unsafe fn command_allowed(cmd: Cmd, dboid: pg_sys::Oid) -> bool {
     use crate::logic::worker_policy::{may_evict, Caller, DbCommand};
     // SAFETY: syscache lookups by OID inside the statement's transaction; each tuple
@@ -239,6 +254,7 @@ pub fn evict_worker(dboid: u32, for_secs: i64) {
     if pid == 0 {
         return;
     }
+    // SAFETY: kill(2) of the pid the slot records for that database's ticker.
     unsafe { libc::kill(pid, libc::SIGTERM) };
     // the worker clears its pid on exit; wait up to 10 s
     for _ in 0..1000 {
@@ -251,6 +267,7 @@ pub fn evict_worker(dboid: u32, for_secs: i64) {
         if !still {
             return;
         }
+        // SAFETY: a plain sleep; interrupts are checked right after.
         unsafe {
             pg_sys::pg_usleep(10_000);
         }
@@ -284,6 +301,8 @@ unsafe extern "C-unwind" fn utility_hook(
     dest: *mut pg_sys::DestReceiver,
     qc: *mut pg_sys::QueryCompletion,
 ) {
+    // SAFETY: PostgreSQL's arguments are passed on unchanged to the previous (or the
+    // standard) ProcessUtility; pstmt is a valid PlannedStmt for a utility statement.
     unsafe {
         let target = database_needing_exclusive_access((*pstmt).utilityStmt);
         let mut evicted: Option<(u32, Cmd)> = None;

@@ -38,6 +38,9 @@ struct Db {
 /// Connectable, non-template databases, read straight from the shared catalog.
 fn list_databases() -> Vec<Db> {
     let mut out = Vec::new();
+    // SAFETY: a read-only catalog scan of pg_database (a shared catalog, readable
+    // without a database connection) in a transaction of its own; tuples are read
+    // while the scan holds them.
     unsafe {
         pg_sys::SetCurrentStatementStartTimestamp();
         pg_sys::StartTransactionCommand();
@@ -91,7 +94,7 @@ fn start_worker(db: &Db, arg: pg_sys::Datum) -> Option<DynamicBackgroundWorker> 
         .enable_spi_access()
         .set_start_time(BgWorkerStartTime::RecoveryFinished)
         .set_restart_time(None)
-        .set_notify_pid(unsafe { pg_sys::MyProcPid })
+        .set_notify_pid(super::my_pid())
         .load_dynamic();
     match r {
         Ok(h) => Some(h),
@@ -108,10 +111,13 @@ fn backoff(restarts: i32) -> i64 {
 }
 
 /// The launcher's pid is cleared when it exits (a restarted one writes its own).
+///
+/// # Safety
+/// Called once by PostgreSQL at process exit (before_shmem_exit).
 #[pg_guard]
 unsafe extern "C-unwind" fn launcher_exit(_code: i32, _arg: pg_sys::Datum) {
     let mut s = STATE.exclusive();
-    if s.launcher_pid == unsafe { pg_sys::MyProcPid } {
+    if s.launcher_pid == super::my_pid() {
         s.launcher_pid = 0;
     }
 }
@@ -123,19 +129,17 @@ pub extern "C-unwind" fn pgq_launcher_main(_arg: pg_sys::Datum) {
     // SIGTERM ends the launcher with exit 1, so the postmaster starts it again (after
     // bgw_restart_time) unless the server is shutting down
     super::terminate_on_sigterm();
-    unsafe {
-        if pg_sys::IsBinaryUpgrade {
-            return;
-        }
+    if super::binary_upgrade() {
+        return;
     }
     BackgroundWorker::connect_worker_to_spi(None, None);
-    STATE.exclusive().launcher_pid = unsafe { pg_sys::MyProcPid };
+    STATE.exclusive().launcher_pid = super::my_pid();
     // SAFETY: registers a callback of this process, run once at its exit.
     unsafe { pg_sys::before_shmem_exit(Some(launcher_exit), pg_sys::Datum::from(0)) };
     let mut workers: HashMap<u32, DynamicBackgroundWorker> = HashMap::new();
     loop {
         if BackgroundWorker::sighup_received() {
-            unsafe { pg_sys::ProcessConfigFile(pg_sys::GucContext::PGC_SIGHUP) };
+            super::reload_config();
         }
         let now = shmem::now();
         // reap workers that have exited

@@ -30,6 +30,25 @@ pub fn init() {
     launcher::register();
 }
 
+/// This process's pid.
+pub fn my_pid() -> i32 {
+    // SAFETY: a PostgreSQL global set once at process start.
+    unsafe { pg_sys::MyProcPid }
+}
+
+/// Whether the server runs in binary-upgrade mode (pg_upgrade): no worker then.
+pub fn binary_upgrade() -> bool {
+    // SAFETY: a PostgreSQL global set at postmaster start.
+    unsafe { pg_sys::IsBinaryUpgrade }
+}
+
+/// Re-read postgresql.conf after SIGHUP (pgrx's handler only sets the flag).
+pub fn reload_config() {
+    // SAFETY: what PostgreSQL's own processes do on ConfigReloadPending, outside any
+    // transaction, on the process's main thread.
+    unsafe { pg_sys::ProcessConfigFile(pg_sys::GucContext::PGC_SIGHUP) };
+}
+
 pub fn preloaded() -> bool {
     PRELOADED.load(std::sync::atomic::Ordering::Relaxed)
 }
@@ -115,12 +134,14 @@ pub fn status_rows() -> Vec<StatusRow> {
         None,
     ));
     let all = sees_all_databases();
+    // SAFETY: a PostgreSQL global of this backend.
     let mine = unsafe { pg_sys::MyDatabaseId }.to_u32();
     for slot in s
         .slots
         .iter()
         .filter(|x| x.in_use && (all || x.dboid == mine))
     {
+        // SAFETY: catalog lookup by OID in the caller's transaction; NULL if gone.
         let name = unsafe {
             let p = pg_sys::get_database_name(pg_sys::Oid::from(slot.dboid));
             if p.is_null() {

@@ -147,8 +147,10 @@ impl Default for Shared {
     }
 }
 
+// SAFETY: Shared is plain Copy data with no pointers, valid in any process.
 unsafe impl PGRXSharedMemory for Shared {}
 
+// SAFETY: the name is unique to this extension; initialised by pg_shmem_init! in _PG_init.
 pub static STATE: PgLwLock<Shared> = unsafe { PgLwLock::new(c"pgq_worker_state") };
 
 static INITIALIZED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
@@ -166,6 +168,7 @@ pub fn available() -> bool {
 }
 
 pub fn now() -> i64 {
+    // SAFETY: reads the clock; no state.
     unsafe { pg_sys::GetCurrentTimestamp() }
 }
 
@@ -232,6 +235,8 @@ pub fn alive(pid: i32) -> bool {
 /// Wake a process (launcher or worker): SIGUSR1 sets its latch.
 pub fn wake(pid: i32) {
     if pid > 0 {
+        // SAFETY: SIGUSR1 to a pgq process recorded in shared memory sets its latch
+        // (procsignal); a pid that has exited since gets ESRCH, which is ignored.
         unsafe {
             libc::kill(pid, libc::SIGUSR1);
         }

@@ -31,6 +31,7 @@ fn with_slot(f: impl FnOnce(&mut shmem::WorkerSlot)) {
 }
 
 fn report(activity: Option<&str>) {
+    // SAFETY: pgstat_report_activity copies the NUL-terminated text (or takes null).
     unsafe {
         match activity {
             Some(a) => {
@@ -79,6 +80,8 @@ fn caught_error(e: &pg_sys::panic::CaughtError) -> StepError {
 /// Run `f` in its own transaction; an ERROR rolls it back and comes back as Err.
 pub fn in_txn<T>(what: &str, f: impl FnOnce() -> T) -> Result<T, StepError> {
     report(Some(what));
+    // SAFETY: the worker's main loop is never inside a transaction here; the matching
+    // commit or abort follows below, whatever `f` does.
     unsafe {
         pg_sys::SetCurrentStatementStartTimestamp();
         pg_sys::StartTransactionCommand();
@@ -87,6 +90,8 @@ pub fn in_txn<T>(what: &str, f: impl FnOnce() -> T) -> Result<T, StepError> {
     let r = PgTryBuilder::new(AssertUnwindSafe(|| Ok(f())))
         .catch_others(|e| Err(caught_error(&e)))
         .execute();
+    // SAFETY: ends the transaction started above: commit after success, abort (which
+    // also releases the snapshot) after an ERROR; then back to the loop's context.
     unsafe {
         match &r {
             Ok(_) => {
@@ -160,6 +165,7 @@ fn extowner_changed(role: &str) -> bool {
 }
 
 fn extension_present() -> bool {
+    // SAFETY: catalog lookup inside a transaction (callers run it in in_txn); missing_ok.
     unsafe { pg_sys::get_extension_oid(c"pgq".as_ptr(), true) != pg_sys::InvalidOid }
 }
 
@@ -265,6 +271,9 @@ fn vacuum_table(table: &str) -> Result<(), StepError> {
         CString::new(rel).unwrap_or_default(),
     );
     report(Some(&format!("VACUUM {table}")));
+    // SAFETY: VACUUM outside a transaction block, as autovacuum runs it: a fresh
+    // transaction, a memory context of its own (deleted at the end) that also serves as
+    // PortalContext, which vacuum() needs; errors roll back and come back as Err.
     let r = unsafe {
         let cxt = pg_sys::AllocSetContextCreateExtended(
             pg_sys::TopMemoryContext,
@@ -428,7 +437,7 @@ fn main_loop(role: &str) -> Stop {
     let mut last_tick_run = 0i64;
     loop {
         if BackgroundWorker::sighup_received() {
-            unsafe { pg_sys::ProcessConfigFile(pg_sys::GucContext::PGC_SIGHUP) };
+            super::reload_config();
             pin_session();
             let wanted = gucs::worker_role();
             if wanted.as_deref().is_some_and(|w| w != role)
@@ -483,6 +492,8 @@ fn main_loop(role: &str) -> Stop {
         now = shmem::now();
         let until = next_tick.min(next_retry).min(next_maint);
         let timeout_ms = ((until - now) / 1000).clamp(1, 60_000);
+        // SAFETY: waits on this process's own latch; WL_EXIT_ON_PM_DEATH ends the
+        // process if the postmaster dies.
         let rc = unsafe {
             let rc = pg_sys::WaitLatch(
                 pg_sys::MyLatch,
@@ -503,6 +514,8 @@ fn main_loop(role: &str) -> Stop {
     }
 }
 
+/// # Safety
+/// Called once by PostgreSQL at process exit (before_shmem_exit).
 #[pg_guard]
 unsafe extern "C-unwind" fn on_exit(_code: i32, _arg: pg_sys::Datum) {
     let Some(i) = my_slot() else { return };
@@ -596,10 +609,8 @@ pub extern "C-unwind" fn pgq_ticker_main(arg: pg_sys::Datum) {
     let (slot_index, generation) = shmem::parse_start_arg(arg);
     BackgroundWorker::attach_signal_handlers(SignalWakeFlags::SIGHUP | SignalWakeFlags::SIGTERM);
     super::terminate_on_sigterm();
-    unsafe {
-        if pg_sys::IsBinaryUpgrade {
-            return;
-        }
+    if super::binary_upgrade() {
+        return;
     }
     // the slot says which database; a slot reused since the launcher asked for this
     // worker (another generation) is not ours
@@ -629,17 +640,18 @@ pub extern "C-unwind" fn pgq_ticker_main(arg: pg_sys::Datum) {
         // did not know that worker yet)
         let holder = slot.pid;
         if slot.generation != generation
-            || (holder > 0 && holder != unsafe { pg_sys::MyProcPid } && shmem::alive(holder))
+            || (holder > 0 && holder != super::my_pid() && shmem::alive(holder))
         {
             drop(s);
             log!("pgq ticker: database {dboid} already has a ticker (pid {holder}); exiting");
             return;
         }
         SLOT.store(slot_index, std::sync::atomic::Ordering::Relaxed);
-        slot.pid = unsafe { pg_sys::MyProcPid };
+        slot.pid = super::my_pid();
         slot.started_at = shmem::now();
         slot.no_extension = false;
     }
+    // SAFETY: registers a callback of this process, run once at its exit.
     unsafe {
         pg_sys::before_shmem_exit(Some(on_exit), pg_sys::Datum::from(0));
     }

@@ -116,5 +116,6 @@ pub fn init() {
         GucContext::Sighup,
         GucFlags::UNIT_MS,
     );
+    // SAFETY: _PG_init, after the pgq.* settings are defined; the prefix is static.
     unsafe { pgrx::pg_sys::MarkGUCPrefixReserved(c"pgq".as_ptr()) };
 }

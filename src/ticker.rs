@@ -151,6 +151,7 @@ pub fn take_skipped() -> Option<String> {
 
 fn report_broken(q: &QueueTickRow, msg: &str) {
     SKIPPED.with(|s| *s.borrow_mut() = Some(msg.to_string()));
+    // SAFETY: reads the clock.
     let now = unsafe { pg_sys::GetCurrentTimestamp() };
     let due = REPORTED.with(|r| {
         let mut r = r.borrow_mut();
@@ -259,6 +260,7 @@ pub fn set_try_lock_only() {
 /// Take the ticker lock; false only in try-only mode when someone else holds it.
 pub fn lock_ticker() -> bool {
     let tag = pg_sys::LOCKTAG {
+        // SAFETY: a PostgreSQL global of this backend.
         locktag_field1: unsafe { pg_sys::MyDatabaseId }.to_u32(),
         locktag_field2: 0,
         locktag_field3: TICKER_LOCK_KEY,
