@@ -124,17 +124,58 @@ fn lossy(b: &[u8]) -> std::borrow::Cow<'_, str> {
 // Queue cache
 // ---------------------------------------------------------------------------------
 
-#[derive(Clone)]
 pub struct QueueInfo {
     pub queue_id: i32,
-    /// `queue_data_pfx || '_' || queue_cur_table`, for messages only
+    /// `queue_data_pfx || '_' || queue_cur_table`
     pub table: Vec<u8>,
-    /// that name resolved with to_regclass (InvalidOid: no such relation)
-    pub table_oid: pg_sys::Oid,
+    /// that name resolved (InvalidOid: no such relation), and the NAME_GENERATION
+    /// it was resolved in: a rename, drop or create of any relation resolves it again
+    /// (an event table replaced by a view or a partitioned table is followed, as the
+    /// original's plan, which names the table, follows it)
+    table_oid: Cell<(u64, pg_sys::Oid)>,
     pub event_seq: pg_sys::Oid,
     pub disable_insert: bool,
     pub per_tx_limit: Option<i32>,
 }
+
+impl QueueInfo {
+    /// The current event table's OID, resolved again after relation name changes.
+    pub fn table_oid(&self) -> pg_sys::Oid {
+        let (generation, oid) = self.table_oid.get();
+        // SAFETY: backend-local static.
+        let now = unsafe { NAME_GENERATION };
+        if generation == now {
+            return oid;
+        }
+        let oid = resolve_relation(&self.table);
+        self.table_oid.set((now, oid));
+        oid
+    }
+}
+
+/// A relation name (possibly qualified) resolved like to_regclass: InvalidOid when
+/// there is no such relation.
+fn resolve_relation(name: &[u8]) -> pg_sys::Oid {
+    let Ok(c) = std::ffi::CString::new(name) else {
+        return pg_sys::InvalidOid;
+    };
+    // SAFETY: parses a qualified name (an ERROR on bad syntax, as to_regclass) and
+    // looks it up without a lock; the caller locks when it opens the relation.
+    unsafe {
+        let list = pg_sys::stringToQualifiedNameList(c.as_ptr());
+        let rv = pg_sys::makeRangeVarFromNameList(list);
+        pg_sys::RangeVarGetRelidExtended(
+            rv,
+            pg_sys::NoLock as pg_sys::LOCKMODE,
+            pg_sys::RVROption::RVR_MISSING_OK,
+            None,
+            std::ptr::null_mut(),
+        )
+    }
+}
+
+/// An INSERT plan and the quoted table name it was made with.
+type NamedPlan = (Vec<u8>, Rc<KeptPlan>);
 
 /// A kept SPI plan, freed when the last user drops it.
 struct KeptPlan(pg_sys::SPIPlanPtr);
@@ -150,7 +191,8 @@ impl Drop for KeptPlan {
 
 thread_local! {
     static QUEUES: RefCell<HashMap<Vec<u8>, Rc<QueueInfo>>> = RefCell::new(HashMap::new());
-    static INSERT_PLANS: RefCell<HashMap<pg_sys::Oid, Rc<KeptPlan>>> = RefCell::new(HashMap::new());
+    /// per event table: the quoted name the plan was made with, and the plan
+    static INSERT_PLANS: RefCell<HashMap<pg_sys::Oid, NamedPlan>> = RefCell::new(HashMap::new());
     static LOOKUP_PLAN: Cell<pg_sys::SPIPlanPtr> = const { Cell::new(std::ptr::null_mut()) };
     static TX_COUNTS: RefCell<HashMap<i32, (pg_sys::TransactionId, i64)>> = RefCell::new(HashMap::new());
 }
@@ -158,6 +200,15 @@ thread_local! {
 static mut QUEUE_RELID: pg_sys::Oid = pg_sys::InvalidOid;
 static mut QUEUE_OWNER: pg_sys::Oid = pg_sys::InvalidOid;
 static mut STALE: bool = false;
+/// Bumped when any relation is created, dropped or renamed (pg_class name cache).
+static mut NAME_GENERATION: u64 = 0;
+
+/// pg_class name cache callback: a relation name may now mean another relation.
+#[pg_guard]
+unsafe extern "C-unwind" fn relname_callback(_arg: pg_sys::Datum, _cacheid: i32, _hash: u32) {
+    // SAFETY: backend-local static.
+    unsafe { NAME_GENERATION += 1 };
+}
 
 /// Relcache callback: only flags the caches; it may run in the middle of an SPI call,
 /// so it must not free anything.
@@ -185,6 +236,11 @@ pub fn init() {
     // SAFETY: registering callbacks at load time, as PostgreSQL's own modules do.
     unsafe {
         pg_sys::CacheRegisterRelcacheCallback(Some(relcache_callback), pg_sys::Datum::from(0));
+        pg_sys::CacheRegisterSyscacheCallback(
+            pg_sys::SysCacheIdentifier::RELNAMENSP as i32,
+            Some(relname_callback),
+            pg_sys::Datum::from(0),
+        );
         for cache in [
             pg_sys::SysCacheIdentifier::PROCOID,
             // the owner check compares with pg_extension.extowner; a role rename or
@@ -217,6 +273,9 @@ fn is_replica_role() -> bool {
 
 /// Read one queue row with the latest snapshot (not the transaction's).
 fn fetch_queue(name: &[u8]) -> Option<QueueInfo> {
+    // SAFETY: backend-local static; read before the lookup so that a change during
+    // it resolves the name again
+    let generation = unsafe { NAME_GENERATION };
     // SAFETY: SPI calls inside an SPI connection; the plan is kept for the backend.
     Spi::connect(|_client| unsafe {
         let mut plan = LOOKUP_PLAN.get();
@@ -278,7 +337,7 @@ fn fetch_queue(name: &[u8]) -> Option<QueueInfo> {
         Some(QueueInfo {
             queue_id,
             table,
-            table_oid,
+            table_oid: Cell::new((generation, table_oid)),
             event_seq,
             disable_insert,
             per_tx_limit,
@@ -580,7 +639,7 @@ pub fn insert_event_raw(queue_name: Option<&[u8]>, ev: NewEvent<'_>) -> i64 {
     };
     crate::bgworker::hooks::note_event_inserted();
     // SAFETY: see heap_insert_event.
-    if !unsafe { heap_insert_event(q.table_oid, &values) } {
+    if !unsafe { heap_insert_event(q.table_oid(), &values) } {
         spi_insert_event(&q, &values);
     }
     ev_id
@@ -904,7 +963,7 @@ fn qualified_name(relid: pg_sys::Oid) -> Option<Vec<u8>> {
 /// The general path: a kept INSERT plan per event table, run by the executor (which
 /// applies constraints, triggers, rules, partition routing, casts).
 fn spi_insert_event(q: &QueueInfo, v: &EventValues<'_>) {
-    let relid = q.table_oid;
+    let relid = q.table_oid();
     let Some(name) = (relid != pg_sys::InvalidOid)
         .then(|| qualified_name(relid))
         .flatten()
@@ -919,8 +978,8 @@ fn spi_insert_event(q: &QueueInfo, v: &EventValues<'_>) {
     Spi::connect(|_client| unsafe {
         let plan = INSERT_PLANS.with(|plans| plans.borrow().get(&relid).cloned());
         let plan = match plan {
-            Some(p) => p,
-            None => {
+            Some((n, p)) if n == name => p,
+            _ => {
                 let mut sql = b"insert into ".to_vec();
                 sql.extend_from_slice(&name);
                 sql.extend_from_slice(
@@ -948,7 +1007,9 @@ fn spi_insert_event(q: &QueueInfo, v: &EventValues<'_>) {
                 }
                 pg_sys::SPI_keepplan(p);
                 let p = Rc::new(KeptPlan(p));
-                INSERT_PLANS.with(|plans| plans.borrow_mut().insert(relid, p.clone()));
+                let old = INSERT_PLANS
+                    .with(|plans| plans.borrow_mut().insert(relid, (name.clone(), p.clone())));
+                drop(old);
                 p
             }
         };
