@@ -113,8 +113,9 @@ struct TrigInfo {
     ignored: Vec<bool>,
     /// ev_type per op (I, U, D, R) and flavour (logutriga, sqltriga, jsontriga)
     ev_type: [[Vec<u8>; 3]; 4],
-    /// sqltriga: a `pkey=` name that is not a column of the table
-    missing_key: Option<Vec<u8>>,
+    /// sqltriga: a `pkey=` name that is not a column of the table (true: it is a
+    /// magic column, which is never a key)
+    missing_key: Option<(Vec<u8>, bool)>,
     /// ev_type=, ev_data=, ev_extra1..4= expressions, prepared on first use
     exprs: RefCell<[Option<Rc<Expr>>; 6]>,
     when: RefCell<Option<Rc<Expr>>>,
@@ -336,7 +337,13 @@ fn build_trig(table: &TableInfo, args: tl::TriggerArgs) -> TrigInfo {
                     .zip(&is_key)
                     .any(|(c, &key)| key && c.name.as_slice() == **k)
             })
-            .map(|k| k.to_vec())
+            .map(|k| {
+                let magic = table
+                    .cols
+                    .iter()
+                    .any(|c| !c.dropped && c.name.as_slice() == *k);
+                (k.to_vec(), magic)
+            })
     });
     let ignored = table
         .cols
@@ -720,11 +727,19 @@ unsafe fn fire(fcinfo: pg_sys::FunctionCallInfo, fl: Flavour) -> pg_sys::Datum {
         }
         if fl == Flavour::Sql && matches!(op, Op::Update | Op::Delete) {
             // the WHERE clause would miss that key (the original emitted it anyway)
-            if let Some(k) = &tr.missing_key {
+            if let Some((k, magic)) = &tr.missing_key {
+                let (code, what) = if *magic {
+                    (
+                        PgSqlErrorCode::ERRCODE_INVALID_PARAMETER_VALUE,
+                        "is a magic column, not a key,",
+                    )
+                } else {
+                    (PgSqlErrorCode::ERRCODE_UNDEFINED_COLUMN, "does not exist")
+                };
                 raise_code(
-                    PgSqlErrorCode::ERRCODE_UNDEFINED_COLUMN,
+                    code,
                     format!(
-                        "pgq.sqltriga: pkey column \"{}\" does not exist in table {}",
+                        "pgq.sqltriga: pkey column \"{}\" {what} in table {}",
                         lossy(k),
                         lossy(&t.fqname)
                     ),
