@@ -1,8 +1,13 @@
 //! pgrx glue for the row-capture triggers `pgq.logutriga`, `pgq.sqltriga` and
 //! `pgq.jsontriga` (contract: spec/triggers.md). The payload logic is pure Rust in
 //! `logic::triggers`; this module reads the trigger data, caches per-relation
-//! information and inserts the event through `insert::insert_event_raw` (no SPI on
-//! the hot path).
+//! information and inserts the event with the semantics of `pgq.insert_event(7)`
+//! (`insert::insert_event7`, no SPI on the hot path). When `pgq.insert_event` was
+//! replaced, the replacement is called by name through SQL as the current user, as
+//! the original's triggers do (`insert::replaced`).
+//!
+//! Text is bytes in the server encoding throughout (names, arguments, values,
+//! payloads), so every server encoding gives the original's bytes.
 //!
 //! Cache: per relation OID a [`TableInfo`] (columns with their output and equality
 //! functions, primary key names, and per trigger the parsed arguments and the kept
