@@ -82,6 +82,11 @@ BEGIN
 END $$;
 SELECT pg_temp.fire_all(1);
 SELECT pgq.insert_event('rq', 'ret', 'value');
+-- the replacement decides about queues too: this one does not exist
+CREATE TABLE rt_noq (id int4 PRIMARY KEY);
+CREATE TRIGGER n1 AFTER INSERT ON rt_noq FOR EACH ROW EXECUTE PROCEDURE pgq.logutriga('no_such_queue');
+INSERT INTO rt_noq VALUES (1);
+SELECT pgq.insert_event('no_such_queue', 'x', 'y');
 SELECT count(*) AS events_in_queue FROM pgq.event_template e JOIN pgq.queue q ON e.tableoid::regclass::text LIKE q.queue_data_pfx || '%' WHERE q.queue_name = 'rq';
 SELECT pg_temp.restore_defs();
 
@@ -105,9 +110,11 @@ SELECT count(*) AS events_in_queue FROM pgq.event_template e JOIN pgq.queue q ON
 SELECT pg_temp.restore_defs();
 SELECT pg_temp.fire_all(3);
 SELECT pgq.insert_event('rq', 'ret', 'value') > 0 AS stored;
+INSERT INTO rt_noq VALUES (2);
+SELECT pgq.insert_event('no_such_queue', 'x', 'y');
 SELECT ev_type, ev_data, ev_extra1, ev_extra2, ev_extra3, ev_extra4
   FROM pgq.event_template e JOIN pgq.queue q ON e.tableoid::regclass::text LIKE q.queue_data_pfx || '%'
  WHERE q.queue_name = 'rq' ORDER BY ev_id;
 
-DROP TABLE rt_base, rt_nopk, rt_skip, rt_magic;
+DROP TABLE rt_base, rt_nopk, rt_skip, rt_magic, rt_noq;
 SELECT pgq.drop_queue('rq');
