@@ -8,86 +8,88 @@ use pgrx::prelude::*;
 #[allow(clippy::type_complexity)] // pgrx needs the name!() columns spelled out in signatures
 pub mod pgq {
     use crate::batch::{self, BatchRow};
-    use crate::insert::{self, NewEvent};
+    use crate::insert::{self, arg_bytes, NewEvent, TextArg};
     use crate::ticker;
     use pgrx::prelude::*;
 
     /// insert_event(queue, type, data): one event with no extra fields. Not SECURITY
     /// DEFINER (as in the original, where it calls the 7-argument SD form): the insert
-    /// itself runs as the extension owner, see insert::as_owner.
+    /// itself runs as the extension owner, see insert::as_owner. When the 7-argument
+    /// form was replaced, it is called by name, as the original does.
     #[pg_extern(name = "insert_event", volatile, parallel_unsafe)]
     fn insert_event3(
-        queue_name: Option<&str>,
-        ev_type: Option<&str>,
-        ev_data: Option<&str>,
+        queue_name: Option<TextArg<'_>>,
+        ev_type: Option<TextArg<'_>>,
+        ev_data: Option<TextArg<'_>>,
     ) -> Option<i64> {
-        Some(insert::as_owner(|| {
-            insert::insert_event_raw(
-                queue_name,
-                NewEvent {
-                    ev_id: None,
-                    ev_time: None,
-                    ev_owner: None,
-                    ev_retry: None,
-                    ev_type,
-                    ev_data,
-                    extra: [None; 4],
-                },
-            )
-        }))
+        let (q, t, d) = (
+            arg_bytes(queue_name),
+            arg_bytes(ev_type),
+            arg_bytes(ev_data),
+        );
+        if insert::replaced().insert_event {
+            return insert::call_insert_event_sql(q, t, d, [None; 4]);
+        }
+        insert::as_owner(|| insert::insert_event7(q, t, d, [None; 4]))
     }
 
+    /// insert_event(queue, type, data, extra1..4): calls insert_event_raw (directly
+    /// while that is the extension's own, else by name).
     #[allow(clippy::too_many_arguments)]
     #[pg_extern(name = "insert_event", security_definer, volatile, parallel_unsafe)]
     #[search_path(pg_catalog, pgq, pg_temp)]
     fn insert_event7(
-        queue_name: Option<&str>,
-        ev_type: Option<&str>,
-        ev_data: Option<&str>,
-        ev_extra1: Option<&str>,
-        ev_extra2: Option<&str>,
-        ev_extra3: Option<&str>,
-        ev_extra4: Option<&str>,
+        queue_name: Option<TextArg<'_>>,
+        ev_type: Option<TextArg<'_>>,
+        ev_data: Option<TextArg<'_>>,
+        ev_extra1: Option<TextArg<'_>>,
+        ev_extra2: Option<TextArg<'_>>,
+        ev_extra3: Option<TextArg<'_>>,
+        ev_extra4: Option<TextArg<'_>>,
     ) -> Option<i64> {
-        Some(insert::insert_event_raw(
-            queue_name,
-            NewEvent {
-                ev_id: None,
-                ev_time: None,
-                ev_owner: None,
-                ev_retry: None,
-                ev_type,
-                ev_data,
-                extra: [ev_extra1, ev_extra2, ev_extra3, ev_extra4],
-            },
-        ))
+        insert::insert_event7(
+            arg_bytes(queue_name),
+            arg_bytes(ev_type),
+            arg_bytes(ev_data),
+            [
+                arg_bytes(ev_extra1),
+                arg_bytes(ev_extra2),
+                arg_bytes(ev_extra3),
+                arg_bytes(ev_extra4),
+            ],
+        )
     }
 
     #[allow(clippy::too_many_arguments)]
     #[pg_extern(volatile, parallel_unsafe)]
     fn insert_event_raw(
-        queue_name: Option<&str>,
+        queue_name: Option<TextArg<'_>>,
         ev_id: Option<i64>,
         ev_time: Option<TimestampWithTimeZone>,
         ev_owner: Option<i32>,
         ev_retry: Option<i32>,
-        ev_type: Option<&str>,
-        ev_data: Option<&str>,
-        ev_extra1: Option<&str>,
-        ev_extra2: Option<&str>,
-        ev_extra3: Option<&str>,
-        ev_extra4: Option<&str>,
+        ev_type: Option<TextArg<'_>>,
+        ev_data: Option<TextArg<'_>>,
+        ev_extra1: Option<TextArg<'_>>,
+        ev_extra2: Option<TextArg<'_>>,
+        ev_extra3: Option<TextArg<'_>>,
+        ev_extra4: Option<TextArg<'_>>,
     ) -> Option<i64> {
         Some(insert::insert_event_raw(
-            queue_name,
+            arg_bytes(queue_name),
             NewEvent {
                 ev_id,
                 ev_time,
                 ev_owner,
                 ev_retry,
-                ev_type,
-                ev_data,
-                extra: [ev_extra1, ev_extra2, ev_extra3, ev_extra4],
+                ev_type: arg_bytes(ev_type),
+                ev_data: arg_bytes(ev_data),
+                extra: [
+                    arg_bytes(ev_extra1),
+                    arg_bytes(ev_extra2),
+                    arg_bytes(ev_extra3),
+                    arg_bytes(ev_extra4),
+                ],
             },
         ))
     }

@@ -1,23 +1,35 @@
 //! The producer hot path: `insert_event` / `insert_event_raw`.
 //!
 //! Per backend we cache, per queue name, what an insert needs (queue id, current
-//! event table, event sequence, insert flags) and, per event table, a kept SPI plan
-//! for the INSERT. A statement trigger on `pgq.queue` sends a relcache invalidation
-//! for `pgq.queue` whenever a queue row changes (rotation, config, drop); our relcache
-//! callback marks the queue cache stale.
+//! event table, event sequence, insert flags) and, per event table, its shape (see
+//! [`Shape`]) and a kept SPI plan for the INSERT. A statement trigger on `pgq.queue`
+//! sends a relcache invalidation for `pgq.queue` whenever a queue row changes
+//! (rotation, config, drop); our relcache callback marks the queue cache stale.
 //!
 //! Ordering that keeps rotation safe: the transaction id is assigned *before* pending
 //! invalidations are accepted and the cache consulted. A rotation we have not seen yet
 //! then has its step2 txid above ours, which is exactly the case in which writing to the
 //! previous table is still read by consumers (spec §10). A refill reads `pgq.queue`
 //! with the latest snapshot, never an older transaction snapshot.
+//!
+//! Text is handled as bytes in the server encoding throughout ([`TextArg`] for the SQL
+//! arguments, `&[u8]` in [`NewEvent`]), so any server encoding works byte for byte.
+//!
+//! Replaced functions: the original's triggers call `pgq.insert_event` (7 arguments)
+//! by name, and its `insert_event` forms call `pgq.insert_event_raw`. While both are
+//! the extension's own definitions we insert directly; when one was replaced (see
+//! [`replaced`]) it is called through SQL, the way the original calls it.
 
-use crate::errors::{raise, raise_internal, SpiResultExt};
-use pgrx::datum::DatumWithOid;
+use crate::errors::{raise, raise_code, raise_internal};
+use pgrx::callconv::{Arg, ArgAbi};
+use pgrx::nullable::Nullable;
+use pgrx::pgrx_sql_entity_graph::metadata::{
+    ArgumentError, ReturnsError, ReturnsRef, SqlMappingRef, SqlTranslatable,
+};
 use pgrx::prelude::*;
-use pgrx::spi::OwnedPreparedStatement;
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
+use std::ffi::c_char;
 use std::rc::Rc;
 
 unsafe extern "C-unwind" {
@@ -27,22 +39,160 @@ unsafe extern "C-unwind" {
 }
 
 fn nextval(seq: pg_sys::Oid) -> i64 {
+    // SAFETY: a plain function call; errors unwind through the guard.
     unsafe { pg_sys::submodules::ffi::pg_guard_ffi_boundary(|| nextval_internal(seq, false)) }
 }
 
-#[derive(Clone)]
+// ---------------------------------------------------------------------------------
+// Text as bytes
+// ---------------------------------------------------------------------------------
+
+/// A `text` argument read as its bytes in the server encoding (pgrx's `&str` insists
+/// on UTF-8, which a LATIN1 or SQL_ASCII database does not give). Declared as `text`
+/// in SQL.
+#[derive(Clone, Copy)]
+pub struct TextArg<'a>(pub &'a [u8]);
+
+impl<'a> FromDatum for TextArg<'a> {
+    unsafe fn from_polymorphic_datum(
+        datum: pg_sys::Datum,
+        is_null: bool,
+        _typoid: pg_sys::Oid,
+    ) -> Option<Self> {
+        if is_null || datum.is_null() {
+            return None;
+        }
+        // SAFETY: a non-null text datum; the detoasted copy (if any) lives in the
+        // function call's memory context, which outlives the call's use of it.
+        unsafe {
+            let p = pg_sys::pg_detoast_datum_packed(datum.cast_mut_ptr());
+            let len = pgrx::varlena::varsize_any_exhdr(p);
+            let data = pgrx::varlena::vardata_any(p) as *const u8;
+            Some(TextArg(std::slice::from_raw_parts(data, len)))
+        }
+    }
+}
+
+// SAFETY: unboxes a text datum with FromDatum above; NULL is handled by
+// unbox_nullable_arg (by-reference type).
+unsafe impl<'fcx> ArgAbi<'fcx> for TextArg<'fcx> {
+    unsafe fn unbox_arg_unchecked(arg: Arg<'_, 'fcx>) -> Self {
+        let index = arg.index();
+        // SAFETY: the caller guarantees a text argument.
+        unsafe { arg.unbox_arg_using_from_datum() }
+            .unwrap_or_else(|| panic!("argument {index} must not be null"))
+    }
+
+    unsafe fn unbox_nullable_arg(arg: Arg<'_, 'fcx>) -> Nullable<Self> {
+        // SAFETY: as above; NULL gives Nullable::Null.
+        unsafe { arg.unbox_arg_using_from_datum::<TextArg<'fcx>>() }.into()
+    }
+}
+
+// SAFETY: the SQL type is text, which is what FromDatum reads.
+unsafe impl SqlTranslatable for TextArg<'_> {
+    const TYPE_IDENT: &'static str = "pgq::insert::TextArg";
+    const TYPE_ORIGIN: pgrx::pgrx_sql_entity_graph::metadata::TypeOrigin =
+        pgrx::pgrx_sql_entity_graph::metadata::TypeOrigin::External;
+    const ARGUMENT_SQL: Result<SqlMappingRef, ArgumentError> = Ok(SqlMappingRef::literal("text"));
+    const RETURN_SQL: Result<ReturnsRef, ReturnsError> =
+        Ok(ReturnsRef::One(SqlMappingRef::literal("text")));
+}
+
+/// The bytes of an optional text argument.
+pub fn arg_bytes<'a>(a: Option<TextArg<'a>>) -> Option<&'a [u8]> {
+    a.map(|t| t.0)
+}
+
+/// A text datum (palloc'd in the current memory context) holding `b` as it is.
+pub fn text_datum(b: &[u8]) -> pg_sys::Datum {
+    // SAFETY: copies `b.len()` bytes from a valid slice; lengths of text values are
+    // below 1 GB.
+    unsafe {
+        pg_sys::Datum::from(pg_sys::cstring_to_text_with_len(
+            b.as_ptr() as *const c_char,
+            b.len() as i32,
+        ))
+    }
+}
+
+fn lossy(b: &[u8]) -> std::borrow::Cow<'_, str> {
+    String::from_utf8_lossy(b)
+}
+
+// ---------------------------------------------------------------------------------
+// Queue cache
+// ---------------------------------------------------------------------------------
+
 pub struct QueueInfo {
     pub queue_id: i32,
-    pub table: String,
-    pub table_oid: pg_sys::Oid,
+    /// `queue_data_pfx || '_' || queue_cur_table`
+    pub table: Vec<u8>,
+    /// that name resolved (InvalidOid: no such relation), and the NAME_GENERATION
+    /// it was resolved in: a rename, drop or create of any relation resolves it again
+    /// (an event table replaced by a view or a partitioned table is followed, as the
+    /// original's plan, which names the table, follows it)
+    table_oid: Cell<(u64, pg_sys::Oid)>,
     pub event_seq: pg_sys::Oid,
     pub disable_insert: bool,
     pub per_tx_limit: Option<i32>,
 }
 
+impl QueueInfo {
+    /// The current event table's OID, resolved again after relation name changes.
+    pub fn table_oid(&self) -> pg_sys::Oid {
+        let (generation, oid) = self.table_oid.get();
+        // SAFETY: backend-local static.
+        let now = unsafe { NAME_GENERATION };
+        if generation == now {
+            return oid;
+        }
+        let oid = resolve_relation(&self.table);
+        self.table_oid.set((now, oid));
+        oid
+    }
+}
+
+/// A relation name (possibly qualified) resolved like to_regclass: InvalidOid when
+/// there is no such relation.
+fn resolve_relation(name: &[u8]) -> pg_sys::Oid {
+    let Ok(c) = std::ffi::CString::new(name) else {
+        return pg_sys::InvalidOid;
+    };
+    // SAFETY: parses a qualified name (an ERROR on bad syntax, as to_regclass) and
+    // looks it up without a lock; the caller locks when it opens the relation.
+    unsafe {
+        let list = pg_sys::stringToQualifiedNameList(c.as_ptr());
+        let rv = pg_sys::makeRangeVarFromNameList(list);
+        pg_sys::RangeVarGetRelidExtended(
+            rv,
+            pg_sys::NoLock as pg_sys::LOCKMODE,
+            pg_sys::RVROption::RVR_MISSING_OK,
+            None,
+            std::ptr::null_mut(),
+        )
+    }
+}
+
+/// An INSERT plan and the quoted table name it was made with.
+type NamedPlan = (Vec<u8>, Rc<KeptPlan>);
+
+/// A kept SPI plan, freed when the last user drops it.
+struct KeptPlan(pg_sys::SPIPlanPtr);
+
+impl Drop for KeptPlan {
+    fn drop(&mut self) {
+        if !self.0.is_null() {
+            // SAFETY: a plan made by SPI_keepplan and referenced only here.
+            unsafe { pg_sys::SPI_freeplan(self.0) };
+        }
+    }
+}
+
 thread_local! {
-    static QUEUES: RefCell<HashMap<String, Rc<QueueInfo>>> = RefCell::new(HashMap::new());
-    static INSERT_PLANS: RefCell<HashMap<String, Rc<OwnedPreparedStatement>>> = RefCell::new(HashMap::new());
+    static QUEUES: RefCell<HashMap<Vec<u8>, Rc<QueueInfo>>> = RefCell::new(HashMap::new());
+    /// per event table: the quoted name the plan was made with, and the plan
+    static INSERT_PLANS: RefCell<HashMap<pg_sys::Oid, NamedPlan>> = RefCell::new(HashMap::new());
     static LOOKUP_PLAN: Cell<pg_sys::SPIPlanPtr> = const { Cell::new(std::ptr::null_mut()) };
     static TX_COUNTS: RefCell<HashMap<i32, (pg_sys::TransactionId, i64)>> = RefCell::new(HashMap::new());
 }
@@ -50,11 +200,21 @@ thread_local! {
 static mut QUEUE_RELID: pg_sys::Oid = pg_sys::InvalidOid;
 static mut QUEUE_OWNER: pg_sys::Oid = pg_sys::InvalidOid;
 static mut STALE: bool = false;
+/// Bumped when any relation is created, dropped or renamed (pg_class name cache).
+static mut NAME_GENERATION: u64 = 0;
+
+/// pg_class name cache callback: a relation name may now mean another relation.
+#[pg_guard]
+unsafe extern "C-unwind" fn relname_callback(_arg: pg_sys::Datum, _cacheid: i32, _hash: u32) {
+    // SAFETY: backend-local static.
+    unsafe { NAME_GENERATION += 1 };
+}
 
 /// Relcache callback: only flags the caches; it may run in the middle of an SPI call,
 /// so it must not free anything.
 #[pg_guard]
 unsafe extern "C-unwind" fn relcache_callback(_arg: pg_sys::Datum, relid: pg_sys::Oid) {
+    // SAFETY: backend-local statics, single-threaded.
     unsafe {
         // any relation may be an event table or one of its indexes: shapes are rebuilt
         SHAPE_GENERATION += 1;
@@ -66,14 +226,39 @@ unsafe extern "C-unwind" fn relcache_callback(_arg: pg_sys::Datum, relid: pg_sys
     }
 }
 
+/// pg_proc callback: pgq.insert_event / pgq.insert_event_raw may have been replaced.
+#[pg_guard]
+unsafe extern "C-unwind" fn proc_callback(_arg: pg_sys::Datum, _cacheid: i32, _hash: u32) {
+    REPLACED.with(|r| r.set(None));
+}
+
 pub fn init() {
+    // SAFETY: registering callbacks at load time, as PostgreSQL's own modules do.
     unsafe {
         pg_sys::CacheRegisterRelcacheCallback(Some(relcache_callback), pg_sys::Datum::from(0));
+        pg_sys::CacheRegisterSyscacheCallback(
+            pg_sys::SysCacheIdentifier::RELNAMENSP as i32,
+            Some(relname_callback),
+            pg_sys::Datum::from(0),
+        );
+        for cache in [
+            pg_sys::SysCacheIdentifier::PROCOID,
+            // the owner check compares with pg_extension.extowner; a role rename or
+            // drop also resets it
+            pg_sys::SysCacheIdentifier::AUTHOID,
+        ] {
+            pg_sys::CacheRegisterSyscacheCallback(
+                cache as i32,
+                Some(proc_callback),
+                pg_sys::Datum::from(0),
+            );
+        }
     }
 }
 
 /// Called by the `pgq.queue` statement trigger.
 pub fn invalidate_queue_cache(queue_relid: pg_sys::Oid) {
+    // SAFETY: queues an invalidation; backend-local flag.
     unsafe {
         pg_sys::CacheInvalidateRelcacheByRelid(queue_relid);
         // our own session sees its change at the next command as well
@@ -82,11 +267,16 @@ pub fn invalidate_queue_cache(queue_relid: pg_sys::Oid) {
 }
 
 fn is_replica_role() -> bool {
+    // SAFETY: reading a GUC variable.
     unsafe { pg_sys::SessionReplicationRole == pg_sys::SESSION_REPLICATION_ROLE_REPLICA as i32 }
 }
 
 /// Read one queue row with the latest snapshot (not the transaction's).
-fn fetch_queue(name: &str) -> Option<QueueInfo> {
+fn fetch_queue(name: &[u8]) -> Option<QueueInfo> {
+    // SAFETY: backend-local static; read before the lookup so that a change during
+    // it resolves the name again
+    let generation = unsafe { NAME_GENERATION };
+    // SAFETY: SPI calls inside an SPI connection; the plan is kept for the backend.
     Spi::connect(|_client| unsafe {
         let mut plan = LOOKUP_PLAN.get();
         if plan.is_null() {
@@ -103,9 +293,8 @@ fn fetch_queue(name: &str) -> Option<QueueInfo> {
             pg_sys::SPI_keepplan(plan);
             LOOKUP_PLAN.set(plan);
         }
-        let arg = name.into_datum().unwrap();
-        let mut values = [arg];
-        let nulls = [b' ' as std::ffi::c_char];
+        let mut values = [text_datum(name)];
+        let nulls = [b' ' as c_char];
         let snap = pg_sys::GetLatestSnapshot();
         let rc = pg_sys::SPI_execute_snapshot(
             plan,
@@ -134,7 +323,9 @@ fn fetch_queue(name: &str) -> Option<QueueInfo> {
         let (d, _) = get(1);
         let queue_id = i32::from_datum(d, false).unwrap();
         let (d, n) = get(2);
-        let table = String::from_datum(d, n).unwrap_or_default();
+        let table = TextArg::from_datum(d, n)
+            .map(|t| t.0.to_vec())
+            .unwrap_or_default();
         let (d, n) = get(3);
         let event_seq = pg_sys::Oid::from_datum(d, n).unwrap_or(pg_sys::InvalidOid);
         let (d, n) = get(4);
@@ -146,7 +337,7 @@ fn fetch_queue(name: &str) -> Option<QueueInfo> {
         Some(QueueInfo {
             queue_id,
             table,
-            table_oid,
+            table_oid: Cell::new((generation, table_oid)),
             event_seq,
             disable_insert,
             per_tx_limit,
@@ -155,12 +346,13 @@ fn fetch_queue(name: &str) -> Option<QueueInfo> {
 }
 
 fn queue_relid() -> pg_sys::Oid {
+    // SAFETY: backend-local statics.
     unsafe {
         if QUEUE_RELID == pg_sys::InvalidOid {
             let (oid, owner) = Spi::get_two::<pg_sys::Oid, pg_sys::Oid>(
                 "select c.oid, c.relowner from pg_catalog.pg_class c where c.oid = 'pgq.queue'::pg_catalog.regclass",
             )
-            .or_raise("resolving pgq.queue");
+            .unwrap_or_else(|e| raise_internal(format!("pgq: resolving pgq.queue: {e}")));
             QUEUE_RELID = oid.unwrap_or(pg_sys::InvalidOid);
             QUEUE_OWNER = owner.unwrap_or(pg_sys::InvalidOid);
         }
@@ -173,6 +365,7 @@ fn queue_relid() -> pg_sys::Oid {
 /// raises an ERROR, (sub)transaction abort restores the user id.
 pub fn as_owner<T>(f: impl FnOnce() -> T) -> T {
     queue_relid();
+    // SAFETY: the user id is restored after `f`, or by abort on error.
     unsafe {
         let mut uid = pg_sys::InvalidOid;
         let mut ctx = 0;
@@ -188,39 +381,214 @@ pub fn as_owner<T>(f: impl FnOnce() -> T) -> T {
 }
 
 /// Current info for a queue, from the cache when still valid.
-pub fn lookup(name: &str) -> Option<Rc<QueueInfo>> {
+pub fn lookup(name: &[u8]) -> Option<Rc<QueueInfo>> {
     queue_relid();
+    // SAFETY: backend-local statics; dropping the maps' references is safe here (an
+    // insert in progress holds its own Rc).
     unsafe {
         pg_sys::AcceptInvalidationMessages();
         if STALE {
             STALE = false;
-            QUEUES.with(|q| q.borrow_mut().clear());
+            let q = QUEUES.with(|q| std::mem::take(&mut *q.borrow_mut()));
+            drop(q);
+            // the statements name the tables: re-prepare after rotation, rename, drop
+            let p = INSERT_PLANS.with(|p| std::mem::take(&mut *p.borrow_mut()));
+            drop(p);
         }
     }
     if let Some(qi) = QUEUES.with(|q| q.borrow().get(name).cloned()) {
         return Some(qi);
     }
     let qi = Rc::new(fetch_queue(name)?);
-    QUEUES.with(|q| q.borrow_mut().insert(name.to_string(), qi.clone()));
+    QUEUES.with(|q| q.borrow_mut().insert(name.to_vec(), qi.clone()));
     Some(qi)
 }
+
+// ---------------------------------------------------------------------------------
+// Replaced insert functions
+// ---------------------------------------------------------------------------------
+
+/// Which of the two functions the original calls by name are not the extension's own
+/// definition.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Replaced {
+    /// pgq.insert_event(text x 7)
+    pub insert_event: bool,
+    /// pgq.insert_event_raw(...)
+    pub insert_event_raw: bool,
+}
+
+thread_local! {
+    /// None: not known (first use, or pg_proc changed since)
+    static REPLACED: Cell<Option<Replaced>> = const { Cell::new(None) };
+}
+
+/// Whether `pgq.insert_event(7)` / `pgq.insert_event_raw` are still what the extension
+/// created: a C function with our symbol in our module, owned by the extension's
+/// owner, with the security mode the extension gave it. Anything else (another
+/// language or body, another owner, missing) counts as replaced. Checked once, and
+/// again after any pg_proc change.
+pub fn replaced() -> Replaced {
+    if let Some(r) = REPLACED.with(Cell::get) {
+        return r;
+    }
+    let ours = |sig: &str, sym: &str, sd: bool| {
+        format!(
+            "coalesce((select p.prolang operator(pg_catalog.=) 13::pg_catalog.oid \
+               and p.prosrc operator(pg_catalog.=) '{sym}' \
+               and p.probin operator(pg_catalog.=) '$libdir/pgq' \
+               and p.prosecdef operator(pg_catalog.=) {sd} \
+               and p.proowner operator(pg_catalog.=) (select e.extowner from pg_catalog.pg_extension e \
+                   where e.extname operator(pg_catalog.=) 'pgq') \
+             from pg_catalog.pg_proc p \
+             where p.oid operator(pg_catalog.=) pg_catalog.to_regprocedure('{sig}')::pg_catalog.oid), false)"
+        )
+    };
+    let sql = format!(
+        "select {}, {}",
+        ours(
+            "pgq.insert_event(text,text,text,text,text,text,text)",
+            "insert_event7_wrapper",
+            true
+        ),
+        ours(
+            "pgq.insert_event_raw(text,bigint,timestamptz,integer,integer,text,text,text,text,text,text)",
+            "insert_event_raw_wrapper",
+            false
+        )
+    );
+    let (ev, raw) = Spi::get_two::<bool, bool>(&sql)
+        .unwrap_or_else(|e| raise_internal(format!("pgq: checking pgq.insert_event: {e}")));
+    let r = Replaced {
+        insert_event: !ev.unwrap_or(false),
+        insert_event_raw: !raw.unwrap_or(false),
+    };
+    REPLACED.with(|c| c.set(Some(r)));
+    r
+}
+
+thread_local! {
+    static CALL7_PLAN: RefCell<Option<Rc<KeptPlan>>> = const { RefCell::new(None) };
+    static CALLRAW_PLAN: RefCell<Option<Rc<KeptPlan>>> = const { RefCell::new(None) };
+}
+
+/// Run a kept `select <function call>` plan with text arguments; the int8 result.
+fn call_plan(
+    cache: &'static std::thread::LocalKey<RefCell<Option<Rc<KeptPlan>>>>,
+    sql: &std::ffi::CStr,
+    args: &[Option<&[u8]>],
+) -> Option<i64> {
+    // SAFETY: SPI calls inside an SPI connection; the plan stays alive through the Rc
+    // while it runs.
+    Spi::connect(|_client| unsafe {
+        let plan = cache.with(|c| c.borrow().clone());
+        let plan = match plan {
+            Some(p) => p,
+            None => {
+                let mut types = vec![pg_sys::TEXTOID; args.len()];
+                let p = pg_sys::SPI_prepare(sql.as_ptr(), types.len() as i32, types.as_mut_ptr());
+                if p.is_null() {
+                    raise_internal("pgq: could not prepare the insert_event call");
+                }
+                pg_sys::SPI_keepplan(p);
+                let p = Rc::new(KeptPlan(p));
+                cache.with(|c| *c.borrow_mut() = Some(p.clone()));
+                p
+            }
+        };
+        let mut values: Vec<pg_sys::Datum> = args
+            .iter()
+            .map(|a| a.map_or(pg_sys::Datum::from(0), text_datum))
+            .collect();
+        let nulls: Vec<c_char> = args
+            .iter()
+            .map(|a| if a.is_some() { b' ' } else { b'n' } as c_char)
+            .collect();
+        let rc = pg_sys::SPI_execute_plan(plan.0, values.as_mut_ptr(), nulls.as_ptr(), false, 0);
+        if rc != pg_sys::SPI_OK_SELECT as i32 {
+            raise_internal(format!("pgq: insert_event call failed ({rc})"));
+        }
+        if pg_sys::SPI_processed != 1 {
+            return None;
+        }
+        let tt = pg_sys::SPI_tuptable;
+        let mut isnull = false;
+        let d = pg_sys::SPI_getbinval(*(*tt).vals, (*tt).tupdesc, 1, &mut isnull);
+        i64::from_datum(d, isnull)
+    })
+}
+
+/// `pgq.insert_event(queue, type, data, extra1..4)` called by name through SQL, as the
+/// current user (what the original's triggers and 3-argument form do).
+pub fn call_insert_event_sql(
+    queue: Option<&[u8]>,
+    ev_type: Option<&[u8]>,
+    ev_data: Option<&[u8]>,
+    extra: [Option<&[u8]>; 4],
+) -> Option<i64> {
+    call_plan(
+        &CALL7_PLAN,
+        c"select pgq.insert_event($1, $2, $3, $4, $5, $6, $7)",
+        &[
+            queue, ev_type, ev_data, extra[0], extra[1], extra[2], extra[3],
+        ],
+    )
+}
+
+/// The body of `pgq.insert_event(7)` (the caller runs it as the extension owner):
+/// `insert_event_raw(queue, NULL, now(), NULL, NULL, ...)`, by name through SQL when
+/// that function was replaced, else directly.
+pub fn insert_event7(
+    queue: Option<&[u8]>,
+    ev_type: Option<&[u8]>,
+    ev_data: Option<&[u8]>,
+    extra: [Option<&[u8]>; 4],
+) -> Option<i64> {
+    if replaced().insert_event_raw {
+        return call_plan(
+            &CALLRAW_PLAN,
+            c"select pgq.insert_event_raw($1, null::pg_catalog.int8, pg_catalog.now(), \
+              null::pg_catalog.int4, null::pg_catalog.int4, $2, $3, $4, $5, $6, $7)",
+            &[
+                queue, ev_type, ev_data, extra[0], extra[1], extra[2], extra[3],
+            ],
+        );
+    }
+    Some(insert_event_raw(
+        queue,
+        NewEvent {
+            ev_id: None,
+            ev_time: None,
+            ev_owner: None,
+            ev_retry: None,
+            ev_type,
+            ev_data,
+            extra,
+        },
+    ))
+}
+
+// ---------------------------------------------------------------------------------
+// insert_event_raw
+// ---------------------------------------------------------------------------------
 
 pub struct NewEvent<'a> {
     pub ev_id: Option<i64>,
     pub ev_time: Option<TimestampWithTimeZone>,
     pub ev_owner: Option<i32>,
     pub ev_retry: Option<i32>,
-    pub ev_type: Option<&'a str>,
-    pub ev_data: Option<&'a str>,
-    pub extra: [Option<&'a str>; 4],
+    pub ev_type: Option<&'a [u8]>,
+    pub ev_data: Option<&'a [u8]>,
+    pub extra: [Option<&'a [u8]>; 4],
 }
 
 /// Insert one event; the semantics of the original's `insert_event_raw`.
-pub fn insert_event_raw(queue_name: Option<&str>, ev: NewEvent<'_>) -> i64 {
+pub fn insert_event_raw(queue_name: Option<&[u8]>, ev: NewEvent<'_>) -> i64 {
     let Some(queue_name) = queue_name else {
         raise_internal("Queue name must not be NULL")
     };
     // Assign our txid first: see the module comment.
+    // SAFETY: plain backend call.
     let xid = unsafe { pg_sys::GetTopTransactionId() };
     let Some(q) = lookup(queue_name) else {
         raise_internal("No such queue")
@@ -232,6 +600,7 @@ pub fn insert_event_raw(queue_name: Option<&str>, ev: NewEvent<'_>) -> i64 {
         raise_internal("Insert into queue disallowed");
     }
     let ev_id = ev.ev_id.unwrap_or(seq_id);
+    // SAFETY: plain backend call.
     let ev_time = ev.ev_time.unwrap_or_else(|| unsafe {
         TimestampWithTimeZone::try_from(pg_sys::GetCurrentTransactionStartTimestamp()).unwrap()
     });
@@ -247,13 +616,15 @@ pub fn insert_event_raw(queue_name: Option<&str>, ev: NewEvent<'_>) -> i64 {
         });
         if count > limit as i64 {
             raise_internal(format!(
-                "Queue '{queue_name}' allows max {limit} events from one TX"
+                "Queue '{}' allows max {limit} events from one TX",
+                lossy(queue_name)
             ));
         }
     }
     let values = EventValues {
         ev_id,
         ev_time,
+        // SAFETY: plain backend call.
         ev_txid: unsafe { pg_sys::GetTopFullTransactionId().value as i64 },
         ev_owner: ev.ev_owner,
         ev_retry: ev.ev_retry,
@@ -267,8 +638,9 @@ pub fn insert_event_raw(queue_name: Option<&str>, ev: NewEvent<'_>) -> i64 {
         ],
     };
     crate::bgworker::hooks::note_event_inserted();
-    if !unsafe { heap_insert_event(q.table_oid, &values) } {
-        spi_insert_event(&q.table, &values);
+    // SAFETY: see heap_insert_event.
+    if !unsafe { heap_insert_event(q.table_oid(), &values) } {
+        spi_insert_event(&q, &values);
     }
     ev_id
 }
@@ -280,7 +652,7 @@ struct EventValues<'a> {
     ev_owner: Option<i32>,
     ev_retry: Option<i32>,
     /// ev_type, ev_data, ev_extra1..4
-    text: [Option<&'a str>; 6],
+    text: [Option<&'a [u8]>; 6],
 }
 
 /// Column names of an event table, in the order of [`EventValues`].
@@ -298,6 +670,28 @@ const EVENT_COLUMNS: [&str; 11] = [
     "ev_extra4",
 ];
 
+/// The column types pgq creates (pgq.event_template), in the order of EVENT_COLUMNS.
+const EVENT_TYPES: [pg_sys::Oid; 11] = [
+    pg_sys::INT8OID,
+    pg_sys::TIMESTAMPTZOID,
+    pg_sys::INT8OID,
+    pg_sys::INT4OID,
+    pg_sys::INT4OID,
+    pg_sys::TEXTOID,
+    pg_sys::TEXTOID,
+    pg_sys::TEXTOID,
+    pg_sys::TEXTOID,
+    pg_sys::TEXTOID,
+    pg_sys::TEXTOID,
+];
+
+/// Columns that pgq.event_template declares NOT NULL (ev_id, ev_time, ev_txid): the
+/// direct path always fills them. A NOT NULL on any other column sends inserts
+/// through the executor.
+const EVENT_NOT_NULL_OK: usize = 3;
+
+const EV_TXID: usize = 2;
+
 /// What the direct path needs to know about an event table, built once and kept until
 /// the next relcache invalidation in this backend: which of our columns each attribute
 /// is, and the table's indexes with their IndexInfo (in a memory context of its own).
@@ -307,7 +701,7 @@ struct Shape {
     colmap: Vec<i8>,
     /// (index oid, IndexInfo, unique)
     indexes: Vec<(pg_sys::Oid, *mut pg_sys::IndexInfo, bool)>,
-    /// false: the table has something the direct path does not handle
+    /// false: the table is not exactly as pgq creates it; the executor inserts
     direct: bool,
     cxt: pg_sys::MemoryContext,
 }
@@ -315,6 +709,7 @@ struct Shape {
 impl Drop for Shape {
     fn drop(&mut self) {
         if !self.cxt.is_null() {
+            // SAFETY: the context is ours and nothing else points into it.
             unsafe { pg_sys::MemoryContextDelete(self.cxt) };
         }
     }
@@ -329,7 +724,33 @@ thread_local! {
 /// rebuilding a shape is cheap.
 static mut SHAPE_GENERATION: u64 = 0;
 
+/// Whether the default of ev_txid is `txid_current()`, as pgq.event_template has it
+/// (the direct path writes the top transaction id itself).
+unsafe fn txid_default_ok(rel: pg_sys::Relation, attnum: i16) -> bool {
+    // SAFETY: reads the relation's tuple descriptor and parses a stored default.
+    unsafe {
+        let constr = (*(*rel).rd_att).constr;
+        if constr.is_null() || (*constr).defval.is_null() {
+            return false;
+        }
+        for k in 0..(*constr).num_defval as usize {
+            let def = (*constr).defval.add(k);
+            if (*def).adnum != attnum {
+                continue;
+            }
+            let node = pg_sys::stringToNode((*def).adbin) as *mut pg_sys::Node;
+            if node.is_null() || (*node).type_ != pg_sys::NodeTag::T_FuncExpr {
+                return false;
+            }
+            let f = node as *mut pg_sys::FuncExpr;
+            return (*f).funcid == pg_sys::Oid::from(pg_sys::F_TXID_CURRENT) && (*f).args.is_null();
+        }
+        false
+    }
+}
+
 unsafe fn build_shape(rel: pg_sys::Relation) -> Shape {
+    // SAFETY: `rel` is open and locked; index relations are opened and closed here.
     unsafe {
         let desc = (*rel).rd_att;
         let natts = (*desc).natts as usize;
@@ -340,13 +761,26 @@ unsafe fn build_shape(rel: pg_sys::Relation) -> Shape {
             pg_sys::ALLOCSET_SMALL_INITSIZE as usize,
             pg_sys::ALLOCSET_SMALL_MAXSIZE as usize,
         );
+        let form = (*rel).rd_rel;
+        let constr = (*desc).constr;
+        // A plain, permanent table, not a partition, with nothing the executor would
+        // apply: triggers, rules, row security, CHECK constraints.
+        let mut direct = natts <= 64
+            && (*form).relkind == pg_sys::RELKIND_RELATION as c_char
+            && (*form).relpersistence == pg_sys::RELPERSISTENCE_PERMANENT as c_char
+            && !(*form).relispartition
+            && (*rel).trigdesc.is_null()
+            && (*rel).rd_rules.is_null()
+            && !(*form).relrowsecurity
+            && (constr.is_null() || (*constr).num_check == 0);
         let mut shape = Shape {
             generation: SHAPE_GENERATION,
             colmap: Vec::with_capacity(natts),
             indexes: Vec::new(),
-            direct: natts <= 64,
+            direct: false,
             cxt,
         };
+        let mut seen = [false; 11];
         for i in 0..natts {
             let att = (*desc).attrs.as_ptr().add(i);
             if (*att).attisdropped {
@@ -355,13 +789,33 @@ unsafe fn build_shape(rel: pg_sys::Relation) -> Shape {
             }
             let name = std::ffi::CStr::from_ptr((*att).attname.data.as_ptr()).to_bytes();
             match EVENT_COLUMNS.iter().position(|c| c.as_bytes() == name) {
-                Some(col) => shape.colmap.push(col as i8),
+                Some(col) => {
+                    seen[col] = true;
+                    // exactly the type pgq creates, no typmod, no identity or generated
+                    // value, nullable where the template is
+                    if (*att).atttypid != EVENT_TYPES[col]
+                        || (*att).atttypmod != -1
+                        || (*att).attidentity != 0
+                        || (*att).attgenerated != 0
+                        || ((*att).attnotnull && col >= EVENT_NOT_NULL_OK)
+                        || (col == EV_TXID && !txid_default_ok(rel, (*att).attnum))
+                    {
+                        direct = false;
+                    }
+                    shape.colmap.push(col as i8);
+                }
                 None => {
                     // a column we do not fill: its default is the executor's business
-                    shape.direct = false;
+                    direct = false;
                     shape.colmap.push(-1);
                 }
             }
+        }
+        if seen.contains(&false) {
+            direct = false;
+        }
+        if !direct {
+            return shape;
         }
         let old = pg_sys::MemoryContextSwitchTo(cxt);
         let list = pg_sys::RelationGetIndexList(rel);
@@ -380,7 +834,7 @@ unsafe fn build_shape(rel: pg_sys::Relation) -> Shape {
                 || !(*info).ii_ExclusionOps.is_null()
                 || !(*(*idx).rd_index).indimmediate
             {
-                shape.direct = false;
+                direct = false;
             }
             (*info).ii_Context = cxt;
             shape
@@ -389,16 +843,18 @@ unsafe fn build_shape(rel: pg_sys::Relation) -> Shape {
             pg_sys::index_close(idx, pg_sys::NoLock as pg_sys::LOCKMODE);
         }
         pg_sys::MemoryContextSwitchTo(old);
+        shape.direct = direct;
         shape
     }
 }
 
 /// The direct path: form the tuple and insert it into the heap and its indexes,
-/// without planner or executor. Taken only for tables that look exactly like a
-/// pgq event table (our columns only, no triggers, CHECK constraints, row security,
-/// expression or partial indexes); returns false (nothing done) otherwise, and the
-/// caller goes through SPI, which handles anything a user may have added.
+/// without planner or executor. Taken only for tables exactly as pgq creates them
+/// (see [`build_shape`]); returns false (nothing done) otherwise, and the caller goes
+/// through SPI, which handles anything a user may have added or changed.
 unsafe fn heap_insert_event(relid: pg_sys::Oid, v: &EventValues<'_>) -> bool {
+    // SAFETY: the relation is opened and locked here; the tuple is formed with its
+    // own descriptor from values of exactly the column types (checked in the shape).
     unsafe {
         if relid == pg_sys::InvalidOid {
             return false;
@@ -412,15 +868,9 @@ unsafe fn heap_insert_event(relid: pg_sys::Oid, v: &EventValues<'_>) -> bool {
             // let the SPI path raise the standard permission error
             return false;
         }
-        let rel = pg_sys::table_open(relid, pg_sys::RowExclusiveLock as pg_sys::LOCKMODE);
-        let constr = (*(*rel).rd_att).constr;
-        if !(*rel).trigdesc.is_null()
-            || (*(*rel).rd_rel).relrowsecurity
-            || (!constr.is_null() && (*constr).num_check > 0)
-        {
-            pg_sys::table_close(rel, pg_sys::NoLock as pg_sys::LOCKMODE);
-            return false;
-        }
+        // relation_open: any relkind (a view or partitioned table is refused by the
+        // shape and goes through the executor)
+        let rel = pg_sys::relation_open(relid, pg_sys::RowExclusiveLock as pg_sys::LOCKMODE);
         let cached = SHAPES.with(|s| s.borrow().get(&relid).cloned());
         let shape = match cached {
             Some(sh)
@@ -436,7 +886,7 @@ unsafe fn heap_insert_event(relid: pg_sys::Oid, v: &EventValues<'_>) -> bool {
             }
         };
         if !shape.direct {
-            pg_sys::table_close(rel, pg_sys::NoLock as pg_sys::LOCKMODE);
+            pg_sys::relation_close(rel, pg_sys::NoLock as pg_sys::LOCKMODE);
             return false;
         }
         let mut values = [pg_sys::Datum::from(0); 64];
@@ -449,7 +899,7 @@ unsafe fn heap_insert_event(relid: pg_sys::Oid, v: &EventValues<'_>) -> bool {
                 2 => v.ev_txid.into_datum(),
                 3 => v.ev_owner.into_datum(),
                 4 => v.ev_retry.into_datum(),
-                n => v.text[n as usize - 5].into_datum(),
+                n => v.text[n as usize - 5].map(text_datum),
             };
             if let Some(d) = d {
                 values[i] = d;
@@ -488,58 +938,110 @@ unsafe fn heap_insert_event(relid: pg_sys::Oid, v: &EventValues<'_>) -> bool {
             pg_sys::index_close(idx, pg_sys::NoLock as pg_sys::LOCKMODE);
         }
         pg_sys::heap_freetuple(tuple);
-        pg_sys::table_close(rel, pg_sys::NoLock as pg_sys::LOCKMODE);
+        pg_sys::relation_close(rel, pg_sys::NoLock as pg_sys::LOCKMODE);
         true
     }
 }
 
-/// The general path: a kept INSERT plan per event table.
-fn spi_insert_event(table: &str, v: &EventValues<'_>) {
-    let args: [DatumWithOid; 10] = [
-        v.ev_id.into(),
-        v.ev_time.into(),
-        v.ev_owner.into(),
-        v.ev_retry.into(),
-        v.text[0].into(),
-        v.text[1].into(),
-        v.text[2].into(),
-        v.text[3].into(),
-        v.text[4].into(),
-        v.text[5].into(),
-    ];
-    Spi::connect_mut(|client| {
-        let plan = INSERT_PLANS.with(|plans| plans.borrow().get(table).cloned());
+/// `schema.relation`, quoted, from the catalog (never from the stored queue text).
+fn qualified_name(relid: pg_sys::Oid) -> Option<Vec<u8>> {
+    // SAFETY: syscache lookups; the strings are palloc'd in the current context.
+    unsafe {
+        let rel = pg_sys::get_rel_name(relid);
+        if rel.is_null() {
+            return None;
+        }
+        let nsp = pg_sys::get_namespace_name(pg_sys::get_rel_namespace(relid));
+        if nsp.is_null() {
+            return None;
+        }
+        let q = pg_sys::quote_qualified_identifier(nsp, rel);
+        Some(std::ffi::CStr::from_ptr(q).to_bytes().to_vec())
+    }
+}
+
+/// The general path: a kept INSERT plan per event table, run by the executor (which
+/// applies constraints, triggers, rules, partition routing, casts).
+fn spi_insert_event(q: &QueueInfo, v: &EventValues<'_>) {
+    let relid = q.table_oid();
+    let Some(name) = (relid != pg_sys::InvalidOid)
+        .then(|| qualified_name(relid))
+        .flatten()
+    else {
+        raise_code(
+            PgSqlErrorCode::ERRCODE_UNDEFINED_TABLE,
+            format!("relation \"{}\" does not exist", lossy(&q.table)),
+        )
+    };
+    // SAFETY: SPI calls inside an SPI connection; the plan stays alive through the Rc
+    // while it runs.
+    Spi::connect(|_client| unsafe {
+        let plan = INSERT_PLANS.with(|plans| plans.borrow().get(&relid).cloned());
         let plan = match plan {
-            Some(p) => p,
-            None => {
-                let sql = format!(
-                    "insert into {table} (ev_id, ev_time, ev_owner, ev_retry, ev_type, ev_data, \
-                     ev_extra1, ev_extra2, ev_extra3, ev_extra4) values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)"
+            Some((n, p)) if n == name => p,
+            _ => {
+                let mut sql = b"insert into ".to_vec();
+                sql.extend_from_slice(&name);
+                sql.extend_from_slice(
+                    b" (ev_id, ev_time, ev_owner, ev_retry, ev_type, ev_data, \
+                      ev_extra1, ev_extra2, ev_extra3, ev_extra4) \
+                      values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
                 );
-                let types = [
-                    PgOid::from(pg_sys::INT8OID),
-                    PgOid::from(pg_sys::TIMESTAMPTZOID),
-                    PgOid::from(pg_sys::INT4OID),
-                    PgOid::from(pg_sys::INT4OID),
-                    PgOid::from(pg_sys::TEXTOID),
-                    PgOid::from(pg_sys::TEXTOID),
-                    PgOid::from(pg_sys::TEXTOID),
-                    PgOid::from(pg_sys::TEXTOID),
-                    PgOid::from(pg_sys::TEXTOID),
-                    PgOid::from(pg_sys::TEXTOID),
+                let sql = std::ffi::CString::new(sql)
+                    .unwrap_or_else(|_| raise_internal("pgq: bad event table name"));
+                let mut types = [
+                    pg_sys::INT8OID,
+                    pg_sys::TIMESTAMPTZOID,
+                    pg_sys::INT4OID,
+                    pg_sys::INT4OID,
+                    pg_sys::TEXTOID,
+                    pg_sys::TEXTOID,
+                    pg_sys::TEXTOID,
+                    pg_sys::TEXTOID,
+                    pg_sys::TEXTOID,
+                    pg_sys::TEXTOID,
                 ];
-                let p = Rc::new(
-                    client
-                        .prepare_mut(sql.as_str(), &types)
-                        .or_raise("preparing event insert")
-                        .keep(),
-                );
-                INSERT_PLANS.with(|plans| plans.borrow_mut().insert(table.to_string(), p.clone()));
+                let p = pg_sys::SPI_prepare(sql.as_ptr(), types.len() as i32, types.as_mut_ptr());
+                if p.is_null() {
+                    raise_internal("pgq: could not prepare the event insert");
+                }
+                pg_sys::SPI_keepplan(p);
+                let p = Rc::new(KeptPlan(p));
+                let old = INSERT_PLANS
+                    .with(|plans| plans.borrow_mut().insert(relid, (name.clone(), p.clone())));
+                drop(old);
                 p
             }
         };
-        client
-            .update(&*plan, None, &args)
-            .or_raise("inserting event");
+        let opt = |d: Option<pg_sys::Datum>| d.unwrap_or(pg_sys::Datum::from(0));
+        let isnull = |n: bool| if n { b'n' } else { b' ' } as c_char;
+        let mut values = [
+            opt(v.ev_id.into_datum()),
+            opt(v.ev_time.into_datum()),
+            opt(v.ev_owner.into_datum()),
+            opt(v.ev_retry.into_datum()),
+            opt(v.text[0].map(text_datum)),
+            opt(v.text[1].map(text_datum)),
+            opt(v.text[2].map(text_datum)),
+            opt(v.text[3].map(text_datum)),
+            opt(v.text[4].map(text_datum)),
+            opt(v.text[5].map(text_datum)),
+        ];
+        let nulls = [
+            isnull(false),
+            isnull(false),
+            isnull(v.ev_owner.is_none()),
+            isnull(v.ev_retry.is_none()),
+            isnull(v.text[0].is_none()),
+            isnull(v.text[1].is_none()),
+            isnull(v.text[2].is_none()),
+            isnull(v.text[3].is_none()),
+            isnull(v.text[4].is_none()),
+            isnull(v.text[5].is_none()),
+        ];
+        let rc = pg_sys::SPI_execute_plan(plan.0, values.as_mut_ptr(), nulls.as_ptr(), false, 0);
+        if rc < 0 {
+            raise_internal(format!("pgq: inserting event failed ({rc})"));
+        }
     });
 }

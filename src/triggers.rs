@@ -1,8 +1,13 @@
 //! pgrx glue for the row-capture triggers `pgq.logutriga`, `pgq.sqltriga` and
 //! `pgq.jsontriga` (contract: spec/triggers.md). The payload logic is pure Rust in
 //! `logic::triggers`; this module reads the trigger data, caches per-relation
-//! information and inserts the event through `insert::insert_event_raw` (no SPI on
-//! the hot path).
+//! information and inserts the event with the semantics of `pgq.insert_event(7)`
+//! (`insert::insert_event7`, no SPI on the hot path). When `pgq.insert_event` was
+//! replaced, the replacement is called by name through SQL as the current user, as
+//! the original's triggers do (`insert::replaced`).
+//!
+//! Text is bytes in the server encoding throughout (names, arguments, values,
+//! payloads), so every server encoding gives the original's bytes.
 //!
 //! Cache: per relation OID a [`TableInfo`] (columns with their output and equality
 //! functions, primary key names, and per trigger the parsed arguments and the kept
@@ -14,7 +19,7 @@
 //! not `#[pg_trigger]`, to keep the per-row path free of wrappers.
 
 use crate::errors::{raise_code, raise_internal};
-use crate::insert::{self, NewEvent};
+use crate::insert;
 use crate::logic::triggers::{self as tl, JsonVal, Op};
 use pgrx::pg_sys;
 use pgrx::prelude::*;
@@ -50,9 +55,10 @@ enum Eq {
 
 struct Col {
     dropped: bool,
-    name: String,
+    /// the column name, bytes in the server encoding
+    name: Vec<u8>,
     /// `name` as quote_ident gives it (quote_all_identifiers off)
-    quoted: String,
+    quoted: Vec<u8>,
     typid: pg_sys::Oid,
     collation: pg_sys::Oid,
     out: Box<pg_sys::FmgrInfo>,
@@ -66,14 +72,15 @@ struct Col {
 
 struct TableInfo {
     valid: Cell<bool>,
-    schema: String,
-    table: String,
-    fqname: String,
+    schema: Vec<u8>,
+    table: Vec<u8>,
+    /// `schema.table`, unquoted (ev_extra1)
+    fqname: Vec<u8>,
     cols: Vec<Col>,
     /// magic column name error, raised at firing time
     magic_error: Option<String>,
     /// primary key column names (index attribute names, index order)
-    pk_names: Vec<String>,
+    pk_names: Vec<Vec<u8>>,
     /// memory for the FmgrInfos (fn_extra caches of output/equality functions)
     mcxt: pg_sys::MemoryContext,
     triggers: RefCell<HashMap<(pg_sys::Oid, bool), Rc<TrigInfo>>>,
@@ -109,8 +116,11 @@ struct TrigInfo {
     is_key: Vec<bool>,
     /// per column: in the `ignore=` list
     ignored: Vec<bool>,
-    /// ev_type per op (I, U, D, R)
-    ev_type: [String; 4],
+    /// ev_type per op (I, U, D, R) and flavour (logutriga, sqltriga, jsontriga)
+    ev_type: [[Vec<u8>; 3]; 4],
+    /// sqltriga: a `pkey=` name that is not a column of the table (true: it is a
+    /// magic column, which is never a key)
+    missing_key: Option<(Vec<u8>, bool)>,
     /// ev_type=, ev_data=, ev_extra1..4= expressions, prepared on first use
     exprs: RefCell<[Option<Rc<Expr>>; 6]>,
     when: RefCell<Option<Rc<Expr>>>,
@@ -172,40 +182,14 @@ pub fn init() {
     }
 }
 
-unsafe fn cstr<'a>(p: *const c_char) -> &'a str {
-    unsafe { bytes_str(CStr::from_ptr(p).to_bytes()) }
+/// The bytes of a server string (server encoding; not necessarily UTF-8).
+unsafe fn cstr<'a>(p: *const c_char) -> &'a [u8] {
+    // SAFETY: the caller passes a NUL-terminated string that outlives 'a.
+    unsafe { CStr::from_ptr(p).to_bytes() }
 }
 
-thread_local! {
-    /// 1 = the database encoding is UTF-8, 2 = it is not, 0 = not known yet
-    static DB_UTF8: Cell<u8> = const { Cell::new(0) };
-}
-
-/// Text from the server. In a UTF-8 database every text output is valid UTF-8
-/// (PostgreSQL verifies input encoding); elsewhere non-UTF-8 bytes are taken lossily.
-unsafe fn bytes_str(b: &[u8]) -> &str {
-    let enc = DB_UTF8.with(|e| {
-        if e.get() == 0 {
-            let utf8 = unsafe { pg_sys::GetDatabaseEncoding() } == pg_sys::pg_enc::PG_UTF8 as i32;
-            e.set(if utf8 { 1 } else { 2 });
-        }
-        e.get()
-    });
-    if enc == 1 {
-        return unsafe { std::str::from_utf8_unchecked(b) };
-    }
-    match std::str::from_utf8(b) {
-        Ok(s) => s,
-        Err(_) => {
-            // a lossy copy in the current (per-tuple) memory context
-            let lossy = String::from_utf8_lossy(b);
-            unsafe {
-                let p = pg_sys::palloc(lossy.len().max(1)) as *mut u8;
-                std::ptr::copy_nonoverlapping(lossy.as_ptr(), p, lossy.len());
-                std::str::from_utf8_unchecked(std::slice::from_raw_parts(p, lossy.len()))
-            }
-        }
-    }
+fn lossy(b: &[u8]) -> std::borrow::Cow<'_, str> {
+    String::from_utf8_lossy(b)
 }
 
 unsafe fn build_table(rel: pg_sys::Relation) -> TableInfo {
@@ -213,11 +197,11 @@ unsafe fn build_table(rel: pg_sys::Relation) -> TableInfo {
         let relid = (*rel).rd_id;
         let nsp = pg_sys::get_namespace_name((*(*rel).rd_rel).relnamespace);
         let schema = if nsp.is_null() {
-            String::new()
+            Vec::new()
         } else {
-            cstr(nsp).to_string()
+            cstr(nsp).to_vec()
         };
-        let table = cstr((*(*rel).rd_rel).relname.data.as_ptr()).to_string();
+        let table = cstr((*(*rel).rd_rel).relname.data.as_ptr()).to_vec();
         let mcxt = pg_sys::AllocSetContextCreateInternal(
             pg_sys::CacheMemoryContext,
             c"pgq trigger cache".as_ptr(),
@@ -231,7 +215,7 @@ unsafe fn build_table(rel: pg_sys::Relation) -> TableInfo {
         let mut magic_error = None;
         for i in 0..natts {
             let att = (*desc).attrs.as_ptr().add(i);
-            let name = cstr((*att).attname.data.as_ptr()).to_string();
+            let name = cstr((*att).attname.data.as_ptr()).to_vec();
             let typid = (*att).atttypid;
             let mut out: Box<pg_sys::FmgrInfo> = Box::new(std::mem::zeroed());
             let dropped = (*att).attisdropped;
@@ -280,7 +264,7 @@ unsafe fn build_table(rel: pg_sys::Relation) -> TableInfo {
                     let idesc = (*idx).rd_att;
                     for j in 0..(*idesc).natts as usize {
                         let a = (*idesc).attrs.as_ptr().add(j);
-                        pk_names.push(cstr((*a).attname.data.as_ptr()).to_string());
+                        pk_names.push(cstr((*a).attname.data.as_ptr()).to_vec());
                     }
                 }
                 pg_sys::index_close(idx, pg_sys::AccessShareLock as pg_sys::LOCKMODE);
@@ -291,9 +275,12 @@ unsafe fn build_table(rel: pg_sys::Relation) -> TableInfo {
             pg_sys::list_free(list);
         }
         let _ = relid;
+        let mut fqname = schema.clone();
+        fqname.push(b'.');
+        fqname.extend_from_slice(&table);
         TableInfo {
             valid: Cell::new(true),
-            fqname: format!("{schema}.{table}"),
+            fqname,
             schema,
             table,
             cols,
@@ -328,15 +315,11 @@ unsafe fn table_info(rel: pg_sys::Relation) -> Rc<TableInfo> {
 }
 
 fn build_trig(table: &TableInfo, args: tl::TriggerArgs) -> TrigInfo {
-    let key_names: Vec<String> = match &args.pkey {
-        Some(p) => p
-            .split(|c: char| c == ',' || c.is_ascii_whitespace())
-            .filter(|t| !t.is_empty())
-            .map(str::to_string)
-            .collect(),
-        None => table.pk_names.clone(),
+    let key_names: Vec<&[u8]> = match &args.pkey {
+        Some(p) => tl::list_tokens(p).collect(),
+        None => table.pk_names.iter().map(Vec::as_slice).collect(),
     };
-    let is_key = table
+    let is_key: Vec<bool> = table
         .cols
         .iter()
         .map(|c| {
@@ -348,6 +331,25 @@ fn build_trig(table: &TableInfo, args: tl::TriggerArgs) -> TrigInfo {
                 }
         })
         .collect();
+    // a pkey= name that matches no (ordinary) column would leave the key incomplete
+    let missing_key = args.pkey.as_ref().and_then(|_| {
+        key_names
+            .iter()
+            .find(|k| {
+                !table
+                    .cols
+                    .iter()
+                    .zip(&is_key)
+                    .any(|(c, &key)| key && c.name.as_slice() == **k)
+            })
+            .map(|k| {
+                let magic = table
+                    .cols
+                    .iter()
+                    .any(|c| !c.dropped && c.name.as_slice() == *k);
+                (k.to_vec(), magic)
+            })
+    });
     let ignored = table
         .cols
         .iter()
@@ -358,29 +360,28 @@ fn build_trig(table: &TableInfo, args: tl::TriggerArgs) -> TrigInfo {
         })
         .collect();
     let ops = [Op::Insert, Op::Update, Op::Delete, Op::Truncate];
-    let logu_keys = match &args.pkey {
+    let logu_keys: Vec<u8> = match &args.pkey {
         Some(p) => p.clone(),
-        None => table.pk_names.join(","),
+        None => table.pk_names.join(&b","[..]),
     };
-    let json_keys: Vec<String> = match &args.pkey {
-        Some(p) => p.split(',').map(str::to_string).collect(),
-        None => table.pk_names.clone(),
+    let json_keys: Vec<&[u8]> = match &args.pkey {
+        Some(p) => p.split(|&c| c == b',').collect(),
+        None => table.pk_names.iter().map(Vec::as_slice).collect(),
     };
-    let json_refs: Vec<&str> = json_keys.iter().map(String::as_str).collect();
-    // the three flavours' ev_type per op, NUL-separated
     let ev_type = ops.map(|op| {
-        format!(
-            "{}\u{0}{}\u{0}{}",
+        [
             tl::logu_ev_type(op, &logu_keys),
-            op.letter(),
-            tl::json_ev_type(op, &table.schema, &table.table, &json_refs)
-        )
+            op.letter().as_bytes().to_vec(),
+            tl::json_ev_type(op, &table.schema, &table.table, &json_keys),
+        ]
     });
+    let key_names_nonempty = !key_names.is_empty();
     TrigInfo {
-        key_names_nonempty: !key_names.is_empty(),
+        key_names_nonempty,
         is_key,
         ignored,
         ev_type,
+        missing_key,
         args,
         exprs: RefCell::new(Default::default()),
         when: RefCell::new(None),
@@ -388,20 +389,19 @@ fn build_trig(table: &TableInfo, args: tl::TriggerArgs) -> TrigInfo {
 }
 
 impl TrigInfo {
-    fn ev_type(&self, op: Op, fl: Flavour) -> &str {
+    fn ev_type(&self, op: Op, fl: Flavour) -> &[u8] {
         let i = match op {
             Op::Insert => 0,
             Op::Update => 1,
             Op::Delete => 2,
             Op::Truncate => 3,
         };
-        let mut parts = self.ev_type[i].split('\u{0}');
         let n = match fl {
             Flavour::Logu => 0,
             Flavour::Sql => 1,
             Flavour::Json => 2,
         };
-        parts.nth(n).unwrap_or("")
+        &self.ev_type[i][n]
     }
 }
 
@@ -415,7 +415,7 @@ unsafe fn trig_info(
         return t.clone();
     }
     let nargs = unsafe { (*trig).tgnargs } as usize;
-    let args: Vec<&str> = (0..nargs)
+    let args: Vec<&[u8]> = (0..nargs)
         .map(|i| unsafe { cstr(*(*trig).tgargs.add(i)) })
         .collect();
     let parsed = match tl::parse_args(&args, truncate) {
@@ -461,20 +461,22 @@ impl Row {
 /// Text output of a value; the string lives in the current (per-tuple) memory context
 /// (or in the tuple itself). `text` and `varchar`, whose output function returns
 /// the stored bytes, are read in place.
-unsafe fn out_text<'a>(col: &Col, d: pg_sys::Datum) -> &'a str {
+unsafe fn out_text<'a>(col: &Col, d: pg_sys::Datum) -> &'a [u8] {
+    // SAFETY: `d` is a non-null value of the column's type; output strings and
+    // detoasted copies live in the current (per-tuple) memory context.
     unsafe {
         if col.plain_text {
             let p = pg_sys::pg_detoast_datum_packed(d.cast_mut_ptr());
             let len = pgrx::varlena::varsize_any_exhdr(p);
             let data = pgrx::varlena::vardata_any(p) as *const u8;
-            return bytes_str(std::slice::from_raw_parts(data, len));
+            return std::slice::from_raw_parts(data, len);
         }
         let p = pg_sys::OutputFunctionCall(&*col.out as *const _ as *mut _, d);
         cstr(p)
     }
 }
 
-unsafe fn text_of<'a>(col: &Col, row: &Row, i: usize) -> Option<&'a str> {
+unsafe fn text_of<'a>(col: &Col, row: &Row, i: usize) -> Option<&'a [u8]> {
     row.get(i).map(|d| unsafe { out_text(col, d) })
 }
 
@@ -514,7 +516,7 @@ unsafe fn json_val<'a>(col: &Col, d: Option<pg_sys::Datum>) -> JsonVal<'a> {
     let Some(d) = d else { return JsonVal::Null };
     unsafe {
         match col.json {
-            JsonKind::Bool => JsonVal::Raw(if d.value() != 0 { "true" } else { "false" }),
+            JsonKind::Bool => JsonVal::Raw(if d.value() != 0 { b"true" } else { b"false" }),
             JsonKind::Int => JsonVal::Raw(out_text(col, d)),
             JsonKind::DateTime => {
                 let p = pg_sys::JsonEncodeDateTime(
@@ -532,16 +534,16 @@ unsafe fn json_val<'a>(col: &Col, d: Option<pg_sys::Datum>) -> JsonVal<'a> {
 
 /// The row encoded per flavour's row format (urlenc for logutriga/sqltriga backup,
 /// JSON for jsontriga), over the columns in `keep`.
-unsafe fn encode_row(t: &TableInfo, tr: &TrigInfo, row: &Row, json: bool) -> String {
+unsafe fn encode_row(t: &TableInfo, tr: &TrigInfo, row: &Row, json: bool) -> Vec<u8> {
     let cols = t
         .cols
         .iter()
         .enumerate()
         .filter(|(i, c)| !c.dropped && c.magic.is_none() && !tr.ignored[*i]);
     if json {
-        tl::json_row(cols.map(|(i, c)| (c.name.as_str(), unsafe { json_val(c, row.get(i)) })))
+        tl::json_row(cols.map(|(i, c)| (c.name.as_slice(), unsafe { json_val(c, row.get(i)) })))
     } else {
-        tl::urlenc_row(cols.map(|(i, c)| (c.name.as_str(), unsafe { text_of(c, row, i) })))
+        tl::urlenc_row(cols.map(|(i, c)| (c.name.as_slice(), unsafe { text_of(c, row, i) })))
     }
 }
 
@@ -549,7 +551,7 @@ unsafe fn encode_row(t: &TableInfo, tr: &TrigInfo, row: &Row, json: bool) -> Str
 // Expressions
 // ---------------------------------------------------------------------------------
 
-unsafe fn prepare_expr(t: &TableInfo, src: &str) -> Rc<Expr> {
+unsafe fn prepare_expr(t: &TableInfo, src: &[u8]) -> Rc<Expr> {
     let (sql, params) =
         match tl::rewrite_expr(src, unsafe { pg_sys::standard_conforming_strings }, |w| {
             t.cols.iter().position(|c| !c.dropped && c.name == w)
@@ -562,7 +564,10 @@ unsafe fn prepare_expr(t: &TableInfo, src: &str) -> Rc<Expr> {
     unsafe {
         let plan = pg_sys::SPI_prepare(csql.as_ptr(), types.len() as i32, types.as_mut_ptr());
         if plan.is_null() {
-            raise_internal(format!("pgq trigger: SPI_prepare failed for \"{src}\""));
+            raise_internal(format!(
+                "pgq trigger: SPI_prepare failed for \"{}\"",
+                lossy(src)
+            ));
         }
         pg_sys::SPI_keepplan(plan);
         Rc::new(Expr { plan, params })
@@ -570,7 +575,7 @@ unsafe fn prepare_expr(t: &TableInfo, src: &str) -> Rc<Expr> {
 }
 
 enum ExprResult {
-    Text(Option<String>),
+    Text(Option<Vec<u8>>),
     Bool(bool),
 }
 
@@ -619,7 +624,7 @@ unsafe fn run_expr(e: &Expr, row: &Row, want_bool: bool) -> ExprResult {
             ExprResult::Text(if p.is_null() {
                 None
             } else {
-                Some(cstr(p).to_string())
+                Some(cstr(p).to_vec())
             })
         }
     }
@@ -630,6 +635,7 @@ unsafe fn run_expr(e: &Expr, row: &Row, want_bool: bool) -> ExprResult {
 // ---------------------------------------------------------------------------------
 
 unsafe fn check_insert_acl() {
+    // SAFETY: backend-local statics; catalog lookups.
     unsafe {
         let uid = pg_sys::GetUserId();
         if ACL_OK_USER == uid && INSERT_EVENT_OID != pg_sys::InvalidOid {
@@ -661,6 +667,8 @@ unsafe fn check_insert_acl() {
 }
 
 unsafe fn fire(fcinfo: pg_sys::FunctionCallInfo, fl: Flavour) -> pg_sys::Datum {
+    // SAFETY: called by the trigger manager with a TriggerData context (checked);
+    // tuples and descriptors are the trigger manager's, valid for this call.
     unsafe {
         let ctx = (*fcinfo).context;
         if ctx.is_null() || (*ctx).type_ != pg_sys::NodeTag::T_TriggerData {
@@ -712,8 +720,8 @@ unsafe fn fire(fcinfo: pg_sys::FunctionCallInfo, fl: Flavour) -> pg_sys::Datum {
         if a.deny {
             raise_internal(format!(
                 "Table '{}' to queue '{}': change not allowed ({})",
-                t.fqname,
-                a.queue,
+                lossy(&t.fqname),
+                lossy(&a.queue),
                 op.word()
             ));
         }
@@ -722,20 +730,41 @@ unsafe fn fire(fcinfo: pg_sys::FunctionCallInfo, fl: Flavour) -> pg_sys::Datum {
                 raise_internal(e.clone());
             }
         }
+        if fl == Flavour::Sql && matches!(op, Op::Update | Op::Delete) {
+            // the WHERE clause would miss that key (the original emitted it anyway)
+            if let Some((k, magic)) = &tr.missing_key {
+                let (code, what) = if *magic {
+                    (
+                        PgSqlErrorCode::ERRCODE_INVALID_PARAMETER_VALUE,
+                        "is a magic column, not a key,",
+                    )
+                } else {
+                    (PgSqlErrorCode::ERRCODE_UNDEFINED_COLUMN, "does not exist")
+                };
+                raise_code(
+                    code,
+                    format!(
+                        "pgq.sqltriga: pkey column \"{}\" {what} in table {}",
+                        lossy(k),
+                        lossy(&t.fqname)
+                    ),
+                );
+            }
+        }
         let result = if a.skip {
             std::ptr::null_mut()
         } else {
             passthrough
         };
 
-        let mut fields: [Option<String>; 6] = Default::default();
-        fields[tl::EV_TYPE] = Some(tr.ev_type(op, fl).to_string());
+        let mut fields: [Option<Vec<u8>>; 6] = Default::default();
+        fields[tl::EV_TYPE] = Some(tr.ev_type(op, fl).to_vec());
         fields[tl::EV_EXTRA1] = Some(t.fqname.clone());
         if op == Op::Truncate {
             fields[tl::EV_DATA] = Some(if fl == Flavour::Json {
-                "{}".into()
+                b"{}".to_vec()
             } else {
-                String::new()
+                Vec::new()
             });
         } else {
             let desc = (*rel).rd_att;
@@ -787,20 +816,20 @@ unsafe fn fire(fcinfo: pg_sys::FunctionCallInfo, fl: Flavour) -> pg_sys::Datum {
                 Flavour::Json => encode_row(&t, &tr, data_row, true),
                 Flavour::Sql => {
                     // quoted column names: cached, unless quote_all_identifiers is on
-                    let forced: Vec<String>;
-                    let names: Vec<&str> = if pg_sys::quote_all_identifiers {
+                    let forced: Vec<Vec<u8>>;
+                    let names: Vec<&[u8]> = if pg_sys::quote_all_identifiers {
                         forced = t
                             .cols
                             .iter()
                             .map(|c| {
-                                let mut q = String::with_capacity(c.name.len() + 2);
+                                let mut q = Vec::with_capacity(c.name.len() + 2);
                                 tl::quote_ident_into(&mut q, &c.name, true);
                                 q
                             })
                             .collect();
-                        forced.iter().map(String::as_str).collect()
+                        forced.iter().map(Vec::as_slice).collect()
                     } else {
-                        t.cols.iter().map(|c| c.quoted.as_str()).collect()
+                        t.cols.iter().map(|c| c.quoted.as_slice()).collect()
                     };
                     let old = &trig_row;
                     let keys = || {
@@ -824,7 +853,7 @@ unsafe fn fire(fcinfo: pg_sys::FunctionCallInfo, fl: Flavour) -> pg_sys::Datum {
                         Op::Update => {
                             let new = new_row.as_ref().unwrap();
                             if set_cols.is_empty() {
-                                let first: Vec<(&str, Option<&str>)> =
+                                let first: Vec<(&[u8], Option<&[u8]>)> =
                                     keys().take(1).map(|(n, v)| (n, Some(v))).collect();
                                 tl::sql_update(first, keys())
                             } else {
@@ -844,7 +873,7 @@ unsafe fn fire(fcinfo: pg_sys::FunctionCallInfo, fl: Flavour) -> pg_sys::Datum {
             // magic columns, then expressions
             for (i, c) in t.cols.iter().enumerate() {
                 if let (false, Some(f)) = (c.dropped, c.magic) {
-                    fields[f] = text_of(c, data_row, i).map(str::to_string);
+                    fields[f] = text_of(c, data_row, i).map(<[u8]>::to_vec);
                 }
             }
             if a.has_expressions() {
@@ -878,26 +907,16 @@ unsafe fn fire(fcinfo: pg_sys::FunctionCallInfo, fl: Flavour) -> pg_sys::Datum {
             }
         }
 
-        check_insert_acl();
-        insert::as_owner(|| {
-            insert::insert_event_raw(
-                Some(&a.queue),
-                NewEvent {
-                    ev_id: None,
-                    ev_time: None,
-                    ev_owner: None,
-                    ev_retry: None,
-                    ev_type: fields[0].as_deref(),
-                    ev_data: fields[1].as_deref(),
-                    extra: [
-                        fields[2].as_deref(),
-                        fields[3].as_deref(),
-                        fields[4].as_deref(),
-                        fields[5].as_deref(),
-                    ],
-                },
-            )
-        });
+        let f = |i: usize| fields[i].as_deref();
+        let extra = [f(2), f(3), f(4), f(5)];
+        if insert::replaced().insert_event {
+            // a replaced pgq.insert_event is called by name, as the current user, as
+            // the original's triggers do
+            insert::call_insert_event_sql(Some(&a.queue), f(0), f(1), extra);
+        } else {
+            check_insert_acl();
+            insert::as_owner(|| insert::insert_event7(Some(&a.queue), f(0), f(1), extra));
+        }
         ret(result)
     }
 }

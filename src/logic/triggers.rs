@@ -2,7 +2,7 @@
 //! `pgq.jsontriga`): argument parsing, the encoders (urlencoding, SQL literal and
 //! identifier quoting, JSON string escaping), the `ev_*=`/`when=` expression
 //! rewriter and the payload builders. The pgrx glue in `src/triggers.rs` feeds them
-//! the text output of each column.
+//! the text output of each column, as bytes in the server encoding.
 //!
 //! The decoder ([`urldecode`], [`decode_urlenc_row`]) is here for the replay side.
 
@@ -34,14 +34,13 @@ const fn url_table() -> [([u8; 3], u8); 256] {
 static URL_TABLE: [([u8; 3], u8); 256] = url_table();
 
 /// Append `s` urlencoded the PgQ way: `0-9A-Za-z_.-` unchanged, space as `+`, every
-/// other byte as `%` and two lowercase hex digits.
+/// other byte as `%` and two lowercase hex digits. Byte-wise, so the same in every
+/// server encoding.
 #[allow(unsafe_code)]
-pub fn urlencode_into(out: &mut String, s: &[u8]) {
-    // SAFETY: only ASCII bytes are appended, so the String stays valid UTF-8.
-    let v = unsafe { out.as_mut_vec() };
-    v.reserve(s.len() * 3);
-    let mut len = v.len();
-    let base = v.as_mut_ptr();
+pub fn urlencode_into(out: &mut Vec<u8>, s: &[u8]) {
+    out.reserve(s.len() * 3);
+    let mut len = out.len();
+    let base = out.as_mut_ptr();
     for &b in s {
         let (enc, n) = &URL_TABLE[b as usize];
         // SAFETY: capacity was reserved for 3 bytes per input byte; every entry is
@@ -49,14 +48,15 @@ pub fn urlencode_into(out: &mut String, s: &[u8]) {
         unsafe { std::ptr::copy_nonoverlapping(enc.as_ptr(), base.add(len), 3) };
         len += *n as usize;
     }
-    // SAFETY: bytes up to `len` were written above.
-    unsafe { v.set_len(len) };
+    // SAFETY: bytes up to `len` were written above (u8 needs no other initialisation).
+    unsafe { out.set_len(len) };
 }
 
 pub fn urlencode(s: &[u8]) -> String {
-    let mut out = String::with_capacity(s.len() + 8);
+    let mut out = Vec::with_capacity(s.len() + 8);
     urlencode_into(&mut out, s);
-    out
+    // only ASCII bytes are written
+    String::from_utf8(out).expect("urlencoded text is ASCII")
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -132,29 +132,28 @@ pub fn decode_urlenc_row(s: &str) -> Result<Vec<(String, Option<String>)>, Decod
 // SQL quoting (PostgreSQL's quote_literal / quote_identifier)
 // ---------------------------------------------------------------------------------
 
-/// Append `s` as PostgreSQL's `quote_literal` would: `'...'` with `'` and `\` doubled,
-/// prefixed with `E` when the value holds a backslash.
-pub fn quote_literal_into(out: &mut String, s: &str) {
-    let b = s.as_bytes();
-    if b.contains(&b'\\') {
-        out.push('E');
+/// Append `s` as PostgreSQL's `quote_literal` would: `'...'` with `'` and `\\` doubled,
+/// prefixed with `E` when the value holds a backslash. Byte-wise: every server
+/// encoding is ASCII-safe (no byte below 0x80 is part of a multibyte character).
+pub fn quote_literal_into(out: &mut Vec<u8>, s: &[u8]) {
+    if s.contains(&b'\\') {
+        out.push(b'E');
     }
-    out.push('\'');
-    // copy runs between quote/backslash characters (ASCII, so runs split on char
-    // boundaries), doubling each of those
+    out.push(b'\'');
+    // copy runs between quote/backslash bytes, doubling each of those
     let mut start = 0;
-    for (i, &c) in b.iter().enumerate() {
+    for (i, &c) in s.iter().enumerate() {
         if c == b'\'' || c == b'\\' {
-            out.push_str(&s[start..=i]);
+            out.extend_from_slice(&s[start..=i]);
             start = i;
         }
     }
-    out.push_str(&s[start..]);
-    out.push('\'');
+    out.extend_from_slice(&s[start..]);
+    out.push(b'\'');
 }
 
-pub fn quote_literal(s: &str) -> String {
-    let mut out = String::with_capacity(s.len() + 2);
+pub fn quote_literal(s: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(s.len() + 2);
     quote_literal_into(&mut out, s);
     out
 }
@@ -166,40 +165,40 @@ pub fn is_quoting_keyword(s: &str) -> bool {
 
 /// Whether PostgreSQL's `quote_identifier` leaves `s` bare: starts with `a-z` or `_`,
 /// only `a-z0-9_`, and not a keyword other than an unreserved one.
-pub fn ident_is_safe(s: &str) -> bool {
-    let b = s.as_bytes();
-    match b.first() {
+pub fn ident_is_safe(s: &[u8]) -> bool {
+    match s.first() {
         Some(b'a'..=b'z' | b'_') => {}
         _ => return false,
     }
-    if !b
+    if !s
         .iter()
         .all(|&c| matches!(c, b'a'..=b'z' | b'0'..=b'9' | b'_'))
     {
         return false;
     }
-    !is_quoting_keyword(s)
+    // all ASCII, checked above
+    !std::str::from_utf8(s).is_ok_and(is_quoting_keyword)
 }
 
 /// Append `s` as PostgreSQL's `quote_identifier` would (`quote_all` =
 /// `quote_all_identifiers`).
-pub fn quote_ident_into(out: &mut String, s: &str, quote_all: bool) {
+pub fn quote_ident_into(out: &mut Vec<u8>, s: &[u8], quote_all: bool) {
     if !quote_all && ident_is_safe(s) {
-        out.push_str(s);
+        out.extend_from_slice(s);
         return;
     }
-    out.push('"');
-    for c in s.chars() {
-        if c == '"' {
-            out.push('"');
+    out.push(b'"');
+    for &c in s {
+        if c == b'"' {
+            out.push(b'"');
         }
         out.push(c);
     }
-    out.push('"');
+    out.push(b'"');
 }
 
-pub fn quote_ident(s: &str) -> String {
-    let mut out = String::with_capacity(s.len() + 2);
+pub fn quote_ident(s: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(s.len() + 2);
     quote_ident_into(&mut out, s, false);
     out
 }
@@ -209,34 +208,34 @@ pub fn quote_ident(s: &str) -> String {
 // ---------------------------------------------------------------------------------
 
 /// Append `s` as a JSON string literal, escaping as PostgreSQL's `escape_json`.
-pub fn json_string_into(out: &mut String, s: &str) {
-    out.push('"');
-    let b = s.as_bytes();
+/// Bytes of 0x80 and above are copied as they are (in any server encoding).
+pub fn json_string_into(out: &mut Vec<u8>, s: &[u8]) {
+    out.push(b'"');
     let mut start = 0;
-    for (i, &c) in b.iter().enumerate() {
-        let esc: &str = match c {
-            b'"' => "\\\"",
-            b'\\' => "\\\\",
-            0x08 => "\\b",
-            0x0c => "\\f",
-            b'\n' => "\\n",
-            b'\r' => "\\r",
-            b'\t' => "\\t",
-            0..=0x1f => "",
+    for (i, &c) in s.iter().enumerate() {
+        let esc: &[u8] = match c {
+            b'"' => b"\\\"",
+            b'\\' => b"\\\\",
+            0x08 => b"\\b",
+            0x0c => b"\\f",
+            b'\n' => b"\\n",
+            b'\r' => b"\\r",
+            b'\t' => b"\\t",
+            0..=0x1f => b"",
             _ => continue,
         };
-        out.push_str(&s[start..i]);
+        out.extend_from_slice(&s[start..i]);
         if esc.is_empty() {
-            out.push_str("\\u00");
-            out.push(HEX[(c >> 4) as usize] as char);
-            out.push(HEX[(c & 15) as usize] as char);
+            out.extend_from_slice(b"\\u00");
+            out.push(HEX[(c >> 4) as usize]);
+            out.push(HEX[(c & 15) as usize]);
         } else {
-            out.push_str(esc);
+            out.extend_from_slice(esc);
         }
         start = i + 1;
     }
-    out.push_str(&s[start..]);
-    out.push('"');
+    out.extend_from_slice(&s[start..]);
+    out.push(b'"');
 }
 
 // ---------------------------------------------------------------------------------
@@ -265,15 +264,15 @@ pub const FIELD_NAMES: [&str; 6] = [
 
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct TriggerArgs {
-    pub queue: String,
+    pub queue: Vec<u8>,
     pub skip: bool,
     pub backup: bool,
     pub deny: bool,
-    pub ignore: Option<String>,
-    pub pkey: Option<String>,
-    pub when: Option<String>,
+    pub ignore: Option<Vec<u8>>,
+    pub pkey: Option<Vec<u8>>,
+    pub when: Option<Vec<u8>>,
     /// ev_type, ev_data, ev_extra1..4 expressions
-    pub overrides: [Option<String>; 6],
+    pub overrides: [Option<Vec<u8>>; 6],
 }
 
 impl TriggerArgs {
@@ -282,48 +281,48 @@ impl TriggerArgs {
     }
 }
 
-/// Parse the trigger arguments (argument 0 is the queue). Errors carry the
-/// original's message texts.
-pub fn parse_args(args: &[&str], truncate: bool) -> Result<TriggerArgs, &'static str> {
+/// Parse the trigger arguments (argument 0 is the queue), as bytes in the server
+/// encoding. Errors carry the original's message texts.
+pub fn parse_args(args: &[&[u8]], truncate: bool) -> Result<TriggerArgs, &'static str> {
     let Some((queue, opts)) = args.split_first() else {
         return Err("pgq trigger must have destination queue as argument");
     };
     let mut a = TriggerArgs {
-        queue: (*queue).to_string(),
+        queue: queue.to_vec(),
         ..Default::default()
     };
     for &opt in opts {
-        if opt == "SKIP" {
+        if opt == b"SKIP" {
             a.skip = true;
-        } else if opt == "backup" {
+        } else if opt == b"backup" {
             if truncate {
                 return Err("Backup does not make sense for truncate trigger");
             }
             a.backup = true;
-        } else if opt == "deny" {
+        } else if opt == b"deny" {
             a.deny = true;
-        } else if let Some(v) = opt.strip_prefix("ignore=") {
+        } else if let Some(v) = opt.strip_prefix(b"ignore=") {
             if truncate {
                 return Err("Column ignore does not make sense for truncate trigger");
             }
-            a.ignore = Some(v.to_string());
-        } else if let Some(v) = opt.strip_prefix("pkey=") {
+            a.ignore = Some(v.to_vec());
+        } else if let Some(v) = opt.strip_prefix(b"pkey=") {
             if truncate {
                 return Err("Custom pkey_list does not make sense for truncate trigger");
             }
-            a.pkey = Some(v.to_string());
-        } else if let Some(v) = opt.strip_prefix("when=") {
+            a.pkey = Some(v.to_vec());
+        } else if let Some(v) = opt.strip_prefix(b"when=") {
             if truncate {
                 return Err("Custom expressions do not make sense for truncater trigger");
             }
-            a.when = Some(v.to_string());
+            a.when = Some(v.to_vec());
         } else if let Some(i) = FIELD_NAMES.iter().position(|f| {
-            opt.len() > f.len() && opt.starts_with(f) && opt.as_bytes()[f.len()] == b'='
+            opt.len() > f.len() && opt.starts_with(f.as_bytes()) && opt[f.len()] == b'='
         }) {
             if truncate {
                 return Err("Custom expressions do not make sense for truncater trigger");
             }
-            a.overrides[i] = Some(opt[FIELD_NAMES[i].len() + 1..].to_string());
+            a.overrides[i] = Some(opt[FIELD_NAMES[i].len() + 1..].to_vec());
         } else {
             return Err("bad param to pgq trigger");
         }
@@ -331,22 +330,30 @@ pub fn parse_args(args: &[&str], truncate: bool) -> Result<TriggerArgs, &'static
     Ok(a)
 }
 
-/// Whether `name` is one of the tokens of `list` (separated by commas and/or
-/// whitespace; exact, case-sensitive match).
-pub fn list_contains(list: &str, name: &str) -> bool {
-    list.split(|c: char| c == ',' || c.is_ascii_whitespace())
-        .any(|t| !t.is_empty() && t == name)
+/// The tokens of a `pkey=`/`ignore=` list (separated by commas and/or ASCII
+/// whitespace; empty tokens dropped).
+pub fn list_tokens(list: &[u8]) -> impl Iterator<Item = &[u8]> {
+    list.split(|&c| c == b',' || c.is_ascii_whitespace())
+        .filter(|t| !t.is_empty())
+}
+
+/// Whether `name` is one of the tokens of `list` (exact, case-sensitive match).
+pub fn list_contains(list: &[u8], name: &[u8]) -> bool {
+    list_tokens(list).any(|t| t == name)
 }
 
 /// Magic column `_pgq_ev_<field>`: `Ok(Some(field index))`, `Ok(None)` for an
 /// ordinary column, `Err` for an unknown `_pgq_ev_` name.
-pub fn magic_column(name: &str) -> Result<Option<usize>, String> {
-    let Some(rest) = name.strip_prefix("_pgq_ev_") else {
+pub fn magic_column(name: &[u8]) -> Result<Option<usize>, String> {
+    let Some(rest) = name.strip_prefix(b"_pgq_ev_") else {
         return Ok(None);
     };
-    match FIELD_NAMES.iter().position(|f| &f[3..] == rest) {
+    match FIELD_NAMES.iter().position(|f| &f.as_bytes()[3..] == rest) {
         Some(i) => Ok(Some(i)),
-        None => Err(format!("Unknown magic column: {name}")),
+        None => Err(format!(
+            "Unknown magic column: {}",
+            String::from_utf8_lossy(name)
+        )),
     }
 }
 
@@ -364,13 +371,13 @@ pub const QB_SYNTAX_ERROR: &str = "QB: syntax error";
 /// [`QB_SYNTAX_ERROR`]: a non-empty double-quoted identifier standing alone, a `$` or
 /// non-ASCII byte in a word, an unterminated string, dollar quote or comment.
 pub fn rewrite_expr(
-    expr: &str,
+    expr: &[u8],
     std_strings: bool,
-    mut column: impl FnMut(&str) -> Option<usize>,
-) -> Result<(String, Vec<usize>), &'static str> {
-    let b = expr.as_bytes();
-    let mut out = String::with_capacity(expr.len() + 16);
-    out.push_str("select ");
+    mut column: impl FnMut(&[u8]) -> Option<usize>,
+) -> Result<(Vec<u8>, Vec<usize>), &'static str> {
+    let b = expr;
+    let mut out = Vec::with_capacity(expr.len() + 16);
+    out.extend_from_slice(b"select ");
     let mut params: Vec<usize> = Vec::new();
     let is_word_start = |c: u8| c.is_ascii_alphabetic() || c == b'_';
     let is_word = |c: u8| c.is_ascii_alphanumeric() || c == b'_';
@@ -427,8 +434,8 @@ pub fn rewrite_expr(
                         params.len()
                     }
                 };
-                out.push('$');
-                out.push_str(&n.to_string());
+                out.push(b'$');
+                out.extend_from_slice(n.to_string().as_bytes());
                 continue;
             }
         } else if c.is_ascii_digit() {
@@ -441,7 +448,7 @@ pub fn rewrite_expr(
         } else {
             i += 1;
         }
-        out.push_str(&expr[start..i]);
+        out.extend_from_slice(&expr[start..i]);
     }
     Ok((out, params))
 }
@@ -547,46 +554,50 @@ impl Op {
 
 /// `I:key1,key2` (logutriga; `pkey_text` is the verbatim `pkey=` text or the
 /// comma-joined primary key).
-pub fn logu_ev_type(op: Op, pkey_text: &str) -> String {
+pub fn logu_ev_type(op: Op, pkey_text: &[u8]) -> Vec<u8> {
     if op == Op::Truncate {
-        return "R".to_string();
+        return b"R".to_vec();
     }
-    format!("{}:{}", op.letter(), pkey_text)
+    let mut s = Vec::with_capacity(pkey_text.len() + 2);
+    s.extend_from_slice(op.letter().as_bytes());
+    s.push(b':');
+    s.extend_from_slice(pkey_text);
+    s
 }
 
 /// `{"op":"INSERT","table":["schema","table"],"pkey":["id"]}` (jsontriga).
-pub fn json_ev_type(op: Op, schema: &str, table: &str, pkeys: &[&str]) -> String {
-    let mut s = String::with_capacity(64);
-    s.push_str("{\"op\":\"");
-    s.push_str(op.word());
-    s.push_str("\",\"table\":[");
+pub fn json_ev_type(op: Op, schema: &[u8], table: &[u8], pkeys: &[&[u8]]) -> Vec<u8> {
+    let mut s = Vec::with_capacity(64);
+    s.extend_from_slice(b"{\"op\":\"");
+    s.extend_from_slice(op.word().as_bytes());
+    s.extend_from_slice(b"\",\"table\":[");
     json_string_into(&mut s, schema);
-    s.push(',');
+    s.push(b',');
     json_string_into(&mut s, table);
-    s.push_str("],\"pkey\":[");
+    s.extend_from_slice(b"],\"pkey\":[");
     for (i, k) in pkeys.iter().enumerate() {
         if i > 0 {
-            s.push(',');
+            s.push(b',');
         }
         json_string_into(&mut s, k);
     }
-    s.push_str("]}");
+    s.extend_from_slice(b"]}");
     s
 }
 
 /// Urlencoded row: `name=value` joined by `&`; NULL is the bare name.
-pub fn urlenc_row<'a>(cols: impl IntoIterator<Item = (&'a str, Option<&'a str>)>) -> String {
-    let mut out = String::with_capacity(128);
+pub fn urlenc_row<'a>(cols: impl IntoIterator<Item = (&'a [u8], Option<&'a [u8]>)>) -> Vec<u8> {
+    let mut out = Vec::with_capacity(128);
     let mut first = true;
     for (name, val) in cols {
         if !first {
-            out.push('&');
+            out.push(b'&');
         }
         first = false;
-        urlencode_into(&mut out, name.as_bytes());
+        urlencode_into(&mut out, name);
         if let Some(v) = val {
-            out.push('=');
-            urlencode_into(&mut out, v.as_bytes());
+            out.push(b'=');
+            urlencode_into(&mut out, v);
         }
     }
     out
@@ -597,64 +608,64 @@ pub fn urlenc_row<'a>(cols: impl IntoIterator<Item = (&'a str, Option<&'a str>)>
 #[derive(Debug, Clone, Copy)]
 pub enum JsonVal<'a> {
     Null,
-    Raw(&'a str),
-    Str(&'a str),
+    Raw(&'a [u8]),
+    Str(&'a [u8]),
 }
 
-pub fn json_row<'a>(cols: impl IntoIterator<Item = (&'a str, JsonVal<'a>)>) -> String {
-    let mut out = String::with_capacity(128);
-    out.push('{');
+pub fn json_row<'a>(cols: impl IntoIterator<Item = (&'a [u8], JsonVal<'a>)>) -> Vec<u8> {
+    let mut out = Vec::with_capacity(128);
+    out.push(b'{');
     let mut first = true;
     for (name, val) in cols {
         if !first {
-            out.push(',');
+            out.push(b',');
         }
         first = false;
         json_string_into(&mut out, name);
-        out.push(':');
+        out.push(b':');
         match val {
-            JsonVal::Null => out.push_str("null"),
-            JsonVal::Raw(s) => out.push_str(s),
+            JsonVal::Null => out.extend_from_slice(b"null"),
+            JsonVal::Raw(s) => out.extend_from_slice(s),
             JsonVal::Str(s) => json_string_into(&mut out, s),
         }
     }
-    out.push('}');
+    out.push(b'}');
     out
 }
 
 /// sqltriga INSERT: `(a,b) values ('1',null)`. Names are already quoted (see
 /// [`quote_ident_into`]).
-pub fn sql_insert<'a>(cols: impl IntoIterator<Item = (&'a str, Option<&'a str>)>) -> String {
-    let mut names = String::with_capacity(64);
-    let mut vals = String::with_capacity(128);
+pub fn sql_insert<'a>(cols: impl IntoIterator<Item = (&'a [u8], Option<&'a [u8]>)>) -> Vec<u8> {
+    let mut names = Vec::with_capacity(64);
+    let mut vals = Vec::with_capacity(128);
     for (name, val) in cols {
         if !names.is_empty() {
-            names.push(',');
-            vals.push(',');
+            names.push(b',');
+            vals.push(b',');
         }
-        names.push_str(name);
+        names.extend_from_slice(name);
         match val {
             Some(v) => quote_literal_into(&mut vals, v),
-            None => vals.push_str("null"),
+            None => vals.extend_from_slice(b"null"),
         }
     }
-    let mut out = String::with_capacity(names.len() + vals.len() + 12);
-    out.push('(');
-    out.push_str(&names);
-    out.push_str(") values (");
-    out.push_str(&vals);
-    out.push(')');
+    let mut out = Vec::with_capacity(names.len() + vals.len() + 12);
+    out.push(b'(');
+    out.extend_from_slice(&names);
+    out.extend_from_slice(b") values (");
+    out.extend_from_slice(&vals);
+    out.push(b')');
     out
 }
 
 /// Key condition list `k1='1' and k2='x'` (names already quoted).
-pub fn sql_key_where<'a>(out: &mut String, keys: impl IntoIterator<Item = (&'a str, &'a str)>) {
+pub fn sql_key_where<'a>(out: &mut Vec<u8>, keys: impl IntoIterator<Item = (&'a [u8], &'a [u8])>) {
     for (i, (name, val)) in keys.into_iter().enumerate() {
         if i > 0 {
-            out.push_str(" and ");
+            out.extend_from_slice(b" and ");
         }
-        out.push_str(name);
-        out.push('=');
+        out.extend_from_slice(name);
+        out.push(b'=');
         quote_literal_into(out, val);
     }
 }
@@ -662,29 +673,29 @@ pub fn sql_key_where<'a>(out: &mut String, keys: impl IntoIterator<Item = (&'a s
 /// sqltriga UPDATE: `a='1',b=NULL where k='1'`; `set` holds the changed columns
 /// (the caller substitutes the first key for a no-op update). Names already quoted.
 pub fn sql_update<'a>(
-    set: impl IntoIterator<Item = (&'a str, Option<&'a str>)>,
-    keys: impl IntoIterator<Item = (&'a str, &'a str)>,
-) -> String {
-    let mut out = String::with_capacity(128);
+    set: impl IntoIterator<Item = (&'a [u8], Option<&'a [u8]>)>,
+    keys: impl IntoIterator<Item = (&'a [u8], &'a [u8])>,
+) -> Vec<u8> {
+    let mut out = Vec::with_capacity(128);
     for (i, (name, val)) in set.into_iter().enumerate() {
         if i > 0 {
-            out.push(',');
+            out.push(b',');
         }
-        out.push_str(name);
-        out.push('=');
+        out.extend_from_slice(name);
+        out.push(b'=');
         match val {
             Some(v) => quote_literal_into(&mut out, v),
-            None => out.push_str("NULL"),
+            None => out.extend_from_slice(b"NULL"),
         }
     }
-    out.push_str(" where ");
+    out.extend_from_slice(b" where ");
     sql_key_where(&mut out, keys);
     out
 }
 
 /// sqltriga DELETE: `k='1' and k2='x'` (names already quoted).
-pub fn sql_delete<'a>(keys: impl IntoIterator<Item = (&'a str, &'a str)>) -> String {
-    let mut out = String::with_capacity(64);
+pub fn sql_delete<'a>(keys: impl IntoIterator<Item = (&'a [u8], &'a [u8])>) -> Vec<u8> {
+    let mut out = Vec::with_capacity(64);
     sql_key_where(&mut out, keys);
     out
 }
@@ -693,6 +704,25 @@ pub fn sql_delete<'a>(keys: impl IntoIterator<Item = (&'a str, &'a str)>) -> Str
 mod tests {
     use super::*;
     use proptest::prelude::*;
+
+    fn st(v: Vec<u8>) -> String {
+        String::from_utf8(v).unwrap()
+    }
+    fn ql(s: &str) -> String {
+        st(quote_literal(s.as_bytes()))
+    }
+    fn qi(s: &str) -> String {
+        st(quote_ident(s.as_bytes()))
+    }
+    fn pa(v: &[&str], truncate: bool) -> Result<TriggerArgs, &'static str> {
+        let b: Vec<&[u8]> = v.iter().map(|s| s.as_bytes()).collect();
+        parse_args(&b, truncate)
+    }
+    fn js(s: &[u8]) -> Vec<u8> {
+        let mut out = Vec::new();
+        json_string_into(&mut out, s);
+        out
+    }
 
     #[test]
     fn urlencode_vectors() {
@@ -710,6 +740,8 @@ mod tests {
             "2009-09-19+11%3a59%3a48.599%2b00"
         );
         assert_eq!(urlencode(b"-_.~"), "-_.%7e");
+        // LATIN1 / SQL_ASCII bytes are encoded as they are
+        assert_eq!(urlencode(b"caf\xe9"), "caf%e9");
     }
 
     #[test]
@@ -734,14 +766,15 @@ mod tests {
 
     #[test]
     fn quote_literal_vectors() {
-        assert_eq!(quote_literal("1"), "'1'");
-        assert_eq!(quote_literal("x\\y'z"), "E'x\\\\y''z'");
+        assert_eq!(ql("1"), "'1'");
+        assert_eq!(ql("x\\y'z"), "E'x\\\\y''z'");
         assert_eq!(
-            quote_literal("'\"quoted\\string$%,@\"'"),
+            ql("'\"quoted\\string$%,@\"'"),
             "E'''\"quoted\\\\string$%,@\"'''"
         );
-        assert_eq!(quote_literal("\\x00ff01"), "E'\\\\x00ff01'");
-        assert_eq!(quote_literal(""), "''");
+        assert_eq!(ql("\\x00ff01"), "E'\\\\x00ff01'");
+        assert_eq!(ql(""), "''");
+        assert_eq!(quote_literal(b"caf\xe9'"), b"'caf\xe9'''");
     }
 
     #[test]
@@ -767,11 +800,12 @@ mod tests {
             ("left", "\"left\""),
             ("abort", "abort"),
         ] {
-            assert_eq!(quote_ident(i), o, "{i}");
+            assert_eq!(qi(i), o, "{i}");
         }
-        let mut s = String::new();
-        quote_ident_into(&mut s, "id", true);
-        assert_eq!(s, "\"id\"");
+        let mut s = Vec::new();
+        quote_ident_into(&mut s, b"id", true);
+        assert_eq!(s, b"\"id\"");
+        assert_eq!(quote_ident(b"k\xe9"), b"\"k\xe9\"");
     }
 
     #[test]
@@ -782,17 +816,21 @@ mod tests {
 
     #[test]
     fn json_escape() {
-        let mut s = String::new();
-        json_string_into(&mut s, "'\"quoted\\string$%,@\"'");
-        assert_eq!(s, r#""'\"quoted\\string$%,@\"'""#);
-        s.clear();
-        json_string_into(&mut s, "a\u{1}\n\t\r\u{8}\u{c}/é");
-        assert_eq!(s, "\"a\\u0001\\n\\t\\r\\b\\f/é\"");
+        assert_eq!(
+            st(js("'\"quoted\\string$%,@\"'".as_bytes())),
+            r#""'\"quoted\\string$%,@\"'""#
+        );
+        assert_eq!(
+            st(js("a\u{1}\n\t\r\u{8}\u{c}/é".as_bytes())),
+            "\"a\\u0001\\n\\t\\r\\b\\f/é\""
+        );
+        // what the original writes in a LATIN1 database: the byte as it is
+        assert_eq!(js(b"caf\xe9 \"x\"\x01"), b"\"caf\xe9 \\\"x\\\"\\u0001\"");
     }
 
     #[test]
     fn args() {
-        let a = parse_args(
+        let a = pa(
             &[
                 "q",
                 "SKIP",
@@ -807,51 +845,60 @@ mod tests {
         )
         .unwrap();
         assert!(a.skip && a.backup && a.deny);
-        assert_eq!(a.ignore.as_deref(), Some("a,b"));
-        assert_eq!(a.pkey.as_deref(), Some("x"));
-        assert_eq!(a.when.as_deref(), Some("x>1"));
-        assert_eq!(a.overrides[EV_EXTRA3].as_deref(), Some("1=1"));
+        assert_eq!(a.queue, b"q");
+        assert_eq!(a.ignore.as_deref(), Some(&b"a,b"[..]));
+        assert_eq!(a.pkey.as_deref(), Some(&b"x"[..]));
+        assert_eq!(a.when.as_deref(), Some(&b"x>1"[..]));
+        assert_eq!(a.overrides[EV_EXTRA3].as_deref(), Some(&b"1=1"[..]));
         assert!(a.has_expressions());
         assert_eq!(
-            parse_args(&[], false).unwrap_err(),
+            pa(&[], false).unwrap_err(),
             "pgq trigger must have destination queue as argument"
         );
         assert_eq!(
-            parse_args(&["q", "skip"], false).unwrap_err(),
+            pa(&["q", "skip"], false).unwrap_err(),
             "bad param to pgq trigger"
         );
         assert_eq!(
-            parse_args(&["q", "ev_extra5=1"], false).unwrap_err(),
+            pa(&["q", "ev_extra5=1"], false).unwrap_err(),
             "bad param to pgq trigger"
         );
         assert_eq!(
-            parse_args(&["q", "ignore=a"], true).unwrap_err(),
+            pa(&["q", "ignore=a"], true).unwrap_err(),
             "Column ignore does not make sense for truncate trigger"
         );
         assert_eq!(
-            parse_args(&["q", "ev_type=1"], true).unwrap_err(),
+            pa(&["q", "ev_type=1"], true).unwrap_err(),
             "Custom expressions do not make sense for truncater trigger"
         );
-        assert!(parse_args(&["q", "deny", "SKIP"], true).is_ok());
+        assert!(pa(&["q", "deny", "SKIP"], true).is_ok());
+        let a = parse_args(&[b"q\xe9", b"ev_extra1='\xe9'"], false).unwrap();
+        assert_eq!(a.queue, b"q\xe9");
+        assert_eq!(a.overrides[EV_EXTRA1].as_deref(), Some(&b"'\xe9'"[..]));
     }
 
     #[test]
     fn lists() {
-        assert!(list_contains("a,b", "b"));
-        assert!(list_contains(" a , b ", "a"));
-        assert!(list_contains("a b", "b"));
-        assert!(!list_contains("ab,c", "a"));
-        assert!(!list_contains("A", "a"));
-        assert!(!list_contains("", ""));
+        assert!(list_contains(b"a,b", b"b"));
+        assert!(list_contains(b" a , b ", b"a"));
+        assert!(list_contains(b"a b", b"b"));
+        assert!(!list_contains(b"ab,c", b"a"));
+        assert!(!list_contains(b"A", b"a"));
+        assert!(!list_contains(b"", b""));
+        assert!(list_contains(b"x,k\xe9", b"k\xe9"));
+        assert_eq!(
+            list_tokens(b" a,,b\tc ").collect::<Vec<_>>(),
+            vec![&b"a"[..], b"b", b"c"]
+        );
     }
 
     #[test]
     fn magic() {
-        assert_eq!(magic_column("_pgq_ev_type"), Ok(Some(EV_TYPE)));
-        assert_eq!(magic_column("_pgq_ev_extra4"), Ok(Some(EV_EXTRA4)));
-        assert_eq!(magic_column("x"), Ok(None));
+        assert_eq!(magic_column(b"_pgq_ev_type"), Ok(Some(EV_TYPE)));
+        assert_eq!(magic_column(b"_pgq_ev_extra4"), Ok(Some(EV_EXTRA4)));
+        assert_eq!(magic_column(b"x"), Ok(None));
         assert_eq!(
-            magic_column("_pgq_ev_foo"),
+            magic_column(b"_pgq_ev_foo"),
             Err("Unknown magic column: _pgq_ev_foo".into())
         );
     }
@@ -859,8 +906,11 @@ mod tests {
     #[test]
     fn rewrite() {
         let cols = ["nr", "col1", "col2", "Val", "select"];
-        let f = |w: &str| cols.iter().position(|c| *c == w);
-        let ok = |e: &str| rewrite_expr(e, true, f).unwrap();
+        let f = |w: &[u8]| cols.iter().position(|c| c.as_bytes() == w);
+        let ok = |e: &str| {
+            let (q, p) = rewrite_expr(e.as_bytes(), true, f).unwrap();
+            (st(q), p)
+        };
         assert_eq!(ok("(nr+3)::text"), ("select ($1+3)::text".into(), vec![0]));
         assert_eq!(
             ok("col1||col2||col1"),
@@ -896,6 +946,11 @@ mod tests {
         assert_eq!(ok("'é'"), ("select 'é'".into(), vec![]));
         assert_eq!(ok(""), ("select ".into(), vec![]));
         assert_eq!(ok("col1$$x$$"), ("select $1$$x$$".into(), vec![1]));
+        // single-byte encodings: bytes in strings pass through
+        assert_eq!(
+            rewrite_expr(b"nr || '\xe9'", true, f).unwrap(),
+            (b"select $1 || '\xe9'".to_vec(), vec![0])
+        );
         for bad in [
             "\"Val\"",
             "1 || \"Val\"",
@@ -910,11 +965,16 @@ mod tests {
             "'x",
             "nr\"",
         ] {
-            assert_eq!(rewrite_expr(bad, true, f), Err(QB_SYNTAX_ERROR), "{bad}");
+            assert_eq!(
+                rewrite_expr(bad.as_bytes(), true, f),
+                Err(QB_SYNTAX_ERROR),
+                "{bad}"
+            );
         }
+        assert_eq!(rewrite_expr(b"\xe9", true, f), Err(QB_SYNTAX_ERROR));
         // standard_conforming_strings off: backslash escapes in plain strings
         assert_eq!(
-            rewrite_expr("'a\\' || nr'", false, f).unwrap().1,
+            rewrite_expr(b"'a\\' || nr'", false, f).unwrap().1,
             Vec::<usize>::new()
         );
     }
@@ -922,42 +982,62 @@ mod tests {
     #[test]
     fn builders() {
         assert_eq!(
-            urlenc_row([("id", Some("1")), ("txt", Some("text1")), ("val", None)]),
+            st(urlenc_row([
+                (&b"id"[..], Some(&b"1"[..])),
+                (b"txt", Some(b"text1")),
+                (b"val", None)
+            ])),
             "id=1&txt=text1&val"
         );
         assert_eq!(
-            sql_insert([("id", Some("1")), ("txt", Some("text1")), ("val", None)]),
+            urlenc_row([(&b"k\xe9"[..], Some(&b"\xe9"[..]))]),
+            b"k%e9=%e9"
+        );
+        assert_eq!(
+            st(sql_insert([
+                (&b"id"[..], Some(&b"1"[..])),
+                (b"txt", Some(b"text1")),
+                (b"val", None)
+            ])),
             "(id,txt,val) values ('1','text1',null)"
         );
-        let sel = quote_ident("select");
+        let sel = quote_ident(b"select");
         assert_eq!(
-            sql_update([(sel.as_str(), Some("4")), ("z", None)], [("id", "1")]),
+            st(sql_update(
+                [(sel.as_slice(), Some(&b"4"[..])), (b"z", None)],
+                [(&b"id"[..], &b"1"[..])]
+            )),
             "\"select\"='4',z=NULL where id='1'"
         );
         assert_eq!(
-            sql_delete([("nr", "1"), ("col1", "col1")]),
+            st(sql_delete([(&b"nr"[..], &b"1"[..]), (b"col1", b"col1")])),
             "nr='1' and col1='col1'"
         );
         assert_eq!(
-            json_ev_type(Op::Insert, "public", "trigger_base", &["id"]),
+            st(json_ev_type(
+                Op::Insert,
+                b"public",
+                b"trigger_base",
+                &[b"id"]
+            )),
             r#"{"op":"INSERT","table":["public","trigger_base"],"pkey":["id"]}"#
         );
         assert_eq!(
-            json_ev_type(Op::Truncate, "public", "t", &[]),
+            st(json_ev_type(Op::Truncate, b"public", b"t", &[])),
             r#"{"op":"TRUNCATE","table":["public","t"],"pkey":[]}"#
         );
         assert_eq!(
-            json_row([
-                ("id", JsonVal::Raw("1")),
-                ("txt", JsonVal::Str("text1")),
-                ("val", JsonVal::Null)
-            ]),
+            st(json_row([
+                (&b"id"[..], JsonVal::Raw(b"1")),
+                (b"txt", JsonVal::Str(b"text1")),
+                (b"val", JsonVal::Null)
+            ])),
             r#"{"id":1,"txt":"text1","val":null}"#
         );
-        assert_eq!(json_row(std::iter::empty()), "{}");
-        assert_eq!(logu_ev_type(Op::Insert, ""), "I:");
-        assert_eq!(logu_ev_type(Op::Update, "nr,col1"), "U:nr,col1");
-        assert_eq!(logu_ev_type(Op::Truncate, "x"), "R");
+        assert_eq!(json_row(std::iter::empty()), b"{}");
+        assert_eq!(logu_ev_type(Op::Insert, b""), b"I:");
+        assert_eq!(logu_ev_type(Op::Update, b"nr,col1"), b"U:nr,col1");
+        assert_eq!(logu_ev_type(Op::Truncate, b"x"), b"R");
     }
 
     proptest! {
@@ -970,23 +1050,24 @@ mod tests {
 
         #[test]
         fn row_roundtrip(row in proptest::collection::vec((".+", proptest::option::of(".*")), 0..6)) {
-            let enc = urlenc_row(row.iter().map(|(k, v)| (k.as_str(), v.as_deref())));
-            let dec = decode_urlenc_row(&enc).unwrap();
+            let enc = urlenc_row(row.iter().map(|(k, v)| (k.as_bytes(), v.as_deref().map(str::as_bytes))));
+            let dec = decode_urlenc_row(&st(enc)).unwrap();
             // (column names are never empty in PostgreSQL)
             prop_assert_eq!(dec, row);
         }
 
         #[test]
-        fn quote_literal_is_balanced(s in ".*") {
+        fn quote_literal_is_balanced(s in any::<Vec<u8>>()) {
             let q = quote_literal(&s);
-            let body = q.trim_start_matches('E');
-            prop_assert!(body.starts_with('\'') && body.ends_with('\''));
+            let body = if q[0] == b'E' { &q[1..] } else { &q[..] };
+            prop_assert_eq!(q[0] == b'E', s.contains(&b'\\'));
+            prop_assert!(body.len() >= 2 && body[0] == b'\'' && body[body.len() - 1] == b'\'');
             // undoubling the body gives back the input
             let inner = &body[1..body.len() - 1];
-            let mut un = String::new();
-            let mut it = inner.chars().peekable();
+            let mut un = Vec::new();
+            let mut it = inner.iter().copied().peekable();
             while let Some(c) = it.next() {
-                if c == '\'' || c == '\\' {
+                if c == b'\'' || c == b'\\' {
                     prop_assert_eq!(it.next(), Some(c));
                 }
                 un.push(c);
@@ -996,8 +1077,7 @@ mod tests {
 
         #[test]
         fn json_string_matches_charwise(s in ".*") {
-            let mut fast = String::new();
-            json_string_into(&mut fast, &s);
+            let fast = st(js(s.as_bytes()));
             let mut slow = String::from("\"");
             for c in s.chars() {
                 match c {
@@ -1017,10 +1097,25 @@ mod tests {
         }
 
         #[test]
-        fn quote_ident_roundtrip(s in ".*") {
+        fn json_string_keeps_high_bytes(s in any::<Vec<u8>>()) {
+            let out = js(&s);
+            let high_in = s.iter().filter(|&&b| b >= 0x80).count();
+            let high_out = out.iter().filter(|&&b| b >= 0x80).count();
+            prop_assert_eq!(high_in, high_out);
+        }
+
+        #[test]
+        fn quote_ident_roundtrip(s in any::<Vec<u8>>()) {
             let q = quote_ident(&s);
-            if q.starts_with('"') {
-                prop_assert_eq!(q[1..q.len() - 1].replace("\"\"", "\""), s);
+            if q.first() == Some(&b'"') {
+                let inner = &q[1..q.len() - 1];
+                let mut un = Vec::new();
+                let mut i = 0;
+                while i < inner.len() {
+                    un.push(inner[i]);
+                    i += if inner[i] == b'"' { 2 } else { 1 };
+                }
+                prop_assert_eq!(un, s);
             } else {
                 prop_assert_eq!(q, s);
             }
