@@ -113,8 +113,8 @@ pub mod pgq {
     /// ticker(queue): tick one queue if its thresholds say so; returns the tick id or NULL.
     #[pg_extern(name = "ticker", security_definer, volatile, parallel_unsafe)]
     #[search_path(pg_catalog, pgq, pg_temp)]
-    fn ticker_queue(i_queue_name: Option<&str>) -> Option<i64> {
-        let Some(q) = i_queue_name else {
+    fn ticker_queue(i_queue_name: Option<TextArg<'_>>) -> Option<i64> {
+        let Some(q) = arg_bytes(i_queue_name) else {
             crate::errors::raise("no such queue")
         };
         ticker::ticker_queue(q)
@@ -122,8 +122,18 @@ pub mod pgq {
 
     #[pg_extern(security_definer, volatile, parallel_unsafe)]
     #[search_path(pg_catalog, pgq, pg_temp)]
-    fn next_batch(i_queue_name: Option<&str>, i_consumer_name: Option<&str>) -> Option<i64> {
-        batch::next_batch_custom(i_queue_name, i_consumer_name, None, None, None).0
+    fn next_batch(
+        i_queue_name: Option<TextArg<'_>>,
+        i_consumer_name: Option<TextArg<'_>>,
+    ) -> Option<i64> {
+        batch::next_batch_custom(
+            arg_bytes(i_queue_name),
+            arg_bytes(i_consumer_name),
+            None,
+            None,
+            None,
+        )
+        .0
     }
 
     /// Internal: the body of next_batch_custom/next_batch_info (wrapped in SQL so the
@@ -131,8 +141,8 @@ pub mod pgq {
     #[pg_extern(security_definer, volatile, parallel_unsafe)]
     #[search_path(pg_catalog, pgq, pg_temp)]
     fn _next_batch_custom(
-        i_queue_name: Option<&str>,
-        i_consumer_name: Option<&str>,
+        i_queue_name: Option<TextArg<'_>>,
+        i_consumer_name: Option<TextArg<'_>>,
         i_min_lag: Option<Interval>,
         i_min_count: Option<i32>,
         i_min_interval: Option<Interval>,
@@ -149,8 +159,8 @@ pub mod pgq {
         ),
     > {
         let row: BatchRow = batch::next_batch_custom(
-            i_queue_name,
-            i_consumer_name,
+            arg_bytes(i_queue_name),
+            arg_bytes(i_consumer_name),
             i_min_lag,
             i_min_count,
             i_min_interval,

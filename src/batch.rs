@@ -2,6 +2,7 @@
 //! finish_batch.
 
 use crate::errors::{or_null, raise, warning, SpiResultExt};
+use crate::insert::{text_datum, TextDatum};
 use crate::logic::batch_sql::{batch_sql, batch_tables, QueueTables};
 use crate::logic::snapshot::Snapshot;
 use crate::plans::kept;
@@ -123,15 +124,19 @@ const NO_BATCH: BatchRow = (None, None, None, None, None, None, None);
 
 /// next_batch_custom: (batch_id, cur_tick_id, prev_tick_id, cur_tick_time,
 /// prev_tick_time, cur_tick_event_seq, prev_tick_event_seq).
+/// `queue` and `consumer` are the names' bytes in the server encoding.
 pub fn next_batch_custom(
-    queue: Option<&str>,
-    consumer: Option<&str>,
+    queue: Option<&[u8]>,
+    consumer: Option<&[u8]>,
     min_lag: Option<Interval>,
     min_count: Option<i32>,
     min_interval: Option<Interval>,
 ) -> BatchRow {
     Spi::connect_mut(|client| {
-        let args: [DatumWithOid; 2] = [queue.into(), consumer.into()];
+        let text = |b: Option<&[u8]>| b.map(|b| TextDatum(text_datum(b)));
+        let args: [DatumWithOid; 2] = [text(queue).into(), text(consumer).into()];
+        let queue = queue.map(String::from_utf8_lossy);
+        let consumer = consumer.map(String::from_utf8_lossy);
         const SUB: &str = "select s.sub_queue, s.sub_consumer, s.sub_batch, s.sub_last_tick, \
                         t1.tick_id, t1.tick_time, t1.tick_event_seq, \
                         t2.tick_id, t2.tick_time, t2.tick_event_seq \
@@ -149,8 +154,8 @@ pub fn next_batch_custom(
         if row.is_empty() {
             raise(format!(
                 "Not subscriber to queue: {}/{}",
-                or_null(queue),
-                or_null(consumer)
+                or_null(queue.as_deref()),
+                or_null(consumer.as_deref())
             ));
         }
         let sub_queue: i32 = row.get(1).or_raise("sub_queue").unwrap_or(0);
@@ -162,8 +167,8 @@ pub fn next_batch_custom(
         let Some(prev_id) = prev_id else {
             raise(format!(
                 "PgQ corruption: Consumer {} on queue {} does not see tick <NULL>",
-                or_null(consumer),
-                or_null(queue)
+                or_null(consumer.as_deref()),
+                or_null(queue.as_deref())
             ))
         };
         if let Some(batch) = sub_batch {
@@ -250,8 +255,8 @@ pub fn next_batch_custom(
         if upd.is_empty() {
             raise(format!(
                 "Not subscriber to queue: {}/{}",
-                or_null(queue),
-                or_null(consumer)
+                or_null(queue.as_deref()),
+                or_null(consumer.as_deref())
             ));
         }
         let batch: Option<i64> = upd.first().get(1).or_raise("sub_batch");

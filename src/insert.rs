@@ -104,6 +104,18 @@ pub fn arg_bytes<'a>(a: Option<TextArg<'a>>) -> Option<&'a [u8]> {
     a.map(|t| t.0)
 }
 
+/// A text datum built with [`text_datum`], as an SPI argument of type text.
+pub struct TextDatum(pub pg_sys::Datum);
+
+impl IntoDatum for TextDatum {
+    fn into_datum(self) -> Option<pg_sys::Datum> {
+        Some(self.0)
+    }
+    fn type_oid() -> pg_sys::Oid {
+        pg_sys::TEXTOID
+    }
+}
+
 /// A text datum (palloc'd in the current memory context) holding `b` as it is.
 pub fn text_datum(b: &[u8]) -> pg_sys::Datum {
     // SAFETY: copies `b.len()` bytes from a valid slice; lengths of text values are

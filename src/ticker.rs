@@ -3,6 +3,7 @@
 //! (logic::tick_policy); ticks are inserted only for queues that need one.
 
 use crate::errors::{raise, warning, SpiResultExt};
+use crate::insert::{text_datum, TextDatum};
 use crate::logic::tick_policy::{decide, due_in, Decision, Thresholds, TickState};
 use crate::plans::kept;
 use pgrx::datum::DatumWithOid;
@@ -12,7 +13,8 @@ use std::cell::Cell;
 
 struct QueueTickRow {
     queue_id: i32,
-    name: String,
+    /// the queue name's bytes in the server encoding (not necessarily UTF-8)
+    name: Vec<u8>,
     /// the queue's tick sequence, resolved; None when queue_tick_seq names no sequence
     tick_seq: Option<pg_sys::Oid>,
     /// false when a tick time of the queue is not finite (a broken external tick)
@@ -39,7 +41,9 @@ const STATE_ALL: &str = concat!(
     "case when pg_catalog.isfinite(t1.tick_time) and pg_catalog.isfinite(t2.tick_time) then ",
     "extract(epoch from t1.tick_time operator(pg_catalog.-) t2.tick_time)::float8 end, ",
     "pg_catalog.txid_snapshot_xmin(t1.tick_snapshot), pg_catalog.txid_snapshot_xmax(t1.tick_snapshot), ",
-    "pg_catalog.txid_snapshot_xmax(pg_catalog.txid_current_snapshot()), q.queue_name, ",
+    "pg_catalog.txid_snapshot_xmax(pg_catalog.txid_current_snapshot()), ",
+    // the name as bytes: in a LATIN1 or SQL_ASCII database it need not be UTF-8
+    "pg_catalog.convert_to(q.queue_name, pg_catalog.getdatabaseencoding()), ",
     "t1.tick_time is not null and not pg_catalog.isfinite(t1.tick_time) ",
     "from pgq.queue q ",
     "left join pg_catalog.pg_sequence sq ",
@@ -74,11 +78,11 @@ fn state_sql(one: bool) -> &'static str {
 
 /// Each queue's tick state, and the next txid to be assigned (read from the current
 /// snapshot, so the ticker does not assign itself a txid when nothing ticks).
-fn read_states(client: &SpiClient<'_>, queue: Option<&str>) -> (Vec<QueueTickRow>, i64) {
+fn read_states(client: &SpiClient<'_>, queue: Option<&[u8]>) -> (Vec<QueueTickRow>, i64) {
     let rows = match queue {
         Some(name) => {
             let plan = kept(client, state_sql(true), &[pg_sys::TEXTOID], false);
-            client.select(&*plan, None, &[name.into()])
+            client.select(&*plan, None, &[TextDatum(text_datum(name)).into()])
         }
         None => {
             let plan = kept(client, state_sql(false), &[], false);
@@ -95,7 +99,10 @@ fn read_states(client: &SpiClient<'_>, queue: Option<&str>) -> (Vec<QueueTickRow
         let infinite: Option<bool> = r.get(17).or_raise("tick time");
         out.push(QueueTickRow {
             queue_id: r.get(1).or_raise("queue_id").unwrap_or(0),
-            name: r.get(16).or_raise("queue_name").unwrap_or_default(),
+            name: r
+                .get::<Vec<u8>>(16)
+                .or_raise("queue_name")
+                .unwrap_or_default(),
             tick_seq: r.get(2).or_raise("queue_tick_seq"),
             times_ok: !infinite.unwrap_or(false),
             external: r.get(3).or_raise("external").unwrap_or(false),
@@ -119,6 +126,13 @@ fn read_states(client: &SpiClient<'_>, queue: Option<&str>) -> (Vec<QueueTickRow
         next_xid = r.get(15).or_raise("next txid").unwrap_or(0);
     }
     (out, next_xid)
+}
+
+impl QueueTickRow {
+    /// The name for messages (lossy where it is not UTF-8).
+    fn display_name(&self) -> String {
+        String::from_utf8_lossy(&self.name).into_owned()
+    }
 }
 
 /// Why a queue's row cannot be ticked at all (reported, and the queue skipped).
@@ -220,11 +234,11 @@ fn tick_one(client: &mut SpiClient<'_>, q: &QueueTickRow, next_xid: i64) -> Opti
 
 /// NOTIFY "pgq_<queue>" with the tick id, so consumers can LISTEN instead of polling.
 /// Channel names are limited to 63 bytes; longer queue names get no notification.
-fn notify_tick(client: &mut SpiClient<'_>, queue: &str, tick: i64) {
+fn notify_tick(client: &mut SpiClient<'_>, queue: &[u8], tick: i64) {
     if !crate::gucs::NOTIFY.get() {
         return;
     }
-    let channel = format!("pgq_{queue}");
+    let channel = [b"pgq_".as_slice(), queue].concat();
     if channel.len() >= pg_sys::NAMEDATALEN as usize {
         return;
     }
@@ -233,7 +247,10 @@ fn notify_tick(client: &mut SpiClient<'_>, queue: &str, tick: i64) {
         .update(
             &*notify,
             None,
-            &[channel.as_str().into(), tick.to_string().as_str().into()],
+            &[
+                TextDatum(text_datum(&channel)).into(),
+                tick.to_string().as_str().into(),
+            ],
         )
         .or_raise("notifying tick");
 }
@@ -286,7 +303,7 @@ pub fn lock_ticker() -> bool {
     r != pg_sys::LockAcquireResult::LOCKACQUIRE_NOT_AVAIL
 }
 
-pub fn ticker_queue(queue: &str) -> Option<i64> {
+pub fn ticker_queue(queue: &[u8]) -> Option<i64> {
     if !lock_ticker() {
         return None;
     }
@@ -302,7 +319,7 @@ pub fn ticker_queue(queue: &str) -> Option<i64> {
             raise("Ticker has been paused for this queue");
         }
         if let Some(why) = broken(q) {
-            raise(format!("cannot tick queue \"{}\": {why}", q.name));
+            raise(format!("cannot tick queue \"{}\": {why}", q.display_name()));
         }
         tick_one(client, q, nx)
     })
@@ -334,7 +351,10 @@ pub fn ticker_all() -> i64 {
             if let Some(why) = broken(q) {
                 report_broken(
                     q,
-                    &format!("queue \"{}\" skipped by the ticker: {why}", q.name),
+                    &format!(
+                        "queue \"{}\" skipped by the ticker: {why}",
+                        q.display_name()
+                    ),
                 );
                 continue;
             }
