@@ -135,8 +135,8 @@ pub fn next_batch_custom(
     Spi::connect_mut(|client| {
         let text = |b: Option<&[u8]>| b.map(|b| TextDatum(text_datum(b)));
         let args: [DatumWithOid; 2] = [text(queue).into(), text(consumer).into()];
-        let queue = queue.map(String::from_utf8_lossy);
-        let consumer = consumer.map(String::from_utf8_lossy);
+        let queue = queue.map(crate::names::display);
+        let consumer = consumer.map(crate::names::display);
         const SUB: &str = "select s.sub_queue, s.sub_consumer, s.sub_batch, s.sub_last_tick, \
                         t1.tick_id, t1.tick_time, t1.tick_event_seq, \
                         t2.tick_id, t2.tick_time, t2.tick_event_seq \

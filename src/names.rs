@@ -8,6 +8,24 @@
 use pgrx::prelude::*;
 use std::ffi::CString;
 
+/// A name's bytes (server encoding) for a message: as is when they are UTF-8, else
+/// ASCII kept and every other byte written `\xNN` (messages cross pgrx as UTF-8).
+pub fn display(b: &[u8]) -> String {
+    match std::str::from_utf8(b) {
+        Ok(s) => s.to_string(),
+        Err(_) => b
+            .iter()
+            .map(|&c| {
+                if c.is_ascii() {
+                    (c as char).to_string()
+                } else {
+                    format!("\\x{c:02x}")
+                }
+            })
+            .collect(),
+    }
+}
+
 /// The two parts of a stored name, or None when one is empty or holds a NUL.
 pub fn split_stored(name: &str) -> Option<(CString, CString)> {
     let (schema, rel) = name.split_once('.').unwrap_or(("public", name));

@@ -131,7 +131,7 @@ fn read_states(client: &SpiClient<'_>, queue: Option<&[u8]>) -> (Vec<QueueTickRo
 impl QueueTickRow {
     /// The name for messages (lossy where it is not UTF-8).
     fn display_name(&self) -> String {
-        String::from_utf8_lossy(&self.name).into_owned()
+        crate::names::display(&self.name)
     }
 }
 

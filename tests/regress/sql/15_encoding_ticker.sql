@@ -26,7 +26,7 @@ SELECT show(queue_name), last_tick_id >= 3 AS ticks FROM pgq.get_queue_info() OR
 SELECT pgq.next_batch(x('71e9'), 'c') IS NOT NULL AS got_batch;
 SELECT show(ev_data) FROM pgq.get_batch_events(
     (SELECT current_batch FROM pgq.get_consumer_info(x('71e9'), 'c')));
--- a broken queue with such a name is reported (lossy in the message) and skipped
+-- a broken queue with such a name is reported (bytes escaped in the message) and skipped
 UPDATE pgq.queue SET queue_tick_seq = 'nowhere.seq' WHERE queue_name = x('71e9');
 SELECT pgq.force_tick('plain') IS NOT NULL AS forced;
 SELECT pgq.ticker() >= 1 AS others_ticked;
