@@ -14,6 +14,14 @@ SELECT p.oid::regprocedure AS unpinned
  WHERE p.pronamespace = 'pgq'::regnamespace AND l.lanname IN ('sql', 'plpgsql')
    AND NOT EXISTS (SELECT 1 FROM unnest(p.proconfig) c WHERE c LIKE 'search\_path=%')
  ORDER BY 1::text;
+-- the Rust (C) functions without a pinned path: the triggers (the writer's own
+-- expressions), the producer hot path (fully qualified statements) and helpers that
+-- run no SQL; a new function missing from this list must pin its search_path
+SELECT p.oid::regprocedure AS unpinned_c
+  FROM pg_proc p JOIN pg_language l ON l.oid = p.prolang
+ WHERE p.pronamespace = 'pgq'::regnamespace AND l.lanname = 'c'
+   AND NOT EXISTS (SELECT 1 FROM unnest(p.proconfig) c WHERE c LIKE 'search\_path=%')
+ ORDER BY 1::text;
 
 -- worker_status(): with pgq.enabled = off only the launcher is there
 SELECT worker, database IS NULL AS no_db, pid IS NOT NULL AS has_pid FROM pgq.worker_status();
