@@ -75,10 +75,9 @@ pub fn batch_event_sql(batch_id: i64) -> String {
     })
 }
 
-/// `schema.name` (split at the first dot; no dot means `public`) with both parts
-/// quoted, like `pgq.quote_fqname`.
+/// A stored table name with both parts quoted, like `pgq.quote_fqname`.
 pub fn quote_fqname(name: &str) -> String {
-    let (schema, rel) = name.split_once('.').unwrap_or(("public", name));
+    let (schema, rel) = crate::names::parts(name);
     pgrx::spi::quote_qualified_identifier(schema, rel)
 }
 

@@ -1001,18 +1001,13 @@ fn spi_insert_event(q: &QueueInfo, v: &EventValues<'_>) {
                 );
                 let sql = std::ffi::CString::new(sql)
                     .unwrap_or_else(|_| raise_internal("pgq: bad event table name"));
-                let mut types = [
-                    pg_sys::INT8OID,
-                    pg_sys::TIMESTAMPTZOID,
-                    pg_sys::INT4OID,
-                    pg_sys::INT4OID,
-                    pg_sys::TEXTOID,
-                    pg_sys::TEXTOID,
-                    pg_sys::TEXTOID,
-                    pg_sys::TEXTOID,
-                    pg_sys::TEXTOID,
-                    pg_sys::TEXTOID,
-                ];
+                // every event column but ev_txid (its default fills it)
+                let mut types: Vec<pg_sys::Oid> = EVENT_TYPES
+                    .iter()
+                    .enumerate()
+                    .filter(|&(i, _)| EVENT_COLUMNS[i] != "ev_txid")
+                    .map(|(_, &t)| t)
+                    .collect();
                 let p = pg_sys::SPI_prepare(sql.as_ptr(), types.len() as i32, types.as_mut_ptr());
                 if p.is_null() {
                     raise_internal("pgq: could not prepare the event insert");

@@ -26,9 +26,15 @@ pub fn display(b: &[u8]) -> String {
     }
 }
 
+/// A stored name's schema and relation parts: split at the first dot, no dot meaning
+/// `public` (pgq.quote_fqname's rule).
+pub fn parts(name: &str) -> (&str, &str) {
+    name.split_once('.').unwrap_or(("public", name))
+}
+
 /// The two parts of a stored name, or None when one is empty or holds a NUL.
 pub fn split_stored(name: &str) -> Option<(CString, CString)> {
-    let (schema, rel) = name.split_once('.').unwrap_or(("public", name));
+    let (schema, rel) = parts(name);
     if schema.is_empty() || rel.is_empty() {
         return None;
     }
