@@ -7,16 +7,13 @@ use super::shmem::{self, STATE};
 use crate::gucs;
 use pgrx::bgworkers::{
     BackgroundWorker, BackgroundWorkerBuilder, BackgroundWorkerStatus, BgWorkerStartTime,
-    DynamicBackgroundWorker, SignalWakeFlags,
+    SignalWakeFlags,
 };
 use pgrx::prelude::*;
-use std::collections::HashMap;
 use std::time::Duration;
 
-const SEC: i64 = 1_000_000;
-/// How long a database without the extension waits before it is probed again
-/// (CREATE EXTENSION wakes the launcher at once anyway).
-const REPROBE_AFTER: i64 = 300 * SEC;
+use crate::logic::supervise::{self, Decision, SEC};
+use shmem::{Kind, Phase};
 
 pub fn register() {
     BackgroundWorkerBuilder::new("pgq launcher")
@@ -76,7 +73,9 @@ fn list_databases() -> Vec<Db> {
     out
 }
 
-fn start_worker(db: &Db, arg: pg_sys::Datum) -> Option<DynamicBackgroundWorker> {
+/// Register a ticker for `db` in slot `i` (generation `g`) and wait until the postmaster
+/// has forked it, so the slot knows the pid before the next round looks at it.
+fn start_worker(db: &Db, i: usize, g: u32) {
     let mut name = format!("pgq ticker {}", db.name);
     if name.len() > 90 {
         let mut n = 90;
@@ -89,7 +88,7 @@ fn start_worker(db: &Db, arg: pg_sys::Datum) -> Option<DynamicBackgroundWorker> 
         .set_type("pgq ticker")
         .set_library("pgq")
         .set_function("pgq_ticker_main")
-        .set_argument(Some(arg))
+        .set_argument(Some(shmem::start_arg(i, g)))
         .enable_shmem_access(None)
         .enable_spi_access()
         .set_start_time(BgWorkerStartTime::RecoveryFinished)
@@ -97,17 +96,25 @@ fn start_worker(db: &Db, arg: pg_sys::Datum) -> Option<DynamicBackgroundWorker> 
         .set_notify_pid(super::my_pid())
         .load_dynamic();
     match r {
-        Ok(h) => Some(h),
+        Ok(h) => {
+            let pid = match h.wait_for_startup() {
+                Ok(pid) => Some(pid),
+                Err(BackgroundWorkerStatus::PostmasterDied) => {
+                    // SAFETY: ends this process, as WL_EXIT_ON_PM_DEATH would.
+                    unsafe { pg_sys::proc_exit(1) }
+                }
+                Err(_) => None,
+            };
+            STATE.exclusive().launched(i, g, pid);
+        }
         Err(_) => {
-            log!("pgq launcher: could not start a ticker for database \"{}\" (max_worker_processes reached?)", db.name);
-            None
+            STATE.exclusive().launch_failed(i, g);
+            log!(
+                "pgq launcher: could not start a ticker for database \"{}\" (max_worker_processes reached?)",
+                db.name
+            );
         }
     }
-}
-
-fn backoff(restarts: i32) -> i64 {
-    let s = 1i64 << restarts.clamp(0, 6);
-    s.min(60) * SEC
 }
 
 /// The launcher's pid is cleared when it exits (a restarted one writes its own).
@@ -132,97 +139,98 @@ pub extern "C-unwind" fn pgq_launcher_main(_arg: pg_sys::Datum) {
     if super::binary_upgrade() {
         return;
     }
-    BackgroundWorker::connect_worker_to_spi(None, None);
-    STATE.exclusive().launcher_pid = super::my_pid();
+    // the slots are the record of what runs: a second launcher (or one restarted while
+    // the first still exits) must not supervise the same workers
+    {
+        let mut st = STATE.exclusive();
+        let other = st.launcher_pid;
+        if other > 0 && other != super::my_pid() && shmem::alive(other) {
+            drop(st);
+            log!("pgq launcher: another launcher (pid {other}) is running; exiting");
+            return;
+        }
+        st.launcher_pid = super::my_pid();
+    }
     // SAFETY: registers a callback of this process, run once at its exit.
     unsafe { pg_sys::before_shmem_exit(Some(launcher_exit), pg_sys::Datum::from(0)) };
-    let mut workers: HashMap<u32, DynamicBackgroundWorker> = HashMap::new();
+    BackgroundWorker::connect_worker_to_spi(None, None);
+    super::run_main("pgq launcher", supervise_loop);
+}
+
+/// The launcher's rounds: decide for every ticker slot, start what is due, sleep.
+fn supervise_loop() {
     loop {
         if BackgroundWorker::sighup_received() {
             super::reload_config();
         }
         let now = shmem::now();
-        // reap workers that have exited
-        // NotYetStarted is not an exit: the postmaster may not have forked it yet
-        let exited: Vec<u32> = workers
-            .iter()
-            .filter(|(_, h)| {
-                matches!(
-                    h.pid(),
-                    Err(BackgroundWorkerStatus::Stopped)
-                        | Err(BackgroundWorkerStatus::PostmasterDied)
-                )
-            })
-            .map(|(oid, _)| *oid)
-            .collect();
-        for oid in exited {
-            workers.remove(&oid);
-            let mut s = STATE.exclusive();
-            if let Some(i) = s.slot_of(oid) {
-                let slot = &mut s.slots[i];
-                slot.pid = 0;
-                if slot.no_extension {
-                    slot.next_start = now + REPROBE_AFTER;
-                } else if slot.blocked_until > now || !gucs::ENABLED.get() {
-                    // stopped on purpose
-                } else {
-                    // crashed or stopped by an error: restart with backoff
-                    slot.restarts += 1;
-                    slot.next_start = now + backoff(slot.restarts);
+        let enabled = gucs::ENABLED.get();
+        let mut nap = gucs::LAUNCHER_NAPTIME_S.get() as i64 * SEC;
+        let dbs = if enabled {
+            list_databases()
+        } else {
+            Vec::new()
+        };
+        let reprobe = std::mem::replace(&mut STATE.exclusive().reprobe, false);
+        let mut to_start = Vec::new();
+        {
+            let mut st = STATE.exclusive();
+            for i in 0..st.slots.len() {
+                let slot = &mut st.slots[i];
+                if !slot.in_use || slot.kind != Kind::Ticker {
+                    continue;
+                }
+                let db = dbs.iter().find(|d| d.oid == slot.dboid);
+                match supervise::decide(&slot.view(enabled && db.is_some()), now) {
+                    Decision::Busy => {
+                        if !enabled {
+                            // pgq.enabled = off: workers exit by themselves at their
+                            // reload; this covers one that missed it
+                            shmem::terminate(slot.pid);
+                        }
+                    }
+                    Decision::Reap {
+                        restarts,
+                        next_start,
+                    } => {
+                        slot.reap(restarts, next_start);
+                        if next_start <= now {
+                            nap = 0;
+                        } else {
+                            nap = nap.min(next_start - now);
+                        }
+                    }
+                    Decision::Start => {
+                        if let Some(db) = db {
+                            to_start.push((i, db));
+                        }
+                    }
+                    Decision::WaitUntil(t) => nap = nap.min(t - now),
+                    Decision::Nothing => {
+                        // a database that is gone is forgotten
+                        if enabled && db.is_none() {
+                            *slot = shmem::WorkerSlot::default();
+                        }
+                    }
+                }
+                // CREATE EXTENSION somewhere: probe the databases that had none again
+                if reprobe && slot.in_use && slot.no_extension && slot.phase == Phase::Idle {
+                    slot.next_start = 0;
+                    nap = 0;
+                }
+            }
+            // databases seen for the first time get a slot
+            for db in &dbs {
+                if st.slot_of(db.oid).is_none() {
+                    if let Some(i) = st.slot_for(db.oid) {
+                        to_start.push((i, db));
+                    }
                 }
             }
         }
-        let mut nap = gucs::LAUNCHER_NAPTIME_S.get() as i64 * SEC;
-        if gucs::ENABLED.get() {
-            let dbs = list_databases();
-            let reprobe = {
-                let mut s = STATE.exclusive();
-                std::mem::replace(&mut s.reprobe, false)
-            };
-            {
-                // forget databases that are gone
-                let mut s = STATE.exclusive();
-                for slot in s.slots.iter_mut() {
-                    if slot.in_use && slot.pid == 0 && !dbs.iter().any(|d| d.oid == slot.dboid) {
-                        *slot = shmem::WorkerSlot::default();
-                    }
-                }
-            }
-            for db in &dbs {
-                if workers.contains_key(&db.oid) {
-                    continue;
-                }
-                let start = {
-                    let mut s = STATE.exclusive();
-                    let Some(i) = s.slot_for(db.oid) else {
-                        continue;
-                    };
-                    let slot = &mut s.slots[i];
-                    // a worker this launcher did not start (it was restarted) is alive
-                    if slot.pid > 0 && shmem::alive(slot.pid) {
-                        continue;
-                    }
-                    if reprobe && slot.no_extension {
-                        slot.next_start = 0;
-                    }
-                    let wait = slot.next_start.max(slot.blocked_until);
-                    if wait > now {
-                        nap = nap.min(wait - now);
-                        None
-                    } else {
-                        Some(shmem::start_arg(i, s.new_generation(i)))
-                    }
-                };
-                if let Some(arg) = start {
-                    if let Some(h) = start_worker(db, arg) {
-                        workers.insert(db.oid, h);
-                    }
-                }
-            }
-        } else {
-            for (_, h) in workers.drain() {
-                let _ = h.terminate();
-            }
+        for (i, db) in to_start {
+            let g = STATE.exclusive().new_generation(i, now);
+            start_worker(db, i, g);
         }
         let ms = (nap / 1000).clamp(10, 3_600_000);
         BackgroundWorker::wait_latch(Some(Duration::from_millis(ms as u64)));

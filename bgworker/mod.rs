@@ -73,6 +73,31 @@ pub fn terminate_on_sigterm() {
     }
 }
 
+/// Run a worker's main body. An ERROR that escapes it (a query cancel at an interrupt
+/// check outside any step, a failure of the supervision code itself) is logged with
+/// its SQLSTATE, and the process exits with code 1: the launcher is then restarted by
+/// the postmaster, a ticker by the launcher (with backoff). Without this the ERROR
+/// would end the process with no line in the log saying why.
+pub fn run_main(who: &str, body: impl FnOnce()) {
+    PgTryBuilder::new(std::panic::AssertUnwindSafe(body))
+        .catch_others(|e| {
+            let (code, msg) = match &e {
+                pg_sys::panic::CaughtError::PostgresError(r)
+                | pg_sys::panic::CaughtError::ErrorReport(r)
+                | pg_sys::panic::CaughtError::RustPanic { ereport: r, .. } => (
+                    crate::logic::worker_policy::sqlstate_text(r.sql_error_code() as i32),
+                    r.message().to_string(),
+                ),
+            };
+            log!("{who}: {msg} (SQLSTATE {code}); exiting");
+            // SAFETY: ends this process the way PostgreSQL ends a background worker
+            // after an ERROR (exit code 1: restarted by its supervisor); exit
+            // callbacks (slot release, transaction abort) run.
+            unsafe { pg_sys::proc_exit(1) }
+        })
+        .execute()
+}
+
 /// Whether the current user may see every database's worker rows (superusers and
 /// members of pg_monitor); others see the launcher and their own database only.
 fn sees_all_databases() -> bool {

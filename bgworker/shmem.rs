@@ -5,6 +5,8 @@
 //! Read by `pgq.worker_status()`, written by the launcher and the workers, consulted by
 //! the utility hook and commit callbacks.
 
+pub use crate::logic::supervise::Phase;
+use crate::logic::supervise::SlotView;
 use pgrx::lwlock::PgLwLock;
 use pgrx::prelude::*;
 use pgrx::shmem::PGRXSharedMemory;
@@ -42,8 +44,13 @@ pub struct WorkerSlot {
     /// reused and leaves it alone
     pub generation: u32,
     pub in_use: bool,
-    /// pid of the running ticker worker, 0 if none
+    /// where the slot's worker is (logic::supervise::Phase)
+    pub phase: Phase,
+    /// pid of the slot's worker, 0 if none (written by the worker when it attaches, or
+    /// by its supervisor from the postmaster's startup report)
     pub pid: i32,
+    /// when the supervisor registered the current generation's worker
+    pub launched_at: i64,
     /// the database does not have the extension (worker exited 0)
     pub no_extension: bool,
     pub started_at: i64,
@@ -72,7 +79,9 @@ impl Default for WorkerSlot {
             object: [0; OBJECT_LEN],
             generation: 0,
             in_use: false,
+            phase: Phase::Idle,
             pid: 0,
+            launched_at: 0,
             no_extension: false,
             started_at: 0,
             last_tick: 0,
@@ -115,6 +124,30 @@ impl WorkerSlot {
         self.error[..n].copy_from_slice(&msg.as_bytes()[..n]);
         self.error_len = n as u16;
         self.last_error_time = now;
+    }
+
+    /// The slot as its supervisor's decision sees it (`wanted`: workers of this kind
+    /// should run at all).
+    pub fn view(&self, wanted: bool) -> SlotView {
+        SlotView {
+            phase: self.phase,
+            pid: self.pid,
+            pid_alive: alive(self.pid),
+            launched_at: self.launched_at,
+            next_start: self.next_start,
+            blocked_until: self.blocked_until,
+            restarts: self.restarts,
+            nothing_to_do: self.no_extension,
+            wanted,
+        }
+    }
+
+    /// Record that the slot's worker is gone (a `Decision::Reap`).
+    pub fn reap(&mut self, restarts: i32, next_start: i64) {
+        self.phase = Phase::Idle;
+        self.pid = 0;
+        self.restarts = restarts;
+        self.next_start = next_start;
     }
 
     pub fn error_text(&self) -> Option<String> {
@@ -207,12 +240,38 @@ impl Shared {
         self.find_or_add(Kind::Ticker, dboid, "")
     }
 
-    /// A new generation for slot `i`, about to get a worker; what the worker is told.
-    pub fn new_generation(&mut self, i: usize) -> u32 {
+    /// A new generation for slot `i`, about to get a worker: the slot is `Launched`
+    /// from now on. Returns the generation, which the worker is told.
+    pub fn new_generation(&mut self, i: usize, now: i64) -> u32 {
         let g = self.next_generation.max(1);
         self.next_generation = g.wrapping_add(1).max(1);
-        self.slots[i].generation = g;
+        let slot = &mut self.slots[i];
+        slot.generation = g;
+        slot.phase = Phase::Launched;
+        slot.pid = 0;
+        slot.launched_at = now;
         g
+    }
+
+    /// The postmaster reported the pid of the worker registered for generation `g` of
+    /// slot `i` (`None`: it exited before the report).
+    pub fn launched(&mut self, i: usize, g: u32, pid: Option<i32>) {
+        let slot = &mut self.slots[i];
+        if slot.generation != g || slot.phase != Phase::Launched {
+            return; // the worker attached (or exited) already
+        }
+        match pid {
+            Some(p) if slot.pid == 0 => slot.pid = p,
+            Some(_) => {}
+            None => slot.phase = Phase::Exited,
+        }
+    }
+
+    /// Registering a worker for generation `g` of slot `i` failed.
+    pub fn launch_failed(&mut self, i: usize, g: u32) {
+        if self.slots[i].generation == g && self.slots[i].phase == Phase::Launched {
+            self.slots[i].phase = Phase::Exited;
+        }
     }
 }
 
@@ -239,6 +298,17 @@ pub fn wake(pid: i32) {
         // (procsignal); a pid that has exited since gets ESRCH, which is ignored.
         unsafe {
             libc::kill(pid, libc::SIGUSR1);
+        }
+    }
+}
+
+/// Ask a pgq worker to stop: SIGTERM, which its handler (PostgreSQL's `die`) turns
+/// into a clean exit at the next interrupt check.
+pub fn terminate(pid: i32) {
+    if pid > 0 {
+        // SAFETY: SIGTERM to a pid a slot records for a pgq worker; ESRCH is ignored.
+        unsafe {
+            libc::kill(pid, libc::SIGTERM);
         }
     }
 }

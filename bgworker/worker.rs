@@ -6,6 +6,7 @@
 
 use super::shmem::{self, STATE};
 use crate::gucs;
+use crate::logic::supervise::{may_attach, AttachRefusal};
 use crate::logic::worker_policy::{may_call, sqlstate_text, MaintFunction};
 use pgrx::bgworkers::{BackgroundWorker, SignalWakeFlags};
 use pgrx::prelude::*;
@@ -524,10 +525,73 @@ unsafe extern "C-unwind" fn on_exit(_code: i32, _arg: pg_sys::Datum) {
     }
     let launcher = {
         let mut s = STATE.exclusive();
-        s.slots[i].pid = 0;
+        let slot = &mut s.slots[i];
+        if slot.pid == super::my_pid() {
+            slot.pid = 0;
+            slot.phase = shmem::Phase::Exited;
+        }
         s.launcher_pid
     };
     shmem::wake(launcher);
+}
+
+/// Why a worker started for (slot, generation) must not take the slot, if it must not.
+fn attach_check_locked(
+    s: &shmem::Shared,
+    slot_index: usize,
+    generation: u32,
+) -> Result<shmem::WorkerSlot, String> {
+    let Some(slot) = s
+        .slots
+        .get(slot_index)
+        .filter(|x| x.in_use && x.kind == shmem::Kind::Ticker)
+    else {
+        return Err(format!("slot {slot_index} is not a ticker slot"));
+    };
+    if slot.blocked_until > shmem::now() {
+        return Err(format!(
+            "database {} is reserved by a command in progress",
+            slot.dboid
+        ));
+    }
+    let holder = slot.pid;
+    match may_attach(
+        generation,
+        slot.generation,
+        holder,
+        shmem::alive(holder),
+        super::my_pid(),
+    ) {
+        Ok(()) => Ok(*slot),
+        Err(AttachRefusal::StaleGeneration) => Err(format!(
+            "started for slot {slot_index} generation {generation}, which is now generation {}",
+            slot.generation
+        )),
+        Err(AttachRefusal::HeldBy(pid)) => Err(format!(
+            "database {} already has a ticker (pid {pid})",
+            slot.dboid
+        )),
+    }
+}
+
+fn attach_check(slot_index: usize, generation: u32) -> Result<shmem::WorkerSlot, String> {
+    attach_check_locked(&STATE.share(), slot_index, generation)
+}
+
+/// The name of the database this worker is connected to.
+fn database_name() -> String {
+    // SAFETY: catalog lookup of this process's own database, in a transaction.
+    unsafe {
+        pg_sys::StartTransactionCommand();
+        let p = pg_sys::get_database_name(pg_sys::MyDatabaseId);
+        let name = if p.is_null() {
+            pg_sys::MyDatabaseId.to_u32().to_string()
+        } else {
+            crate::names::display(std::ffi::CStr::from_ptr(p).to_bytes())
+        };
+        pg_sys::CommitTransactionCommand();
+        name
+    }
 }
 
 /// Session settings of a worker, for its whole life: a search_path nobody else can
@@ -613,44 +677,34 @@ pub extern "C-unwind" fn pgq_ticker_main(arg: pg_sys::Datum) {
         return;
     }
     // the slot says which database; a slot reused since the launcher asked for this
-    // worker (another generation) is not ours
-    let dboid = {
-        let s = STATE.share();
-        match s.slots.get(slot_index) {
-            Some(slot)
-                if slot.in_use
-                    && slot.kind == shmem::Kind::Ticker
-                    && slot.generation == generation =>
-            {
-                slot.dboid
-            }
-            _ => {
-                drop(s);
-                log!("pgq ticker: started for slot {slot_index} generation {generation}, which is gone; exiting");
-                return;
-            }
+    // worker (another generation) is not ours, nor one a live process holds
+    let dboid = match attach_check(slot_index, generation) {
+        Ok(slot) => slot.dboid,
+        Err(why) => {
+            log!("pgq ticker: not starting: {why}");
+            return;
         }
     };
     BackgroundWorker::connect_worker_to_spi_by_oid(Some(pg_sys::Oid::from(dboid)), None);
     pin_session();
     {
         let mut s = STATE.exclusive();
-        let slot = &mut s.slots[slot_index];
-        // a slot held by a live worker is not ours to take (a restarted launcher that
-        // did not know that worker yet)
-        let holder = slot.pid;
-        if slot.generation != generation
-            || (holder > 0 && holder != super::my_pid() && shmem::alive(holder))
-        {
+        if let Err(why) = attach_check_locked(&s, slot_index, generation) {
             drop(s);
-            log!("pgq ticker: database {dboid} already has a ticker (pid {holder}); exiting");
+            log!("pgq ticker: not starting: {why}");
             return;
         }
         SLOT.store(slot_index, std::sync::atomic::Ordering::Relaxed);
+        let slot = &mut s.slots[slot_index];
+        slot.phase = shmem::Phase::Running;
         slot.pid = super::my_pid();
         slot.started_at = shmem::now();
         slot.no_extension = false;
     }
+    log!(
+        "pgq ticker for database \"{}\" has started (slot {slot_index}, generation {generation})",
+        database_name()
+    );
     // SAFETY: registers a callback of this process, run once at its exit.
     unsafe {
         pg_sys::before_shmem_exit(Some(on_exit), pg_sys::Datum::from(0));
@@ -673,9 +727,11 @@ pub extern "C-unwind" fn pgq_ticker_main(arg: pg_sys::Datum) {
             return;
         }
     };
-    let stop = main_loop(&role);
-    if let Stop::NoExtension = stop {
-        with_slot(|s| s.no_extension = true);
-    }
-    with_slot(|s| s.restarts = 0);
+    super::run_main("pgq ticker", || {
+        let stop = main_loop(&role);
+        if let Stop::NoExtension = stop {
+            with_slot(|s| s.no_extension = true);
+        }
+        with_slot(|s| s.restarts = 0);
+    });
 }

@@ -27,6 +27,13 @@
 #      the worker exit without a restart loop
 #   n  pg_terminate_backend of the launcher: the postmaster starts it again, it keeps the
 #      running tickers (no duplicates) and restarts one it did not start
+#   o  an ERROR in the launcher (query cancel): it exits, the postmaster starts a new
+#      one, which keeps the running tickers
+#   p  a second launcher started beside the running one exits at once
+#   q  ticker processes started for a slot that a live ticker holds, or for an older
+#      generation of it, refuse the slot and exit
+#      (o, p, q end with exactly one ticker per database; p and q use the test-only
+#      helper tests/bgworker/bgw_start.c, built into the scratch directory)
 #   h  SIGTERM to the postmaster (fast shutdown) stops every pgq worker within 1 s
 #   i  binary-upgrade mode (postgres -b): no pgq worker ever runs
 #   m  not preloaded: CREATE EXTENSION warns about shared_preload_libraries, the
@@ -520,6 +527,125 @@ if want n; then
     fi
   else
     fail n "no launcher 15 s after pg_terminate_backend($lp0)"
+  fi
+fi
+
+# -------------------------------------------------------------------- o, p, q helpers
+# one_ticker_each: '' if every database with the extension has exactly one ticker
+# process (pg_stat_activity) and worker_status agrees, else what is wrong
+one_ticker_each() {
+  local dbs d n bad=""
+  dbs=$(q postgres "select string_agg(database, ' ') from pgq.worker_status() where worker = 'ticker' and not no_extension")
+  for d in $dbs; do
+    n=$(q postgres "select count(*) from pg_stat_activity where backend_type = 'pgq ticker' and datname = '$d'")
+    [ "$n" = 1 ] || bad="$bad $d:$n"
+  done
+  n=$(q postgres "select count(*) - count(distinct datname) from pg_stat_activity where backend_type = 'pgq ticker'")
+  [ "$n" = 0 ] || bad="$bad duplicates:$n"
+  echo "${bad# }"
+}
+tickers_now() { q postgres "select string_agg(database || '=' || pid, ' ' order by database) from pgq.worker_status() where worker = 'ticker' and pid is not null"; }
+# the test helper that starts a pgq entry point as a dynamic background worker
+BGW_SO=$WORK/bgw_start.so
+bgw_helper() {
+  local inc; inc=$("$PG_BIN/pg_config" --includedir-server)
+  # a relocated copy of the tree (scripts/install.sh PREFIX) has no headers: the
+  # system's are the same version
+  [ -f "$inc/postgres.h" ] || inc=$(/usr/lib/postgresql/15/bin/pg_config --includedir-server)
+  [ -f "$BGW_SO" ] || gcc -fPIC -shared -O1 -I"$inc" "$HERE/bgw_start.c" -o "$BGW_SO" || return 1
+  chmod 755 "$BGW_SO"
+}
+# start_bgw ENTRY ARG TYPE: the pid of a new worker running pgq's ENTRY(ARG)
+start_bgw() {
+  q postgres "create function pg_temp.start_bgw(text, int8, text) returns int4
+                as '$BGW_SO', 'pgq_test_start_bgworker' language c strict;
+              select pg_temp.start_bgw('$1', $2, '$3')"
+}
+# gone_within SECONDS PID: 0 once PID has exited
+gone_within() {
+  local end=$(( $(now_ms) + $1 * 1000 ))
+  while [ "$(now_ms)" -lt "$end" ]; do kill -0 "$2" 2>/dev/null || return 0; sleep 0.05; done
+  return 1
+}
+
+# ---------------------------------------------------------------------------------- o
+if want o; then
+  [ "$(q postgres "select 1 from pg_database where datname = 'db_a'")" = 1 ] || setup_db db_a
+  wait_for 10 postgres "select exists (select 1 from pgq.worker_status() where database = 'db_a' and pid is not null)"
+  lp0=$(q postgres "select pid from pg_stat_activity where backend_type = 'pgq launcher'")
+  before=$(tickers_now)
+  # a query cancel is an ERROR at the launcher's next interrupt check: it exits with
+  # 1 and the postmaster starts a new one after bgw_restart_time (5 s)
+  q postgres "select pg_cancel_backend($lp0)" >/dev/null
+  if wait_for 15 postgres "select exists (select 1 from pg_stat_activity where backend_type = 'pgq launcher' and pid <> $lp0)"; then
+    sleep 2  # two naptimes: a launcher that started duplicates would have by now
+    after=$(tickers_now); bad=$(one_ticker_each)
+    erred=$(grep -c "pgq launcher: canceling statement due to user request (SQLSTATE 57014); exiting" "$PGHOST/server.log" || true)
+    if [ "$before" = "$after" ] && [ -z "$bad" ] && [ "$erred" -ge 1 ]; then
+      pass o "launcher $lp0 ended by an ERROR (query cancel) and came back; tickers kept ($after), one per database"
+    else
+      fail o "before: $before; after: $after; wrong: ${bad:-none}; ERROR in log: $erred"
+    fi
+  else
+    fail o "no launcher 15 s after the ERROR in launcher $lp0"
+  fi
+fi
+
+# ---------------------------------------------------------------------------------- p
+if want p; then
+  if bgw_helper >/dev/null; then
+    lp0=$(q postgres "select pid from pg_stat_activity where backend_type = 'pgq launcher'")
+    before=$(tickers_now)
+    p2=$(start_bgw pgq_launcher_main 0 "pgq launcher")
+    if [ -n "$p2" ] && gone_within 5 "$p2"; then
+      sleep 1.5
+      lp1=$(q postgres "select string_agg(pid::text, ' ') from pg_stat_activity where backend_type = 'pgq launcher'")
+      after=$(tickers_now); bad=$(one_ticker_each)
+      said=$(grep -c "another launcher (pid $lp0) is running" "$PGHOST/server.log" || true)
+      if [ "$lp1" = "$lp0" ] && [ "$before" = "$after" ] && [ -z "$bad" ] && [ "$said" -ge 1 ]; then
+        pass p "a second launcher ($p2) saw launcher $lp0 and exited; tickers kept ($after), one per database"
+      else
+        fail p "launchers now: $lp1 (was $lp0); tickers before: $before, after: $after; wrong: ${bad:-none}; logged: $said"
+      fi
+    else
+      fail p "second launcher ${p2:-(not started)} still running 5 s later"
+    fi
+  else
+    fail p "could not build the test helper tests/bgworker/bgw_start.c"
+  fi
+fi
+
+# ---------------------------------------------------------------------------------- q
+if want q; then
+  [ "$(q postgres "select 1 from pg_database where datname = 'db_a'")" = 1 ] || setup_db db_a
+  wait_for 10 postgres "select exists (select 1 from pgq.worker_status() where database = 'db_a' and pid is not null)"
+  if bgw_helper >/dev/null; then
+    tp=$(ticker_pid db_a)
+    before=$(tickers_now)
+    line=$(grep "pgq ticker for database \"db_a\" has started" "$PGHOST/server.log" | tail -1)
+    slot=$(sed -n 's/.*(slot \([0-9]*\), generation \([0-9]*\)).*/\1/p' <<<"$line")
+    gen=$(sed -n 's/.*(slot \([0-9]*\), generation \([0-9]*\)).*/\2/p' <<<"$line")
+    t0=$(q postgres "select ticks from pgq.worker_status() where database = 'db_a'")
+    started=""; ok=1
+    # the live holder's own generation, then an older one
+    for g in "$gen" "$((gen - 1))"; do
+      p=$(start_bgw pgq_ticker_main "($slot::int8 << 32) | $g" "pgq ticker")
+      started="$started $p"
+      [ -n "$p" ] && gone_within 5 "$p" || ok=0
+    done
+    sleep 1
+    after=$(tickers_now); bad=$(one_ticker_each)
+    held=$(grep -c "not starting: database [0-9]* already has a ticker (pid $tp)" "$PGHOST/server.log" || true)
+    stale=$(grep -c "not starting: started for slot $slot generation $((gen - 1)), which is now generation $gen" "$PGHOST/server.log" || true)
+    t1=$(q postgres "select ticks from pgq.worker_status() where database = 'db_a'")
+    if [ -n "$slot" ] && [ "$ok" = 1 ] && [ "$before" = "$after" ] && [ -z "$bad" ] \
+       && [ "$held" -ge 1 ] && [ "$stale" -ge 1 ] && [ "$(ticker_pid db_a)" = "$tp" ]; then
+      pass q "workers started for db_a's slot $slot (generation $gen: held by live $tp; $((gen - 1)): stale) refused and exited ($started); tickers kept ($after), ticks $t0 -> $t1"
+    else
+      fail q "slot=$slot gen=$gen started:$started exited:$ok before: $before after: $after wrong: ${bad:-none} held-logged: $held stale-logged: $stale"
+    fi
+  else
+    fail q "could not build the test helper tests/bgworker/bgw_start.c"
   fi
 fi
 
