@@ -1,6 +1,7 @@
 //! Pure logic, free of pgrx: unit-tested with plain `cargo test`.
 #![deny(unsafe_code)]
 
+pub mod apply;
 pub mod batch_sql;
 pub mod londiste;
 pub mod node;
