@@ -23,6 +23,7 @@ mod pgq_coop;
 mod pgq_ext;
 mod pgq_node;
 mod plans;
+pub mod replay;
 mod spi_util;
 mod ticker;
 mod triggers;
@@ -73,6 +74,7 @@ pub extern "C-unwind" fn _PG_init() {
     gucs::init();
     insert::init();
     triggers::init();
+    replay::apply::init();
     bgworker::init();
 }
 

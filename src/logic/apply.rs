@@ -21,6 +21,10 @@
 
 /// A value: the column's text form, or NULL.
 pub type Value = Option<Vec<u8>>;
+/// A column name and its value.
+pub type ColValue = (Vec<u8>, Value);
+/// A key column name and its (never NULL) value.
+pub type KeyValue = (Vec<u8>, Vec<u8>);
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Op {
@@ -44,9 +48,9 @@ impl Op {
 pub struct RowChange {
     pub op: Op,
     /// INSERT: every column in payload order; UPDATE: the columns to set; DELETE: none
-    pub cols: Vec<(Vec<u8>, Value)>,
+    pub cols: Vec<ColValue>,
     /// UPDATE / DELETE: the key columns and the values that find the row
-    pub key: Vec<(Vec<u8>, Vec<u8>)>,
+    pub key: Vec<KeyValue>,
 }
 
 /// What an event asks of the replay worker.
@@ -149,7 +153,7 @@ pub fn decode(ev_type: &[u8], ev_data: &[u8]) -> Result<RowChange, DecodeError> 
 }
 
 /// A full row (logutriga, jsontriga) as a change: the key values come from the row.
-fn from_row(op: Op, keys: &[&[u8]], row: Vec<(Vec<u8>, Value)>) -> Result<RowChange, DecodeError> {
+fn from_row(op: Op, keys: &[&[u8]], row: Vec<ColValue>) -> Result<RowChange, DecodeError> {
     if op == Op::Insert {
         return Ok(RowChange {
             op,
@@ -218,7 +222,7 @@ fn urldecode(s: &[u8]) -> Result<Vec<u8>, DecodeError> {
 }
 
 /// `a=1&b&c=x+y` → [(a, '1'), (b, NULL), (c, 'x y')]; the empty string is no column.
-pub fn urldecode_row(s: &[u8]) -> Result<Vec<(Vec<u8>, Value)>, DecodeError> {
+pub fn urldecode_row(s: &[u8]) -> Result<Vec<ColValue>, DecodeError> {
     if s.is_empty() {
         return Ok(Vec::new());
     }
@@ -445,7 +449,7 @@ impl<'a> Frag<'a> {
     }
 
     /// `k='1' and k2='2'` up to the end
-    fn key_list(&mut self) -> Result<Vec<(Vec<u8>, Vec<u8>)>, DecodeError> {
+    fn key_list(&mut self) -> Result<Vec<KeyValue>, DecodeError> {
         let mut key = Vec::new();
         loop {
             let (name, v) = self.assignment()?;
@@ -793,7 +797,7 @@ fn json_type(t: &[u8]) -> Result<JsonType, DecodeError> {
     }
 }
 
-fn json_row(data: &[u8]) -> Result<Vec<(Vec<u8>, Value)>, DecodeError> {
+fn json_row(data: &[u8]) -> Result<Vec<ColValue>, DecodeError> {
     let Json::Obj(members) = JsonParser::top(data)? else {
         return err("a JSON row must be an object");
     };
