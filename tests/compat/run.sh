@@ -185,6 +185,10 @@ log "starting pgqd and the consumer"
 pgqd_start compat "$WORK" "initial_database = postgres" "database_list = postgres" \
   "ticker_period = 0.02" "retry_period = 0.5" "maint_period = 0.5" "check_period = 1" "stats_period = 1"
 TICKER_PID=$PGQD_PID
+pgqd_died() {
+  cat "$WORK/pgqd-compat.out" "$WORK/pgqd-compat.log" >&2 2>/dev/null || true
+  fail "pgqd ($PGQD) exited during the run"
+}
 # every table switch of the queue (maint_rotate_tables_step1 sets queue_switch_time)
 ( while :; do
     cluster_val compat "select queue_switch_time from pgq.queue where queue_name = '$QUEUE'" || true
@@ -208,14 +212,14 @@ log "producers done after $(( $(date +%s) - T0 )) s; waiting for the consumer"
 
 deadline=$(( $(date +%s) + TIMEOUT ))
 while kill -0 "$CONSUMER_PID" 2>/dev/null; do
-  kill -0 "$TICKER_PID" 2>/dev/null || { cat "$WORK/pgqd-compat.out" "$WORK/pgqd-compat.log" >&2; fail "pgqd died"; }
+  kill -0 "$TICKER_PID" 2>/dev/null || pgqd_died
   [ "$(date +%s)" -lt $deadline ] || {
     tail -n 20 "$WORK/consumer.log" >&2
     fail "consumer did not finish within $TIMEOUT s ($(cluster_val compat 'select count(*) from compat_recv') rows received)"; }
   sleep 0.5
 done
 crc=0; wait "$CONSUMER_PID" || crc=$?
-kill -0 "$TICKER_PID" 2>/dev/null || { cat "$WORK/pgqd-compat.out" "$WORK/pgqd-compat.log" >&2; fail "pgqd died"; }
+kill -0 "$TICKER_PID" 2>/dev/null || pgqd_died
 cluster_bg_stop   # pgqd, the switch sampler, the finished consumer and producers
 switches=$(( $(sort -u "$WORK/switches" | grep -c .) - 1 ))
 pgqd_err=$(grep -iE "error|fatal|warning" "$WORK/pgqd-compat.log" "$WORK/pgqd-compat.out" || true)

@@ -375,41 +375,28 @@ def concat_operator_exploit(s, attacker, schema, restart, op="||"):
         s.bad("control: the payload does not escalate even when a superuser runs it")
 
 
-@scenario("1a")
-def s1a():
-    r = "sec1a_owner"
-    s = prepare("1a", "sec1a", [r], own_db=True)
-    concat_operator_exploit(s, r, "public", restart=False)
-    s.note("database owner, public.||(text, integer)")
-    return s.finish()
+def operator_scenario(name, role, own_db, schema, restart, op, note, setup_sql=None):
+    """1a-1d: one attacking role, its database sec<name>, concat_operator_exploit."""
+    def run():
+        s = prepare(name, f"sec{name}", [role], own_db=own_db)
+        if setup_sql:
+            rows(s.db, setup_sql)
+        concat_operator_exploit(s, role, schema, restart=restart, op=op)
+        s.note(note)
+        return s.finish()
+    run.__name__ = f"s{name}"
+    return scenario(name)(run)
 
 
-@scenario("1b")
-def s1b():
-    r = "sec1b_plain"
-    s = prepare("1b", "sec1b", [r])
-    rows(s.db, "grant create on schema public to public")
-    concat_operator_exploit(s, r, "public", restart=False)
-    s.note("plain user, CREATE on public granted to PUBLIC")
-    return s.finish()
-
-
-@scenario("1c")
-def s1c():
-    r = "sec1c_owner"
-    s = prepare("1c", "sec1c", [r], own_db=True)
-    concat_operator_exploit(s, r, "evil", restart=True)
-    s.note("database owner, evil.||(text, integer) + ALTER DATABASE SET search_path")
-    return s.finish()
-
-
-@scenario("1d")
-def s1d():
-    r = "sec1d_owner"
-    s = prepare("1d", "sec1d", [r], own_db=True)
-    concat_operator_exploit(s, r, "evil", restart=True, op="=")
-    s.note("database owner, evil.=(text, text) + ALTER DATABASE SET search_path")
-    return s.finish()
+operator_scenario("1a", "sec1a_owner", True, "public", False, "||",
+                  "database owner, public.||(text, integer)")
+operator_scenario("1b", "sec1b_plain", False, "public", False, "||",
+                  "plain user, CREATE on public granted to PUBLIC",
+                  setup_sql="grant create on schema public to public")
+operator_scenario("1c", "sec1c_owner", True, "evil", True, "||",
+                  "database owner, evil.||(text, integer) + ALTER DATABASE SET search_path")
+operator_scenario("1d", "sec1d_owner", True, "evil", True, "=",
+                  "database owner, evil.=(text, text) + ALTER DATABASE SET search_path")
 
 # --------------------------------------------------------------- 2: extra_maint
 
@@ -469,33 +456,25 @@ def extra_maint_exploit(s, attacker, queue, schema):
     set_queue_col(db, queue, "queue_extra_maint", None)
 
 
-@scenario("2a")
-def s2a():
-    r = "sec2a_admin"
-    s = prepare("2a", "sec2", [r], ["pgq_admin"], shared_db=True)
-    extra_maint_exploit(s, r, "q2a", None)
-    s.note("pgq_admin member, own temp-schema function")
-    return s.finish()
+def extra_maint_scenario(name, role, group, schema, note):
+    """2a-2c: one attacking role in the shared database sec2, its queue q<name>, its
+    function in its temp schema (schema None) or in a schema it owns."""
+    def run():
+        s = prepare(name, "sec2", [role], [group], shared_db=True)
+        if schema:
+            rows(s.db, f'create schema {schema} authorization "{role}"')
+        extra_maint_exploit(s, role, f"q{name}", schema)
+        s.note(note)
+        return s.finish()
+    run.__name__ = f"s{name}"
+    return scenario(name)(run)
 
 
-@scenario("2b")
-def s2b():
-    r = "sec2b_admin"
-    s = prepare("2b", "sec2", [r], ["pgq_admin"], shared_db=True)
-    rows(s.db, f'create schema sec2b authorization "{r}"')
-    extra_maint_exploit(s, r, "q2b", "sec2b")
-    s.note("pgq_admin member, function in a schema it owns")
-    return s.finish()
-
-
-@scenario("2c")
-def s2c():
-    r = "sec2c_lw"
-    s = prepare("2c", "sec2", [r], ["londiste_writer"], shared_db=True)
-    rows(s.db, f'create schema sec2c authorization "{r}"')
-    extra_maint_exploit(s, r, "q2c", "sec2c")
-    s.note("londiste_writer member, function in a schema it owns")
-    return s.finish()
+extra_maint_scenario("2a", "sec2a_admin", "pgq_admin", None, "pgq_admin member, own temp-schema function")
+extra_maint_scenario("2b", "sec2b_admin", "pgq_admin", "sec2b",
+                     "pgq_admin member, function in a schema it owns")
+extra_maint_scenario("2c", "sec2c_lw", "londiste_writer", "sec2c",
+                     "londiste_writer member, function in a schema it owns")
 
 # ------------------------------------------------------------ 3: stored names
 
@@ -532,36 +511,22 @@ def stored_name_via_definer(s, attacker, queue, col, crafted, call):
         s.bad(f"ESCALATED through {call} with {col} = {value!r}")
 
 
-@scenario("3a")
-def s3a():
-    db, r = "sec3", "sec3a_admin"
-    s = prepare("3a", db, [r], ["pgq_admin"], shared_db=True, queues=["q3a"])
-    stored_name_via_definer(s, r, "q3a", "queue_tick_seq",
-                            CRAFT_SEQ,
-                            "select pgq.grant_perms('q3a')")
-    return s.finish()
+def stored_name_scenario(name, col, crafted, call):
+    """3a-3c: a pgq_admin member, its own queue q<name>, one crafted column + call."""
+    def run():
+        r, q = f"sec{name}_admin", f"q{name}"
+        s = prepare(name, "sec3", [r], ["pgq_admin"], shared_db=True, queues=[q])
+        stored_name_via_definer(s, r, q, col, crafted, call.format(q=q))
+        return s.finish()
+    run.__name__ = f"s{name}"
+    return scenario(name)(run)
 
 
-@scenario("3b")
-def s3b():
-    db, r = "sec3", "sec3b_admin"
-    s = prepare("3b", db, [r], ["pgq_admin"], shared_db=True, queues=["q3b"])
-    stored_name_via_definer(s, r, "q3b", "queue_event_seq",
-                            CRAFT_SEQ,
-                            "select pgq.grant_perms('q3b')")
-    return s.finish()
-
-
-@scenario("3c")
-def s3c():
-    db, r = "sec3", "sec3c_admin"
-    s = prepare("3c", db, [r], ["pgq_admin"], shared_db=True, queues=["q3c"])
-    # every DROP TABLE of drop_queue starts with the prefix: the first drops the queue's
-    # tables, IF EXISTS keeps the later ones valid, so drop_queue commits
-    stored_name_via_definer(s, r, "q3c", "queue_data_pfx",
-                            CRAFT_PFX,
-                            "select pgq.drop_queue('q3c')")
-    return s.finish()
+stored_name_scenario("3a", "queue_tick_seq", CRAFT_SEQ, "select pgq.grant_perms('{q}')")
+stored_name_scenario("3b", "queue_event_seq", CRAFT_SEQ, "select pgq.grant_perms('{q}')")
+# every DROP TABLE of drop_queue starts with the prefix: the first drops the queue's
+# tables, IF EXISTS keeps the later ones valid, so drop_queue commits
+stored_name_scenario("3c", "queue_data_pfx", CRAFT_PFX, "select pgq.drop_queue('{q}')")
 
 
 @scenario("3d")
