@@ -20,78 +20,29 @@
 #      DRAIN_TX (1000), TICKER_CALLS (3000), WORKLOADS ("a1 a2 b c"), EXTRA_CONF.
 # Default run: ~10 minutes on 2 cores. Run it as root (clusters run as `postgres`).
 set -Eeuo pipefail
-
-# ---- settings, identical for both clusters -------------------------------------------
-# Durability stays at the defaults (fsync = on, full_page_writes = on); only commits
-# are asynchronous. Checkpoints are spaced out and forced before every timed run.
-CONF="shared_buffers = 256MB
-synchronous_commit = off
-max_wal_size = 4GB
-checkpoint_timeout = 30min
-max_connections = 20
-${EXTRA_CONF:-}"
-
-REF_BIN=${REF_BIN:-/opt/pgq-reference/usr/lib/postgresql/15/bin}
-OURS_BIN=${OURS_BIN:-/usr/lib/postgresql/15/bin}
-REPEAT=${REPEAT:-2}
 DURATION=${DURATION:-10}
 CLIENTS=${CLIENTS:-2}
 DRAIN_TX=${DRAIN_TX:-1000}
 TICKER_CALLS=${TICKER_CALLS:-3000}
 WORKLOADS=${WORKLOADS:-a1 a2 b c}
-PY=/usr/bin/python3
+source "$(dirname "$0")/common.sh"
 
-HERE=$(cd "$(dirname "$0")" && pwd)
-REPO=$(cd "$HERE/.." && pwd)
-source "$REPO/tests/lib/pgcluster.sh"
-
-WORK=$(mktemp -d /tmp/pgq-bench-work-XXXXXX)
-cleanup() {
-  local rc=$?
-  [ $rc -ne 0 ] && PGC_KEEP_LOG_ON_STOP=1
-  pgc_cleanup
-  rm -rf "$WORK"
-  exit $rc
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
-trap '[ -n "${ERR_SEEN:-}" ] || { ERR_SEEN=1; echo "bench.sh: command failed: $BASH_COMMAND" >&2; }' ERR
-
-log() { echo "[$(date +%H:%M:%S)] $*" >&2; }
-T0=$(date +%s)
-
-# ---- header --------------------------------------------------------------------------
-commit=$(git -C "$REPO" rev-parse --short HEAD 2>/dev/null || echo "none (no commits yet)")
-dirty=$(git -C "$REPO" status --porcelain 2>/dev/null | head -c1)
-echo "pgq benchmark  $(date -u '+%Y-%m-%d %H:%M:%S UTC')"
-echo "commit: $commit${dirty:+ (working tree has uncommitted changes)}"
-echo "host: $(nproc) cores, $(awk '/MemTotal/ {printf "%.0f GB", $2/1048576}' /proc/meminfo), load average at start: $(cut -d' ' -f1-3 /proc/loadavg)"
-echo "ref:  $REF_BIN"
-echo "ours: $OURS_BIN"
-echo "settings: $(echo "$CONF" | grep -v '^$' | paste -sd ';' | sed 's/;/; /g')"
-echo "REPEAT=$REPEAT DURATION=${DURATION}s CLIENTS=$CLIENTS DRAIN_TX=$DRAIN_TX TICKER_CALLS=$TICKER_CALLS"
-
-# ---- clusters ------------------------------------------------------------------------
-for side in ref ours; do
-  bin=$REF_BIN; [ $side = ours ] && bin=$OURS_BIN
-  pgc_start $side "$bin" "" "$CONF"
-  pgc_psql $side -c "create extension pgq" >/dev/null
-  echo "$side: $(pgc_val $side "select 'PostgreSQL ' || current_setting('server_version') || ', pgq ' || pgq.version()") (port $(pgc_port $side))"
-done
+bench_header "pgq benchmark" "REPEAT=$REPEAT DURATION=${DURATION}s CLIENTS=$CLIENTS DRAIN_TX=$DRAIN_TX TICKER_CALLS=$TICKER_CALLS"
+bench_clusters
 
 # bq: queue for the insert workloads, recreated before every run
 reset_bq() {
-  pgc_psql "$1" -o /dev/null <<'SQL'
+  cluster_psql "$1" -o /dev/null <<'SQL'
 select pgq.drop_queue(queue_name, true) from pgq.queue where queue_name = 'bq';
 select pgq.create_queue('bq');
 SQL
 }
-checkpoint() { pgc_psql "$1" -c checkpoint >/dev/null; }
+checkpoint() { cluster_psql "$1" -c checkpoint >/dev/null; }
 
 # pgbench_tps SIDE ARGS...: run pgbench, print the tps figure
 pgbench_tps() {
   local side=$1 out; shift
-  out=$(pgc_pgbench "$side" -n -M prepared "$@" 2>&1) || { echo "$out" >&2; return 1; }
+  out=$(cluster_pgbench "$side" -n -M prepared "$@" 2>&1) || { echo "$out" >&2; return 1; }
   echo "$out" | awk '/^tps = / {print $3; found=1} END {exit !found}' \
     || { echo "$out" >&2; return 1; }
 }
@@ -123,25 +74,25 @@ run_a2() {
 setup_b() {
   local side=$1 i
   log "  $side: producing $DRAIN_TX x 1000 events for the drain workload"
-  pgc_psql "$side" -o /dev/null <<'SQL'
+  cluster_psql "$side" -o /dev/null <<'SQL'
 select pgq.drop_queue(queue_name, true) from pgq.queue where queue_name = 'bq';
 select pgq.create_queue('dq');
 SQL
   for ((i = 1; i <= 2 * REPEAT; i++)); do
-    pgc_val "$side" "select pgq.register_consumer('dq', 'drain$i')" >/dev/null
+    cluster_val "$side" "select pgq.register_consumer('dq', 'drain$i')" >/dev/null
   done
   for ((i = 1; i <= DRAIN_TX; i++)); do
     echo "select count(pgq.insert_event('dq', 'U', 'id=' || g || '&name=user_' || g || '&email=user' || g || '%40example.com&score=' || (g::int8 * 7919) % 1000, 'public.users', null, null, null)) from generate_series(($i - 1) * 1000 + 1, $i * 1000) g;"
     echo "select pgq.ticker();"
-  done | pgc_psql "$side" -o /dev/null
-  pgc_psql "$side" -c "vacuum analyze" >/dev/null
+  done | cluster_psql "$side" -o /dev/null
+  cluster_psql "$side" -c "vacuum analyze" >/dev/null
 }
 B_RUN_ref=0; B_RUN_ours=0
 run_b() {
   local side=$1 v n out
   v="B_RUN_$side"; n=$(( ${!v} + 1 )); printf -v "$v" %s "$n"
   checkpoint "$side"
-  out=$($PY "$HERE/drain.py" "$(pgc_connstr "$side")" dq "drain$n")
+  out=$($PY "$HERE/ticker_bench.py" drain "$(cluster_connstr "$side")" dq "drain$n" --until-empty)
   log "    $side drain$n: $out"
   case "$out" in
     "events=$((DRAIN_TX * 1000)) batches=$DRAIN_TX "*) ;;
@@ -155,13 +106,13 @@ run_b() {
 
 # c: 100 queues, before each run 3 fresh events in each of 5 of them
 setup_c() {
-  pgc_psql "$1" -o /dev/null <<'SQL'
+  cluster_psql "$1" -o /dev/null <<'SQL'
 select pgq.drop_queue(queue_name, true) from pgq.queue;
 select pgq.create_queue('tq' || lpad(i::text, 3, '0')) from generate_series(1, 100) i;
 SQL
 }
 run_c() {
-  pgc_psql "$1" -o /dev/null -c "select pgq.insert_event('tq' || lpad((i * 20)::text, 3, '0'), 't', 'x') from generate_series(1, 5) i, generate_series(1, 3)"
+  cluster_psql "$1" -o /dev/null -c "select pgq.insert_event('tq' || lpad((i * 20)::text, 3, '0'), 't', 'x') from generate_series(1, 5) i, generate_series(1, 3)"
   checkpoint "$1"
   echo 'select pgq.ticker();' >"$WORK/c.sql"
   pgbench_tps "$1" -c 1 -t "$TICKER_CALLS" -f "$WORK/c.sql"

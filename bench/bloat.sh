@@ -27,8 +27,8 @@ RATE=${RATE:-200}
 MAINT_PERIOD=${MAINT_PERIOD:-10}
 ROTATION=${ROTATION:-30 seconds}
 CASES=${CASES:-free held orig-free orig-held}
+# REF_BIN: scripts/install-original.sh's default install location
 REF_BIN=${REF_BIN:-/opt/pgq-reference/usr/lib/postgresql/15/bin}
-PGQD=${PGQD:-/usr/bin/pgqd}
 PY=/usr/bin/python3
 TOOL=$REPO/bench/ticker_bench.py
 OUT=${OUT:-$(mktemp -d /tmp/pgq-bloat-XXXXXX)}
@@ -45,14 +45,7 @@ SAMPLE_SQL="select c.relname, pg_total_relation_size(c.oid), coalesce(s.n_dead_t
 
 run_case() {
   local case=$1 port_base=$2
-  pids=()   # global in this subshell: the EXIT trap runs after run_case has returned
-  cleanup_case() {
-    local p
-    for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
-    for p in "${pids[@]}"; do wait "$p" 2>/dev/null || true; done
-    cluster_stop_all
-  }
-  trap cleanup_case EXIT
+  cluster_init   # this subshell's cluster and its clients (cluster_bg)
   trap 'exit 143' TERM INT
   local extra="autovacuum = on"
   case $case in *noav*) extra="autovacuum = off";; esac
@@ -77,30 +70,19 @@ select pgq.set_queue_config('bq', 'rotation_period', '$ROTATION');
 select pgq.register_consumer('bq', 'c1');
 SQL
   if [[ $case == orig-* ]]; then
-    cat > "$OUT/$case.pgqd.ini" <<INI
-[pgqd]
-base_connstr = host=$PGHOST port=$PGPORT user=postgres
-initial_database = bloat
-database_list = bloat
-logfile = $OUT/$case.pgqd.log
-pidfile = $OUT/$case.pgqd.pid
-syslog = 0
-ticker_period = 0.1
-maint_period = $MAINT_PERIOD
-retry_period = 10
-INI
-    "$PGQD" -q "$OUT/$case.pgqd.ini" > /dev/null 2>&1 & pids+=($!)
+    pgqd_start "bloat-$case" "$OUT" "initial_database = bloat" "database_list = bloat" \
+      "ticker_period = 0.1" "maint_period = $MAINT_PERIOD" "retry_period = 10"
   fi
   echo "select pgq.insert_event('bq', 't', 'payload ' || g) from generate_series(1, 10) g;" > "$OUT/$case.pgbench"
   local log=$OUT/$case.samples
   : > "$log"
-  "$PY" "$TOOL" drain "$dsn" bq c1 > "$OUT/$case.drain.log" 2>&1 & pids+=($!)
+  "$PY" "$TOOL" drain "$dsn" bq c1 > "$OUT/$case.drain.log" 2>&1 & cluster_bg $!
   if [[ $case == *held* ]]; then
-    "$PY" "$TOOL" hold "$dsn" > "$OUT/$case.hold.log" 2>&1 & pids+=($!)
+    "$PY" "$TOOL" hold "$dsn" > "$OUT/$case.hold.log" 2>&1 & cluster_bg $!
   fi
   local pgb
   pgbench -n -h "$PGHOST" -p "$PGPORT" -U postgres -R $((RATE / 10)) -T "$DURATION" \
-    -f "$OUT/$case.pgbench" bloat > "$OUT/$case.pgbench.log" 2>&1 & pgb=$!; pids+=($pgb)
+    -f "$OUT/$case.pgbench" bloat > "$OUT/$case.pgbench.log" 2>&1 & pgb=$!; cluster_bg $pgb
   local t0 ticks0 t
   t0=$(date +%s)
   ticks0=$(psql -X -Atq -d bloat -c "select coalesce(max(tick_id),0) from pgq.tick")

@@ -22,8 +22,8 @@
 set -Eeuo pipefail
 REPO=$(cd "$(dirname "$0")/.." && pwd)
 OURS_BIN=${OURS_BIN:-/usr/lib/postgresql/15/bin}
+# REF_BIN: scripts/install-original.sh's default install location
 REF_BIN=${REF_BIN:-/opt/pgq-reference/usr/lib/postgresql/15/bin}
-PGQD=${PGQD:-/usr/bin/pgqd}
 SECS_SLOW=${SECS_SLOW:-20}
 SECS_FAST=${SECS_FAST:-10}
 RATES=${RATES:-100 5000}
@@ -35,14 +35,7 @@ OUT=${OUT:-$(mktemp -d /tmp/pgq-latency-XXXXXX)}
 mkdir -p "$OUT"; chmod 777 "$OUT"
 
 source "$REPO/tests/lib/cluster.sh"
-PIDS=()
-cleanup() {
-  local p
-  for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
-  for p in "${PIDS[@]}"; do wait "$p" 2>/dev/null || true; done
-  cluster_stop_all
-}
-trap cleanup EXIT
+cluster_init   # also ends pgqd and the consumers (cluster_bg)
 trap 'exit 143' TERM INT
 log() { echo "[$(date +%H:%M:%S)] $*" >&2; }
 
@@ -60,15 +53,7 @@ PG_BIN=$REF_BIN PORT_BASE=55700 cluster_start lat-ref "${COMMON[@]}"
 REF_DSN="host=$PGHOST port=$PGPORT user=postgres dbname=lat"
 psql -X -q -d postgres -c "create database lat"
 psql -X -q -d lat -c "create extension pgq"
-cat > "$OUT/pgqd.ini" <<EOF
-[pgqd]
-base_connstr = host=$PGHOST port=$PGPORT user=postgres
-initial_database = postgres
-logfile = $OUT/pgqd.log
-pidfile = $OUT/pgqd.pid
-syslog = 0
-EOF
-"$PGQD" -q "$OUT/pgqd.ini" > /dev/null 2>&1 & PIDS+=($!)
+pgqd_start lat-ref "$OUT" "initial_database = postgres"
 
 run_one() {  # run_one CASE RATE -> prints a table row
   local case=$1 rate=$2 dsn mode q secs
@@ -86,7 +71,7 @@ run_one() {  # run_one CASE RATE -> prints a table row
   psql -X -q -h "$h" -p "$p" -d lat -c "select pgq.register_consumer('$q', 'c')" >/dev/null
   local stop=$OUT/$q.stop cnt=$OUT/$q.count res=$OUT/$q.lat
   rm -f "$stop" "$cnt"
-  "$PY" "$TOOL" consume "$dsn" "$q" c "$mode" "$res" "$stop" > "$OUT/$q.consumer.log" 2>&1 & local cp=$!; PIDS+=($cp)
+  "$PY" "$TOOL" consume "$dsn" "$q" c "$mode" "$res" "$stop" > "$OUT/$q.consumer.log" 2>&1 & local cp=$!; cluster_bg $cp
   sleep 1
   "$PY" "$TOOL" produce "$dsn" "$q" "$rate" "$secs" 0 "$cnt" > "$OUT/$q.producer.log" 2>&1
   cp "$cnt" "$stop"

@@ -11,8 +11,11 @@
       For every event writes "<seq> <recv_time - ev_data>" to OUTFILE at exit.
       STOPFILE (written after the producer ends) holds the number of events produced:
       stops once it has them all, or 15 s without a batch after that (or on SIGTERM).
-  ticker_bench.py drain    DSN QUEUE CONSUMER
-      simple consumer (poll every 100 ms) that keeps a queue drained until SIGTERM.
+  ticker_bench.py drain    DSN QUEUE CONSUMER [--until-empty]
+      simple consumer (poll every 100 ms) that keeps a queue drained until SIGTERM;
+      every event is fetched to the client (COPY). --until-empty (bench/bench.sh's
+      drain workload): stop at the first empty next_batch and print
+      "events=N batches=M seconds=S events_per_sec=R".
   ticker_bench.py hold     DSN
       BEGIN; SELECT txid_current(); then stay idle in the transaction until SIGTERM.
   ticker_bench.py stats    FILE...
@@ -24,7 +27,8 @@ import signal
 import sys
 import time
 
-import psycopg2
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tests", "lib"))
+import pgqclient  # noqa: E402
 
 STOP = False
 
@@ -39,9 +43,7 @@ signal.signal(signal.SIGINT, _term)
 
 
 def connect(dsn, autocommit=False):
-    c = psycopg2.connect(dsn)
-    c.autocommit = autocommit
-    return c
+    return pgqclient.connect(dsn, autocommit=autocommit)
 
 
 def produce(dsn, queue, rate, seconds, per_tx=None, countfile=None):
@@ -80,30 +82,22 @@ def produce(dsn, queue, rate, seconds, per_tx=None, countfile=None):
             f.write("%d\n" % seq)
 
 
-def _work_batches(cur, queue, consumer, out):
+def _work_batches(conn, queue, consumer, out):
     """Process all batches that are ready; returns number of batches."""
-    n = 0
-    while True:
-        cur.execute("select pgq.next_batch(%s, %s)", (queue, consumer))
-        b = cur.fetchone()[0]
-        if b is None:
-            cur.connection.commit()
-            return n
-        cur.execute("select ev_data, ev_extra1 from pgq.get_batch_events(%s)", (b,))
-        rows = cur.fetchall()
+    def handle(_cur, _batch_id, events):
         now = time.time()
-        for d, s in rows:
+        for d, s in events:
             out.append((s, now - float(d)))
-        cur.execute("select pgq.finish_batch(%s)", (b,))
-        cur.connection.commit()
+
+    n = 0
+    while pgqclient.work_batch(conn, queue, consumer, handle, "ev_data, ev_extra1"):
         n += 1
+    return n
 
 
 def consume(dsn, queue, consumer, mode, outfile, stopfile=None):
     c = connect(dsn)
-    cur = c.cursor()
-    cur.execute("select pgq.register_consumer(%s, %s)", (queue, consumer))
-    c.commit()
+    pgqclient.register(c, queue, consumer)
     lc = None
     if mode == "listen":
         lc = connect(dsn, autocommit=True)
@@ -112,7 +106,7 @@ def consume(dsn, queue, consumer, mode, outfile, stopfile=None):
     last_batch = time.time()
     expected = None
     while not STOP:
-        if _work_batches(cur, queue, consumer, out):
+        if _work_batches(c, queue, consumer, out):
             last_batch = time.time()
         if expected is None and stopfile and os.path.exists(stopfile):
             with open(stopfile) as f:
@@ -134,23 +128,17 @@ def consume(dsn, queue, consumer, mode, outfile, stopfile=None):
     print("consumed %d events" % len(out))
 
 
-def drain(dsn, queue, consumer):
-    c = connect(dsn)
-    cur = c.cursor()
-    cur.execute("select pgq.register_consumer(%s, %s)", (queue, consumer))
-    c.commit()
-    n = 0
-    while not STOP:
-        cur.execute("select pgq.next_batch(%s, %s)", (queue, consumer))
-        b = cur.fetchone()[0]
-        if b is None:
-            c.commit()
-            time.sleep(0.1)
-            continue
-        cur.execute("select count(*) from pgq.get_batch_events(%s)", (b,))
-        n += cur.fetchone()[0]
-        cur.execute("select pgq.finish_batch(%s)", (b,))
-        c.commit()
+def drain(dsn, queue, consumer, until_empty=None):
+    c = pgqclient.connect(dsn, application_name="bench_drain")
+    if until_empty == "--until-empty":
+        t0 = time.perf_counter()
+        events, batches = pgqclient.drain(c, queue, consumer, until_empty=True)
+        secs = time.perf_counter() - t0
+        print("events=%d batches=%d seconds=%.3f events_per_sec=%.1f"
+              % (events, batches, secs, events / secs if secs > 0 else 0))
+        return
+    pgqclient.register(c, queue, consumer)
+    n, _ = pgqclient.drain(c, queue, consumer, until_empty=False, stop=lambda: STOP)
     print("drained %d events" % n)
 
 

@@ -21,60 +21,19 @@
 # Run as root (clusters run as `postgres`). Not a test: it asserts nothing about speed,
 # but refuses to report a run that produced the wrong number of events.
 set -Eeuo pipefail
-
-CONF="shared_buffers = 256MB
-synchronous_commit = off
-max_wal_size = 4GB
-checkpoint_timeout = 30min
-max_connections = 20
-${EXTRA_CONF:-}"
-
-REF_BIN=${REF_BIN:-/opt/pgq-reference/usr/lib/postgresql/15/bin}
-OURS_BIN=${OURS_BIN:-/usr/lib/postgresql/15/bin}
-REPEAT=${REPEAT:-2}
 ROWS=${ROWS:-200000}
 VARIANTS=${VARIANTS:-none floor logutriga sqltriga jsontriga}
+source "$(dirname "$0")/common.sh"
 
-HERE=$(cd "$(dirname "$0")" && pwd)
-REPO=$(cd "$HERE/.." && pwd)
-source "$REPO/tests/lib/pgcluster.sh"
-
-cleanup() {
-  local rc=$?
-  [ $rc -ne 0 ] && PGC_KEEP_LOG_ON_STOP=1
-  pgc_cleanup
-  exit $rc
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
-trap '[ -n "${ERR_SEEN:-}" ] || { ERR_SEEN=1; echo "triggers.sh: command failed: $BASH_COMMAND" >&2; }' ERR
-
-log() { echo "[$(date +%H:%M:%S)] $*" >&2; }
-T0=$(date +%s)
-
-commit=$(git -C "$REPO" rev-parse --short HEAD 2>/dev/null || echo "none")
-dirty=$(git -C "$REPO" status --porcelain 2>/dev/null | head -c1)
-echo "pgq trigger benchmark  $(date -u '+%Y-%m-%d %H:%M:%S UTC')"
-echo "commit: $commit${dirty:+ (working tree has uncommitted changes)}"
-echo "host: $(nproc) cores, load average at start: $(cut -d' ' -f1-3 /proc/loadavg)"
-echo "ref:  $REF_BIN"
-echo "ours: $OURS_BIN"
-echo "settings: $(echo "$CONF" | grep -v '^$' | paste -sd ';' | sed 's/;/; /g')"
-echo "REPEAT=$REPEAT ROWS=$ROWS"
-
-for side in ref ours; do
-  bin=$REF_BIN; [ $side = ours ] && bin=$OURS_BIN
-  pgc_start $side "$bin" "" "$CONF"
-  pgc_psql $side -c "create extension pgq" >/dev/null
-  echo "$side: $(pgc_val $side "select 'PostgreSQL ' || current_setting('server_version') || ', pgq ' || pgq.version()") (port $(pgc_port $side))"
-done
+bench_header "pgq trigger benchmark" "REPEAT=$REPEAT ROWS=$ROWS"
+bench_clusters
 
 # prepare SIDE VARIANT: fresh table (+ trigger) and queue
 prepare() {
   local side=$1 v=$2 trig=""
   case $v in none | floor) ;; *) trig="create trigger cap after insert or update or delete on user_info
       for each row execute function pgq.$v('bq');" ;; esac
-  pgc_psql "$side" -o /dev/null <<SQL
+  cluster_psql "$side" -o /dev/null <<SQL
 select pgq.drop_queue(queue_name, true) from pgq.queue where queue_name = 'bq';
 select pgq.create_queue('bq');
 drop table if exists user_info;
@@ -92,11 +51,11 @@ SQL
 # timed SIDE SQL: run SQL once, print its duration in ms
 timed() {
   local side=$1 sql=$2 out
-  out=$(printf '\\timing on\n%s\n' "$sql" | pgc_psql "$side" -o /dev/null 2>&1) || { echo "$out" >&2; return 1; }
+  out=$(printf '\\timing on\n%s\n' "$sql" | cluster_psql "$side" -o /dev/null 2>&1) || { echo "$out" >&2; return 1; }
   echo "$out" | awk '/^Time: / {print $2; found=1} END {exit !found}'
 }
 
-events() { pgc_val "$1" "select count(*) from pgq.event_template"; }
+events() { cluster_val "$1" "select count(*) from pgq.event_template"; }
 
 INSERT_SQL="insert into user_info select g, 'digoal.zhou', '德哥', 'DBA', date '1970-01-01',
   E'公益是一辈子的事, I\\'m Digoal.Zhou, Just do it!', 'digoal@126.com', 276732431,
@@ -118,9 +77,9 @@ run() {
   ti=$(timed "$side" "$ins")
   want=$ROWS; case $v in none | floor) want=0 ;; esac
   n=$(events "$side"); [ "$n" = "$want" ] || { echo "$side $v: $n events after insert, expected $want" >&2; return 1; }
-  [ "$v" != floor ] || [ "$(pgc_val "$side" "select count(*) from ev_floor")" = "$ROWS" ] \
+  [ "$v" != floor ] || [ "$(cluster_val "$side" "select count(*) from ev_floor")" = "$ROWS" ] \
     || { echo "$side floor: wrong row count in ev_floor" >&2; return 1; }
-  pgc_psql "$side" -o /dev/null -c "vacuum analyze user_info" -c checkpoint
+  cluster_psql "$side" -o /dev/null -c "vacuum analyze user_info" -c checkpoint
   tu=$(timed "$side" "$upd")
   want=$((2 * ROWS)); case $v in none | floor) want=0 ;; esac
   n=$(events "$side"); [ "$n" = "$want" ] || { echo "$side $v: $n events after update, expected $want" >&2; return 1; }

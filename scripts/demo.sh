@@ -22,8 +22,9 @@ SELECT pgq.insert_event('orders', 'order.created', 'id=1&amount=10.50');
 SELECT pgq.insert_event('orders', 'order.created', 'id=2&amount=99.00', 'public.orders', NULL, NULL, NULL);
 COMMIT;
 SELECT pgq.insert_event('orders', 'order.paid', 'id=1');
--- the ticker cuts the event stream into batches (the in-server ticker does this by
--- itself at the queue's thresholds; here we force one tick now)
+-- the ticker cuts the event stream into batches: with shared_preload_libraries = 'pgq'
+-- the in-server ticker does it by itself at the queue's thresholds; this demo cluster
+-- is not preloaded (hence the WARNING above), so we force one tick now)
 SELECT pgq.force_tick('orders');
 SELECT pgq.ticker();
 -- the consumer: take a batch, read it, finish it

@@ -1,7 +1,7 @@
 #!/bin/bash
 # test.sh [LAYER...] — the whole test suite (README's test command; .ci/run calls it).
 # Layers: lint (cargo fmt --check, clippy -D warnings), unit (pure Rust), pgtest (#[pg_test]), regress (pg_regress), isolation
-# (pg_isolation_regress), compat (the original's Python consumer against this
+# (pg_isolation_regress), compat (the original's Python consumer and pgqd against this
 # extension), bgworker (in-server ticker scenarios on preloaded clusters), cascade (the
 # Python londiste CLI driving a root/branch/leaf cascade, tests/cascade/run.sh), security
 # (issue 8's exploits on a preloaded cluster, tests/security/run.sh). Default: all, after setup.sh. Every cluster started here is stopped on exit.

@@ -21,6 +21,9 @@ import time
 
 import psycopg2
 
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lib"))
+import pgqclient  # noqa: E402
+
 RECONNECT_FOR = 90.0
 
 
@@ -29,16 +32,11 @@ def log(*a):
 
 
 def connect(dsn):
-    deadline = time.time() + RECONNECT_FOR
-    while True:
-        try:
-            c = psycopg2.connect(dsn, connect_timeout=3)
-            c.autocommit = False
-            return c
-        except psycopg2.OperationalError as e:
-            if time.time() > deadline:
-                raise
-            time.sleep(0.2)
+    return pgqclient.connect(dsn, retry_for=RECONNECT_FOR, connect_timeout=3)
+
+
+def reconnect(c, dsn):
+    return pgqclient.reconnect(c, dsn, retry_for=RECONNECT_FOR, connect_timeout=3)
 
 
 def produce(dsn, queue, tag, n_tx, per_tx, sleep_ms):
@@ -61,16 +59,10 @@ def produce(dsn, queue, tag, n_tx, per_tx, sleep_ms):
             )
             c.commit()
             i += 1
-        except psycopg2.Error as e:
+        except psycopg2.Error:
             errors += 1
-            try:
-                c.close()
-            except Exception:
-                pass
-            c = connect(dsn)
-            cur = c.cursor()
-            cur.execute("select 1 from bg_sent where tag = %s and n = %s", (tag, lo))
-            if cur.fetchone():
+            c = reconnect(c, dsn)
+            if pgqclient.one(c, "select 1 from bg_sent where tag = %s and n = %s", (tag, lo)):
                 i += 1  # that commit made it before the connection broke
             c.rollback()
             continue
@@ -82,43 +74,37 @@ def produce(dsn, queue, tag, n_tx, per_tx, sleep_ms):
 def consume(dsn, queue, consumer, stopfile, retry_every="0"):
     retry_every = int(retry_every)
     c = connect(dsn)
-    cur = c.cursor()
-    cur.execute("select pgq.register_consumer(%s, %s)", (queue, consumer))
-    c.commit()
+    pgqclient.register(c, queue, consumer)
     n = retried = errors = 0
+
+    def handle(cur, batch_id, events):
+        nonlocal retried
+        keep = []
+        for ev_id, data, ev_retry in events:
+            num = int(data.rsplit(":", 1)[1])
+            if retry_every and num % retry_every == 0 and not ev_retry:
+                pgqclient.event_retry(cur, batch_id, ev_id, 0)
+                retried += 1
+            else:
+                keep.append((consumer, ev_id, data, ev_retry))
+        if keep:
+            cur.executemany(
+                "insert into bg_recv (consumer, ev_id, ev_data, ev_retry) values (%s, %s, %s, %s)",
+                keep,
+            )
+        return len(keep)
+
     while not os.path.exists(stopfile):
         try:
-            cur = c.cursor()
-            cur.execute("select pgq.next_batch(%s, %s)", (queue, consumer))
-            b = cur.fetchone()[0]
-            if b is None:
-                c.commit()
-                time.sleep(0.05)
-                continue
-            cur.execute("select ev_id, ev_data, ev_retry from pgq.get_batch_events(%s)", (b,))
-            keep = []
-            for ev_id, data, ev_retry in cur.fetchall():
-                num = int(data.rsplit(":", 1)[1])
-                if retry_every and num % retry_every == 0 and not ev_retry:
-                    cur.execute("select pgq.event_retry(%s, %s, 0)", (b, ev_id))
-                    retried += 1
-                else:
-                    keep.append((consumer, ev_id, data, ev_retry))
-            if keep:
-                cur.executemany(
-                    "insert into bg_recv (consumer, ev_id, ev_data, ev_retry) values (%s, %s, %s, %s)",
-                    keep,
-                )
-            cur.execute("select pgq.finish_batch(%s)", (b,))
-            c.commit()
-            n += len(keep)
-        except psycopg2.Error as e:
+            done = pgqclient.work_batch(c, queue, consumer, handle, "ev_id, ev_data, ev_retry")
+        except psycopg2.Error:
             errors += 1
-            try:
-                c.close()
-            except Exception:
-                pass
-            c = connect(dsn)
+            c = reconnect(c, dsn)
+            continue
+        if done is None:
+            time.sleep(0.05)
+        else:
+            n += done[1]
     log("consumer %s: %d events stored, %d retried, %d reconnects" % (consumer, n, retried, errors))
 
 

@@ -12,8 +12,9 @@
 # step by comparing data across the nodes (see scenario.py for the step list).
 #
 # REFERENCE=1 runs the same scenario against the original stack (pgq 3.5 + pgq_node +
-# londiste SQL from /opt/pgq-reference, scripts/install-original.sh) ticked by one
-# pgqd per cluster — to compare behaviour and outputs; not part of the test suite.
+# londiste SQL in $REF_BIN's tree: scripts/install-original.sh puts it in its default
+# /opt/pgq-reference) ticked by one pgqd per cluster — to compare behaviour and
+# outputs; not part of the test suite.
 #
 # Env: PG_BIN (bin dir of the PostgreSQL that has this extension installed), ROWS (seed
 # rows, default 20000), LOAD_SECONDS (pgbench duration per load phase, default 8),
@@ -86,7 +87,7 @@ CONF=(
 if [ -n "${REFERENCE:-}" ]; then
   # The same scenario against the ORIGINAL stack (scripts/install-original.sh),
   # ticked by pgqd: to compare behaviour and outputs. Not part of the test suite.
-  PG_BIN=/opt/pgq-reference/usr/lib/postgresql/15/bin
+  PG_BIN=${REF_BIN:-/opt/pgq-reference/usr/lib/postgresql/15/bin}
   CONF=("max_worker_processes = 16")
 fi
 NODES=""
@@ -100,19 +101,8 @@ for n in root branch leaf; do
   if [ -n "${REFERENCE:-}" ]; then
     as_pg "$PG_BIN/psql" -X -q -h "$PGHOST" -p "$PGPORT" -d digoal \
       -c "create extension pgq; create extension pgq_node; create extension londiste"
-    cat >"$WORK/pgqd-$n.ini" <<INI
-[pgqd]
-base_connstr = host=127.0.0.1 port=$PGPORT user=postgres
-initial_database = digoal
-database_list = digoal
-logfile = $WORK/pgqd-$n.log
-ticker_period = 0.1
-maint_period = 2
-retry_period = 1
-check_period = 1
-INI
-    /usr/bin/pgqd "$WORK/pgqd-$n.ini" >>"$WORK/pgqd-$n.log" 2>&1 &
-    echo $! >>"$WORK/pids"
+    pgqd_start "cascade-$n" "$WORK" "initial_database = digoal" "database_list = digoal" \
+      "ticker_period = 0.1" "maint_period = 2" "retry_period = 1" "check_period = 1"
   fi
   NODES="$NODES $n=$PGPORT"
   NODE_DIRS="${NODE_DIRS:-} $n=$PGDATA_DIR"

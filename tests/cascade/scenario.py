@@ -29,6 +29,9 @@ import time
 
 import psycopg2
 
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), '..', 'lib'))
+import pgqclient  # noqa: E402
+
 WORK = os.environ['WORK']
 PG_BIN = os.environ.get('PG_BIN', '/usr/lib/postgresql/15/bin')
 WORKLOAD_DIR = os.environ['WORKLOAD_DIR']
@@ -67,12 +70,9 @@ def connstr(node):
 
 def q(node, sql, args=None):
     """Run one statement in autocommit on node, return all rows (or [] for no result)."""
-    con = psycopg2.connect(connstr(node))
-    con.autocommit = True
+    con = pgqclient.connect(connstr(node), autocommit=True)
     try:
-        cur = con.cursor()
-        cur.execute(sql, args)
-        return cur.fetchall() if cur.description else []
+        return pgqclient.rows(con, sql, args)
     finally:
         con.close()
 
@@ -432,8 +432,7 @@ def s_compare():
 
 @step('damage rows on the branch: compare notices, repair --apply fixes them')
 def s_repair():
-    con = psycopg2.connect(connstr('branch'))
-    con.autocommit = True
+    con = pgqclient.connect(connstr('branch'), autocommit=True)
     cur = con.cursor()
     # as the replay does it: replica role, so no trigger fires and nothing is queued
     cur.execute("set session_replication_role = replica")

@@ -8,26 +8,28 @@
 #     in a few hundred transactions from 2 sessions, plus one long transaction that stays
 #     open across many ticks, plus rolled-back transactions and savepoints whose events
 #     must never be delivered; every committed event is recorded in compat_sent;
-#   * ticker.py: `select pgq.ticker()` every 20 ms (own transaction each) and pgqd-style
-#     maintenance every 0.5 s (retry mover; table rotation every $ROTATION_PERIOD, so the
-#     3 event tables get rotated and truncated several times under the consumer);
+#   * the original's ticker daemon, pgqd (Debian package pgqd): ticks every 20 ms, retry
+#     mover and maintenance every 0.5 s (table rotation every $ROTATION_PERIOD, so the 3
+#     event tables get rotated and truncated several times under the consumer: checked);
 #   * consumer.py: a pgq.Consumer subclass (skytools DBScript, ini file) that drains the
 #     queue, tags every ${RETRY_EVERY}th event for retry once, and stores what it receives
 #     in compat_recv within the batch's transaction.
 # Then it checks: every committed event received exactly once, with identical type,
 # data, extras, ev_time and ev_txid (retried events are re-inserted by the retry mover, so
-# they get a new ev_txid and carry ev_retry = 1); nothing from rolled-back work.
+# they get a new ev_txid and carry ev_retry = 1); nothing from rolled-back work; pgqd ran
+# to the end without an error in its log; the queue switched tables at least twice.
 # Exits non-zero with a message on any difference. Takes ~10-30 s.
 #
-# Env: PG_BIN, N_EVENTS, RETRY_EVERY (0 = off), ROTATION_PERIOD ('' = no rotation),
+# Env: PG_BIN, PGQD (/usr/bin/pgqd), N_EVENTS, RETRY_EVERY (0 = off), ROTATION_PERIOD ('' = no rotation),
 #      TIMEOUT (seconds for the consumer to finish), KEEP=1 keeps the work dir on failure,
 #      EXTRA_CONF (postgresql.conf lines). Do not preload a library that ticks by itself:
-#      this script is the only ticker, and PgQ forbids two tickers on one queue.
+#      pgqd is the only ticker here. PORT: the first port to try (default random).
 set -Eeuo pipefail
 
 HERE=$(cd "$(dirname "$0")" && pwd)
 PG_BIN=${PG_BIN:-/usr/lib/postgresql/15/bin}
 PORT=${1:-}
+PGQD=${PGQD:-/usr/bin/pgqd}
 N_EVENTS=${N_EVENTS:-100000}
 RETRY_EVERY=${RETRY_EVERY:-1000}
 ROTATION_PERIOD=${ROTATION_PERIOD-1 second}
@@ -36,20 +38,17 @@ PY=/usr/bin/python3
 QUEUE=compat_q
 LONG_TX=2000          # events of the long transaction (part of N_EVENTS)
 
-source "$HERE/../lib/pgcluster.sh"
+source "$HERE/../lib/cluster.sh"
 
 T0=$(date +%s)
 log() { echo "[$(date +%H:%M:%S)] $*"; }
 fail() { echo "COMPAT TEST FAILED: $*" >&2; exit 1; }
 
-BG_PIDS=()
 WORK=$(mktemp -d /tmp/pgq-compat-work-XXXXXX)
 cleanup() {
-  local rc=$? p
-  for p in "${BG_PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
-  for p in "${BG_PIDS[@]}"; do wait "$p" 2>/dev/null || true; done
-  [ $rc -ne 0 ] && PGC_KEEP_LOG_ON_STOP=1
-  pgc_cleanup
+  local rc=$?
+  [ $rc -ne 0 ] && CLUSTER_LOG_ON_STOP=1
+  cluster_stop_all
   if [ $rc -ne 0 ] && [ "${KEEP:-0}" = 1 ]; then
     echo "work dir kept: $WORK" >&2
   else
@@ -62,14 +61,15 @@ trap 'exit 130' INT TERM
 trap 'echo "COMPAT TEST FAILED: command at line $LINENO failed: $BASH_COMMAND" >&2' ERR
 
 [ "$N_EVENTS" -gt $((LONG_TX * 2)) ] || fail "N_EVENTS must be > $((LONG_TX * 2))"
+[ -x "$PGQD" ] || fail "$PGQD missing (Debian package pgqd; scripts/test.sh installs it)"
 
 # ---------------------------------------------------------------- cluster and schema
 ROTATE_SQL=
 [ -n "$ROTATION_PERIOD" ] && ROTATE_SQL="select pgq.set_queue_config('$QUEUE', 'rotation_period', '$ROTATION_PERIOD');"
-pgc_start c "$PG_BIN" "$PORT" "max_connections = 50
-${EXTRA_CONF:-}"
-log "cluster up: $(pgc_connstr c)"
-pgc_psql c -o /dev/null <<SQL
+mapfile -t extra_conf < <(printf '%s\n' "${EXTRA_CONF:-}" | grep -v '^$' || true)
+PORT_BASE=${PORT:-${PORT_BASE:-}} cluster_start compat "max_connections = 50" "${extra_conf[@]}"
+log "cluster up: $(cluster_connstr compat)"
+cluster_psql compat -o /dev/null <<SQL
 create extension pgq;
 select pgq.create_queue('$QUEUE');
 select pgq.set_queue_config('$QUEUE', 'ticker_max_lag', '1 second');
@@ -133,7 +133,7 @@ SQL
 cat >"$WORK/consumer.ini" <<INI
 [compat_consumer]
 job_name = compat_consumer
-db = $(pgc_connstr c) application_name=compat_consumer
+db = $(cluster_connstr compat) application_name=compat_consumer
 queue_name = $QUEUE
 loop_delay = 0.1
 exception_sleep = 1
@@ -143,7 +143,7 @@ end_type = compat-end
 idle_timeout = 60
 INI
 $PY "$HERE/consumer.py" "$WORK/consumer.ini" --register -q
-[ "$(pgc_val c "select count(*) from pgq.get_consumer_info('$QUEUE', 'compat_consumer')")" = 1 ] \
+[ "$(cluster_val compat "select count(*) from pgq.get_consumer_info('$QUEUE', 'compat_consumer')")" = 1 ] \
   || fail "consumer registration did not show up in pgq.get_consumer_info"
 
 # ---------------------------------------------------------------- producer scripts
@@ -181,46 +181,63 @@ SQL
 ntx=$(grep -c -e '^select compat_produce' -e '^begin' "$WORK"/producer*.sql | awk -F: '{s+=$2} END {print s}')
 
 # ---------------------------------------------------------------- run everything
-log "starting ticker and consumer"
-$PY "$HERE/ticker.py" "$(pgc_connstr c)" --period 0.02 --maint-period 0.5 2>"$WORK/ticker.log" &
-TICKER_PID=$!; BG_PIDS+=("$TICKER_PID")
+log "starting pgqd and the consumer"
+pgqd_start compat "$WORK" "initial_database = postgres" "database_list = postgres" \
+  "ticker_period = 0.02" "retry_period = 0.5" "maint_period = 0.5" "check_period = 1" "stats_period = 1"
+TICKER_PID=$PGQD_PID
+pgqd_died() {
+  cat "$WORK/pgqd-compat.out" "$WORK/pgqd-compat.log" >&2 2>/dev/null || true
+  fail "pgqd ($PGQD) exited during the run"
+}
+# every table switch of the queue (maint_rotate_tables_step1 sets queue_switch_time)
+( while :; do
+    cluster_val compat "select queue_switch_time from pgq.queue where queue_name = '$QUEUE'" || true
+    sleep 0.2
+  done ) >"$WORK/switches" 2>/dev/null &
+cluster_bg $!
 $PY "$HERE/consumer.py" "$WORK/consumer.ini" 2>"$WORK/consumer.log" &
-CONSUMER_PID=$!; BG_PIDS+=("$CONSUMER_PID")
+CONSUMER_PID=$!; cluster_bg "$CONSUMER_PID"
 
 log "producing $N_EVENTS events (~$ntx statements/transactions in 2 sessions + 1 long transaction)"
 PROD_PIDS=()
 for f in "$WORK/long.sql" "$WORK/producer0.sql" "$WORK/producer1.sql"; do
-  pgc_psql c -o /dev/null -f "$f" 2>"$f.err" &
-  PROD_PIDS+=($!); BG_PIDS+=($!)
+  cluster_psql compat -o /dev/null -f "$f" 2>"$f.err" &
+  PROD_PIDS+=($!); cluster_bg $!
 done
 for i in "${!PROD_PIDS[@]}"; do
   wait "${PROD_PIDS[$i]}" || { cat "$WORK"/*.sql.err >&2; fail "a producer session failed"; }
 done
-pgc_val c "select pgq.insert_event('$QUEUE', 'compat-end', 'end marker')" >/dev/null
+cluster_val compat "select pgq.insert_event('$QUEUE', 'compat-end', 'end marker')" >/dev/null
 log "producers done after $(( $(date +%s) - T0 )) s; waiting for the consumer"
 
 deadline=$(( $(date +%s) + TIMEOUT ))
 while kill -0 "$CONSUMER_PID" 2>/dev/null; do
-  kill -0 "$TICKER_PID" 2>/dev/null || { cat "$WORK/ticker.log" >&2; fail "ticker died"; }
+  kill -0 "$TICKER_PID" 2>/dev/null || pgqd_died
   [ "$(date +%s)" -lt $deadline ] || {
     tail -n 20 "$WORK/consumer.log" >&2
-    fail "consumer did not finish within $TIMEOUT s ($(pgc_val c 'select count(*) from compat_recv') rows received)"; }
+    fail "consumer did not finish within $TIMEOUT s ($(cluster_val compat 'select count(*) from compat_recv') rows received)"; }
   sleep 0.5
 done
 crc=0; wait "$CONSUMER_PID" || crc=$?
-kill "$TICKER_PID"; trc=0; wait "$TICKER_PID" || trc=$?
-BG_PIDS=()
-cat "$WORK/ticker.log"
+kill -0 "$TICKER_PID" 2>/dev/null || pgqd_died
+cluster_bg_stop   # pgqd, the switch sampler, the finished consumer and producers
+switches=$(( $(sort -u "$WORK/switches" | grep -c .) - 1 ))
+pgqd_err=$(grep -iE "error|fatal|warning" "$WORK/pgqd-compat.log" "$WORK/pgqd-compat.out" || true)
+# pgqd logs {ticks: N, maint: N, retry: N} for each stats_period: the run's totals
+echo "pgqd: $(grep -o '{ticks: .*}' "$WORK/pgqd-compat.log" | tr -d '{},:' |
+  awk '{t += $2; m += $4; r += $6} END {printf "%d ticks, %d maintenance runs, %d retry runs", t, m, r}'); queue switched tables $switches times"
 if [ $crc -ne 0 ]; then
   echo "---- consumer log ----" >&2; tail -n 40 "$WORK/consumer.log" >&2
   fail "consumer exited with status $crc"
 fi
-[ $trc -eq 0 ] || fail "ticker exited with status $trc"
+[ -z "$pgqd_err" ] || fail "pgqd logged errors: $pgqd_err"
+[ -z "$ROTATION_PERIOD" ] || [ "$switches" -ge 2 ] \
+  || fail "the queue switched tables $switches times (want >= 2 with rotation_period $ROTATION_PERIOD)"
 grep -E 'consumed [0-9]+ events' "$WORK/consumer.log" | sed 's/^.*INFO /consumer: /' || true
 
 # ---------------------------------------------------------------- verification
 log "verifying"
-report=$(pgc_psql c -At -F ' ' <<SQL
+report=$(cluster_psql compat -At -F ' ' <<SQL
 select 'sent', count(*) from compat_sent;
 select 'sent_ok', count(*) from compat_sent where n between 1 and $N_EVENTS;
 select 'received', count(*) from compat_recv;
@@ -255,7 +272,7 @@ problems=()
 [ "${R[open_batch]}" = 0 ] || problems+=("the consumer still has an open batch")
 
 if [ ${#problems[@]} -gt 0 ]; then
-  pgc_psql c -c "select 'missing' what, s.n, s.ev_id, left(s.ev_data, 40) data from compat_sent s
+  cluster_psql compat -c "select 'missing' what, s.n, s.ev_id, left(s.ev_data, 40) data from compat_sent s
                    where not exists (select 1 from compat_recv r where r.ev_id = s.ev_id) order by ev_id limit 5" \
              -c "select 'mismatch' what, s.ev_id, left(s.ev_data, 30) sent, left(r.ev_data, 30) recv,
                         s.ev_type st, r.ev_type rt, s.ev_time = r.ev_time same_time, s.ev_txid = r.ev_txid same_txid

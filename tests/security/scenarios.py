@@ -59,6 +59,10 @@ import time
 
 import psycopg2
 
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lib"))
+import pgqclient  # noqa: E402
+from pgqclient import wait_until  # noqa: E402
+
 HOST, PORT, SERVER_LOG = sys.argv[1], sys.argv[2], sys.argv[3]
 ONLY = os.environ.get("ONLY", "").split()
 TICKER_LOCK_KEY = 8099567109638021995
@@ -76,10 +80,9 @@ def connect(db, user="postgres", harness=True):
     """Harness sessions pin search_path (so the attackers' operators never run in
     them); attackers get whatever the database gives them."""
     opts = "-c search_path=pg_catalog,pg_temp" if harness else ""
-    c = psycopg2.connect(host=HOST, port=PORT, dbname=db, user=user, options=opts,
-                         application_name="pgq-sec-" + ("harness" if harness else user))
-    c.autocommit = True
-    return c
+    return pgqclient.connect(host=HOST, port=PORT, dbname=db, user=user, options=opts,
+                             application_name="pgq-sec-" + ("harness" if harness else user),
+                             autocommit=True)
 
 
 _CONNS = {}
@@ -100,14 +103,11 @@ def close_db(db):
 
 
 def rows(db, sql, args=None):
-    with hc(db).cursor() as cur:
-        cur.execute(sql, args)
-        return cur.fetchall() if cur.description else []
+    return pgqclient.rows(hc(db), sql, args)
 
 
 def one(db, sql, args=None):
-    r = rows(db, sql, args)
-    return r[0][0] if r else None
+    return pgqclient.one(hc(db), sql, args)
 
 
 def run_as(db, user, sql, args=None, conn=None):
@@ -124,17 +124,6 @@ def run_as(db, user, sql, args=None, conn=None):
     finally:
         if conn is None:
             c.close()
-
-
-def wait_until(seconds, fn, step=0.1):
-    end = time.time() + seconds
-    while True:
-        v = fn()
-        if v:
-            return v
-        if time.time() >= end:
-            return v
-        time.sleep(step)
 
 
 def is_super(role):
@@ -300,6 +289,26 @@ class Scenario:
         return ok
 
 
+def ensure_db(db):
+    if not one("postgres", "select 1 from pg_database where datname = %s", (db,)):
+        setup_db(db)
+
+
+def prepare(name, db, roles, member_of=(), own_db=False, shared_db=False, queues=()):
+    """A scenario's prologue: the attacking roles (members of member_of), its database
+    (owned by the first role with own_db; shared_db: made by the first scenario that
+    needs it), the queues; returns the Scenario."""
+    for r in roles:
+        make_role(r, *member_of)
+    if shared_db:
+        ensure_db(db)
+    else:
+        setup_db(db, owner=roles[0] if own_db else None)
+    for q in queues:
+        make_queue(db, q)
+    return Scenario(name, db, list(roles))
+
+
 def scenario(name):
     def wrap(fn):
         fn.scenario_name = name
@@ -366,49 +375,28 @@ def concat_operator_exploit(s, attacker, schema, restart, op="||"):
         s.bad("control: the payload does not escalate even when a superuser runs it")
 
 
-@scenario("1a")
-def s1a():
-    db, r = "sec1a", "sec1a_owner"
-    make_role(r)
-    setup_db(db, owner=r)
-    s = Scenario("1a", db, [r])
-    concat_operator_exploit(s, r, "public", restart=False)
-    s.note("database owner, public.||(text, integer)")
-    return s.finish()
+def operator_scenario(name, role, own_db, schema, restart, op, note, setup_sql=None):
+    """1a-1d: one attacking role, its database sec<name>, concat_operator_exploit."""
+    def run():
+        s = prepare(name, f"sec{name}", [role], own_db=own_db)
+        if setup_sql:
+            rows(s.db, setup_sql)
+        concat_operator_exploit(s, role, schema, restart=restart, op=op)
+        s.note(note)
+        return s.finish()
+    run.__name__ = f"s{name}"
+    return scenario(name)(run)
 
 
-@scenario("1b")
-def s1b():
-    db, r = "sec1b", "sec1b_plain"
-    make_role(r)
-    setup_db(db)
-    rows(db, "grant create on schema public to public")
-    s = Scenario("1b", db, [r])
-    concat_operator_exploit(s, r, "public", restart=False)
-    s.note("plain user, CREATE on public granted to PUBLIC")
-    return s.finish()
-
-
-@scenario("1c")
-def s1c():
-    db, r = "sec1c", "sec1c_owner"
-    make_role(r)
-    setup_db(db, owner=r)
-    s = Scenario("1c", db, [r])
-    concat_operator_exploit(s, r, "evil", restart=True)
-    s.note("database owner, evil.||(text, integer) + ALTER DATABASE SET search_path")
-    return s.finish()
-
-
-@scenario("1d")
-def s1d():
-    db, r = "sec1d", "sec1d_owner"
-    make_role(r)
-    setup_db(db, owner=r)
-    s = Scenario("1d", db, [r])
-    concat_operator_exploit(s, r, "evil", restart=True, op="=")
-    s.note("database owner, evil.=(text, text) + ALTER DATABASE SET search_path")
-    return s.finish()
+operator_scenario("1a", "sec1a_owner", True, "public", False, "||",
+                  "database owner, public.||(text, integer)")
+operator_scenario("1b", "sec1b_plain", False, "public", False, "||",
+                  "plain user, CREATE on public granted to PUBLIC",
+                  setup_sql="grant create on schema public to public")
+operator_scenario("1c", "sec1c_owner", True, "evil", True, "||",
+                  "database owner, evil.||(text, integer) + ALTER DATABASE SET search_path")
+operator_scenario("1d", "sec1d_owner", True, "evil", True, "=",
+                  "database owner, evil.=(text, text) + ALTER DATABASE SET search_path")
 
 # --------------------------------------------------------------- 2: extra_maint
 
@@ -468,48 +456,33 @@ def extra_maint_exploit(s, attacker, queue, schema):
     set_queue_col(db, queue, "queue_extra_maint", None)
 
 
-@scenario("2a")
-def s2a():
-    db, r = "sec2", "sec2a_admin"
-    make_role(r, "pgq_admin")
-    setup_db(db)
-    s = Scenario("2a", db, [r])
-    extra_maint_exploit(s, r, "q2a", None)
-    s.note("pgq_admin member, own temp-schema function")
-    return s.finish()
+def extra_maint_scenario(name, role, group, schema, note):
+    """2a-2c: one attacking role in the shared database sec2, its queue q<name>, its
+    function in its temp schema (schema None) or in a schema it owns."""
+    def run():
+        s = prepare(name, "sec2", [role], [group], shared_db=True)
+        if schema:
+            rows(s.db, f'create schema {schema} authorization "{role}"')
+        extra_maint_exploit(s, role, f"q{name}", schema)
+        s.note(note)
+        return s.finish()
+    run.__name__ = f"s{name}"
+    return scenario(name)(run)
 
 
-@scenario("2b")
-def s2b():
-    db, r = "sec2", "sec2b_admin"
-    make_role(r, "pgq_admin")
-    if not one("postgres", "select 1 from pg_database where datname = %s", (db,)):
-        setup_db(db)
-    rows(db, f'create schema sec2b authorization "{r}"')
-    s = Scenario("2b", db, [r])
-    extra_maint_exploit(s, r, "q2b", "sec2b")
-    s.note("pgq_admin member, function in a schema it owns")
-    return s.finish()
-
-
-@scenario("2c")
-def s2c():
-    db, r = "sec2", "sec2c_lw"
-    make_role(r, "londiste_writer")
-    if not one("postgres", "select 1 from pg_database where datname = %s", (db,)):
-        setup_db(db)
-    rows(db, f'create schema sec2c authorization "{r}"')
-    s = Scenario("2c", db, [r])
-    extra_maint_exploit(s, r, "q2c", "sec2c")
-    s.note("londiste_writer member, function in a schema it owns")
-    return s.finish()
+extra_maint_scenario("2a", "sec2a_admin", "pgq_admin", None, "pgq_admin member, own temp-schema function")
+extra_maint_scenario("2b", "sec2b_admin", "pgq_admin", "sec2b",
+                     "pgq_admin member, function in a schema it owns")
+extra_maint_scenario("2c", "sec2c_lw", "londiste_writer", "sec2c",
+                     "londiste_writer member, function in a schema it owns")
 
 # ------------------------------------------------------------ 3: stored names
 
 
-def ensure_db(db):
-    if not one("postgres", "select 1 from pg_database where datname = %s", (db,)):
-        setup_db(db)
+# crafted stored names: a sequence name inside GRANT ... ON SEQUENCE <name> TO ...,
+# a table prefix inside DROP TABLE <prefix>_N
+CRAFT_SEQ = '{orig} TO public; ALTER ROLE "{role}" SUPERUSER; --'
+CRAFT_PFX = 'IF EXISTS {orig} CASCADE; ALTER ROLE "{role}" SUPERUSER; --'
 
 
 def stored_name_via_definer(s, attacker, queue, col, crafted, call):
@@ -538,54 +511,28 @@ def stored_name_via_definer(s, attacker, queue, col, crafted, call):
         s.bad(f"ESCALATED through {call} with {col} = {value!r}")
 
 
-@scenario("3a")
-def s3a():
-    db, r = "sec3", "sec3a_admin"
-    make_role(r, "pgq_admin")
-    ensure_db(db)
-    make_queue(db, "q3a")
-    s = Scenario("3a", db, [r])
-    stored_name_via_definer(s, r, "q3a", "queue_tick_seq",
-                            '{orig} TO public; ALTER ROLE "{role}" SUPERUSER; --',
-                            "select pgq.grant_perms('q3a')")
-    return s.finish()
+def stored_name_scenario(name, col, crafted, call):
+    """3a-3c: a pgq_admin member, its own queue q<name>, one crafted column + call."""
+    def run():
+        r, q = f"sec{name}_admin", f"q{name}"
+        s = prepare(name, "sec3", [r], ["pgq_admin"], shared_db=True, queues=[q])
+        stored_name_via_definer(s, r, q, col, crafted, call.format(q=q))
+        return s.finish()
+    run.__name__ = f"s{name}"
+    return scenario(name)(run)
 
 
-@scenario("3b")
-def s3b():
-    db, r = "sec3", "sec3b_admin"
-    make_role(r, "pgq_admin")
-    ensure_db(db)
-    make_queue(db, "q3b")
-    s = Scenario("3b", db, [r])
-    stored_name_via_definer(s, r, "q3b", "queue_event_seq",
-                            '{orig} TO public; ALTER ROLE "{role}" SUPERUSER; --',
-                            "select pgq.grant_perms('q3b')")
-    return s.finish()
-
-
-@scenario("3c")
-def s3c():
-    db, r = "sec3", "sec3c_admin"
-    make_role(r, "pgq_admin")
-    ensure_db(db)
-    make_queue(db, "q3c")
-    s = Scenario("3c", db, [r])
-    # every DROP TABLE of drop_queue starts with the prefix: the first drops the queue's
-    # tables, IF EXISTS keeps the later ones valid, so drop_queue commits
-    stored_name_via_definer(s, r, "q3c", "queue_data_pfx",
-                            'IF EXISTS {orig} CASCADE; ALTER ROLE "{role}" SUPERUSER; --',
-                            "select pgq.drop_queue('q3c')")
-    return s.finish()
+stored_name_scenario("3a", "queue_tick_seq", CRAFT_SEQ, "select pgq.grant_perms('{q}')")
+stored_name_scenario("3b", "queue_event_seq", CRAFT_SEQ, "select pgq.grant_perms('{q}')")
+# every DROP TABLE of drop_queue starts with the prefix: the first drops the queue's
+# tables, IF EXISTS keeps the later ones valid, so drop_queue commits
+stored_name_scenario("3c", "queue_data_pfx", CRAFT_PFX, "select pgq.drop_queue('{q}')")
 
 
 @scenario("3d")
 def s3d():
     db, r = "sec3", "sec3d_admin"
-    make_role(r, "pgq_admin")
-    ensure_db(db)
-    make_queue(db, "q3d")
-    s = Scenario("3d", db, [r])
+    s = prepare("3d", db, [r], ["pgq_admin"], shared_db=True, queues=["q3d"])
     orig = queue_col(db, "q3d", "queue_data_pfx")
     crafted = f'IF EXISTS pgq.sec_no_such SET (fillfactor = 100); ALTER ROLE "{r}" SUPERUSER; --'
     err = run_as(db, r, "update pgq.queue set queue_data_pfx = %s where queue_name = 'q3d'", (crafted,))
@@ -606,10 +553,8 @@ def s3d():
 @scenario("3e")
 def s3e():
     db, r = "sec3", "sec3e_admin"
-    make_role(r, "pgq_admin")
-    ensure_db(db)
+    s = prepare("3e", db, [r], ["pgq_admin"], shared_db=True)
     make_queue(db, "q3e", rotation="1 second")
-    s = Scenario("3e", db, [r])
     if wait_rotations(db, "q3e", 1, 10) < 1:
         s.bad("no rotation of q3e before the attack")
     orig = queue_col(db, "q3e", "queue_data_pfx")
@@ -635,11 +580,8 @@ def s3e():
 @scenario("3f")
 def s3f():
     db, r = "sec3", "sec3f_admin"
-    make_role(r, "pgq_admin")
-    ensure_db(db)
-    make_queue(db, "q3f")
+    s = prepare("3f", db, [r], ["pgq_admin"], shared_db=True, queues=["q3f"])
     rows(db, f'create schema sec3f authorization "{r}"')
-    s = Scenario("3f", db, [r])
     rows(db, "select pgq.register_consumer('q3f', 'c3f')")
     rows(db, "select pgq.insert_event('q3f', 't', 'payload-row')")
     rows(db, "select pgq.ticker('q3f')")
@@ -697,18 +639,13 @@ def s3f():
 
 @scenario("3g")
 def s3g():
-    db, r1, r2 = "sec3", "sec3g_lw1", "sec3g_lw2"
-    make_role(r1, "londiste_writer")
-    make_role(r2, "londiste_writer")
-    ensure_db(db)
-    make_queue(db, "q3g1")
-    make_queue(db, "q3g2")
-    s = Scenario("3g", db, [r1, r2])
+    r1, r2 = "sec3g_lw1", "sec3g_lw2"
+    s = prepare("3g", "sec3", [r1, r2], ["londiste_writer"], shared_db=True, queues=["q3g1", "q3g2"])
     stored_name_via_definer(s, r1, "q3g1", "queue_tick_seq",
-                            '{orig} TO public; ALTER ROLE "{role}" SUPERUSER; --',
+                            CRAFT_SEQ,
                             "select pgq.grant_perms('q3g1')")
     stored_name_via_definer(s, r2, "q3g2", "queue_data_pfx",
-                            'IF EXISTS {orig} CASCADE; ALTER ROLE "{role}" SUPERUSER; --',
+                            CRAFT_PFX,
                             "select pgq.drop_queue('q3g2')")
     s.note("londiste_writer members")
     return s.finish()
@@ -759,11 +696,8 @@ def retry_exploit(s, attacker, queue, schema, call):
 
 @scenario("3h")
 def s3h():
-    db, r1, r2 = "sec3", "sec3h_admin1", "sec3h_admin2"
-    make_role(r1, "pgq_admin")
-    make_role(r2, "pgq_admin")
-    ensure_db(db)
-    s = Scenario("3h", db, [r1, r2])
+    r1, r2 = "sec3h_admin1", "sec3h_admin2"
+    s = prepare("3h", "sec3", [r1, r2], ["pgq_admin"], shared_db=True)
     retry_exploit(s, r1, "q3h1", "sec3h1", "select pgq.event_retry({batch}, {ev}, 0)")
     retry_exploit(s, r2, "q3h2", "sec3h2", "select pgq.batch_retry({batch}, 0)")
     s.note("pgq_admin member alone, crafted queue_data_pfx reaching the batch query of event_retry / batch_retry")
@@ -776,9 +710,7 @@ def s3h():
 @scenario("4a")
 def s4a():
     db, r = "sec4", "sec4_user"
-    make_role(r)
-    setup_db(db)
-    s = Scenario("4a", db, [r])
+    s = prepare("4a", db, [r])
     pid0 = ticker_pid(db)
     cmds = [f'drop database "{db}"', f'alter database "{db}" rename to sec4_x',
             f'alter database "{db}" set tablespace pg_default',
@@ -834,9 +766,7 @@ def pid_alive(pid):
 @scenario("5a")
 def s5a():
     db, r = "sec5a", "sec5a_conn"
-    make_role(r)
-    setup_db(db)
-    s = Scenario("5a", db, [r])
+    s = prepare("5a", db, [r])
     c = connect(db, r, harness=False)
     err = run_as(db, r, f"select pg_advisory_lock({TICKER_LOCK_KEY})", conn=c)
     if err:
@@ -862,8 +792,7 @@ def s5a():
 @scenario("5b")
 def s5b():
     db = "sec5b"
-    setup_db(db)
-    s = Scenario("5b", db, [])
+    s = prepare("5b", db, [])
     pid = ticker_pid(db)
     locker = connect(db)
     locker.autocommit = False
@@ -895,10 +824,7 @@ def s5b():
 @scenario("6a")
 def s6a():
     db, r = "sec6a", "sec6a_admin"
-    make_role(r, "pgq_admin")
-    setup_db(db)
-    make_queue(db, "q6ext")
-    s = Scenario("6a", db, [r])
+    s = prepare("6a", db, [r], ["pgq_admin"], queues=["q6ext"])
     c = connect(db, r, harness=False)
     err = run_as(db, r, "select pgq.set_queue_config('q6ext', 'external_ticker', 'true')", conn=c)
     t = (max_tick(db, "q6ext") or 0) + 1000
@@ -931,11 +857,9 @@ def s6a():
 @scenario("6b")
 def s6b():
     db, r = "sec6b", "sec6b_admin"
-    make_role(r, "pgq_admin")
-    setup_db(db)
+    s = prepare("6b", db, [r], ["pgq_admin"])
     # q6bad wants a tick on every ticker run, so the bad name is hit at once
     make_queue(db, "q6bad", idle="100 milliseconds", max_lag="100 milliseconds")
-    s = Scenario("6b", db, [r])
     orig = queue_col(db, "q6bad", "queue_tick_seq")
     pos = log_pos()
     err = run_as(db, r, """update pgq.queue set queue_tick_seq = 'pgq.no such"seq' where queue_name = 'q6bad'""")
@@ -962,10 +886,9 @@ def s6b():
 @scenario("7")
 def s7():
     db, plain, mon = "sec7", "sec7_plain", "sec7_mon"
-    make_role(plain)
     make_role(mon, "pg_monitor")
-    setup_db(db)
-    s = Scenario("7", db, [plain, mon])
+    s = prepare("7", db, [plain])
+    s.attackers.append(mon)
     every = rows(db, "select worker, database from pgq.worker_status()")
     others_su = [d for w, d in every if w == "ticker" and d != db]
     if not others_su:
