@@ -23,6 +23,7 @@ mod pgq_coop;
 mod pgq_ext;
 mod pgq_node;
 mod plans;
+pub mod remote;
 mod spi_util;
 mod ticker;
 mod triggers;
