@@ -30,7 +30,8 @@ flock "${PGQ_BUILD_LOCK:-/tmp/pgq-build.lock}" \
   mode=644; case "$f" in *.so) mode=755 ;; esac
   install -D -m "$mode" "$out/$f" "$PREFIX/$f"
 done
-ldd "$PREFIX/usr/lib/postgresql/15/lib/pgq.so" | grep -q 'libpq\.so\.5 => /' \
+libs=$(ldd "$PREFIX/usr/lib/postgresql/15/lib/pgq.so")
+grep -q 'libpq\.so\.5 => /' <<<"$libs" \
   || { echo "run.sh: pgq.so does not link the system libpq.so.5 dynamically" >&2; exit 1; }
 
 export PG_BIN=$PREFIX/usr/lib/postgresql/15/bin
