@@ -39,7 +39,7 @@ run_lint() {
 }
 
 run_unit() {
-  cargo test --lib --release logic::
+  cargo test --lib --release -- logic:: remote::conninfo
 }
 
 run_pgtest() {

@@ -23,6 +23,7 @@ mod pgq_coop;
 mod pgq_ext;
 mod pgq_node;
 mod plans;
+pub mod remote;
 pub mod replay;
 mod spi_util;
 mod ticker;

@@ -6,6 +6,7 @@ pub mod batch_sql;
 pub mod londiste;
 pub mod node;
 pub mod pg_keywords;
+pub mod remote;
 pub mod snapshot;
 pub mod supervise;
 pub mod tick_policy;
