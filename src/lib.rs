@@ -85,8 +85,8 @@ mod tests {
     // caches following relcache and name invalidations within a transaction, the
     // user-id switch being undone when an ERROR unwinds through it, and the trigger
     // paths (payload, cache rebuild after ALTER TABLE, expressions, SKIP).
-    use pgrx::prelude::*;
     use pgrx::pg_sys::panic::CaughtError;
+    use pgrx::prelude::*;
     use std::cell::Cell;
     use std::panic::AssertUnwindSafe;
 
@@ -304,6 +304,8 @@ mod tests {
         let writer = val::<pg_sys::Oid>("select oid from pg_roles where rolname = 'pgq_t_writer'");
         run("create table public.t_trg_noq (id int primary key)");
         run("grant insert on public.t_trg_noq to pgq_t_writer");
+        run("grant execute on function \
+             pgq.insert_event(text, text, text, text, text, text, text) to pgq_t_writer");
         run("create trigger cap after insert on public.t_trg_noq \
              for each row execute function pgq.logutriga('t_no_such_queue')");
         run("set local role pgq_t_writer");
