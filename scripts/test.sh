@@ -13,7 +13,7 @@ ROOT=$PWD
 PGBIN=${PG_BIN:-/usr/lib/postgresql/15/bin}
 export PG_BIN=$PGBIN
 PGXS=$("$PGBIN/pg_config" --pkglibdir)/pgxs
-# pgtest last: `cargo pgrx test` installs its own (pg_test) build into the server tree
+# pgtest runs `cargo pgrx test` against a private copy of the server tree (run_pgtest)
 LAYERS=${*:-lint unit regress isolation compat bgworker security cascade pgtest}
 
 [ -n "${SKIP_SETUP:-}" ] || scripts/setup.sh
@@ -43,14 +43,32 @@ run_unit() {
 }
 
 run_pgtest() {
-  local pgdata=/tmp/pgq-pgrx-test
+  # `cargo pgrx test` installs a pg_test build into the tree of the pg_config that
+  # $PGRX_HOME/config.toml names and runs a throw-away server from that tree. Point it
+  # at a private copy of the PostgreSQL tree (PGTEST_TREE, one per checkout, made on
+  # first use from the system tree, headers linked read-only), so no tree a server or
+  # another test run uses is ever written to.
+  local tree=${PGTEST_TREE:-/tmp/pgq-pgtest-tree.$(echo "$ROOT" | md5sum | cut -c1-8)}
+  local sys=/usr/lib/postgresql/15
+  if [ ! -x "$tree/usr/lib/postgresql/15/bin/postgres" ]; then
+    rm -rf "$tree"
+    mkdir -p "$tree/usr/lib/postgresql" "$tree/usr/share/postgresql" "$tree/usr/include"
+    cp -a "$sys" "$tree/usr/lib/postgresql/"
+    cp -a /usr/share/postgresql/15 "$tree/usr/share/postgresql/"
+    ln -s /usr/include/postgresql "$tree/usr/include/postgresql"
+  fi
+  local pg_config=$tree/usr/lib/postgresql/15/bin/pg_config
+  case "$("$pg_config" --pkglibdir) $("$pg_config" --sharedir)" in
+    "$tree"/*" $tree"/*) ;;
+    *) echo "run_pgtest: $pg_config does not report paths inside $tree" >&2; return 1 ;;
+  esac
+  local home=$tree/pgrx-home pgdata=$tree/pgdata
+  mkdir -p "$home"
+  printf '[configs]\npg15 = "%s"\n' "$pg_config" > "$home/config.toml"
   rm -rf "$pgdata"; mkdir -p "$pgdata"; chown postgres: "$pgdata"
   local rc=0
-  flock "${PGQ_BUILD_LOCK:-/tmp/pgq-build.lock}" \
+  PGRX_HOME=$home flock "${PGQ_BUILD_LOCK:-/tmp/pgq-build.lock}" \
     cargo pgrx test pg15 --release --runas postgres --pgdata "$pgdata" || rc=$?
-  # `cargo pgrx test` installs its own pg_test build into the system tree (whatever
-  # PG_BIN says): put the release build back
-  scripts/install.sh >/dev/null
   rm -rf "$pgdata"
   return $rc
 }

@@ -21,6 +21,10 @@
 //! [`replaced`]) it is called through SQL, the way the original calls it.
 
 use crate::errors::{raise, raise_code, raise_internal};
+use crate::guards::{
+    att_name, spi_first_value, spi_processed, spi_result_type, KeptPlan, OpenRel, OwnedContext,
+    UserSwitch,
+};
 use pgrx::callconv::{Arg, ArgAbi};
 use pgrx::nullable::Nullable;
 use pgrx::pgrx_sql_entity_graph::metadata::{
@@ -39,7 +43,8 @@ unsafe extern "C-unwind" {
 }
 
 fn nextval(seq: pg_sys::Oid) -> i64 {
-    // SAFETY: a plain function call; errors unwind through the guard.
+    // SAFETY: nextval_internal takes an OID (an ERROR for a missing or non-sequence
+    // relation); the boundary turns an ERROR into a Rust unwind as for pg_sys calls.
     unsafe { pg_sys::submodules::ffi::pg_guard_ffi_boundary(|| nextval_internal(seq, false)) }
 }
 
@@ -154,8 +159,7 @@ impl QueueInfo {
     /// The current event table's OID, resolved again after relation name changes.
     pub fn table_oid(&self) -> pg_sys::Oid {
         let (generation, oid) = self.table_oid.get();
-        // SAFETY: backend-local static.
-        let now = unsafe { NAME_GENERATION };
+        let now = NAME_GENERATION.get();
         if generation == now {
             return oid;
         }
@@ -189,52 +193,49 @@ fn resolve_relation(name: &[u8]) -> pg_sys::Oid {
 /// An INSERT plan and the quoted table name it was made with.
 type NamedPlan = (Vec<u8>, Rc<KeptPlan>);
 
-/// A kept SPI plan, freed when the last user drops it.
-struct KeptPlan(pg_sys::SPIPlanPtr);
+/// A kept plan slot of the backend (filled on first use).
+type PlanSlot = RefCell<Option<Rc<KeptPlan>>>;
 
-impl Drop for KeptPlan {
-    fn drop(&mut self) {
-        if !self.0.is_null() {
-            // SAFETY: a plan made by SPI_keepplan and referenced only here.
-            unsafe { pg_sys::SPI_freeplan(self.0) };
-        }
-    }
-}
-
+// Backend-local state. A backend runs one thread, and the invalidation callbacks run
+// on it, so `thread_local!` is the right home: with `const` initialisers of types
+// without `Drop` each access is a plain thread-local load or store (no lazy
+// initialisation, no destructor registration), as cheap as the `static mut` it
+// replaces, and `Cell`/`RefCell` make the borrow rules explicit.
 thread_local! {
     static QUEUES: RefCell<HashMap<Vec<u8>, Rc<QueueInfo>>> = RefCell::new(HashMap::new());
     /// per event table: the quoted name the plan was made with, and the plan
     static INSERT_PLANS: RefCell<HashMap<pg_sys::Oid, NamedPlan>> = RefCell::new(HashMap::new());
-    static LOOKUP_PLAN: Cell<pg_sys::SPIPlanPtr> = const { Cell::new(std::ptr::null_mut()) };
+    static LOOKUP_PLAN: PlanSlot = const { RefCell::new(None) };
     static TX_COUNTS: RefCell<HashMap<i32, (pg_sys::TransactionId, i64)>> = RefCell::new(HashMap::new());
+    /// pgq.queue's OID and owner; InvalidOid: resolve again
+    static QUEUE_REL: Cell<(pg_sys::Oid, pg_sys::Oid)> =
+        const { Cell::new((pg_sys::InvalidOid, pg_sys::InvalidOid)) };
+    /// the queue cache and the INSERT plans must be dropped before the next use
+    static STALE: Cell<bool> = const { Cell::new(false) };
+    /// Bumped when any relation is created, dropped or renamed (pg_class name cache).
+    static NAME_GENERATION: Cell<u64> = const { Cell::new(0) };
+    /// Bumped by every relcache invalidation this backend sees (in `relcache_callback`):
+    /// any change to any table may be a change to an event table or its indexes, and
+    /// rebuilding a shape is cheap.
+    static SHAPE_GENERATION: Cell<u64> = const { Cell::new(0) };
 }
-
-static mut QUEUE_RELID: pg_sys::Oid = pg_sys::InvalidOid;
-static mut QUEUE_OWNER: pg_sys::Oid = pg_sys::InvalidOid;
-static mut STALE: bool = false;
-/// Bumped when any relation is created, dropped or renamed (pg_class name cache).
-static mut NAME_GENERATION: u64 = 0;
 
 /// pg_class name cache callback: a relation name may now mean another relation.
 #[pg_guard]
 unsafe extern "C-unwind" fn relname_callback(_arg: pg_sys::Datum, _cacheid: i32, _hash: u32) {
-    // SAFETY: backend-local static.
-    unsafe { NAME_GENERATION += 1 };
+    NAME_GENERATION.set(NAME_GENERATION.get().wrapping_add(1));
 }
 
 /// Relcache callback: only flags the caches; it may run in the middle of an SPI call,
 /// so it must not free anything.
 #[pg_guard]
 unsafe extern "C-unwind" fn relcache_callback(_arg: pg_sys::Datum, relid: pg_sys::Oid) {
-    // SAFETY: backend-local statics, single-threaded.
-    unsafe {
-        // any relation may be an event table or one of its indexes: shapes are rebuilt
-        SHAPE_GENERATION += 1;
-        if relid == pg_sys::InvalidOid || relid == QUEUE_RELID {
-            STALE = true;
-            // pgq.queue itself may have been dropped (DROP EXTENSION): resolve it again
-            QUEUE_RELID = pg_sys::InvalidOid;
-        }
+    // any relation may be an event table or one of its indexes: shapes are rebuilt
+    SHAPE_GENERATION.set(SHAPE_GENERATION.get().wrapping_add(1));
+    if relid == pg_sys::InvalidOid || relid == QUEUE_REL.get().0 {
+        STALE.set(true);
+        // pgq.queue itself may have been dropped (DROP EXTENSION): resolve it again
+        QUEUE_REL.set((pg_sys::InvalidOid, pg_sys::InvalidOid));
     }
 }
 
@@ -245,7 +246,8 @@ unsafe extern "C-unwind" fn proc_callback(_arg: pg_sys::Datum, _cacheid: i32, _h
 }
 
 pub fn init() {
-    // SAFETY: registering callbacks at load time, as PostgreSQL's own modules do.
+    // SAFETY: registering callbacks at load time (from _PG_init), as PostgreSQL's
+    // own modules do; the callbacks are `#[pg_guard]` functions that only set flags.
     unsafe {
         pg_sys::CacheRegisterRelcacheCallback(Some(relcache_callback), pg_sys::Datum::from(0));
         pg_sys::CacheRegisterSyscacheCallback(
@@ -270,82 +272,78 @@ pub fn init() {
 
 /// Called by the `pgq.queue` statement trigger.
 pub fn invalidate_queue_cache(queue_relid: pg_sys::Oid) {
-    // SAFETY: queues an invalidation; backend-local flag.
-    unsafe {
-        pg_sys::CacheInvalidateRelcacheByRelid(queue_relid);
-        // our own session sees its change at the next command as well
-        STALE = true;
-    }
+    // SAFETY: queues a relcache invalidation of an existing relation (the trigger's
+    // own table), sent at commit.
+    unsafe { pg_sys::CacheInvalidateRelcacheByRelid(queue_relid) };
+    // our own session sees its change at the next command as well
+    STALE.set(true);
 }
 
 fn is_replica_role() -> bool {
-    // SAFETY: reading a GUC variable.
+    // SAFETY: reading a GUC variable of this backend.
     unsafe { pg_sys::SessionReplicationRole == pg_sys::SESSION_REPLICATION_ROLE_REPLICA as i32 }
+}
+
+/// The kept plan in `slot`, prepared from `sql` on first use.
+fn slot_plan(
+    slot: &'static std::thread::LocalKey<PlanSlot>,
+    client: &pgrx::spi::SpiClient<'_>,
+    sql: &std::ffi::CStr,
+    types: &[pg_sys::Oid],
+    what: &str,
+) -> Rc<KeptPlan> {
+    if let Some(p) = slot.with(|c| c.borrow().clone()) {
+        return p;
+    }
+    let p = Rc::new(KeptPlan::prepare(client, sql, types, what));
+    slot.with(|c| *c.borrow_mut() = Some(p.clone()));
+    p
 }
 
 /// Read one queue row with the latest snapshot (not the transaction's).
 fn fetch_queue(name: &[u8]) -> Option<QueueInfo> {
-    // SAFETY: backend-local static; read before the lookup so that a change during
-    // it resolves the name again
-    let generation = unsafe { NAME_GENERATION };
-    // SAFETY: SPI calls inside an SPI connection; the plan is kept for the backend.
-    Spi::connect(|_client| unsafe {
-        let mut plan = LOOKUP_PLAN.get();
-        if plan.is_null() {
-            let sql = c"select queue_id, queue_data_pfx operator(pg_catalog.||) '_' operator(pg_catalog.||) queue_cur_table::text, \
+    // read before the lookup, so that a change during it resolves the name again
+    let generation = NAME_GENERATION.get();
+    Spi::connect(|client| {
+        let plan = slot_plan(
+            &LOOKUP_PLAN,
+            client,
+            c"select queue_id, queue_data_pfx operator(pg_catalog.||) '_' operator(pg_catalog.||) queue_cur_table::text, \
                 pg_catalog.to_regclass(queue_event_seq)::oid, queue_disable_insert, queue_per_tx_limit, \
                 pg_catalog.to_regclass(queue_data_pfx operator(pg_catalog.||) '_' \
                 operator(pg_catalog.||) queue_cur_table::text)::oid \
-                from pgq.queue where queue_name operator(pg_catalog.=) $1";
-            let mut argtypes = [pg_sys::TEXTOID];
-            plan = pg_sys::SPI_prepare(sql.as_ptr(), 1, argtypes.as_mut_ptr());
-            if plan.is_null() {
-                raise("pgq: could not prepare queue lookup");
-            }
-            pg_sys::SPI_keepplan(plan);
-            LOOKUP_PLAN.set(plan);
-        }
-        let mut values = [text_datum(name)];
-        let nulls = [b' ' as c_char];
-        let snap = pg_sys::GetLatestSnapshot();
-        let rc = pg_sys::SPI_execute_snapshot(
-            plan,
-            values.as_mut_ptr(),
-            nulls.as_ptr(),
-            snap,
-            std::ptr::null_mut(),
-            true,
-            false,
-            1,
+                from pgq.queue where queue_name operator(pg_catalog.=) $1",
+            &[pg_sys::TEXTOID],
+            "queue lookup",
         );
+        let mut values = [text_datum(name)];
+        let rc = plan.execute_latest(client, &mut values, &[b' ' as c_char], 1);
         if rc != pg_sys::SPI_OK_SELECT as i32 {
             raise(format!("pgq: queue lookup failed ({rc})"));
         }
-        if pg_sys::SPI_processed == 0 {
-            return None;
-        }
-        let tt = pg_sys::SPI_tuptable;
-        let tup = *(*tt).vals;
-        let desc = (*tt).tupdesc;
-        let get = |n: i32| {
-            let mut isnull = false;
-            let d = pg_sys::SPI_getbinval(tup, desc, n, &mut isnull);
-            (d, isnull)
-        };
-        let (d, _) = get(1);
-        let queue_id = i32::from_datum(d, false).unwrap();
-        let (d, n) = get(2);
-        let table = TextArg::from_datum(d, n)
+        let get = |n: i32| spi_first_value(client, n);
+        let (d, _) = get(1)?;
+        // SAFETY (the from_datum calls below): each column is of the type the select
+        // list above gives it (int4, text, oid, bool, int4, oid), read from the first
+        // row of the result, which lives until the connection ends.
+        let queue_id = unsafe { i32::from_datum(d, false) }.unwrap();
+        let (d, n) = get(2)?;
+        // SAFETY: as above (text); copied out before the connection ends.
+        let table = unsafe { TextArg::from_datum(d, n) }
             .map(|t| t.0.to_vec())
             .unwrap_or_default();
-        let (d, n) = get(3);
-        let event_seq = pg_sys::Oid::from_datum(d, n).unwrap_or(pg_sys::InvalidOid);
-        let (d, n) = get(4);
-        let disable_insert = bool::from_datum(d, n).unwrap_or(false);
-        let (d, n) = get(5);
-        let per_tx_limit = i32::from_datum(d, n);
-        let (d, n) = get(6);
-        let table_oid = pg_sys::Oid::from_datum(d, n).unwrap_or(pg_sys::InvalidOid);
+        let (d, n) = get(3)?;
+        // SAFETY: as above (oid).
+        let event_seq = unsafe { pg_sys::Oid::from_datum(d, n) }.unwrap_or(pg_sys::InvalidOid);
+        let (d, n) = get(4)?;
+        // SAFETY: as above (bool).
+        let disable_insert = unsafe { bool::from_datum(d, n) }.unwrap_or(false);
+        let (d, n) = get(5)?;
+        // SAFETY: as above (int4).
+        let per_tx_limit = unsafe { i32::from_datum(d, n) };
+        let (d, n) = get(6)?;
+        // SAFETY: as above (oid).
+        let table_oid = unsafe { pg_sys::Oid::from_datum(d, n) }.unwrap_or(pg_sys::InvalidOid);
         Some(QueueInfo {
             queue_id,
             table,
@@ -357,56 +355,48 @@ fn fetch_queue(name: &[u8]) -> Option<QueueInfo> {
     })
 }
 
-fn queue_relid() -> pg_sys::Oid {
-    // SAFETY: backend-local statics.
-    unsafe {
-        if QUEUE_RELID == pg_sys::InvalidOid {
-            let (oid, owner) = Spi::get_two::<pg_sys::Oid, pg_sys::Oid>(
-                "select c.oid, c.relowner from pg_catalog.pg_class c where c.oid = 'pgq.queue'::pg_catalog.regclass",
-            )
-            .unwrap_or_else(|e| raise_internal(format!("pgq: resolving pgq.queue: {e}")));
-            QUEUE_RELID = oid.unwrap_or(pg_sys::InvalidOid);
-            QUEUE_OWNER = owner.unwrap_or(pg_sys::InvalidOid);
-        }
-        QUEUE_RELID
+/// pgq.queue's OID and owner (the extension owner), resolved once per backend and
+/// again after pgq.queue's relcache entry was invalidated.
+fn queue_rel() -> (pg_sys::Oid, pg_sys::Oid) {
+    let known = QUEUE_REL.get();
+    if known.0 != pg_sys::InvalidOid {
+        return known;
     }
+    let (oid, owner) = Spi::get_two::<pg_sys::Oid, pg_sys::Oid>(
+        "select c.oid, c.relowner from pg_catalog.pg_class c where c.oid = 'pgq.queue'::pg_catalog.regclass",
+    )
+    .unwrap_or_else(|e| raise_internal(format!("pgq: resolving pgq.queue: {e}")));
+    let rel = (
+        oid.unwrap_or(pg_sys::InvalidOid),
+        owner.unwrap_or(pg_sys::InvalidOid),
+    );
+    QUEUE_REL.set(rel);
+    rel
 }
 
 /// Run `f` with the privileges of the extension owner (the owner of pgq.queue), the
-/// way a SECURITY DEFINER function would, but without the per-call GUC work. If `f`
-/// raises an ERROR, (sub)transaction abort restores the user id.
+/// way a SECURITY DEFINER function would, but without the per-call GUC work. The
+/// previous user id is restored when `f` returns and when an ERROR unwinds out of it
+/// (see [`UserSwitch`]).
 pub fn as_owner<T>(f: impl FnOnce() -> T) -> T {
-    queue_relid();
-    // SAFETY: the user id is restored after `f`, or by abort on error.
-    unsafe {
-        let mut uid = pg_sys::InvalidOid;
-        let mut ctx = 0;
-        pg_sys::GetUserIdAndSecContext(&mut uid, &mut ctx);
-        pg_sys::SetUserIdAndSecContext(
-            QUEUE_OWNER,
-            ctx | pg_sys::SECURITY_LOCAL_USERID_CHANGE as i32,
-        );
-        let r = f();
-        pg_sys::SetUserIdAndSecContext(uid, ctx);
-        r
-    }
+    let (_, owner) = queue_rel();
+    let _as_owner = UserSwitch::to(owner);
+    f()
 }
 
 /// Current info for a queue, from the cache when still valid.
 pub fn lookup(name: &[u8]) -> Option<Rc<QueueInfo>> {
-    queue_relid();
-    // SAFETY: backend-local statics; dropping the maps' references is safe here (an
-    // insert in progress holds its own Rc).
-    unsafe {
-        pg_sys::AcceptInvalidationMessages();
-        if STALE {
-            STALE = false;
-            let q = QUEUES.with(|q| std::mem::take(&mut *q.borrow_mut()));
-            drop(q);
-            // the statements name the tables: re-prepare after rotation, rename, drop
-            let p = INSERT_PLANS.with(|p| std::mem::take(&mut *p.borrow_mut()));
-            drop(p);
-        }
+    queue_rel();
+    // SAFETY: processes pending invalidation messages; our callbacks only set flags.
+    unsafe { pg_sys::AcceptInvalidationMessages() };
+    if STALE.replace(false) {
+        // dropping the maps' references is safe here (an insert in progress holds
+        // its own Rc)
+        let q = QUEUES.with(|q| std::mem::take(&mut *q.borrow_mut()));
+        drop(q);
+        // the statements name the tables: re-prepare after rotation, rename, drop
+        let p = INSERT_PLANS.with(|p| std::mem::take(&mut *p.borrow_mut()));
+        drop(p);
     }
     if let Some(qi) = QUEUES.with(|q| q.borrow().get(name).cloned()) {
         return Some(qi);
@@ -480,34 +470,20 @@ pub fn replaced() -> Replaced {
 }
 
 thread_local! {
-    static CALL7_PLAN: RefCell<Option<Rc<KeptPlan>>> = const { RefCell::new(None) };
-    static CALLRAW_PLAN: RefCell<Option<Rc<KeptPlan>>> = const { RefCell::new(None) };
+    static CALL7_PLAN: PlanSlot = const { RefCell::new(None) };
+    static CALLRAW_PLAN: PlanSlot = const { RefCell::new(None) };
 }
 
 /// Run a kept `select <function call>` plan with text arguments; the int8 result.
 fn call_plan(
-    cache: &'static std::thread::LocalKey<RefCell<Option<Rc<KeptPlan>>>>,
+    slot: &'static std::thread::LocalKey<PlanSlot>,
     sql: &std::ffi::CStr,
     args: &[Option<&[u8]>],
 ) -> Option<i64> {
-    // SAFETY: SPI calls inside an SPI connection; the plan stays alive through the Rc
-    // while it runs.
-    Spi::connect(|_client| unsafe {
-        let plan = cache.with(|c| c.borrow().clone());
-        let plan = match plan {
-            Some(p) => p,
-            None => {
-                let mut types = vec![pg_sys::TEXTOID; args.len()];
-                let p = pg_sys::SPI_prepare(sql.as_ptr(), types.len() as i32, types.as_mut_ptr());
-                if p.is_null() {
-                    raise_internal("pgq: could not prepare the insert_event call");
-                }
-                pg_sys::SPI_keepplan(p);
-                let p = Rc::new(KeptPlan(p));
-                cache.with(|c| *c.borrow_mut() = Some(p.clone()));
-                p
-            }
-        };
+    Spi::connect(|client| {
+        let types = vec![pg_sys::TEXTOID; args.len()];
+        // the Rc keeps the plan alive while it runs
+        let plan = slot_plan(slot, client, sql, &types, "the insert_event call");
         let mut values: Vec<pg_sys::Datum> = args
             .iter()
             .map(|a| a.map_or(pg_sys::Datum::from(0), text_datum))
@@ -516,17 +492,20 @@ fn call_plan(
             .iter()
             .map(|a| if a.is_some() { b' ' } else { b'n' } as c_char)
             .collect();
-        let rc = pg_sys::SPI_execute_plan(plan.0, values.as_mut_ptr(), nulls.as_ptr(), false, 0);
+        let rc = plan.execute(client, &mut values, &nulls, false, 0);
         if rc != pg_sys::SPI_OK_SELECT as i32 {
             raise_internal(format!("pgq: insert_event call failed ({rc})"));
         }
-        if pg_sys::SPI_processed != 1 {
+        if spi_processed(client) != 1 {
             return None;
         }
-        let tt = pg_sys::SPI_tuptable;
-        let mut isnull = false;
-        let d = pg_sys::SPI_getbinval(*(*tt).vals, (*tt).tupdesc, 1, &mut isnull);
-        i64::from_datum(d, isnull)
+        // a replacement declared with another result type gives no event id
+        if spi_result_type(client, 1) != pg_sys::INT8OID {
+            return None;
+        }
+        let (d, isnull) = spi_first_value(client, 1)?;
+        // SAFETY: the result column is int8 (checked above).
+        unsafe { i64::from_datum(d, isnull) }
     })
 }
 
@@ -600,7 +579,7 @@ pub fn insert_event_raw(queue_name: Option<&[u8]>, ev: NewEvent<'_>) -> i64 {
         raise_internal("Queue name must not be NULL")
     };
     // Assign our txid first: see the module comment.
-    // SAFETY: plain backend call.
+    // SAFETY: assigns (or returns) the top transaction id; we are in a transaction.
     let xid = unsafe { pg_sys::GetTopTransactionId() };
     let Some(q) = lookup(queue_name) else {
         raise_internal("No such queue")
@@ -612,7 +591,7 @@ pub fn insert_event_raw(queue_name: Option<&[u8]>, ev: NewEvent<'_>) -> i64 {
         raise_internal("Insert into queue disallowed");
     }
     let ev_id = ev.ev_id.unwrap_or(seq_id);
-    // SAFETY: plain backend call.
+    // SAFETY: reads the transaction start time (a backend variable).
     let ev_time = ev.ev_time.unwrap_or_else(|| unsafe {
         TimestampWithTimeZone::try_from(pg_sys::GetCurrentTransactionStartTimestamp()).unwrap()
     });
@@ -636,7 +615,7 @@ pub fn insert_event_raw(queue_name: Option<&[u8]>, ev: NewEvent<'_>) -> i64 {
     let values = EventValues {
         ev_id,
         ev_time,
-        // SAFETY: plain backend call.
+        // SAFETY: the top transaction id, assigned above.
         ev_txid: unsafe { pg_sys::GetTopFullTransactionId().value as i64 },
         ev_owner: ev.ev_owner,
         ev_retry: ev.ev_retry,
@@ -650,8 +629,7 @@ pub fn insert_event_raw(queue_name: Option<&[u8]>, ev: NewEvent<'_>) -> i64 {
         ],
     };
     crate::bgworker::hooks::note_event_inserted();
-    // SAFETY: see heap_insert_event.
-    if !unsafe { heap_insert_event(q.table_oid(), &values) } {
+    if !heap_insert_event(q.table_oid(), &values) {
         spi_insert_event(&q, &values);
     }
     ev_id
@@ -711,37 +689,27 @@ struct Shape {
     generation: u64,
     /// per attribute: index into EVENT_COLUMNS, or -1 for a dropped column
     colmap: Vec<i8>,
-    /// (index oid, IndexInfo, unique)
+    /// (index oid, IndexInfo, unique); the IndexInfos live in `cxt`
     indexes: Vec<(pg_sys::Oid, *mut pg_sys::IndexInfo, bool)>,
     /// false: the table is not exactly as pgq creates it; the executor inserts
     direct: bool,
-    cxt: pg_sys::MemoryContext,
-}
-
-impl Drop for Shape {
-    fn drop(&mut self) {
-        if !self.cxt.is_null() {
-            // SAFETY: the context is ours and nothing else points into it.
-            unsafe { pg_sys::MemoryContextDelete(self.cxt) };
-        }
-    }
+    /// held for its Drop; the last field, so it is dropped after everything that
+    /// points into it
+    _cxt: OwnedContext,
 }
 
 thread_local! {
     static SHAPES: RefCell<HashMap<pg_sys::Oid, Rc<Shape>>> = RefCell::new(HashMap::new());
 }
 
-/// Bumped by every relcache invalidation this backend sees (in `relcache_callback`):
-/// any change to any table may be a change to an event table or its indexes, and
-/// rebuilding a shape is cheap.
-static mut SHAPE_GENERATION: u64 = 0;
-
 /// Whether the default of ev_txid is `txid_current()`, as pgq.event_template has it
 /// (the direct path writes the top transaction id itself).
-unsafe fn txid_default_ok(rel: pg_sys::Relation, attnum: i16) -> bool {
-    // SAFETY: reads the relation's tuple descriptor and parses a stored default.
+fn txid_default_ok(rel: &OpenRel, attnum: i16) -> bool {
+    // SAFETY: the relation is open, so its tuple descriptor and the defaults in it are
+    // valid; `adbin` is a stored node string, which stringToNode parses into the
+    // current memory context.
     unsafe {
-        let constr = (*(*rel).rd_att).constr;
+        let constr = (*(*rel.as_ptr()).rd_att).constr;
         if constr.is_null() || (*constr).defval.is_null() {
             return false;
         }
@@ -761,102 +729,118 @@ unsafe fn txid_default_ok(rel: pg_sys::Relation, attnum: i16) -> bool {
     }
 }
 
-unsafe fn build_shape(rel: pg_sys::Relation) -> Shape {
-    // SAFETY: `rel` is open and locked; index relations are opened and closed here.
+/// A plain, permanent table, not a partition, with nothing the executor would apply:
+/// triggers, rules, row security, CHECK constraints; at most 64 columns.
+fn plain_table(rel: &OpenRel) -> bool {
+    // SAFETY: the relation is open: rd_rel, rd_att and its constraints are valid.
     unsafe {
-        let desc = (*rel).rd_att;
-        let natts = (*desc).natts as usize;
-        let cxt = pg_sys::AllocSetContextCreateExtended(
-            pg_sys::TopMemoryContext,
-            c"pgq event table shape".as_ptr(),
-            pg_sys::ALLOCSET_SMALL_MINSIZE as usize,
-            pg_sys::ALLOCSET_SMALL_INITSIZE as usize,
-            pg_sys::ALLOCSET_SMALL_MAXSIZE as usize,
-        );
-        let form = (*rel).rd_rel;
-        let constr = (*desc).constr;
-        // A plain, permanent table, not a partition, with nothing the executor would
-        // apply: triggers, rules, row security, CHECK constraints.
-        let mut direct = natts <= 64
+        let r = rel.as_ptr();
+        let form = (*r).rd_rel;
+        let constr = (*(*r).rd_att).constr;
+        (*(*r).rd_att).natts <= 64
             && (*form).relkind == pg_sys::RELKIND_RELATION as c_char
             && (*form).relpersistence == pg_sys::RELPERSISTENCE_PERMANENT as c_char
             && !(*form).relispartition
-            && (*rel).trigdesc.is_null()
-            && (*rel).rd_rules.is_null()
+            && (*r).trigdesc.is_null()
+            && (*r).rd_rules.is_null()
             && !(*form).relrowsecurity
-            && (constr.is_null() || (*constr).num_check == 0);
-        let mut shape = Shape {
-            generation: SHAPE_GENERATION,
-            colmap: Vec::with_capacity(natts),
-            indexes: Vec::new(),
-            direct: false,
-            cxt,
-        };
-        let mut seen = [false; 11];
-        for i in 0..natts {
-            let att = (*desc).attrs.as_ptr().add(i);
-            if (*att).attisdropped {
-                shape.colmap.push(-1);
-                continue;
-            }
-            let name = std::ffi::CStr::from_ptr((*att).attname.data.as_ptr()).to_bytes();
-            match EVENT_COLUMNS.iter().position(|c| c.as_bytes() == name) {
-                Some(col) => {
-                    seen[col] = true;
-                    // exactly the type pgq creates, no typmod, no identity or generated
-                    // value, nullable where the template is
-                    if (*att).atttypid != EVENT_TYPES[col]
-                        || (*att).atttypmod != -1
-                        || (*att).attidentity != 0
-                        || (*att).attgenerated != 0
-                        || ((*att).attnotnull && col >= EVENT_NOT_NULL_OK)
-                        || (col == EV_TXID && !txid_default_ok(rel, (*att).attnum))
-                    {
-                        direct = false;
-                    }
-                    shape.colmap.push(col as i8);
-                }
-                None => {
-                    // a column we do not fill: its default is the executor's business
+            && (constr.is_null() || (*constr).num_check == 0)
+    }
+}
+
+fn build_shape(rel: &OpenRel) -> Shape {
+    let cxt = OwnedContext::new(
+        // SAFETY: reading the address of a backend-global context.
+        unsafe { pg_sys::TopMemoryContext },
+        c"pgq event table shape",
+        pg_sys::ALLOCSET_SMALL_MINSIZE,
+        pg_sys::ALLOCSET_SMALL_INITSIZE,
+        pg_sys::ALLOCSET_SMALL_MAXSIZE,
+    );
+    let attrs = rel.rel_ref().attributes();
+    let mut direct = plain_table(rel);
+    let mut colmap = Vec::with_capacity(attrs.len());
+    let mut seen = [false; 11];
+    for att in attrs {
+        if att.attisdropped {
+            colmap.push(-1);
+            continue;
+        }
+        let name = att_name(att);
+        match EVENT_COLUMNS.iter().position(|c| c.as_bytes() == name) {
+            Some(col) => {
+                seen[col] = true;
+                // exactly the type pgq creates, no typmod, no identity or generated
+                // value, nullable where the template is
+                if att.atttypid != EVENT_TYPES[col]
+                    || att.atttypmod != -1
+                    || att.attidentity != 0
+                    || att.attgenerated != 0
+                    || (att.attnotnull && col >= EVENT_NOT_NULL_OK)
+                    || (col == EV_TXID && !txid_default_ok(rel, att.attnum))
+                {
                     direct = false;
-                    shape.colmap.push(-1);
                 }
+                colmap.push(col as i8);
             }
-        }
-        if seen.contains(&false) {
-            direct = false;
-        }
-        if !direct {
-            return shape;
-        }
-        let old = pg_sys::MemoryContextSwitchTo(cxt);
-        let list = pg_sys::RelationGetIndexList(rel);
-        let nidx = if list.is_null() {
-            0
-        } else {
-            (*list).length as usize
-        };
-        for k in 0..nidx {
-            let oid = (*(*list).elements.add(k)).oid_value;
-            let idx = pg_sys::index_open(oid, pg_sys::RowExclusiveLock as pg_sys::LOCKMODE);
-            let info = pg_sys::BuildIndexInfo(idx);
-            // only plain column indexes (the txid index pgq creates)
-            if !(*info).ii_Expressions.is_null()
-                || !(*info).ii_Predicate.is_null()
-                || !(*info).ii_ExclusionOps.is_null()
-                || !(*(*idx).rd_index).indimmediate
-            {
+            None => {
+                // a column we do not fill: its default is the executor's business
                 direct = false;
+                colmap.push(-1);
             }
-            (*info).ii_Context = cxt;
-            shape
-                .indexes
-                .push((oid, info, (*(*idx).rd_index).indisunique));
-            pg_sys::index_close(idx, pg_sys::NoLock as pg_sys::LOCKMODE);
         }
-        pg_sys::MemoryContextSwitchTo(old);
-        shape.direct = direct;
-        shape
+    }
+    if seen.contains(&false) {
+        direct = false;
+    }
+    let mut indexes = Vec::new();
+    if direct {
+        // the list and the IndexInfos below are allocated in our context
+        let _in_cxt = cxt.switch_to();
+        let oids = rel.rel_ref().index_oids();
+        for oid in oids {
+            let idx = OpenRel::index(oid, pg_sys::RowExclusiveLock, pg_sys::NoLock);
+            // SAFETY: the index is open; BuildIndexInfo allocates in the current
+            // context (ours), where the IndexInfo stays for the shape's lifetime;
+            // rd_index is valid for an open index.
+            unsafe {
+                let info = pg_sys::BuildIndexInfo(idx.as_ptr());
+                let form = (*idx.as_ptr()).rd_index;
+                // only plain column indexes (the txid index pgq creates)
+                if !(*info).ii_Expressions.is_null()
+                    || !(*info).ii_Predicate.is_null()
+                    || !(*info).ii_ExclusionOps.is_null()
+                    || !(*form).indimmediate
+                {
+                    direct = false;
+                }
+                (*info).ii_Context = cxt.as_ptr();
+                indexes.push((oid, info, (*form).indisunique));
+            }
+        }
+    }
+    Shape {
+        // read after the index opens above: an invalidation they accepted is counted
+        generation: SHAPE_GENERATION.get(),
+        colmap,
+        indexes,
+        direct,
+        _cxt: cxt,
+    }
+}
+
+/// The shape of an open event table: the cached one while no relcache invalidation
+/// came in since it was built (and the column count still matches), else rebuilt.
+fn shape_of(rel: &OpenRel, relid: pg_sys::Oid) -> Rc<Shape> {
+    let natts = rel.rel_ref().attributes().len();
+    let cached = SHAPES.with(|s| s.borrow().get(&relid).cloned());
+    match cached {
+        Some(sh) if sh.generation == SHAPE_GENERATION.get() && sh.colmap.len() == natts => sh,
+        _ => {
+            let sh = Rc::new(build_shape(rel));
+            SHAPES.with(|s| s.borrow_mut().insert(relid, sh.clone()));
+            sh
+        }
     }
 }
 
@@ -864,100 +848,101 @@ unsafe fn build_shape(rel: pg_sys::Relation) -> Shape {
 /// without planner or executor. Taken only for tables exactly as pgq creates them
 /// (see [`build_shape`]); returns false (nothing done) otherwise, and the caller goes
 /// through SPI, which handles anything a user may have added or changed.
-unsafe fn heap_insert_event(relid: pg_sys::Oid, v: &EventValues<'_>) -> bool {
-    // SAFETY: the relation is opened and locked here; the tuple is formed with its
-    // own descriptor from values of exactly the column types (checked in the shape).
-    unsafe {
-        if relid == pg_sys::InvalidOid {
-            return false;
-        }
-        let acl = pg_sys::pg_class_aclcheck(
+fn heap_insert_event(relid: pg_sys::Oid, v: &EventValues<'_>) -> bool {
+    if relid == pg_sys::InvalidOid {
+        return false;
+    }
+    // SAFETY: a catalog lookup for an OID (a missing relation raises an ERROR).
+    let acl = unsafe {
+        pg_sys::pg_class_aclcheck(
             relid,
             pg_sys::GetUserId(),
             pg_sys::ACL_INSERT as pg_sys::AclMode,
-        );
-        if acl != pg_sys::AclResult::ACLCHECK_OK {
-            // let the SPI path raise the standard permission error
-            return false;
-        }
-        // relation_open: any relkind (a view or partitioned table is refused by the
-        // shape and goes through the executor)
-        let rel = pg_sys::relation_open(relid, pg_sys::RowExclusiveLock as pg_sys::LOCKMODE);
-        let cached = SHAPES.with(|s| s.borrow().get(&relid).cloned());
-        let shape = match cached {
-            Some(sh)
-                if sh.generation == SHAPE_GENERATION
-                    && sh.colmap.len() == (*(*rel).rd_att).natts as usize =>
-            {
-                sh
-            }
-            _ => {
-                let sh = Rc::new(build_shape(rel));
-                SHAPES.with(|s| s.borrow_mut().insert(relid, sh.clone()));
-                sh
-            }
-        };
-        if !shape.direct {
-            pg_sys::relation_close(rel, pg_sys::NoLock as pg_sys::LOCKMODE);
-            return false;
-        }
-        let mut values = [pg_sys::Datum::from(0); 64];
-        let mut nulls = [true; 64];
-        for (i, &col) in shape.colmap.iter().enumerate() {
-            let d = match col {
-                -1 => None,
-                0 => v.ev_id.into_datum(),
-                1 => v.ev_time.into_datum(),
-                2 => v.ev_txid.into_datum(),
-                3 => v.ev_owner.into_datum(),
-                4 => v.ev_retry.into_datum(),
-                n => v.text[n as usize - 5].map(text_datum),
-            };
-            if let Some(d) = d {
-                values[i] = d;
-                nulls[i] = false;
-            }
-        }
-        let tuple = pg_sys::heap_form_tuple((*rel).rd_att, values.as_mut_ptr(), nulls.as_mut_ptr());
-        pg_sys::simple_heap_insert(rel, tuple);
-        for &(oid, info, unique) in &shape.indexes {
-            let idx = pg_sys::index_open(oid, pg_sys::RowExclusiveLock as pg_sys::LOCKMODE);
-            if (*(*idx).rd_index).indisready {
-                let nkeys = (*info).ii_NumIndexAttrs as usize;
-                let mut iv = [pg_sys::Datum::from(0); 32];
-                let mut inull = [true; 32];
-                for j in 0..nkeys {
-                    let attno = (*info).ii_IndexAttrNumbers[j] as usize;
-                    iv[j] = values[attno - 1];
-                    inull[j] = nulls[attno - 1];
-                }
-                let check = if unique {
-                    pg_sys::IndexUniqueCheck::UNIQUE_CHECK_YES
-                } else {
-                    pg_sys::IndexUniqueCheck::UNIQUE_CHECK_NO
-                };
-                pg_sys::index_insert(
-                    idx,
-                    iv.as_mut_ptr(),
-                    inull.as_mut_ptr(),
-                    &mut (*tuple).t_self,
-                    rel,
-                    check,
-                    false,
-                    info,
-                );
-            }
-            pg_sys::index_close(idx, pg_sys::NoLock as pg_sys::LOCKMODE);
-        }
-        pg_sys::heap_freetuple(tuple);
-        pg_sys::relation_close(rel, pg_sys::NoLock as pg_sys::LOCKMODE);
-        true
+        )
+    };
+    if acl != pg_sys::AclResult::ACLCHECK_OK {
+        // let the SPI path raise the standard permission error
+        return false;
     }
+    // relation_open: any relkind (a view or partitioned table is refused by the shape
+    // and goes through the executor); the lock is kept to the end of the transaction
+    let rel = OpenRel::relation(relid, pg_sys::RowExclusiveLock, pg_sys::NoLock);
+    let shape = shape_of(&rel, relid);
+    if !shape.direct {
+        return false;
+    }
+    let mut values = [pg_sys::Datum::from(0); 64];
+    let mut nulls = [true; 64];
+    for (i, &col) in shape.colmap.iter().enumerate() {
+        let d = match col {
+            -1 => None,
+            0 => v.ev_id.into_datum(),
+            1 => v.ev_time.into_datum(),
+            2 => v.ev_txid.into_datum(),
+            3 => v.ev_owner.into_datum(),
+            4 => v.ev_retry.into_datum(),
+            n => v.text[n as usize - 5].map(text_datum),
+        };
+        if let Some(d) = d {
+            values[i] = d;
+            nulls[i] = false;
+        }
+    }
+    // SAFETY: the relation is open and locked; its descriptor has colmap.len() (at
+    // most 64) attributes, and every non-null value is of exactly that attribute's
+    // type (checked in build_shape); the tuple is palloc'd in the current context.
+    let tuple = unsafe {
+        let tuple = pg_sys::heap_form_tuple(
+            (*rel.as_ptr()).rd_att,
+            values.as_mut_ptr(),
+            nulls.as_mut_ptr(),
+        );
+        pg_sys::simple_heap_insert(rel.as_ptr(), tuple);
+        tuple
+    };
+    for &(oid, info, unique) in &shape.indexes {
+        let idx = OpenRel::index(oid, pg_sys::RowExclusiveLock, pg_sys::NoLock);
+        // SAFETY: the index is open and locked; `info` was built for it (same OID, the
+        // shape is rebuilt after any relcache invalidation) and lives in the shape's
+        // context; the key columns are attributes of the heap tuple just inserted.
+        unsafe {
+            if !(*(*idx.as_ptr()).rd_index).indisready {
+                continue;
+            }
+            let nkeys = (*info).ii_NumIndexAttrs as usize;
+            let mut iv = [pg_sys::Datum::from(0); 32];
+            let mut inull = [true; 32];
+            for j in 0..nkeys {
+                let attno = (*info).ii_IndexAttrNumbers[j] as usize;
+                iv[j] = values[attno - 1];
+                inull[j] = nulls[attno - 1];
+            }
+            let check = if unique {
+                pg_sys::IndexUniqueCheck::UNIQUE_CHECK_YES
+            } else {
+                pg_sys::IndexUniqueCheck::UNIQUE_CHECK_NO
+            };
+            pg_sys::index_insert(
+                idx.as_ptr(),
+                iv.as_mut_ptr(),
+                inull.as_mut_ptr(),
+                &mut (*tuple).t_self,
+                rel.as_ptr(),
+                check,
+                false,
+                info,
+            );
+        }
+    }
+    // SAFETY: the tuple formed above; the heap and indexes keep their own copies.
+    unsafe { pg_sys::heap_freetuple(tuple) };
+    true
 }
 
 /// `schema.relation`, quoted, from the catalog (never from the stored queue text).
 fn qualified_name(relid: pg_sys::Oid) -> Option<Vec<u8>> {
-    // SAFETY: syscache lookups; the strings are palloc'd in the current context.
+    // SAFETY: syscache lookups by OID (NULL when missing, checked); the strings are
+    // palloc'd in the current context and copied out before it is reset.
     unsafe {
         let rel = pg_sys::get_rel_name(relid);
         if rel.is_null() {
@@ -985,9 +970,8 @@ fn spi_insert_event(q: &QueueInfo, v: &EventValues<'_>) {
             format!("relation \"{}\" does not exist", lossy(&q.table)),
         )
     };
-    // SAFETY: SPI calls inside an SPI connection; the plan stays alive through the Rc
-    // while it runs.
-    Spi::connect(|_client| unsafe {
+    Spi::connect(|client| {
+        // the Rc keeps the plan alive while it runs
         let plan = INSERT_PLANS.with(|plans| plans.borrow().get(&relid).cloned());
         let plan = match plan {
             Some((n, p)) if n == name => p,
@@ -1002,18 +986,13 @@ fn spi_insert_event(q: &QueueInfo, v: &EventValues<'_>) {
                 let sql = std::ffi::CString::new(sql)
                     .unwrap_or_else(|_| raise_internal("pgq: bad event table name"));
                 // every event column but ev_txid (its default fills it)
-                let mut types: Vec<pg_sys::Oid> = EVENT_TYPES
+                let types: Vec<pg_sys::Oid> = EVENT_TYPES
                     .iter()
                     .enumerate()
                     .filter(|&(i, _)| EVENT_COLUMNS[i] != "ev_txid")
                     .map(|(_, &t)| t)
                     .collect();
-                let p = pg_sys::SPI_prepare(sql.as_ptr(), types.len() as i32, types.as_mut_ptr());
-                if p.is_null() {
-                    raise_internal("pgq: could not prepare the event insert");
-                }
-                pg_sys::SPI_keepplan(p);
-                let p = Rc::new(KeptPlan(p));
+                let p = Rc::new(KeptPlan::prepare(client, &sql, &types, "the event insert"));
                 let old = INSERT_PLANS
                     .with(|plans| plans.borrow_mut().insert(relid, (name.clone(), p.clone())));
                 drop(old);
@@ -1046,7 +1025,7 @@ fn spi_insert_event(q: &QueueInfo, v: &EventValues<'_>) {
             isnull(v.text[4].is_none()),
             isnull(v.text[5].is_none()),
         ];
-        let rc = pg_sys::SPI_execute_plan(plan.0, values.as_mut_ptr(), nulls.as_ptr(), false, 0);
+        let rc = plan.execute(client, &mut values, &nulls, false, 0);
         if rc < 0 {
             raise_internal(format!("pgq: inserting event failed ({rc})"));
         }

@@ -19,6 +19,10 @@
 //! not `#[pg_trigger]`, to keep the per-row path free of wrappers.
 
 use crate::errors::{raise_code, raise_internal};
+use crate::guards::{
+    att_name, spi_first_text, spi_first_value, spi_processed, spi_result_type, KeptPlan, OpenRel,
+    OwnedContext, RelRef,
+};
 use crate::insert;
 use crate::logic::triggers::{self as tl, JsonVal, Op};
 use pgrx::pg_sys;
@@ -26,6 +30,7 @@ use pgrx::prelude::*;
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
 use std::ffi::{c_char, CStr};
+use std::marker::PhantomData;
 use std::rc::Rc;
 
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
@@ -81,31 +86,16 @@ struct TableInfo {
     magic_error: Option<String>,
     /// primary key column names (index attribute names, index order)
     pk_names: Vec<Vec<u8>>,
-    /// memory for the FmgrInfos (fn_extra caches of output/equality functions)
-    mcxt: pg_sys::MemoryContext,
     triggers: RefCell<HashMap<(pg_sys::Oid, bool), Rc<TrigInfo>>>,
-}
-
-impl Drop for TableInfo {
-    fn drop(&mut self) {
-        if !self.mcxt.is_null() {
-            unsafe { pg_sys::MemoryContextDelete(self.mcxt) };
-        }
-    }
+    /// memory for the FmgrInfos (fn_extra caches of output/equality functions); the
+    /// last field, so it is deleted after the FmgrInfos that point into it
+    _mcxt: OwnedContext,
 }
 
 struct Expr {
-    plan: pg_sys::SPIPlanPtr,
+    plan: KeptPlan,
     /// column index per parameter
     params: Vec<usize>,
-}
-
-impl Drop for Expr {
-    fn drop(&mut self) {
-        if !self.plan.is_null() {
-            unsafe { pg_sys::SPI_freeplan(self.plan) };
-        }
-    }
 }
 
 struct TrigInfo {
@@ -126,12 +116,19 @@ struct TrigInfo {
     when: RefCell<Option<Rc<Expr>>>,
 }
 
+// Backend-local state: a backend runs one thread, and the invalidation callbacks run
+// on it. `thread_local!` with `const` initialisers of types without `Drop` makes each
+// access a plain thread-local load or store, as cheap as a `static mut`, without
+// unsafe.
 thread_local! {
     static TABLES: RefCell<HashMap<pg_sys::Oid, Rc<TableInfo>>> = RefCell::new(HashMap::new());
+    /// a relcache callback found TABLES borrowed: drop every entry at the next firing
+    static ALL_STALE: Cell<bool> = const { Cell::new(false) };
+    /// pgq.insert_event(text x 7); InvalidOid: look it up again
+    static INSERT_EVENT_OID: Cell<pg_sys::Oid> = const { Cell::new(pg_sys::InvalidOid) };
+    /// the user last found to have EXECUTE on it
+    static ACL_OK_USER: Cell<pg_sys::Oid> = const { Cell::new(pg_sys::InvalidOid) };
 }
-static mut ALL_STALE: bool = false;
-static mut INSERT_EVENT_OID: pg_sys::Oid = pg_sys::InvalidOid;
-static mut ACL_OK_USER: pg_sys::Oid = pg_sys::InvalidOid;
 
 /// Relcache callback: only flags entries (it may run in the middle of a firing or an
 /// SPI call, so nothing is freed here).
@@ -151,20 +148,20 @@ unsafe extern "C-unwind" fn relcache_callback(_arg: pg_sys::Datum, relid: pg_sys
         })
         .unwrap_or(false);
     if !done {
-        unsafe { ALL_STALE = true };
+        ALL_STALE.set(true);
     }
 }
 
 #[pg_guard]
 unsafe extern "C-unwind" fn proc_callback(_arg: pg_sys::Datum, _cacheid: i32, _hash: u32) {
     // pgq.insert_event may have been re-created, its ACL or a role membership changed
-    unsafe {
-        INSERT_EVENT_OID = pg_sys::InvalidOid;
-        ACL_OK_USER = pg_sys::InvalidOid;
-    }
+    INSERT_EVENT_OID.set(pg_sys::InvalidOid);
+    ACL_OK_USER.set(pg_sys::InvalidOid);
 }
 
 pub fn init() {
+    // SAFETY: registering callbacks at load time (from _PG_init), as PostgreSQL's own
+    // modules do; the callbacks are `#[pg_guard]` functions that only set flags.
     unsafe {
         pg_sys::CacheRegisterRelcacheCallback(Some(relcache_callback), pg_sys::Datum::from(0));
         // EXECUTE on pgq.insert_event: its ACL, and role memberships
@@ -183,8 +180,11 @@ pub fn init() {
 }
 
 /// The bytes of a server string (server encoding; not necessarily UTF-8).
+///
+/// # Safety
+/// `p` is a NUL-terminated string that outlives `'a`.
 unsafe fn cstr<'a>(p: *const c_char) -> &'a [u8] {
-    // SAFETY: the caller passes a NUL-terminated string that outlives 'a.
+    // SAFETY: the caller's contract.
     unsafe { CStr::from_ptr(p).to_bytes() }
 }
 
@@ -192,123 +192,137 @@ fn lossy(b: &[u8]) -> std::borrow::Cow<'_, str> {
     String::from_utf8_lossy(b)
 }
 
-unsafe fn build_table(rel: pg_sys::Relation) -> TableInfo {
+/// The schema and name of a relation.
+fn rel_names(rel: RelRef<'_>) -> (Vec<u8>, Vec<u8>) {
+    // SAFETY: an open relation: rd_rel is valid; get_namespace_name returns a palloc'd
+    // copy or NULL (checked), copied here.
     unsafe {
-        let relid = (*rel).rd_id;
-        let nsp = pg_sys::get_namespace_name((*(*rel).rd_rel).relnamespace);
+        let form = (*rel.as_ptr()).rd_rel;
+        let nsp = pg_sys::get_namespace_name((*form).relnamespace);
         let schema = if nsp.is_null() {
             Vec::new()
         } else {
             cstr(nsp).to_vec()
         };
-        let table = cstr((*(*rel).rd_rel).relname.data.as_ptr()).to_vec();
-        let mcxt = pg_sys::AllocSetContextCreateInternal(
-            pg_sys::CacheMemoryContext,
-            c"pgq trigger cache".as_ptr(),
-            0,
-            1024,
-            8 * 1024 * 1024,
-        );
-        let desc = (*rel).rd_att;
-        let natts = (*desc).natts as usize;
-        let mut cols = Vec::with_capacity(natts);
-        let mut magic_error = None;
-        for i in 0..natts {
-            let att = (*desc).attrs.as_ptr().add(i);
-            let name = cstr((*att).attname.data.as_ptr()).to_vec();
-            let typid = (*att).atttypid;
-            let mut out: Box<pg_sys::FmgrInfo> = Box::new(std::mem::zeroed());
-            let dropped = (*att).attisdropped;
-            let mut magic = None;
-            if !dropped {
-                let mut outfn = pg_sys::InvalidOid;
-                let mut varlena = false;
-                pg_sys::getTypeOutputInfo(typid, &mut outfn, &mut varlena);
-                pg_sys::fmgr_info_cxt(outfn, &mut *out, mcxt);
-                match tl::magic_column(&name) {
-                    Ok(m) => magic = m,
-                    Err(e) => {
-                        magic_error.get_or_insert(e);
-                    }
-                }
-            }
-            let json = match typid {
-                pg_sys::BOOLOID => JsonKind::Bool,
-                pg_sys::INT2OID | pg_sys::INT4OID | pg_sys::INT8OID => JsonKind::Int,
-                pg_sys::DATEOID | pg_sys::TIMESTAMPOID | pg_sys::TIMESTAMPTZOID => {
-                    JsonKind::DateTime
-                }
-                _ => JsonKind::Text,
-            };
-            cols.push(Col {
-                dropped,
-                quoted: tl::quote_ident(&name),
-                name,
-                typid,
-                collation: (*att).attcollation,
-                out,
-                plain_text: matches!(typid, pg_sys::TEXTOID | pg_sys::VARCHAROID),
-                json,
-                magic,
-                eq: RefCell::new(Eq::Unknown),
-            });
-        }
-        // primary key: names of the PK index's attributes, in index order
-        let mut pk_names = Vec::new();
-        let list = pg_sys::RelationGetIndexList(rel);
-        if !list.is_null() {
-            for k in 0..(*list).length as usize {
-                let oid = (*(*list).elements.add(k)).oid_value;
-                let idx = pg_sys::index_open(oid, pg_sys::AccessShareLock as pg_sys::LOCKMODE);
-                if (*(*idx).rd_index).indisprimary {
-                    let idesc = (*idx).rd_att;
-                    for j in 0..(*idesc).natts as usize {
-                        let a = (*idesc).attrs.as_ptr().add(j);
-                        pk_names.push(cstr((*a).attname.data.as_ptr()).to_vec());
-                    }
-                }
-                pg_sys::index_close(idx, pg_sys::AccessShareLock as pg_sys::LOCKMODE);
-                if !pk_names.is_empty() {
-                    break;
-                }
-            }
-            pg_sys::list_free(list);
-        }
-        let _ = relid;
-        let mut fqname = schema.clone();
-        fqname.push(b'.');
-        fqname.extend_from_slice(&table);
-        TableInfo {
-            valid: Cell::new(true),
-            fqname,
-            schema,
-            table,
-            cols,
-            magic_error,
-            pk_names,
-            mcxt,
-            triggers: RefCell::new(HashMap::new()),
-        }
+        (schema, cstr((*form).relname.data.as_ptr()).to_vec())
     }
 }
 
-unsafe fn table_info(rel: pg_sys::Relation) -> Rc<TableInfo> {
-    let relid = unsafe { (*rel).rd_id };
+/// A zeroed FmgrInfo set up for `func` with its caches in `cxt`.
+fn fmgr_info(func: pg_sys::Oid, cxt: pg_sys::MemoryContext) -> Box<pg_sys::FmgrInfo> {
+    // SAFETY: FmgrInfo is a plain C struct for which all-zero is the state
+    // fmgr_info_cxt expects to fill; `cxt` is a live context owned by the caller.
     unsafe {
-        if ALL_STALE {
-            ALL_STALE = false;
-            // dropping the map's references is safe here: firings in progress hold
-            // their own Rc
-            let old = TABLES.with(|t| std::mem::take(&mut *t.borrow_mut()));
-            drop(old);
+        let mut f: Box<pg_sys::FmgrInfo> = Box::new(std::mem::zeroed());
+        pg_sys::fmgr_info_cxt(func, &mut *f, cxt);
+        f
+    }
+}
+
+/// The names of the primary key's attributes (index order), or none.
+fn primary_key_names(rel: RelRef<'_>) -> Vec<Vec<u8>> {
+    for oid in rel.index_oids() {
+        let idx = OpenRel::index(oid, pg_sys::AccessShareLock, pg_sys::AccessShareLock);
+        // SAFETY: an open index: rd_index is valid.
+        if unsafe { (*(*idx.as_ptr()).rd_index).indisprimary } {
+            return idx
+                .rel_ref()
+                .attributes()
+                .iter()
+                .map(|a| att_name(a).to_vec())
+                .collect();
         }
     }
+    Vec::new()
+}
+
+fn build_table(rel: RelRef<'_>) -> TableInfo {
+    let (schema, table) = rel_names(rel);
+    let mcxt = OwnedContext::new(
+        // SAFETY: reading the address of a backend-global context.
+        unsafe { pg_sys::CacheMemoryContext },
+        c"pgq trigger cache",
+        0,
+        1024,
+        8 * 1024 * 1024,
+    );
+    let attrs = rel.attributes();
+    let mut cols = Vec::with_capacity(attrs.len());
+    let mut magic_error = None;
+    for att in attrs {
+        let name = att_name(att).to_vec();
+        let typid = att.atttypid;
+        let dropped = att.attisdropped;
+        let mut magic = None;
+        let out = if dropped {
+            // SAFETY: all-zero is a valid (unset) FmgrInfo; a dropped column's is
+            // never called.
+            Box::new(unsafe { std::mem::zeroed::<pg_sys::FmgrInfo>() })
+        } else {
+            let mut outfn = pg_sys::InvalidOid;
+            let mut varlena = false;
+            // SAFETY: a type OID of a live column; the outputs are written to locals.
+            unsafe { pg_sys::getTypeOutputInfo(typid, &mut outfn, &mut varlena) };
+            match tl::magic_column(&name) {
+                Ok(m) => magic = m,
+                Err(e) => {
+                    magic_error.get_or_insert(e);
+                }
+            }
+            fmgr_info(outfn, mcxt.as_ptr())
+        };
+        let json = match typid {
+            pg_sys::BOOLOID => JsonKind::Bool,
+            pg_sys::INT2OID | pg_sys::INT4OID | pg_sys::INT8OID => JsonKind::Int,
+            pg_sys::DATEOID | pg_sys::TIMESTAMPOID | pg_sys::TIMESTAMPTZOID => JsonKind::DateTime,
+            _ => JsonKind::Text,
+        };
+        cols.push(Col {
+            dropped,
+            quoted: tl::quote_ident(&name),
+            name,
+            typid,
+            collation: att.attcollation,
+            out,
+            plain_text: matches!(typid, pg_sys::TEXTOID | pg_sys::VARCHAROID),
+            json,
+            magic,
+            eq: RefCell::new(Eq::Unknown),
+        });
+    }
+    let pk_names = primary_key_names(rel);
+    let mut fqname = schema.clone();
+    fqname.push(b'.');
+    fqname.extend_from_slice(&table);
+    TableInfo {
+        valid: Cell::new(true),
+        fqname,
+        schema,
+        table,
+        cols,
+        magic_error,
+        pk_names,
+        triggers: RefCell::new(HashMap::new()),
+        _mcxt: mcxt,
+    }
+}
+
+/// The cached info of the trigger's table, rebuilt when a relcache invalidation
+/// marked it stale (or its column count no longer matches the relation's).
+fn table_info(rel: RelRef<'_>) -> Rc<TableInfo> {
+    let relid = rel.relid();
+    if ALL_STALE.replace(false) {
+        // dropping the map's references is safe here: firings in progress hold
+        // their own Rc
+        let old = TABLES.with(|t| std::mem::take(&mut *t.borrow_mut()));
+        drop(old);
+    }
     if let Some(ti) = TABLES.with(|t| t.borrow().get(&relid).cloned()) {
-        if ti.valid.get() {
+        if ti.valid.get() && ti.cols.len() == rel.attributes().len() {
             return ti;
         }
     }
-    let ti = Rc::new(unsafe { build_table(rel) });
+    let ti = Rc::new(build_table(rel));
     let old = TABLES.with(|t| t.borrow_mut().insert(relid, ti.clone()));
     drop(old);
     ti
@@ -405,50 +419,164 @@ impl TrigInfo {
     }
 }
 
-unsafe fn trig_info(
-    table: &TableInfo,
-    trig: *const pg_sys::Trigger,
-    truncate: bool,
-) -> Rc<TrigInfo> {
-    let tgoid = unsafe { (*trig).tgoid };
-    if let Some(t) = table.triggers.borrow().get(&(tgoid, truncate)) {
+/// The cached parsed arguments of the firing trigger (per trigger OID; TRUNCATE
+/// firings parse the arguments their own way).
+fn trig_info(table: &TableInfo, call: &TrigCall<'_>) -> Rc<TrigInfo> {
+    let truncate = call.op == Op::Truncate;
+    let key = (call.trigger_oid(), truncate);
+    if let Some(t) = table.triggers.borrow().get(&key) {
         return t.clone();
     }
-    let nargs = unsafe { (*trig).tgnargs } as usize;
-    let args: Vec<&[u8]> = (0..nargs)
-        .map(|i| unsafe { cstr(*(*trig).tgargs.add(i)) })
-        .collect();
-    let parsed = match tl::parse_args(&args, truncate) {
+    let parsed = match tl::parse_args(&call.trigger_args(), truncate) {
         Ok(a) => a,
         Err(e) => raise_internal(e),
     };
     let ti = Rc::new(build_trig(table, parsed));
-    table
-        .triggers
-        .borrow_mut()
-        .insert((tgoid, truncate), ti.clone());
+    table.triggers.borrow_mut().insert(key, ti.clone());
     ti
+}
+
+// ---------------------------------------------------------------------------------
+// The trigger call (the unsafe part of a firing)
+// ---------------------------------------------------------------------------------
+
+/// What the trigger manager passed to one firing, read once. Everything a firing
+/// needs from the raw TriggerData goes through here; the lifetime `'a` is the call's,
+/// for which the trigger manager keeps the relation open and the tuples alive.
+struct TrigCall<'a> {
+    op: Op,
+    row_level: bool,
+    before: bool,
+    rel: RelRef<'a>,
+    trigger: &'a pg_sys::Trigger,
+    /// the row (INSERT: new, UPDATE/DELETE: old); NULL for statement triggers
+    trigtuple: pg_sys::HeapTuple,
+    /// UPDATE: the new row; else NULL
+    newtuple: pg_sys::HeapTuple,
+}
+
+impl<'a> TrigCall<'a> {
+    /// Read the call data; an ERROR when the function was not called as a trigger.
+    ///
+    /// # Safety
+    /// `fcinfo` is the call info the function manager passed to this V1 function, and
+    /// the result does not outlive the call.
+    unsafe fn read(fcinfo: pg_sys::FunctionCallInfo, fl: Flavour) -> TrigCall<'a> {
+        // SAFETY: the caller's contract: fcinfo is valid; a context of node type
+        // T_TriggerData is a TriggerData (checked before the cast) whose relation,
+        // trigger and tuples the trigger manager keeps valid for the call.
+        unsafe {
+            let ctx = (*fcinfo).context;
+            if ctx.is_null() || (*ctx).type_ != pg_sys::NodeTag::T_TriggerData {
+                raise_internal(match fl {
+                    Flavour::Sql => "pgq.sqltriga not called as trigger",
+                    _ => "pgq.logutriga not called as trigger",
+                });
+            }
+            let td = &*(ctx as *const pg_sys::TriggerData);
+            let event = td.tg_event;
+            let op = match event & pg_sys::TRIGGER_EVENT_OPMASK {
+                pg_sys::TRIGGER_EVENT_INSERT => Op::Insert,
+                pg_sys::TRIGGER_EVENT_UPDATE => Op::Update,
+                pg_sys::TRIGGER_EVENT_DELETE => Op::Delete,
+                _ => Op::Truncate,
+            };
+            let row_level = event & pg_sys::TRIGGER_EVENT_ROW != 0;
+            TrigCall {
+                op,
+                row_level,
+                before: event & pg_sys::TRIGGER_EVENT_TIMINGMASK == pg_sys::TRIGGER_EVENT_BEFORE,
+                rel: RelRef::new(td.tg_relation),
+                trigger: &*td.tg_trigger,
+                trigtuple: if row_level {
+                    td.tg_trigtuple
+                } else {
+                    std::ptr::null_mut()
+                },
+                newtuple: if row_level && op == Op::Update {
+                    td.tg_newtuple
+                } else {
+                    std::ptr::null_mut()
+                },
+            }
+        }
+    }
+
+    /// The function's result when the row goes on unchanged: the row for BEFORE ROW
+    /// triggers, NULL otherwise.
+    fn passthrough(&self) -> pg_sys::Datum {
+        let t = if self.before && self.row_level {
+            if self.op == Op::Update {
+                self.newtuple
+            } else {
+                self.trigtuple
+            }
+        } else {
+            std::ptr::null_mut()
+        };
+        pg_sys::Datum::from(t as *mut std::ffi::c_void)
+    }
+
+    fn trigger_oid(&self) -> pg_sys::Oid {
+        self.trigger.tgoid
+    }
+
+    /// The trigger's arguments (CREATE TRIGGER ... (args)).
+    fn trigger_args(&self) -> Vec<&'a [u8]> {
+        (0..self.trigger.tgnargs as usize)
+            // SAFETY: tgargs holds tgnargs NUL-terminated strings, kept by the
+            // relcache entry's trigger descriptor for the call.
+            .map(|i| unsafe { cstr(*self.trigger.tgargs.add(i)) })
+            .collect()
+    }
+
+    /// The row (and for UPDATE the new row), deformed with the relation's descriptor.
+    fn rows(&self) -> (Row<'a>, Option<Row<'a>>) {
+        let old = self.deform(self.trigtuple);
+        let new = (!self.newtuple.is_null()).then(|| self.deform(self.newtuple));
+        (old, new)
+    }
+
+    fn deform(&self, tup: pg_sys::HeapTuple) -> Row<'a> {
+        if tup.is_null() {
+            raise_internal("pgq trigger: no row in a row-level firing");
+        }
+        let n = self.rel.attributes().len();
+        let mut values = vec![pg_sys::Datum::from(0); n];
+        let mut nulls = vec![true; n];
+        // SAFETY: a tuple of this relation, alive for the call; the arrays hold natts
+        // entries, as heap_deform_tuple writes with the relation's descriptor.
+        unsafe {
+            pg_sys::heap_deform_tuple(
+                tup,
+                (*self.rel.as_ptr()).rd_att,
+                values.as_mut_ptr(),
+                nulls.as_mut_ptr(),
+            )
+        };
+        Row {
+            values,
+            nulls,
+            _call: PhantomData,
+        }
+    }
 }
 
 // ---------------------------------------------------------------------------------
 // Per-row helpers
 // ---------------------------------------------------------------------------------
 
-/// A deformed tuple.
-struct Row {
+/// A deformed row of the trigger's relation. Only [`TrigCall::rows`] makes one, so
+/// value `i` is NULL or a valid datum of column `i`'s type (the cached [`TableInfo`]
+/// matches the relation's descriptor: it is rebuilt on every relcache invalidation
+/// and when the column count differs), pointing into a tuple alive for `'a`.
+struct Row<'a> {
     values: Vec<pg_sys::Datum>,
     nulls: Vec<bool>,
+    _call: PhantomData<&'a ()>,
 }
 
-unsafe fn deform(tup: pg_sys::HeapTuple, desc: pg_sys::TupleDesc) -> Row {
-    let n = unsafe { (*desc).natts } as usize;
-    let mut values = vec![pg_sys::Datum::from(0); n];
-    let mut nulls = vec![true; n];
-    unsafe { pg_sys::heap_deform_tuple(tup, desc, values.as_mut_ptr(), nulls.as_mut_ptr()) };
-    Row { values, nulls }
-}
-
-impl Row {
+impl Row<'_> {
     fn get(&self, i: usize) -> Option<pg_sys::Datum> {
         if self.nulls[i] {
             None
@@ -458,12 +586,15 @@ impl Row {
     }
 }
 
-/// Text output of a value; the string lives in the current (per-tuple) memory context
-/// (or in the tuple itself). `text` and `varchar`, whose output function returns
-/// the stored bytes, are read in place.
+/// Text output of a non-null value of `col`'s type; the string lives in the current
+/// (per-tuple) memory context (or in the tuple itself). `text` and `varchar`, whose
+/// output function returns the stored bytes, are read in place.
+///
+/// # Safety
+/// `d` is a valid non-null datum of `col`'s type that outlives `'a`.
 unsafe fn out_text<'a>(col: &Col, d: pg_sys::Datum) -> &'a [u8] {
-    // SAFETY: `d` is a non-null value of the column's type; output strings and
-    // detoasted copies live in the current (per-tuple) memory context.
+    // SAFETY: the caller's contract; output strings and detoasted copies live in the
+    // current (per-tuple) memory context, which outlives the firing's use of them.
     unsafe {
         if col.plain_text {
             let p = pg_sys::pg_detoast_datum_packed(d.cast_mut_ptr());
@@ -476,74 +607,89 @@ unsafe fn out_text<'a>(col: &Col, d: pg_sys::Datum) -> &'a [u8] {
     }
 }
 
-unsafe fn text_of<'a>(col: &Col, row: &Row, i: usize) -> Option<&'a [u8]> {
+/// Text output of column `i` of `row` (None for NULL).
+fn text_of<'a>(col: &Col, row: &Row<'a>, i: usize) -> Option<&'a [u8]> {
+    // SAFETY: a Row's non-null value `i` is of column `i`'s type and lives for 'a.
     row.get(i).map(|d| unsafe { out_text(col, d) })
+}
+
+/// The equality function of `col`'s type (cached on the column).
+fn col_eq(col: &Col) -> std::cell::Ref<'_, Eq> {
+    if matches!(*col.eq.borrow(), Eq::Unknown) {
+        // SAFETY: a type cache lookup for a live column's type (never NULL; an ERROR
+        // for a missing type).
+        let opr = unsafe {
+            (*pg_sys::lookup_type_cache(col.typid, pg_sys::TYPECACHE_EQ_OPR as i32)).eq_opr
+        };
+        let e = if opr == pg_sys::InvalidOid || opr == pg_sys::Oid::from(pg_sys::ARRAY_EQ_OP) {
+            Eq::Text
+        } else {
+            // SAFETY: get_opcode of an existing operator.
+            let func = unsafe { pg_sys::get_opcode(opr) };
+            Eq::Func(fmgr_info(func, col.out.fn_mcxt))
+        };
+        *col.eq.borrow_mut() = e;
+    }
+    col.eq.borrow()
 }
 
 /// Whether OLD and NEW differ in column `i` (type equality operator, or text output
 /// when the type has none or it is the generic array one).
-unsafe fn changed(col: &Col, old: &Row, new: &Row, i: usize) -> bool {
+fn changed(col: &Col, old: &Row<'_>, new: &Row<'_>, i: usize) -> bool {
     match (old.get(i), new.get(i)) {
         (None, None) => false,
         (None, Some(_)) | (Some(_), None) => true,
-        (Some(a), Some(b)) => unsafe {
-            if matches!(*col.eq.borrow(), Eq::Unknown) {
-                let tc = pg_sys::lookup_type_cache(col.typid, pg_sys::TYPECACHE_EQ_OPR as i32);
-                let opr = (*tc).eq_opr;
-                let e =
-                    if opr == pg_sys::InvalidOid || opr == pg_sys::Oid::from(pg_sys::ARRAY_EQ_OP) {
-                        Eq::Text
-                    } else {
-                        let mut f: Box<pg_sys::FmgrInfo> = Box::new(std::mem::zeroed());
-                        pg_sys::fmgr_info_cxt(pg_sys::get_opcode(opr), &mut *f, col.out.fn_mcxt);
-                        Eq::Func(f)
-                    };
-                *col.eq.borrow_mut() = e;
+        (Some(a), Some(b)) => match &*col_eq(col) {
+            Eq::Func(f) => {
+                // SAFETY: the type's equality function on two non-null values of
+                // that type; it returns a bool datum.
+                let r = unsafe {
+                    pg_sys::FunctionCall2Coll(&**f as *const _ as *mut _, col.collation, a, b)
+                };
+                r.value() == 0
             }
-            match &*col.eq.borrow() {
-                Eq::Func(f) => {
-                    let r =
-                        pg_sys::FunctionCall2Coll(&**f as *const _ as *mut _, col.collation, a, b);
-                    !bool::from_datum(r, false).unwrap_or(false)
-                }
-                _ => out_text(col, a) != out_text(col, b),
-            }
+            _ => text_of(col, old, i) != text_of(col, new, i),
         },
     }
 }
 
-unsafe fn json_val<'a>(col: &Col, d: Option<pg_sys::Datum>) -> JsonVal<'a> {
-    let Some(d) = d else { return JsonVal::Null };
-    unsafe {
-        match col.json {
-            JsonKind::Bool => JsonVal::Raw(if d.value() != 0 { b"true" } else { b"false" }),
-            JsonKind::Int => JsonVal::Raw(out_text(col, d)),
-            JsonKind::DateTime => {
-                let p = pg_sys::JsonEncodeDateTime(
+/// Column `i` of `row` as a JSON value.
+fn json_of<'a>(col: &Col, row: &Row<'a>, i: usize) -> JsonVal<'a> {
+    let Some(d) = row.get(i) else {
+        return JsonVal::Null;
+    };
+    match col.json {
+        JsonKind::Bool => JsonVal::Raw(if d.value() != 0 { b"true" } else { b"false" }),
+        JsonKind::Int => JsonVal::Raw(text_of(col, row, i).unwrap_or_default()),
+        JsonKind::DateTime => {
+            // SAFETY: a non-null date/timestamp(tz) value of the column's type
+            // (JsonKind::DateTime is set for exactly those); the result is a palloc'd
+            // string in the current (per-tuple) context.
+            JsonVal::Str(unsafe {
+                cstr(pg_sys::JsonEncodeDateTime(
                     std::ptr::null_mut(),
                     d,
                     col.typid,
                     std::ptr::null(),
-                );
-                JsonVal::Str(cstr(p))
-            }
-            JsonKind::Text => JsonVal::Str(out_text(col, d)),
+                ))
+            })
         }
+        JsonKind::Text => JsonVal::Str(text_of(col, row, i).unwrap_or_default()),
     }
 }
 
 /// The row encoded per flavour's row format (urlenc for logutriga/sqltriga backup,
-/// JSON for jsontriga), over the columns in `keep`.
-unsafe fn encode_row(t: &TableInfo, tr: &TrigInfo, row: &Row, json: bool) -> Vec<u8> {
+/// JSON for jsontriga), over the columns that are not dropped, magic or ignored.
+fn encode_row(t: &TableInfo, tr: &TrigInfo, row: &Row<'_>, json: bool) -> Vec<u8> {
     let cols = t
         .cols
         .iter()
         .enumerate()
         .filter(|(i, c)| !c.dropped && c.magic.is_none() && !tr.ignored[*i]);
     if json {
-        tl::json_row(cols.map(|(i, c)| (c.name.as_slice(), unsafe { json_val(c, row.get(i)) })))
+        tl::json_row(cols.map(|(i, c)| (c.name.as_slice(), json_of(c, row, i))))
     } else {
-        tl::urlenc_row(cols.map(|(i, c)| (c.name.as_slice(), unsafe { text_of(c, row, i) })))
+        tl::urlenc_row(cols.map(|(i, c)| (c.name.as_slice(), text_of(c, row, i))))
     }
 }
 
@@ -551,27 +697,30 @@ unsafe fn encode_row(t: &TableInfo, tr: &TrigInfo, row: &Row, json: bool) -> Vec
 // Expressions
 // ---------------------------------------------------------------------------------
 
-unsafe fn prepare_expr(t: &TableInfo, src: &[u8]) -> Rc<Expr> {
-    let (sql, params) =
-        match tl::rewrite_expr(src, unsafe { pg_sys::standard_conforming_strings }, |w| {
-            t.cols.iter().position(|c| !c.dropped && c.name == w)
-        }) {
-            Ok(r) => r,
-            Err(e) => raise_internal(e),
-        };
-    let mut types: Vec<pg_sys::Oid> = params.iter().map(|&i| t.cols[i].typid).collect();
+fn standard_conforming_strings() -> bool {
+    // SAFETY: reading a GUC variable of this backend.
+    unsafe { pg_sys::standard_conforming_strings }
+}
+
+fn quote_all_identifiers() -> bool {
+    // SAFETY: reading a GUC variable of this backend.
+    unsafe { pg_sys::quote_all_identifiers }
+}
+
+fn prepare_expr(client: &pgrx::spi::SpiClient<'_>, t: &TableInfo, src: &[u8]) -> Rc<Expr> {
+    let (sql, params) = match tl::rewrite_expr(src, standard_conforming_strings(), |w| {
+        t.cols.iter().position(|c| !c.dropped && c.name == w)
+    }) {
+        Ok(r) => r,
+        Err(e) => raise_internal(e),
+    };
+    let types: Vec<pg_sys::Oid> = params.iter().map(|&i| t.cols[i].typid).collect();
     let csql = std::ffi::CString::new(sql).unwrap_or_else(|_| raise_internal("QB: syntax error"));
-    unsafe {
-        let plan = pg_sys::SPI_prepare(csql.as_ptr(), types.len() as i32, types.as_mut_ptr());
-        if plan.is_null() {
-            raise_internal(format!(
-                "pgq trigger: SPI_prepare failed for \"{}\"",
-                lossy(src)
-            ));
-        }
-        pg_sys::SPI_keepplan(plan);
-        Rc::new(Expr { plan, params })
-    }
+    let what = format!("the trigger expression \"{}\"", lossy(src));
+    Rc::new(Expr {
+        plan: KeptPlan::prepare(client, &csql, &types, &what),
+        params,
+    })
 }
 
 enum ExprResult {
@@ -579,346 +728,338 @@ enum ExprResult {
     Bool(bool),
 }
 
-/// Run one expression (inside an SPI connection) with the row's values.
-unsafe fn run_expr(e: &Expr, row: &Row, want_bool: bool) -> ExprResult {
-    unsafe {
-        let mut values: Vec<pg_sys::Datum> = e.params.iter().map(|&i| row.values[i]).collect();
-        let nulls: Vec<c_char> = e
-            .params
-            .iter()
-            .map(|&i| {
-                if row.nulls[i] {
-                    b'n' as c_char
-                } else {
-                    b' ' as c_char
-                }
-            })
-            .collect();
-        let rc = pg_sys::SPI_execute_plan(e.plan, values.as_mut_ptr(), nulls.as_ptr(), false, 0);
-        if rc < 0 {
-            raise_internal(format!("pgq trigger: SPI_execute_plan failed ({rc})"));
-        }
-        let n = pg_sys::SPI_processed;
-        if n != 1 {
-            raise_internal(format!("Expect 1 row from override query, got {n}"));
-        }
-        let tt = pg_sys::SPI_tuptable;
-        let tup = *(*tt).vals;
-        let desc = (*tt).tupdesc;
-        if want_bool {
-            let ty = pg_sys::SPI_gettypeid(desc, 1);
-            if ty != pg_sys::BOOLOID {
-                raise_internal(format!(
-                    "when= query result must be boolean, got={}",
-                    ty.to_u32()
-                ));
-            }
-            let mut isnull = false;
-            let d = pg_sys::SPI_getbinval(tup, desc, 1, &mut isnull);
-            if isnull {
-                raise_internal("when= should not be NULL");
-            }
-            ExprResult::Bool(d.value() != 0)
-        } else {
-            let p = pg_sys::SPI_getvalue(tup, desc, 1);
-            ExprResult::Text(if p.is_null() {
-                None
-            } else {
-                Some(cstr(p).to_vec())
-            })
-        }
+/// Run one expression with the row's values.
+fn run_expr(
+    client: &pgrx::spi::SpiClient<'_>,
+    e: &Expr,
+    row: &Row<'_>,
+    want_bool: bool,
+) -> ExprResult {
+    let mut values: Vec<pg_sys::Datum> = e.params.iter().map(|&i| row.values[i]).collect();
+    let nulls: Vec<c_char> = e
+        .params
+        .iter()
+        .map(|&i| if row.nulls[i] { b'n' } else { b' ' } as c_char)
+        .collect();
+    let rc = e.plan.execute(client, &mut values, &nulls, false, 0);
+    if rc < 0 {
+        raise_internal(format!("pgq trigger: SPI_execute_plan failed ({rc})"));
     }
-}
-
-// ---------------------------------------------------------------------------------
-// The trigger body
-// ---------------------------------------------------------------------------------
-
-unsafe fn check_insert_acl() {
-    // SAFETY: backend-local statics; catalog lookups.
-    unsafe {
-        let uid = pg_sys::GetUserId();
-        if ACL_OK_USER == uid && INSERT_EVENT_OID != pg_sys::InvalidOid {
-            return;
-        }
-        if INSERT_EVENT_OID == pg_sys::InvalidOid {
-            let oid = Spi::get_one::<pg_sys::Oid>(
-                "select 'pgq.insert_event(text,text,text,text,text,text,text)'::pg_catalog.regprocedure::pg_catalog.oid",
-            )
-            .ok()
-            .flatten()
-            .unwrap_or(pg_sys::InvalidOid);
-            INSERT_EVENT_OID = oid;
-        }
-        if INSERT_EVENT_OID != pg_sys::InvalidOid
-            && pg_sys::pg_proc_aclcheck(
-                INSERT_EVENT_OID,
-                uid,
-                pg_sys::ACL_EXECUTE as pg_sys::AclMode,
-            ) != pg_sys::AclResult::ACLCHECK_OK
-        {
-            raise_code(
-                PgSqlErrorCode::ERRCODE_INSUFFICIENT_PRIVILEGE,
-                "permission denied for function insert_event",
-            );
-        }
-        ACL_OK_USER = uid;
+    let n = spi_processed(client);
+    if n != 1 {
+        raise_internal(format!("Expect 1 row from override query, got {n}"));
     }
-}
-
-unsafe fn fire(fcinfo: pg_sys::FunctionCallInfo, fl: Flavour) -> pg_sys::Datum {
-    // SAFETY: called by the trigger manager with a TriggerData context (checked);
-    // tuples and descriptors are the trigger manager's, valid for this call.
-    unsafe {
-        let ctx = (*fcinfo).context;
-        if ctx.is_null() || (*ctx).type_ != pg_sys::NodeTag::T_TriggerData {
-            raise_internal(match fl {
-                Flavour::Sql => "pgq.sqltriga not called as trigger",
-                _ => "pgq.logutriga not called as trigger",
-            });
-        }
-        let td = ctx as *mut pg_sys::TriggerData;
-        let event = (*td).tg_event;
-        let row_level = event & pg_sys::TRIGGER_EVENT_ROW != 0;
-        let before = event & pg_sys::TRIGGER_EVENT_TIMINGMASK == pg_sys::TRIGGER_EVENT_BEFORE;
-        let op = match event & pg_sys::TRIGGER_EVENT_OPMASK {
-            pg_sys::TRIGGER_EVENT_INSERT => Op::Insert,
-            pg_sys::TRIGGER_EVENT_UPDATE => Op::Update,
-            pg_sys::TRIGGER_EVENT_DELETE => Op::Delete,
-            _ => Op::Truncate,
-        };
-        let passthrough = if before && row_level {
-            if op == Op::Update {
-                (*td).tg_newtuple
-            } else {
-                (*td).tg_trigtuple
-            }
-        } else {
-            std::ptr::null_mut()
-        };
-        let ret = |t: pg_sys::HeapTuple| pg_sys::Datum::from(t as *mut std::ffi::c_void);
-        if pg_sys::SessionReplicationRole == pg_sys::SESSION_REPLICATION_ROLE_LOCAL as i32 {
-            return ret(passthrough);
-        }
-        if op == Op::Truncate {
-            if row_level {
-                raise_internal("pgq tRuncate trigger must be fired FOR EACH STATEMENT");
-            }
-        } else if !row_level {
-            raise_internal("pgq Ins/Upd/Del trigger must be fired FOR EACH ROW");
-        }
-        let rel = (*td).tg_relation;
-        let t = table_info(rel);
-        let tr = trig_info(&t, (*td).tg_trigger, op == Op::Truncate);
-        let a = &tr.args;
-        if matches!(op, Op::Update | Op::Delete) && !tr.key_names_nonempty {
-            raise_internal("Update/Delete on table without pkey");
-        }
-        if a.skip && !before {
-            raise_internal("SKIP does not work in AFTER trigger.");
-        }
-        if a.deny {
+    if want_bool {
+        let ty = spi_result_type(client, 1);
+        if ty != pg_sys::BOOLOID {
             raise_internal(format!(
-                "Table '{}' to queue '{}': change not allowed ({})",
-                lossy(&t.fqname),
-                lossy(&a.queue),
-                op.word()
+                "when= query result must be boolean, got={}",
+                ty.to_u32()
             ));
         }
-        if let Some(e) = &t.magic_error {
-            if op != Op::Truncate {
-                raise_internal(e.clone());
-            }
+        match spi_first_value(client, 1) {
+            Some((d, false)) => ExprResult::Bool(d.value() != 0),
+            _ => raise_internal("when= should not be NULL"),
         }
-        if fl == Flavour::Sql && matches!(op, Op::Update | Op::Delete) {
-            // the WHERE clause would miss that key (the original emitted it anyway)
-            if let Some((k, magic)) = &tr.missing_key {
-                let (code, what) = if *magic {
-                    (
-                        PgSqlErrorCode::ERRCODE_INVALID_PARAMETER_VALUE,
-                        "is a magic column, not a key,",
-                    )
-                } else {
-                    (PgSqlErrorCode::ERRCODE_UNDEFINED_COLUMN, "does not exist")
-                };
-                raise_code(
-                    code,
-                    format!(
-                        "pgq.sqltriga: pkey column \"{}\" {what} in table {}",
-                        lossy(k),
-                        lossy(&t.fqname)
-                    ),
-                );
-            }
-        }
-        let result = if a.skip {
-            std::ptr::null_mut()
-        } else {
-            passthrough
-        };
-
-        let mut fields: [Option<Vec<u8>>; 6] = Default::default();
-        fields[tl::EV_TYPE] = Some(tr.ev_type(op, fl).to_vec());
-        fields[tl::EV_EXTRA1] = Some(t.fqname.clone());
-        if op == Op::Truncate {
-            fields[tl::EV_DATA] = Some(if fl == Flavour::Json {
-                b"{}".to_vec()
-            } else {
-                Vec::new()
-            });
-        } else {
-            let desc = (*rel).rd_att;
-            let trig_row = deform((*td).tg_trigtuple, desc);
-            let new_row = if op == Op::Update {
-                Some(deform((*td).tg_newtuple, desc))
-            } else {
-                None
-            };
-            // the row whose values go to ev_data, magic columns and expressions
-            let data_row = new_row.as_ref().unwrap_or(&trig_row);
-
-            let mut set_cols: Vec<usize> = Vec::new();
-            if let Some(new) = &new_row {
-                let old = &trig_row;
-                let compare_all = fl == Flavour::Sql || a.ignore.is_some();
-                let mut changed_kept = false;
-                let mut changed_ignored = false;
-                for (i, c) in t.cols.iter().enumerate() {
-                    if c.dropped || c.magic.is_some() {
-                        continue;
-                    }
-                    if !(compare_all || tr.is_key[i]) {
-                        continue;
-                    }
-                    if !changed(c, old, new, i) {
-                        continue;
-                    }
-                    if tr.is_key[i] {
-                        raise_internal("primary key update not allowed");
-                    }
-                    if tr.ignored[i] {
-                        changed_ignored = true;
-                    } else {
-                        changed_kept = true;
-                        set_cols.push(i);
-                    }
-                }
-                if changed_ignored && !changed_kept {
-                    return ret(result);
-                }
-                if a.backup {
-                    fields[tl::EV_EXTRA2] = Some(encode_row(&t, &tr, old, fl == Flavour::Json));
-                }
-            }
-
-            fields[tl::EV_DATA] = Some(match fl {
-                Flavour::Logu => encode_row(&t, &tr, data_row, false),
-                Flavour::Json => encode_row(&t, &tr, data_row, true),
-                Flavour::Sql => {
-                    // quoted column names: cached, unless quote_all_identifiers is on
-                    let forced: Vec<Vec<u8>>;
-                    let names: Vec<&[u8]> = if pg_sys::quote_all_identifiers {
-                        forced = t
-                            .cols
-                            .iter()
-                            .map(|c| {
-                                let mut q = Vec::with_capacity(c.name.len() + 2);
-                                tl::quote_ident_into(&mut q, &c.name, true);
-                                q
-                            })
-                            .collect();
-                        forced.iter().map(Vec::as_slice).collect()
-                    } else {
-                        t.cols.iter().map(|c| c.quoted.as_slice()).collect()
-                    };
-                    let old = &trig_row;
-                    let keys = || {
-                        t.cols
-                            .iter()
-                            .enumerate()
-                            .filter(|(i, _)| tr.is_key[*i])
-                            .map(|(i, c)| match text_of(c, old, i) {
-                                Some(v) => (names[i], v),
-                                None => raise_internal("logtriga: Unexpected NULL key value"),
-                            })
-                    };
-                    match op {
-                        Op::Insert => tl::sql_insert(
-                            t.cols
-                                .iter()
-                                .enumerate()
-                                .filter(|(i, c)| !c.dropped && c.magic.is_none() && !tr.ignored[*i])
-                                .map(|(i, c)| (names[i], text_of(c, data_row, i))),
-                        ),
-                        Op::Update => {
-                            let new = new_row.as_ref().unwrap();
-                            if set_cols.is_empty() {
-                                let first: Vec<(&[u8], Option<&[u8]>)> =
-                                    keys().take(1).map(|(n, v)| (n, Some(v))).collect();
-                                tl::sql_update(first, keys())
-                            } else {
-                                tl::sql_update(
-                                    set_cols
-                                        .iter()
-                                        .map(|&i| (names[i], text_of(&t.cols[i], new, i))),
-                                    keys(),
-                                )
-                            }
-                        }
-                        _ => tl::sql_delete(keys()),
-                    }
-                }
-            });
-
-            // magic columns, then expressions
-            for (i, c) in t.cols.iter().enumerate() {
-                if let (false, Some(f)) = (c.dropped, c.magic) {
-                    fields[f] = text_of(c, data_row, i).map(<[u8]>::to_vec);
-                }
-            }
-            if a.has_expressions() {
-                if pg_sys::SPI_connect() != pg_sys::SPI_OK_CONNECT as i32 {
-                    raise_internal("pgq trigger: SPI_connect failed");
-                }
-                for f in 0..6 {
-                    let Some(src) = &a.overrides[f] else { continue };
-                    let e = {
-                        let mut ex = tr.exprs.borrow_mut();
-                        ex[f].get_or_insert_with(|| prepare_expr(&t, src)).clone()
-                    };
-                    if let ExprResult::Text(v) = run_expr(&e, data_row, false) {
-                        fields[f] = v;
-                    }
-                }
-                let mut emit = true;
-                if let Some(src) = &a.when {
-                    let e = {
-                        let mut w = tr.when.borrow_mut();
-                        w.get_or_insert_with(|| prepare_expr(&t, src)).clone()
-                    };
-                    if let ExprResult::Bool(b) = run_expr(&e, data_row, true) {
-                        emit = b;
-                    }
-                }
-                pg_sys::SPI_finish();
-                if !emit {
-                    return ret(result);
-                }
-            }
-        }
-
-        let f = |i: usize| fields[i].as_deref();
-        let extra = [f(2), f(3), f(4), f(5)];
-        if insert::replaced().insert_event {
-            // a replaced pgq.insert_event is called by name, as the current user, as
-            // the original's triggers do
-            insert::call_insert_event_sql(Some(&a.queue), f(0), f(1), extra);
-        } else {
-            check_insert_acl();
-            insert::as_owner(|| insert::insert_event7(Some(&a.queue), f(0), f(1), extra));
-        }
-        ret(result)
+    } else {
+        ExprResult::Text(spi_first_text(client, 1))
     }
+}
+
+// ---------------------------------------------------------------------------------
+// The trigger body, in steps
+// ---------------------------------------------------------------------------------
+
+/// ev_type, ev_data, ev_extra1..4 of the event to insert.
+type Fields = [Option<Vec<u8>>; 6];
+
+fn check_insert_acl() {
+    // SAFETY: reads the current user id (a backend variable).
+    let uid = unsafe { pg_sys::GetUserId() };
+    if ACL_OK_USER.get() == uid && INSERT_EVENT_OID.get() != pg_sys::InvalidOid {
+        return;
+    }
+    if INSERT_EVENT_OID.get() == pg_sys::InvalidOid {
+        let oid = Spi::get_one::<pg_sys::Oid>(
+            "select 'pgq.insert_event(text,text,text,text,text,text,text)'::pg_catalog.regprocedure::pg_catalog.oid",
+        )
+        .ok()
+        .flatten()
+        .unwrap_or(pg_sys::InvalidOid);
+        INSERT_EVENT_OID.set(oid);
+    }
+    let func = INSERT_EVENT_OID.get();
+    // SAFETY: an ACL check of a function OID (a catalog lookup; an ERROR when missing).
+    let allowed = func == pg_sys::InvalidOid
+        || unsafe { pg_sys::pg_proc_aclcheck(func, uid, pg_sys::ACL_EXECUTE as pg_sys::AclMode) }
+            == pg_sys::AclResult::ACLCHECK_OK;
+    if !allowed {
+        raise_code(
+            PgSqlErrorCode::ERRCODE_INSUFFICIENT_PRIVILEGE,
+            "permission denied for function insert_event",
+        );
+    }
+    ACL_OK_USER.set(uid);
+}
+
+fn replication_role_local() -> bool {
+    // SAFETY: reading a GUC variable of this backend.
+    unsafe { pg_sys::SessionReplicationRole == pg_sys::SESSION_REPLICATION_ROLE_LOCAL as i32 }
+}
+
+/// Step 1: the trigger is declared the way pgq triggers must be.
+fn check_declaration(call: &TrigCall<'_>) {
+    if call.op == Op::Truncate {
+        if call.row_level {
+            raise_internal("pgq tRuncate trigger must be fired FOR EACH STATEMENT");
+        }
+    } else if !call.row_level {
+        raise_internal("pgq Ins/Upd/Del trigger must be fired FOR EACH ROW");
+    }
+}
+
+/// Step 2: whether this event may be captured at all with these arguments (ERRORs).
+fn check_event(call: &TrigCall<'_>, fl: Flavour, t: &TableInfo, tr: &TrigInfo) {
+    let (op, a) = (call.op, &tr.args);
+    if matches!(op, Op::Update | Op::Delete) && !tr.key_names_nonempty {
+        raise_internal("Update/Delete on table without pkey");
+    }
+    if a.skip && !call.before {
+        raise_internal("SKIP does not work in AFTER trigger.");
+    }
+    if a.deny {
+        raise_internal(format!(
+            "Table '{}' to queue '{}': change not allowed ({})",
+            lossy(&t.fqname),
+            lossy(&a.queue),
+            op.word()
+        ));
+    }
+    if let Some(e) = &t.magic_error {
+        if op != Op::Truncate {
+            raise_internal(e.clone());
+        }
+    }
+    if fl == Flavour::Sql && matches!(op, Op::Update | Op::Delete) {
+        // the WHERE clause would miss that key (the original emitted it anyway)
+        if let Some((k, magic)) = &tr.missing_key {
+            let (code, what) = if *magic {
+                (
+                    PgSqlErrorCode::ERRCODE_INVALID_PARAMETER_VALUE,
+                    "is a magic column, not a key,",
+                )
+            } else {
+                (PgSqlErrorCode::ERRCODE_UNDEFINED_COLUMN, "does not exist")
+            };
+            raise_code(
+                code,
+                format!(
+                    "pgq.sqltriga: pkey column \"{}\" {what} in table {}",
+                    lossy(k),
+                    lossy(&t.fqname)
+                ),
+            );
+        }
+    }
+}
+
+/// Step 3a (UPDATE): the changed columns that are kept, in column order; None when
+/// only ignored columns changed (no event). A changed key column is an ERROR.
+fn update_changes(
+    fl: Flavour,
+    t: &TableInfo,
+    tr: &TrigInfo,
+    old: &Row<'_>,
+    new: &Row<'_>,
+) -> Option<Vec<usize>> {
+    let compare_all = fl == Flavour::Sql || tr.args.ignore.is_some();
+    let mut set_cols = Vec::new();
+    let mut changed_ignored = false;
+    for (i, c) in t.cols.iter().enumerate() {
+        if c.dropped || c.magic.is_some() || !(compare_all || tr.is_key[i]) {
+            continue;
+        }
+        if !changed(c, old, new, i) {
+            continue;
+        }
+        if tr.is_key[i] {
+            raise_internal("primary key update not allowed");
+        }
+        if tr.ignored[i] {
+            changed_ignored = true;
+        } else {
+            set_cols.push(i);
+        }
+    }
+    if changed_ignored && set_cols.is_empty() {
+        return None;
+    }
+    Some(set_cols)
+}
+
+/// Step 3b (sqltriga): the SQL statement fragment of ev_data.
+fn sql_payload(
+    op: Op,
+    t: &TableInfo,
+    tr: &TrigInfo,
+    old: &Row<'_>,
+    new: Option<&Row<'_>>,
+    set_cols: &[usize],
+) -> Vec<u8> {
+    // quoted column names: cached, unless quote_all_identifiers is on
+    let forced: Vec<Vec<u8>>;
+    let names: Vec<&[u8]> = if quote_all_identifiers() {
+        forced = t
+            .cols
+            .iter()
+            .map(|c| {
+                let mut q = Vec::with_capacity(c.name.len() + 2);
+                tl::quote_ident_into(&mut q, &c.name, true);
+                q
+            })
+            .collect();
+        forced.iter().map(Vec::as_slice).collect()
+    } else {
+        t.cols.iter().map(|c| c.quoted.as_slice()).collect()
+    };
+    let keys = || {
+        t.cols
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| tr.is_key[*i])
+            .map(|(i, c)| match text_of(c, old, i) {
+                Some(v) => (names[i], v),
+                None => raise_internal("logtriga: Unexpected NULL key value"),
+            })
+    };
+    match (op, new) {
+        (Op::Insert, _) => tl::sql_insert(
+            t.cols
+                .iter()
+                .enumerate()
+                .filter(|(i, c)| !c.dropped && c.magic.is_none() && !tr.ignored[*i])
+                .map(|(i, c)| (names[i], text_of(c, old, i))),
+        ),
+        (Op::Update, Some(new)) => {
+            if set_cols.is_empty() {
+                let first: Vec<(&[u8], Option<&[u8]>)> =
+                    keys().take(1).map(|(n, v)| (n, Some(v))).collect();
+                tl::sql_update(first, keys())
+            } else {
+                tl::sql_update(
+                    set_cols
+                        .iter()
+                        .map(|&i| (names[i], text_of(&t.cols[i], new, i))),
+                    keys(),
+                )
+            }
+        }
+        _ => tl::sql_delete(keys()),
+    }
+}
+
+/// Step 3c: magic columns, then `ev_*=` expressions, over the data row; false when a
+/// `when=` expression says not to emit the event.
+fn apply_overrides(t: &TableInfo, tr: &TrigInfo, row: &Row<'_>, fields: &mut Fields) -> bool {
+    for (i, c) in t.cols.iter().enumerate() {
+        if let (false, Some(f)) = (c.dropped, c.magic) {
+            fields[f] = text_of(c, row, i).map(<[u8]>::to_vec);
+        }
+    }
+    let a = &tr.args;
+    if !a.has_expressions() {
+        return true;
+    }
+    Spi::connect(|client| {
+        for (f, src) in a.overrides.iter().enumerate() {
+            let Some(src) = src else { continue };
+            let e = {
+                let mut ex = tr.exprs.borrow_mut();
+                ex[f]
+                    .get_or_insert_with(|| prepare_expr(client, t, src))
+                    .clone()
+            };
+            if let ExprResult::Text(v) = run_expr(client, &e, row, false) {
+                fields[f] = v;
+            }
+        }
+        let Some(src) = &a.when else { return true };
+        let e = {
+            let mut w = tr.when.borrow_mut();
+            w.get_or_insert_with(|| prepare_expr(client, t, src))
+                .clone()
+        };
+        match run_expr(client, &e, row, true) {
+            ExprResult::Bool(b) => b,
+            ExprResult::Text(_) => true,
+        }
+    })
+}
+
+/// Step 3: the event's fields; None when no event is to be inserted.
+fn build_payload(call: &TrigCall<'_>, fl: Flavour, t: &TableInfo, tr: &TrigInfo) -> Option<Fields> {
+    let op = call.op;
+    let mut fields: Fields = Default::default();
+    fields[tl::EV_TYPE] = Some(tr.ev_type(op, fl).to_vec());
+    fields[tl::EV_EXTRA1] = Some(t.fqname.clone());
+    if op == Op::Truncate {
+        fields[tl::EV_DATA] = Some(if fl == Flavour::Json {
+            b"{}".to_vec()
+        } else {
+            Vec::new()
+        });
+        return Some(fields);
+    }
+    let (trig_row, new_row) = call.rows();
+    // the row whose values go to ev_data, magic columns and expressions
+    let data_row = new_row.as_ref().unwrap_or(&trig_row);
+    let mut set_cols = Vec::new();
+    if let Some(new) = &new_row {
+        set_cols = update_changes(fl, t, tr, &trig_row, new)?;
+        if tr.args.backup {
+            fields[tl::EV_EXTRA2] = Some(encode_row(t, tr, &trig_row, fl == Flavour::Json));
+        }
+    }
+    fields[tl::EV_DATA] = Some(match fl {
+        Flavour::Logu => encode_row(t, tr, data_row, false),
+        Flavour::Json => encode_row(t, tr, data_row, true),
+        Flavour::Sql => sql_payload(op, t, tr, &trig_row, new_row.as_ref(), &set_cols),
+    });
+    apply_overrides(t, tr, data_row, &mut fields).then_some(fields)
+}
+
+/// Step 4: insert the event, with the semantics of `pgq.insert_event(7)`.
+fn insert_fields(queue: &[u8], fields: &Fields) {
+    let f = |i: usize| fields[i].as_deref();
+    let extra = [f(2), f(3), f(4), f(5)];
+    if insert::replaced().insert_event {
+        // a replaced pgq.insert_event is called by name, as the current user, as
+        // the original's triggers do
+        insert::call_insert_event_sql(Some(queue), f(0), f(1), extra);
+    } else {
+        check_insert_acl();
+        insert::as_owner(|| insert::insert_event7(Some(queue), f(0), f(1), extra));
+    }
+}
+
+/// One firing: the steps above; the function's result.
+fn fire(call: &TrigCall<'_>, fl: Flavour) -> pg_sys::Datum {
+    if replication_role_local() {
+        return call.passthrough();
+    }
+    check_declaration(call);
+    let t = table_info(call.rel);
+    let tr = trig_info(&t, call);
+    check_event(call, fl, &t, &tr);
+    let result = if tr.args.skip {
+        pg_sys::Datum::from(0)
+    } else {
+        call.passthrough()
+    };
+    if let Some(fields) = build_payload(call, fl, &t, &tr) {
+        insert_fields(&tr.args.queue, &fields);
+    }
+    result
 }
 
 macro_rules! trigger_fn {
@@ -932,7 +1073,10 @@ macro_rules! trigger_fn {
         #[no_mangle]
         #[pg_guard]
         pub unsafe extern "C-unwind" fn $name(fcinfo: pg_sys::FunctionCallInfo) -> pg_sys::Datum {
-            unsafe { fire(fcinfo, $fl) }
+            // SAFETY: called by the function manager as a V1 function; the call data
+            // is used only during this call.
+            let call = unsafe { TrigCall::read(fcinfo, $fl) };
+            fire(&call, $fl)
         }
     };
 }
