@@ -4,7 +4,9 @@
 # (pg_isolation_regress), compat (the original's Python consumer and pgqd against this
 # extension), bgworker (in-server ticker scenarios on preloaded clusters), cascade (the
 # Python londiste CLI driving a root/branch/leaf cascade, tests/cascade/run.sh), security
-# (issue 8's exploits on a preloaded cluster, tests/security/run.sh). Default: all, after setup.sh. Every cluster started here is stopped on exit.
+# (issue 8's exploits on a preloaded cluster, tests/security/run.sh), remote (the libpq
+# client's in-backend tests, tests/remote/run.sh). Default: all, after setup.sh. Every
+# cluster started here is stopped on exit.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
@@ -14,7 +16,7 @@ PGBIN=${PG_BIN:-/usr/lib/postgresql/15/bin}
 export PG_BIN=$PGBIN
 PGXS=$("$PGBIN/pg_config" --pkglibdir)/pgxs
 # pgtest runs `cargo pgrx test` against a private copy of the server tree (run_pgtest)
-LAYERS=${*:-lint unit regress isolation compat bgworker security cascade pgtest}
+LAYERS=${*:-lint unit regress isolation compat bgworker security cascade pgtest remote}
 
 [ -n "${SKIP_SETUP:-}" ] || scripts/setup.sh
 
@@ -112,6 +114,11 @@ run_compat() {
 
 run_cascade() {
   PG_BIN=$PGBIN tests/cascade/run.sh
+}
+
+# the libpq client's in-backend tests (a pg_test-feature build in a private tree copy)
+run_remote() {
+  tests/remote/run.sh "${REMOTE_TREE:-/tmp/pgq-remote-tree.$(echo "$ROOT" | md5sum | cut -c1-8)}"
 }
 
 for layer in $LAYERS; do

@@ -1,4 +1,4 @@
--- Row-capture triggers (spec/triggers.md): version-1 C functions in this module.
+-- Row-capture triggers (docs/triggers.md): version-1 C functions in this module.
 -- Not SECURITY DEFINER; EXECUTE to pgq_writer (the finalize block revokes PUBLIC).
 
 CREATE FUNCTION pgq.logutriga() RETURNS trigger

@@ -1,5 +1,5 @@
 //! pgrx glue for the row-capture triggers `pgq.logutriga`, `pgq.sqltriga` and
-//! `pgq.jsontriga` (contract: spec/triggers.md). The payload logic is pure Rust in
+//! `pgq.jsontriga` (contract: docs/triggers.md). The payload logic is pure Rust in
 //! `logic::triggers`; this module reads the trigger data, caches per-relation
 //! information and inserts the event with the semantics of `pgq.insert_event(7)`
 //! (`insert::insert_event7`, no SPI on the hot path). When `pgq.insert_event` was

@@ -1,4 +1,4 @@
--- row-capture triggers: pgq.logutriga, pgq.sqltriga, pgq.jsontriga (spec/triggers.md)
+-- row-capture triggers: pgq.logutriga, pgq.sqltriga, pgq.jsontriga (docs/triggers.md)
 -- Expected output is what the original (pgq 3.5 C triggers) produces.
 \set SHOW_CONTEXT never
 SET DateStyle = 'ISO, YMD';

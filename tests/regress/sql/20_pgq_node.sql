@@ -1,4 +1,4 @@
--- pgq_node: membership, node lifecycle, watermarks, demote/promote (spec/pgq_node.md)
+-- pgq_node: membership, node lifecycle, watermarks, demote/promote (docs/pgq_node.md)
 \set SHOW_CONTEXT never
 -- prelude: the original needs CREATE EXTENSION pgq_node; ours has the schema already
 DO $$

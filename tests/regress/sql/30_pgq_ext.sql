@@ -1,4 +1,4 @@
--- pgq_ext: batch / tick / event tracking on the target (spec/pgq_node.md §6).
+-- pgq_ext: batch / tick / event tracking on the target (docs/pgq_node.md).
 -- No reference package: expected output checked by hand against the spec.
 \set SHOW_CONTEXT never
 DO $$

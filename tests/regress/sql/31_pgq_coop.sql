@@ -1,4 +1,4 @@
--- pgq_coop: cooperative sub-consumers (spec/pgq_node.md §7).
+-- pgq_coop: cooperative sub-consumers (docs/pgq_node.md).
 -- No reference package: expected output checked by hand against the spec.
 \set SHOW_CONTEXT never
 DO $$
