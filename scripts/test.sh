@@ -4,7 +4,8 @@
 # (pg_isolation_regress), compat (the original's Python consumer against this
 # extension), bgworker (in-server ticker scenarios on preloaded clusters), cascade (the
 # Python londiste CLI driving a root/branch/leaf cascade, tests/cascade/run.sh), security
-# (issue 8's exploits on a preloaded cluster, tests/security/run.sh). Default: all, after setup.sh. Every cluster started here is stopped on exit.
+# (issue 8's exploits on a preloaded cluster, tests/security/run.sh), upgrade (the
+# previous extension version updated in place, tests/upgrade/run.sh). Default: all, after setup.sh. Every cluster started here is stopped on exit.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
@@ -14,7 +15,7 @@ PGBIN=${PG_BIN:-/usr/lib/postgresql/15/bin}
 export PG_BIN=$PGBIN
 PGXS=$("$PGBIN/pg_config" --pkglibdir)/pgxs
 # pgtest last: `cargo pgrx test` installs its own (pg_test) build into the server tree
-LAYERS=${*:-lint unit regress isolation compat bgworker security cascade pgtest}
+LAYERS=${*:-lint unit regress isolation compat bgworker security cascade upgrade pgtest}
 
 [ -n "${SKIP_SETUP:-}" ] || scripts/setup.sh
 
@@ -94,6 +95,12 @@ run_compat() {
 
 run_cascade() {
   PG_BIN=$PGBIN tests/cascade/run.sh
+}
+
+# the previous extension version (sql/archive) created with this library, updated with
+# ALTER EXTENSION pgq UPDATE: state, catalog = fresh install, regress suite, worker check
+run_upgrade() {
+  PG_BIN=$PGBIN tests/upgrade/run.sh
 }
 
 for layer in $LAYERS; do

@@ -8,4 +8,5 @@ pub mod pg_keywords;
 pub mod snapshot;
 pub mod tick_policy;
 pub mod triggers;
+pub mod version;
 pub mod worker_policy;
