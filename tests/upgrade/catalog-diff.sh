@@ -50,14 +50,14 @@ describe() {  # DB FILE
   { psql_ -d "$1" -f "$HERE/catalog.sql"; psql_ -d "$1" -f "$HERE/data.sql"; } > "$2"
 }
 
-psql_ -d postgres -c "DROP DATABASE IF EXISTS upg_fresh" -c "CREATE DATABASE upg_fresh"
+psql_ -d postgres -c "SET client_min_messages = warning" -c "DROP DATABASE IF EXISTS upg_fresh" -c "CREATE DATABASE upg_fresh"
 psql_ -d upg_fresh -c "CREATE EXTENSION pgq"
 describe upg_fresh "$out/fresh-$new.txt"
 
 rc=0
 for from in "${froms[@]}"; do
   db="upg_from_$(echo "$from" | tr -c 'a-zA-Z0-9\n' '_')"
-  psql_ -d postgres -c "DROP DATABASE IF EXISTS $db" -c "CREATE DATABASE $db"
+  psql_ -d postgres -c "SET client_min_messages = warning" -c "DROP DATABASE IF EXISTS $db" -c "CREATE DATABASE $db"
   if ! psql_ -d "$db" -c "CREATE EXTENSION pgq VERSION '$from'" -c "ALTER EXTENSION pgq UPDATE" \
       2> "$out/update-$from.err"; then
     echo "catalog-diff: $from -> $new: the update failed:"; cat "$out/update-$from.err"
@@ -70,6 +70,16 @@ for from in "${froms[@]}"; do
     echo "catalog-diff: $from -> $new: differs from a fresh install (sql/pgq--$from--$new.sql):"
     echo "  > in a fresh install, missing after the update; < left by the update, not in a fresh install"
     grep '^[<>]' "$out/diff-$from.txt" | sort -k2 | head -200
+    # where the generated install script of the new version defines those objects
+    gen=$("$PG_BIN/pg_config" --sharedir)/extension/pgq--$new.sql
+    grep '^[<>] \(function\|relation\|column\|constraint\|index\|trigger\|sequence\) | ' "$out/diff-$from.txt" \
+      | awk -F' [|] ' '{print $2}' | sed 's/(.*//; s/ .*//' | sort -u | while read -r obj; do
+        sch=${obj%%.*}; nam=${obj#*.}
+        hits=$(grep -n -E "^CREATE +(OR REPLACE +)?(FUNCTION|TABLE|SEQUENCE|VIEW) +(IF NOT EXISTS +)?$sch\.\"?$nam\"?[ (]" "$gen" \
+               | cut -d: -f1 | tr '\n' ' ')
+        if [ -n "$hits" ]; then echo "  $obj: defined in pgq--$new.sql at line(s) $hits"
+        else echo "  $obj: not created by name in pgq--$new.sql (dropped, or made some other way)"; fi
+      done
     rc=1
   fi
   psql_ -d postgres -c "DROP DATABASE $db"

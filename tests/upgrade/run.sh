@@ -108,12 +108,14 @@ if want symbols; then
   missing=""
   for f in "$REPO"/sql/archive/pgq--*.sql "$REPO"/sql/pgq--*--*.sql; do
     for s in $(grep -o "'MODULE_PATHNAME', *'[A-Za-z0-9_]*'" "$f" | sed "s/.*, *'\(.*\)'/\1/" | sort -u); do
+      # fmgr needs the function and its info record (pg_finfo_<symbol>, V1 convention)
       grep -qx "$s" "$WORK/exported" || missing="$missing ${f##*/}:$s"
+      grep -qx "pg_finfo_$s" "$WORK/exported" || missing="$missing ${f##*/}:pg_finfo_$s"
     done
   done
   n=$(cat "$REPO"/sql/archive/pgq--*.sql | grep -o "'MODULE_PATHNAME', *'[A-Za-z0-9_]*'" | sort -u | wc -l)
   if [ -z "$missing" ] && [ "$n" -gt 0 ]; then
-    pass symbols "all $n C symbols the archived versions name are exported by pgq.so"
+    pass symbols "all $n C symbols the archived versions name are exported by pgq.so (with their pg_finfo_ records)"
   else
     fail symbols "symbols named by old SQL but missing from pgq.so (keep them exported: README, Versions and upgrades):$missing"
   fi
