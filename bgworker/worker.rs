@@ -6,7 +6,6 @@
 
 use super::shmem::{self, STATE};
 use crate::gucs;
-use crate::logic::version;
 use crate::logic::worker_policy::{may_call, sqlstate_text, MaintFunction};
 use pgrx::bgworkers::{BackgroundWorker, SignalWakeFlags};
 use pgrx::prelude::*;
@@ -191,14 +190,14 @@ fn run_ticker() -> Result<i64, StepError> {
 // ---------------------------------------------------------------------------
 
 thread_local! {
-    static VERSION_GATE: std::cell::RefCell<version::VersionGate> =
-        std::cell::RefCell::new(version::VersionGate::new(version::LIBRARY_VERSION));
+    static VERSION_GATE: std::cell::RefCell<crate::logic::version::VersionGate> =
+        std::cell::RefCell::new(crate::logic::version::VersionGate::new(crate::logic::version::LIBRARY_VERSION));
 }
 
 fn installed_version() -> Option<String> {
     Spi::connect(|c| {
         c.select(
-            "select e.extversion::text from pg_catalog.pg_extension e \
+            "select e.extcrate::logic::version::text from pg_catalog.pg_extension e \
              where e.extname operator(pg_catalog.=) 'pgq'",
             Some(1),
             &[],
@@ -221,27 +220,29 @@ fn version_gate() -> Option<i64> {
         }
         // a failed look is left to the ticker step, which reports its own errors
         let Ok(installed) = in_txn("check extension version", installed_version) else {
-            return version::Verdict::Run;
+            return crate::logic::version::Verdict::Run;
         };
         let (verdict, notice) = g.observe(now, installed.as_deref());
         match notice {
-            Some(version::Notice::Mismatch(m)) => {
+            Some(crate::logic::version::Notice::Mismatch(m)) => {
                 ereport!(
                     WARNING,
                     PgSqlErrorCode::ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE,
                     format!("pgq ticker: {m}")
                 );
                 let text = format!("extension version: {m}");
-                with_slot(|s| s.set_error(now, Some(version::MISMATCH_SQLSTATE), &text));
+                with_slot(|s| {
+                    s.set_error(now, Some(crate::logic::version::MISMATCH_SQLSTATE), &text)
+                });
             }
-            Some(version::Notice::Resumed(m)) => log!("pgq ticker: {m}"),
+            Some(crate::logic::version::Notice::Resumed(m)) => log!("pgq ticker: {m}"),
             None => {}
         }
         verdict
     });
     match verdict {
-        version::Verdict::Run => None,
-        version::Verdict::Wait { wait_us } => Some((wait_us / 1000).clamp(1, 60_000)),
+        crate::logic::version::Verdict::Run => None,
+        crate::logic::version::Verdict::Wait { wait_us } => Some((wait_us / 1000).clamp(1, 60_000)),
     }
 }
 
