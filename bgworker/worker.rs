@@ -185,6 +185,87 @@ fn run_ticker() -> Result<i64, StepError> {
     .and_then(|r| r.ok_or_else(|| "extension pgq is not installed".to_string().into()))
 }
 
+// ---------------------------------------------------------------------------
+// The installed SQL and the loaded library must be the same extension version
+// (logic::version; README, "Versions and upgrades")
+// ---------------------------------------------------------------------------
+
+thread_local! {
+    static VERSION_GATE: std::cell::RefCell<crate::logic::version::VersionGate> =
+        std::cell::RefCell::new(crate::logic::version::VersionGate::new(crate::logic::version::LIBRARY_VERSION));
+}
+
+fn installed_version() -> Option<String> {
+    Spi::connect(|c| {
+        c.select(
+            "select e.extversion::text from pg_catalog.pg_extension e \
+             where e.extname operator(pg_catalog.=) 'pgq'",
+            Some(1),
+            &[],
+        )
+        .ok()
+        .and_then(|t| t.first().get::<String>(1).ok().flatten())
+    })
+}
+
+/// None: do the work. Some(ms): the database's extension is at another version than
+/// this library (an ALTER EXTENSION pgq UPDATE not run yet, or a server still running
+/// an older library): wait that long and ask again. The first look and every change
+/// log one line; the mismatch shows in pgq.worker_status().last_error.
+fn version_gate() -> Option<i64> {
+    let now = shmem::now();
+    let verdict = VERSION_GATE.with(|g| {
+        let mut g = g.borrow_mut();
+        if !g.due(now) {
+            return g.current(now);
+        }
+        // a failed look is reported; the work goes on (its own steps report theirs)
+        let installed = match in_txn("check extension version", installed_version) {
+            Ok(v) => v,
+            Err(e) => {
+                record_error("check extension version", &e);
+                return crate::logic::version::Verdict::Run;
+            }
+        };
+        let (verdict, notice) = g.observe(now, installed.as_deref());
+        match notice {
+            Some(crate::logic::version::Notice::Mismatch(m)) => {
+                ereport!(
+                    WARNING,
+                    PgSqlErrorCode::ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE,
+                    format!("pgq ticker: {m}")
+                );
+                let text = format!("extension version: {m}");
+                with_slot(|s| {
+                    s.set_error(now, Some(crate::logic::version::MISMATCH_SQLSTATE), &text)
+                });
+            }
+            Some(crate::logic::version::Notice::Resumed(m)) => log!("pgq ticker: {m}"),
+            None => {}
+        }
+        verdict
+    });
+    match verdict {
+        crate::logic::version::Verdict::Run => None,
+        crate::logic::version::Verdict::Wait { wait_us } => Some((wait_us / 1000).clamp(1, 60_000)),
+    }
+}
+
+fn wait_for_version(timeout_ms: i64) {
+    // SAFETY: waits on this process's own latch (SIGHUP, SIGTERM and producers set
+    // it); WL_EXIT_ON_PM_DEATH ends the process if the postmaster dies.
+    unsafe {
+        pg_sys::WaitLatch(
+            pg_sys::MyLatch,
+            (pg_sys::WL_LATCH_SET | pg_sys::WL_TIMEOUT | pg_sys::WL_EXIT_ON_PM_DEATH) as i32,
+            timeout_ms,
+            pg_sys::PG_WAIT_EXTENSION,
+        );
+        pg_sys::ResetLatch(pg_sys::MyLatch);
+    }
+    pg_sys::check_for_interrupts!();
+}
+
 fn run_retry() {
     for _ in 0..10_000 {
         let r = in_txn("pgq.maint_retry_events()", || {
@@ -450,6 +531,11 @@ fn main_loop(role: &str) -> Stop {
         }
         if !gucs::ENABLED.get() {
             return Stop::Clean;
+        }
+        // no work while the installed SQL is not this library's (see version_gate)
+        if let Some(wait_ms) = version_gate() {
+            wait_for_version(wait_ms);
+            continue;
         }
         now = shmem::now();
         if now >= next_tick {

@@ -38,6 +38,11 @@ flock "$LOCK" cargo pgrx package --pg-config "$SYS_PG_CONFIG" --out-dir "$out" 2
   | grep -E "^error|warning: unused|Finished|Writing" || true
 so=$(find "$out" -name pgq.so | head -1)
 [ -n "$so" ] || { echo "install.sh: build failed (no pgq.so in the package)" >&2; exit 1; }
+# the frozen install scripts of earlier versions (sql/archive), so that CREATE EXTENSION
+# pgq VERSION '<old>' works (tests/upgrade); cargo pgrx package ships only the current
+# install script and the update scripts sql/pgq--<from>--<to>.sql
+ctl=$(find "$out" -name pgq.control | head -1)
+cp sql/archive/pgq--*.sql "$(dirname "$ctl")/"
 
 dest=${PREFIX:-}
 (cd "$out" && find . -type f) | while read -r f; do

@@ -4,7 +4,8 @@
 # (pg_isolation_regress), compat (the original's Python consumer and pgqd against this
 # extension), bgworker (in-server ticker scenarios on preloaded clusters), cascade (the
 # Python londiste CLI driving a root/branch/leaf cascade, tests/cascade/run.sh), security
-# (issue 8's exploits on a preloaded cluster, tests/security/run.sh), remote (the libpq
+# (issue 8's exploits on a preloaded cluster, tests/security/run.sh), upgrade (the
+# previous extension version updated in place, tests/upgrade/run.sh), remote (the libpq
 # client's in-backend tests, tests/remote/run.sh). Default: all, after setup.sh. Every
 # cluster started here is stopped on exit.
 set -euo pipefail
@@ -16,7 +17,7 @@ PGBIN=${PG_BIN:-/usr/lib/postgresql/15/bin}
 export PG_BIN=$PGBIN
 PGXS=$("$PGBIN/pg_config" --pkglibdir)/pgxs
 # pgtest runs `cargo pgrx test` against a private copy of the server tree (run_pgtest)
-LAYERS=${*:-lint unit regress isolation compat bgworker security cascade pgtest remote}
+LAYERS=${*:-lint unit regress isolation compat bgworker security cascade upgrade pgtest remote}
 
 [ -n "${SKIP_SETUP:-}" ] || scripts/setup.sh
 
@@ -119,6 +120,12 @@ run_cascade() {
 # the libpq client's in-backend tests (a pg_test-feature build in a private tree copy)
 run_remote() {
   tests/remote/run.sh "${REMOTE_TREE:-/tmp/pgq-remote-tree.$(echo "$ROOT" | md5sum | cut -c1-8)}"
+}
+
+# the previous extension version (sql/archive) created with this library, updated with
+# ALTER EXTENSION pgq UPDATE: state, catalog = fresh install, regress suite, worker check
+run_upgrade() {
+  PG_BIN=$PGBIN tests/upgrade/run.sh
 }
 
 for layer in $LAYERS; do

@@ -11,4 +11,5 @@ pub mod snapshot;
 pub mod supervise;
 pub mod tick_policy;
 pub mod triggers;
+pub mod version;
 pub mod worker_policy;
