@@ -13,6 +13,7 @@ mod api;
 mod batch;
 #[path = "../bgworker/mod.rs"]
 pub mod bgworker;
+mod db;
 mod errors;
 mod gucs;
 mod insert;
@@ -22,8 +23,6 @@ mod outrec;
 mod pgq_coop;
 mod pgq_ext;
 mod pgq_node;
-mod plans;
-mod spi_util;
 mod ticker;
 mod triggers;
 

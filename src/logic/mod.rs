@@ -6,6 +6,7 @@ pub mod londiste;
 pub mod node;
 pub mod pg_keywords;
 pub mod snapshot;
+pub mod sqlstate;
 pub mod tick_policy;
 pub mod triggers;
 pub mod worker_policy;
