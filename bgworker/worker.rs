@@ -5,9 +5,10 @@
 //! transactions, extra maintenance functions, VACUUM of the hot pgq tables.
 
 use super::shmem::{self, STATE};
+use crate::errors::{SpiResultExt, SqlState};
 use crate::gucs;
 use crate::logic::supervise::{may_attach, AttachRefusal};
-use crate::logic::worker_policy::{may_call, sqlstate_text, MaintFunction};
+use crate::logic::worker_policy::{may_call, MaintFunction};
 use pgrx::bgworkers::{BackgroundWorker, SignalWakeFlags};
 use pgrx::prelude::*;
 use pgrx::spi::quote_identifier;
@@ -46,36 +47,12 @@ fn report(activity: Option<&str>) {
     }
 }
 
-/// An ERROR a worker step caught: its SQLSTATE and message.
-pub struct StepError {
-    pub sqlstate: Option<String>,
-    pub message: String,
-}
-
-impl From<String> for StepError {
-    fn from(message: String) -> Self {
-        StepError {
-            sqlstate: None,
-            message,
-        }
-    }
-}
-
-impl std::fmt::Display for StepError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&self.message)
-    }
-}
+/// An ERROR a worker step caught: the one error type (SQLSTATE, message, DETAIL,
+/// HINT); `disposition()` tells retry from stop.
+pub type StepError = crate::errors::PgqError;
 
 fn caught_error(e: &pg_sys::panic::CaughtError) -> StepError {
-    match e {
-        pg_sys::panic::CaughtError::PostgresError(r)
-        | pg_sys::panic::CaughtError::ErrorReport(r)
-        | pg_sys::panic::CaughtError::RustPanic { ereport: r, .. } => StepError {
-            sqlstate: Some(sqlstate_text(r.sql_error_code() as i32)),
-            message: r.message().to_string(),
-        },
-    }
+    StepError::from_caught(e)
 }
 
 /// Run `f` in its own transaction; an ERROR rolls it back and comes back as Err.
@@ -129,12 +106,9 @@ fn record_error(what: &str, err: &StepError) {
         }
     });
     if log_it {
-        match &err.sqlstate {
-            Some(code) => log!("pgq ticker: {text} (SQLSTATE {code})"),
-            None => log!("pgq ticker: {text}"),
-        }
+        log!("pgq ticker: {text} (SQLSTATE {})", err.sqlstate());
     }
-    with_slot(|s| s.set_error(now, err.sqlstate.as_deref(), &text));
+    with_slot(|s| s.set_error(now, Some(err.sqlstate()), &text));
 }
 
 enum Stop {
@@ -156,10 +130,14 @@ fn extowner_changed(role: &str) -> bool {
                 Some(1),
                 &[],
             )
-            .ok()
-            .and_then(|t| t.first().get::<String>(1).ok().flatten())
+            .and_then(|t| t.first().get::<String>(1))
+            .ctx("reading the extension owner")
         })
     })
+    .and_then(|r| r)
+    // a failed check keeps the current role: the next SIGHUP checks again (and the
+    // error is in the log)
+    .inspect_err(|e| record_error("worker role", e))
     .ok()
     .flatten()
     .is_some_and(|owner| owner != role)
@@ -175,14 +153,22 @@ fn run_ticker() -> Result<i64, StepError> {
         if !extension_present() {
             return None;
         }
-        Spi::connect(|c| {
+        Some(Spi::connect(|c| {
             c.select("select pgq.ticker()", Some(1), &[])
-                .ok()
-                .and_then(|t| t.first().get::<i64>(1).ok().flatten())
-        })
-        .or(Some(0))
+                .and_then(|t| t.first().get::<i64>(1))
+                .ctx("running pgq.ticker()")
+                // NULL: no queue was ticked
+                .map(|n| n.unwrap_or(0))
+        }))
     })
-    .and_then(|r| r.ok_or_else(|| "extension pgq is not installed".to_string().into()))
+    .and_then(|r| {
+        r.unwrap_or_else(|| {
+            Err(StepError::new(
+                SqlState::UNDEFINED_OBJECT,
+                "extension pgq is not installed",
+            ))
+        })
+    })
 }
 
 // ---------------------------------------------------------------------------
@@ -271,11 +257,13 @@ fn run_retry() {
         let r = in_txn("pgq.maint_retry_events()", || {
             Spi::connect_mut(|c| {
                 c.update("select pgq.maint_retry_events()", Some(1), &[])
-                    .ok()
-                    .and_then(|t| t.first().get::<i32>(1).ok().flatten())
-                    .unwrap_or(0)
+                    .and_then(|t| t.first().get::<i32>(1))
+                    .ctx("running pgq.maint_retry_events()")
+                    // NULL: nothing was moved
+                    .map(|n| n.unwrap_or(0))
             })
-        });
+        })
+        .and_then(|r| r);
         match r {
             Ok(0) => break,
             Ok(_) => continue,
@@ -298,7 +286,7 @@ fn split_qualified(name: &str) -> String {
 /// Resolve a maintenance function (`name(text)` or `name()`) and decide whether the
 /// worker may call it (logic::worker_policy::may_call). Ok: the statement that calls
 /// exactly that function; Err: why it is skipped.
-fn maint_call(func: &str, with_arg: bool) -> Result<String, String> {
+fn maint_call(func: &str, with_arg: bool) -> Result<Result<String, String>, StepError> {
     let signature = format!(
         "{}({})",
         split_qualified(func),
@@ -308,23 +296,25 @@ fn maint_call(func: &str, with_arg: bool) -> Result<String, String> {
         from pg_catalog.pg_proc p join pg_catalog.pg_namespace n \
           on n.oid operator(pg_catalog.=) p.pronamespace \
         where p.oid operator(pg_catalog.=) pg_catalog.to_regprocedure($1)";
-    let found = Spi::connect(|c| {
-        let t = c.select(SQL, Some(1), &[signature.as_str().into()]).ok()?;
+    let found = Spi::connect(|c| -> Result<_, pgrx::spi::SpiError> {
+        let t = c.select(SQL, Some(1), &[signature.as_str().into()])?;
         if t.is_empty() {
-            return None;
+            return Ok(None);
         }
         let r = t.first();
-        Some((
-            r.get::<String>(1).ok().flatten()?,
-            r.get::<String>(2).ok().flatten()?,
-            r.get::<pg_sys::Oid>(3).ok().flatten()?,
-            r.get::<pg_sys::Oid>(4).ok().flatten()?,
-        ))
-    });
+        // the four columns are NOT NULL in the catalogs
+        Ok(Some((
+            r.get::<String>(1)?.unwrap_or_default(),
+            r.get::<String>(2)?.unwrap_or_default(),
+            r.get::<pg_sys::Oid>(3)?.unwrap_or_default(),
+            r.get::<pg_sys::Oid>(4)?.unwrap_or_default(),
+        )))
+    })
+    .ctx("resolving a maintenance function")?;
     let Some((nsp, name, owner, nsp_oid)) = found else {
-        return Err(format!(
+        return Ok(Err(format!(
             "function {signature} not found (name it with its schema: the worker's search_path is pg_catalog)"
-        ));
+        )));
     };
     // SAFETY: catalog lookups of this backend inside a transaction; all arguments are
     // plain OIDs.
@@ -336,13 +326,15 @@ fn maint_call(func: &str, with_arg: bool) -> Result<String, String> {
             in_temp_schema: pg_sys::isAnyTempNamespace(nsp_oid),
         }
     };
-    may_call(&facts).map_err(|why| format!("function {signature} is not called: {why}"))?;
+    if let Err(why) = may_call(&facts) {
+        return Ok(Err(format!("function {signature} is not called: {why}")));
+    }
     let callee = format!("{}.{}", quote_identifier(&nsp), quote_identifier(&name));
-    Ok(if with_arg {
+    Ok(Ok(if with_arg {
         format!("select ({callee}($1::text))::text")
     } else {
         format!("select ({callee}())::text")
-    })
+    }))
 }
 
 /// VACUUM one table, outside any transaction block, as autovacuum does.
@@ -411,24 +403,26 @@ fn vacuum_table(table: &str) -> Result<(), StepError> {
 
 fn run_maintenance() {
     let ops = in_txn("pgq.maint_operations()", || {
-        Spi::connect(|c| {
+        Spi::connect(|c| -> Result<_, pgrx::spi::SpiError> {
             let mut v = Vec::new();
-            if let Ok(t) = c.select(
+            let t = c.select(
                 "select func_name, func_arg from pgq.maint_operations()",
                 None,
                 &[],
-            ) {
-                for row in t {
-                    let f: Option<String> = row.get(1).ok().flatten();
-                    let a: Option<String> = row.get(2).ok().flatten();
-                    if let Some(f) = f {
-                        v.push((f, a));
-                    }
+            )?;
+            for row in t {
+                let f: Option<String> = row.get(1)?;
+                let a: Option<String> = row.get(2)?;
+                // a row without a function name names nothing to run
+                if let Some(f) = f {
+                    v.push((f, a));
                 }
             }
-            v
+            Ok(v)
         })
-    });
+        .ctx("reading pgq.maint_operations()")
+    })
+    .and_then(|r| r);
     let ops = match ops {
         Ok(o) => o,
         Err(e) => {
@@ -452,7 +446,9 @@ fn run_maintenance() {
         }
         let sql = match in_txn("check maintenance function", || {
             maint_call(&func, arg.is_some())
-        }) {
+        })
+        .and_then(|r| r)
+        {
             Ok(Ok(sql)) => sql,
             Ok(Err(why)) => {
                 // someone else's code would run with the worker's rights: never
@@ -461,7 +457,10 @@ fn run_maintenance() {
                     PgSqlErrorCode::ERRCODE_INSUFFICIENT_PRIVILEGE,
                     format!("pgq ticker: maintenance skipped: {why}")
                 );
-                record_error(&func, &why.into());
+                record_error(
+                    &func,
+                    &StepError::new(SqlState::INSUFFICIENT_PRIVILEGE, why),
+                );
                 continue;
             }
             Err(e) => {
@@ -482,11 +481,13 @@ fn run_maintenance() {
                         Some(a) => c.update(sql.as_str(), Some(1), &[a.as_str().into()]),
                         None => c.update(sql.as_str(), Some(1), &[]),
                     };
-                    t.ok()
-                        .and_then(|t| t.first().get::<String>(1).ok().flatten())
+                    t.and_then(|t| t.first().get::<String>(1))
+                        .ctx("running a maintenance operation")
                 })
-            });
+            })
+            .and_then(|r| r);
             match r {
+                // a result that is not a number (or NULL) means "done", as pgqd read it
                 Ok(Some(v)) if v.trim().parse::<i64>().map(|n| n != 0).unwrap_or(false) => continue,
                 Ok(_) => break,
                 Err(e) => {
@@ -550,6 +551,8 @@ fn main_loop(role: &str) -> Stop {
                     }
                 }
                 Err(e) => {
+                    // a failed check counts as "still there": the ticker's error is
+                    // recorded below and the next period checks again
                     let gone = in_txn("check extension", extension_present)
                         .map(|p| !p)
                         .unwrap_or(false);
@@ -733,9 +736,9 @@ fn become_worker_role() -> Result<String, String> {
                 Some(1),
                 &[],
             )
-            .ok()
-            .and_then(|t| t.first().get::<pg_sys::Oid>(1).ok().flatten())
+            .and_then(|t| t.first().get::<pg_sys::Oid>(1))
         })
+        .map_err(|e| format!("reading the extension owner: {e}"))?
         .ok_or_else(|| "extension pgq is not installed".to_string())?,
     };
     // SAFETY: the process authenticated as the bootstrap superuser, which may take any

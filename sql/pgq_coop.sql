@@ -1,4 +1,4 @@
--- pgq_coop: cooperative sub-consumers (spec/pgq_node.md §7). Bodies in src/pgq_coop.rs.
+-- pgq_coop: cooperative sub-consumers (docs/pgq_node.md). Bodies in src/pgq_coop.rs.
 
 CREATE SCHEMA pgq_coop;
 GRANT USAGE ON SCHEMA pgq_coop TO public;

@@ -1,4 +1,4 @@
--- pgq_ext: exactly-once tracking on a consumer's target database (spec/pgq_node.md §6).
+-- pgq_ext: exactly-once tracking on a consumer's target database (docs/pgq_node.md).
 -- The full forms are Rust (src/pgq_ext.rs); the short forms only pass '' as the
 -- sub-consumer, so they are one-line SQL functions (not SECURITY DEFINER, as in the
 -- original: the call they make is).

@@ -314,7 +314,7 @@ SET search_path = pg_catalog, pgq_node, pgq, pg_temp
 AS 'MODULE_PATHNAME', 'pgq_node_upgrade_schema_wrapper';
 
 -- ---------------------------------------------------------------------------
--- Privileges (spec/pgq_node.md §4.8)
+-- Privileges (docs/pgq_node.md)
 -- ---------------------------------------------------------------------------
 
 DO $grants$

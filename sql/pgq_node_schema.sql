@@ -1,4 +1,4 @@
--- pgq_node: cascaded queue membership and state (spec/pgq_node.md §2).
+-- pgq_node: cascaded queue membership and state (docs/pgq_node.md).
 -- Loaded after the pgq core tables (bootstrap); functions are in pgq_node_functions.sql.
 
 CREATE SCHEMA pgq_node;

@@ -1,11 +1,11 @@
 //! Consumer hot path: next_batch, the batch query, get_batch_events/get_batch_cursor,
 //! finish_batch.
 
+use crate::db::kept;
 use crate::errors::{or_null, raise, warning, SpiResultExt};
 use crate::insert::{text_datum, TextDatum};
 use crate::logic::batch_sql::{batch_sql, batch_tables, QueueTables};
 use crate::logic::snapshot::Snapshot;
-use crate::plans::kept;
 use pgrx::datum::DatumWithOid;
 use pgrx::prelude::*;
 use pgrx::spi::SpiClient;

@@ -13,6 +13,7 @@ mod api;
 mod batch;
 #[path = "../bgworker/mod.rs"]
 pub mod bgworker;
+mod db;
 mod errors;
 mod guards;
 mod gucs;
@@ -23,10 +24,8 @@ mod outrec;
 mod pgq_coop;
 mod pgq_ext;
 mod pgq_node;
-mod plans;
 pub mod remote;
 pub mod replay;
-mod spi_util;
 mod ticker;
 mod triggers;
 

@@ -12,7 +12,7 @@
 // pgrx needs the name!() columns of set-returning functions spelled out in signatures
 #![allow(clippy::type_complexity)]
 
-use crate::errors::{raise, SpiResultExt};
+use crate::errors::{raise, OrReport, PgqResult, SpiResultExt};
 use crate::logic::londiste as lg;
 use pgrx::datum::DatumWithOid;
 use pgrx::prelude::*;
@@ -26,8 +26,8 @@ const LND_PATH: &str = "pg_catalog, londiste, pg_temp";
 /// Run `f` with the pinned search_path; `f` gets the caller's search_path to use for
 /// the caller's own SQL.
 fn pinned<R>(f: impl FnOnce(&str) -> R) -> R {
-    let caller = crate::spi_util::current_search_path();
-    crate::spi_util::with_search_path(LND_PATH, || f(&caller))
+    let caller = crate::db::current_search_path();
+    crate::db::with_search_path(LND_PATH, || f(&caller))
 }
 
 // ---------------------------------------------------------------------------
@@ -54,55 +54,65 @@ fn ret(code: i32, note: impl Into<String>) -> Ret {
 
 type Row = Vec<Option<String>>;
 
-fn q(rw: bool, sql: &str, args: &[Option<&str>]) -> Vec<Row> {
-    Spi::connect_mut(|c| {
-        let a: Vec<DatumWithOid> = args
-            .iter()
-            .map(|v| match v {
-                Some(s) => DatumWithOid::from(*s),
-                None => DatumWithOid::null::<String>(),
-            })
-            .collect();
-        let t = crate::spi_util::plain_errors(|| {
-            if rw {
-                c.update(sql, None, &a)
-            } else {
-                c.select(sql, None, &a)
-            }
+fn text_args(args: &[Option<&str>]) -> Vec<DatumWithOid<'static>> {
+    args.iter()
+        .map(|v| match v {
+            Some(s) => DatumWithOid::from(s.to_string()),
+            None => DatumWithOid::null::<String>(),
         })
-        .or_raise("londiste");
-        let n = t.columns().unwrap_or(0);
-        let mut out = Vec::new();
-        for row in t {
-            let mut r = Vec::with_capacity(n);
-            for i in 1..=n {
-                r.push(row.get::<String>(i).or_raise("londiste column"));
-            }
-            out.push(r);
+        .collect()
+}
+
+/// Every row of a result, each column as text (the queries cast to text).
+fn text_rows(t: pgrx::spi::SpiTupleTable<'_>) -> PgqResult<Vec<Row>> {
+    const W: &str = "londiste: reading rows";
+    let n = t.columns().ctx(W)?;
+    let mut out = Vec::new();
+    for row in t {
+        let mut r = Vec::with_capacity(n);
+        for i in 1..=n {
+            r.push(crate::db::get::<String>(&row, i, W)?);
         }
-        out
+        out.push(r);
+    }
+    Ok(out)
+}
+
+fn read_rows(sql: &str, args: &[Option<&str>]) -> Vec<Row> {
+    crate::db::read("londiste", |c| {
+        text_rows(c.read("query", sql, &text_args(args))?)
     })
+    .or_report()
 }
 
-fn q1(rw: bool, sql: &str, args: &[Option<&str>]) -> Option<Row> {
-    q(rw, sql, args).into_iter().next()
+fn write_rows(sql: &str, args: &[Option<&str>]) -> Vec<Row> {
+    crate::db::write("londiste", |c| {
+        text_rows(c.write("statement", sql, &text_args(args))?)
+    })
+    .or_report()
 }
 
-fn val(rw: bool, sql: &str, args: &[Option<&str>]) -> Option<String> {
-    q1(rw, sql, args).and_then(|r| r.into_iter().next().flatten())
+fn read_row(sql: &str, args: &[Option<&str>]) -> Option<Row> {
+    read_rows(sql, args).into_iter().next()
+}
+
+fn write_row(sql: &str, args: &[Option<&str>]) -> Option<Row> {
+    write_rows(sql, args).into_iter().next()
+}
+
+fn read_val(sql: &str, args: &[Option<&str>]) -> Option<String> {
+    read_row(sql, args).and_then(|r| r.into_iter().next().flatten())
+}
+
+fn write_val(sql: &str, args: &[Option<&str>]) -> Option<String> {
+    write_row(sql, args).and_then(|r| r.into_iter().next().flatten())
 }
 
 fn exec(sql: &str, args: &[Option<&str>]) {
-    Spi::connect_mut(|c| {
-        let a: Vec<DatumWithOid> = args
-            .iter()
-            .map(|v| match v {
-                Some(s) => DatumWithOid::from(*s),
-                None => DatumWithOid::null::<String>(),
-            })
-            .collect();
-        crate::spi_util::plain_errors(|| c.update(sql, None, &a)).or_raise("londiste");
+    crate::db::write("londiste", |c| {
+        c.execute("statement", sql, &text_args(args))
     })
+    .or_report();
 }
 
 fn truth(v: &Option<String>) -> bool {
@@ -126,8 +136,7 @@ fn quote_fq(name: &str) -> String {
 
 fn find_rel_oid(fqname: &str, kind: &str) -> Option<String> {
     let (s, n) = lg::split_fqname(fqname);
-    val(
-        false,
+    read_val(
         "select c.oid::text from pg_catalog.pg_class c join pg_catalog.pg_namespace n on n.oid = c.relnamespace \
           where n.nspname = $1 and c.relname = $2 and c.relkind::text = $3",
         &[Some(&s), Some(&n), Some(kind)],
@@ -142,8 +151,7 @@ struct NodeInfo {
 
 /// pgq_node.get_node_info(); None when it reports an error (>= 400).
 fn node_info(queue: Option<&str>) -> Option<NodeInfo> {
-    let r = q1(
-        false,
+    let r = read_row(
         "select ret_code::text, node_type, combined_queue, combined_type from pgq_node.get_node_info($1)",
         &[queue],
     )?;
@@ -160,8 +168,7 @@ fn node_info(queue: Option<&str>) -> Option<NodeInfo> {
 
 /// pgq_node.is_root_node(): raises for an unknown queue, as the original.
 fn is_root_node(queue: Option<&str>) -> bool {
-    truth(&val(
-        false,
+    truth(&read_val(
         "select pgq_node.is_root_node($1)::text",
         &[queue],
     ))
@@ -169,8 +176,7 @@ fn is_root_node(queue: Option<&str>) -> bool {
 
 /// Root check that does not raise: node_info row of type root.
 fn node_is_root(queue: &str) -> bool {
-    val(
-        false,
+    read_val(
         "select node_type from pgq_node.node_info where queue_name = $1",
         &[Some(queue)],
     )
@@ -256,8 +262,7 @@ fn lnd_find_seq_oid(seq: &str) -> Option<pg_sys::Oid> {
 #[pg_extern(sql = false)]
 fn lnd_find_column_types(tbl: &str) -> Option<String> {
     let oid = find_rel_oid(tbl, "r")?;
-    val(
-        false,
+    read_val(
         "select string_agg(case when pk.k then 'k' else 'v' end, '' order by a.attnum) \
            from pg_catalog.pg_attribute a \
            left join lateral (select true as k from pg_catalog.pg_index i \
@@ -271,8 +276,7 @@ fn lnd_find_column_types(tbl: &str) -> Option<String> {
 #[pg_extern(sql = false)]
 fn lnd_is_replica_func(func_oid: pg_sys::Oid) -> bool {
     let o = u32::from(func_oid).to_string();
-    truth(&val(
-        false,
+    truth(&read_val(
         "select exists (select 1 from pg_catalog.pg_proc p join pg_catalog.pg_namespace n on n.oid = p.pronamespace \
           where p.oid = $1::oid and n.nspname = 'pgq' and p.proname in ('sqltriga', 'logutriga', 'jsontriga'))::text",
         &[Some(&o)],
@@ -341,8 +345,7 @@ fn lnd_get_table_list(
         name!(dest_table, Option<String>),
     ),
 > {
-    let rows = q(
-        false,
+    let rows = read_rows(
         "select table_name, local::text, merge_state, custom_snapshot, table_attrs, dropped_ddl, dest_table \
            from londiste.table_info where queue_name = $1 order by nr, table_name",
         &[Some(i_queue_name)],
@@ -375,8 +378,7 @@ fn lnd_get_table_list(
 /// Copy coordination between part queues feeding one destination table on a merge
 /// node: (copy_role, copy_pos).
 fn coordinate_copy(queue: &str, table: &str) -> (Option<String>, i32) {
-    let Some(r) = q1(
-        false,
+    let Some(r) = read_row(
         "with me as (select t.merge_state, t.dropped_ddl, coalesce(t.dest_table, t.table_name) as dest, n.combined_queue \
                        from londiste.table_info t join pgq_node.node_info n on n.queue_name = t.queue_name \
                       where t.queue_name = $1 and t.table_name = $2), \
@@ -461,8 +463,7 @@ fn lnd_get_seq_list(
         name!(local, Option<bool>),
     ),
 > {
-    let rows = q(
-        false,
+    let rows = read_rows(
         "select seq_name, last_value::text, local::text from londiste.seq_info \
           where queue_name = $1 order by nr, seq_name",
         &[Some(i_queue_name)],
@@ -491,8 +492,7 @@ fn lnd_local_show_missing(
     ),
 > {
     let rows = if is_root_node(Some(i_queue_name)) {
-        q(
-            false,
+        read_rows(
             "select c.relkind::text, n.nspname || '.' || c.relname \
                from pg_catalog.pg_class c join pg_catalog.pg_namespace n on n.oid = c.relnamespace \
               where c.relkind in ('r', 'S') \
@@ -505,8 +505,7 @@ fn lnd_local_show_missing(
             &[Some(i_queue_name)],
         )
     } else {
-        q(
-            false,
+        read_rows(
             "select * from (select 'S'::text, seq_name from londiste.seq_info where queue_name = $1 and not local \
                             union all \
                             select 'r'::text, table_name from londiste.table_info where queue_name = $1 and not local) x \
@@ -523,15 +522,13 @@ fn lnd_local_show_missing(
 
 fn global_add_table_impl(queue: &str, table: &str) -> Ret {
     let fq = lg::make_fqname(table);
-    let Some(node) = q1(
-        false,
+    let Some(node) = read_row(
         "select combined_queue from pgq_node.node_info where queue_name = $1",
         &[Some(queue)],
     ) else {
         return ret(400, format!("No such queue: {queue}"));
     };
-    let inserted = q(
-        true,
+    let inserted = write_rows(
         "insert into londiste.table_info (queue_name, table_name) values ($1, $2) \
          on conflict (queue_name, table_name) do nothing returning '1'::text",
         &[Some(queue), Some(&fq)],
@@ -560,8 +557,7 @@ fn global_remove_table_impl(i_queue_name: &str, i_table_name: &str, caller_path:
     if !node_is_root(i_queue_name) {
         local_remove_table_impl(i_queue_name, i_table_name, caller_path);
     }
-    let del = q(
-        true,
+    let del = write_rows(
         "delete from londiste.table_info where queue_name = $1 and table_name = $2 returning '1'::text",
         &[Some(i_queue_name), Some(&fq)],
     );
@@ -601,15 +597,13 @@ fn local_add_table_impl(
         let Some(oid) = find_rel_oid(&dest_fq, "r") else {
             return ret(404, format!("Table does not exist: {desc}"));
         };
-        let has_pk = truth(&val(
-            false,
+        let has_pk = truth(&read_val(
             "select exists (select 1 from pg_catalog.pg_index where indrelid = $1::oid and indisprimary)::text",
             &[Some(&oid)],
         ));
         if !has_pk {
             // a sibling part queue may have dropped the key while copying
-            let dropped = truth(&val(
-                false,
+            let dropped = truth(&read_val(
                 "select exists (select 1 from londiste.table_info where coalesce(dest_table, table_name) = $1 \
                    and queue_name is distinct from $2 and dropped_ddl is not null)::text",
                 &[Some(&dest_fq), queue],
@@ -625,8 +619,7 @@ fn local_add_table_impl(
     let queue = queue.unwrap_or_default();
     let node_type = node.node_type.clone().unwrap_or_default();
     let load = || {
-        q1(
-            false,
+        read_row(
             "select local::text, table_attrs from londiste.table_info where queue_name = $1 and table_name = $2",
             &[Some(queue), Some(&fq)],
         )
@@ -683,8 +676,7 @@ fn local_add_table_impl(
         root_notify_change_impl(Some(queue), Some("londiste.add-table"), Some(&fq));
     }
     if node_type == "leaf" && !flags.no_merge {
-        let sibs = q(
-            false,
+        let sibs = read_rows(
             "select t2.queue_name, t2.table_name, t2.local::text \
                from londiste.table_info t \
                join pgq_node.node_info n on n.queue_name = t.queue_name \
@@ -719,8 +711,7 @@ fn local_add_table_impl(
         }
         // the combined queue's node on this database needs the table too
         if let Some(cq) = node.combined_queue.as_deref() {
-            let has = truth(&val(
-                false,
+            let has = truth(&read_val(
                 "select exists (select 1 from londiste.table_info where queue_name = $1 and table_name = $2 and local)::text",
                 &[Some(cq), Some(&fq)],
             ));
@@ -816,8 +807,7 @@ fn lnd_local_add_table5(
 /// Drop every pgq capture trigger of `queue` from the table registered as `table`.
 fn drop_table_triggers_impl(queue: &str, table: &str) {
     let fq = lg::make_fqname(table);
-    let Some(dest) = val(
-        false,
+    let Some(dest) = read_val(
         "select coalesce(dest_table, table_name) from londiste.table_info where queue_name = $1 and table_name = $2",
         &[Some(queue), Some(&fq)],
     ) else {
@@ -826,8 +816,7 @@ fn drop_table_triggers_impl(queue: &str, table: &str) {
     let Some(oid) = find_rel_oid(&dest, "r") else {
         return;
     };
-    let trigs = q(
-        false,
+    let trigs = read_rows(
         "select t.tgname::text, encode(t.tgargs, 'hex') from pg_catalog.pg_trigger t \
            join pg_catalog.pg_proc p on p.oid = t.tgfoid \
            join pg_catalog.pg_namespace n on n.oid = p.pronamespace \
@@ -881,8 +870,7 @@ fn create_trigger_impl(
     }
     let mut deny = false;
     if node_type == "leaf" {
-        let have = truth(&val(
-            false,
+        let have = truth(&read_val(
             "select exists (select 1 from pg_catalog.pg_proc p join pg_catalog.pg_namespace n on n.oid = p.pronamespace \
               where n.nspname = 'pgq' and p.proname in ('sqltriga', 'logutriga'))::text",
             &[],
@@ -909,8 +897,7 @@ fn create_trigger_impl(
     let base = names.main;
     let skip_name = names.skip;
     // other SKIP triggers on the table (ours of this queue are replaced below)
-    let skips = q(
-        false,
+    let skips = read_rows(
         "select tgname::text from pg_catalog.pg_trigger \
           where tgrelid = $1::oid and not tgisinternal and tgname not in ($2, $3) \
             and position('\\x00534b495000'::bytea in '\\x00'::bytea || tgargs) > 0",
@@ -947,8 +934,7 @@ fn create_trigger_impl(
     let func = req.func.sql_name();
     // the other spelling of our own trigger goes away
     for n in [&base, &skip_name] {
-        let exists = truth(&val(
-            false,
+        let exists = truth(&read_val(
             "select exists (select 1 from pg_catalog.pg_trigger where tgrelid = $1::oid and tgname = $2)::text",
             &[Some(&oid), Some(n)],
         ));
@@ -959,8 +945,7 @@ fn create_trigger_impl(
             );
         }
     }
-    let existing = q1(
-        false,
+    let existing = read_row(
         "select encode(t.tgargs, 'hex'), t.tgtype::text, t.tgfoid::regproc::text from pg_catalog.pg_trigger t \
           where t.tgrelid = $1::oid and t.tgname = $2",
         &[Some(&oid), Some(&name)],
@@ -996,8 +981,7 @@ fn create_trigger_impl(
         );
     }
     let trunc = names.truncate;
-    let has_trunc = truth(&val(
-        false,
+    let has_trunc = truth(&read_val(
         "select exists (select 1 from pg_catalog.pg_trigger where tgrelid = $1::oid and tgname = $2)::text",
         &[Some(&oid), Some(&trunc)],
     ));
@@ -1040,8 +1024,7 @@ fn lnd_create_trigger(
 /// `caller_path`: the search_path the caller's stored `dropped_ddl` runs with.
 fn local_remove_table_impl(queue: &str, table: &str, caller_path: &str) -> Ret {
     let fq = lg::make_fqname(table);
-    let Some(row) = q1(
-        false,
+    let Some(row) = read_row(
         "select local::text, dropped_ddl, coalesce(dest_table, table_name) from londiste.table_info \
           where queue_name = $1 and table_name = $2",
         &[Some(queue), Some(&fq)],
@@ -1056,7 +1039,7 @@ fn local_remove_table_impl(queue: &str, table: &str, caller_path: &str) -> Ret {
             exec(&format!("truncate only {}", quote_fq(&dest)), &[]);
             // the stored DDL is the caller's (the londiste CLI's): it runs as written,
             // with the caller's search_path, as in the original
-            crate::spi_util::with_search_path(caller_path, || exec(ddl, &[]));
+            crate::db::with_search_path(caller_path, || exec(ddl, &[]));
         }
         exec(
             "update londiste.table_info set local = false, custom_snapshot = null, table_attrs = null, \
@@ -1066,8 +1049,7 @@ fn local_remove_table_impl(queue: &str, table: &str, caller_path: &str) -> Ret {
         );
         // serial sequences of the table stop being replicated too
         if let Some(oid) = find_rel_oid(&dest, "r") {
-            let seqs = q(
-                false,
+            let seqs = read_rows(
                 "select s from (select pg_catalog.pg_get_serial_sequence($2, a.attname) as s \
                                   from pg_catalog.pg_attribute a \
                                   join pg_catalog.pg_attrdef d on d.adrelid = a.attrelid and d.adnum = a.attnum \
@@ -1106,8 +1088,7 @@ fn lnd_local_set_table_state(
     i_merge_state: Option<&str>,
 ) -> Rec {
     let fq = lg::make_fqname(i_table_name.unwrap_or_default());
-    let upd = q(
-        true,
+    let upd = write_rows(
         "update londiste.table_info set custom_snapshot = $3, merge_state = $4 \
           where queue_name = $1 and table_name = $2 and local returning '1'::text",
         &[i_queue_name, Some(&fq), i_snapshot, i_merge_state],
@@ -1119,8 +1100,7 @@ fn lnd_local_set_table_state(
 }
 
 fn set_table_attrs_impl(queue: Option<&str>, table: Option<&str>, attrs: Option<&str>) -> Ret {
-    let upd = q(
-        true,
+    let upd = write_rows(
         "update londiste.table_info set table_attrs = $3 \
           where queue_name = $1 and table_name = $2 and local returning '1'::text",
         &[queue, table, attrs],
@@ -1152,8 +1132,7 @@ fn lnd_local_set_table_struct(
     i_table_name: Option<&str>,
     i_dropped_ddl: Option<&str>,
 ) -> Rec {
-    let upd = q(
-        true,
+    let upd = write_rows(
         "update londiste.table_info set dropped_ddl = $3 \
           where queue_name = $1 and table_name = $2 and local returning '1'::text",
         &[i_queue_name, i_table_name, i_dropped_ddl],
@@ -1187,8 +1166,7 @@ fn lnd_local_change_handler(
     if r.0 != 200 {
         return from_ret(&r);
     }
-    let dest = val(
-        false,
+    let dest = read_val(
         "select coalesce(dest_table, table_name) from londiste.table_info where queue_name = $1 and table_name = $2",
         &[Some(queue), Some(&fq)],
     );
@@ -1230,8 +1208,7 @@ fn lnd_root_notify_change(
 
 fn root_check_seqs_impl(queue: Option<&str>, buffer: Option<i64>) -> Ret {
     let buffer = lg::seq_buffer(buffer);
-    let Some(node) = q1(
-        true,
+    let Some(node) = write_row(
         "select node_type from pgq_node.node_info where queue_name operator(pg_catalog.=) $1 for update",
         &[queue],
     ) else {
@@ -1241,8 +1218,7 @@ fn root_check_seqs_impl(queue: Option<&str>, buffer: Option<i64>) -> Ret {
         return ret(402, "Not a root node");
     }
     let queue = queue.unwrap_or_default();
-    let seqs = q(
-        false,
+    let seqs = read_rows(
         "select seq_name, last_value::pg_catalog.text from londiste.seq_info \
           where queue_name operator(pg_catalog.=) $1 and local order by nr",
         &[Some(queue)],
@@ -1250,13 +1226,9 @@ fn root_check_seqs_impl(queue: Option<&str>, buffer: Option<i64>) -> Ret {
     for s in seqs {
         let name = s[0].clone().unwrap_or_default();
         let published: i64 = s[1].as_deref().and_then(|v| v.parse().ok()).unwrap_or(0);
-        let real: i64 = val(
-            true,
-            "select pgq.seq_getval($1)::pg_catalog.text",
-            &[Some(&name)],
-        )
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0);
+        let real: i64 = write_val("select pgq.seq_getval($1)::pg_catalog.text", &[Some(&name)])
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0);
         if let Some(new) = lg::seq_publish(real, published, buffer) {
             let nv = new.to_string();
             insert_event(queue, "londiste.update-seq", Some(&nv), Some(&name), None);
@@ -1288,8 +1260,7 @@ fn lnd_local_add_seq(i_queue_name: Option<&str>, i_seq_name: Option<&str>) -> Re
     }
     let root = is_root_node(i_queue_name);
     let queue = i_queue_name.unwrap_or_default();
-    let row = q1(
-        false,
+    let row = read_row(
         "select local::text, last_value::text from londiste.seq_info where queue_name = $1 and seq_name = $2",
         &[Some(queue), Some(&fq)],
     );
@@ -1327,8 +1298,7 @@ fn lnd_local_add_seq(i_queue_name: Option<&str>, i_seq_name: Option<&str>) -> Re
 
 fn global_remove_seq_impl(queue: &str, seq: &str) -> Ret {
     let fq = lg::make_fqname(seq);
-    let del = q(
-        true,
+    let del = write_rows(
         "delete from londiste.seq_info where queue_name = $1 and seq_name = $2 returning '1'::text",
         &[Some(queue), Some(&fq)],
     );
@@ -1346,8 +1316,7 @@ fn local_remove_seq_impl(queue: &str, seq: &str) -> Ret {
     if is_root_node(Some(queue)) {
         return global_remove_seq_impl(queue, &fq);
     }
-    let upd = q(
-        true,
+    let upd = write_rows(
         "update londiste.seq_info set local = false where queue_name = $1 and seq_name = $2 and local returning '1'::text",
         &[Some(queue), Some(&fq)],
     );
@@ -1373,8 +1342,7 @@ fn lnd_global_update_seq(
     i_seq_name: Option<&str>,
     i_value: Option<i64>,
 ) -> Rec {
-    let Some(node) = q1(
-        false,
+    let Some(node) = read_row(
         "select node_type from pgq_node.node_info where queue_name = $1",
         &[i_queue_name],
     ) else {
@@ -1388,8 +1356,7 @@ fn lnd_global_update_seq(
     }
     let fq = lg::make_fqname(i_seq_name.unwrap_or_default());
     let v = i_value.map(|v| v.to_string());
-    let row = q1(
-        true,
+    let row = write_row(
         "update londiste.seq_info set last_value = $3::int8 where queue_name = $1 and seq_name = $2 \
          returning local::text",
         &[i_queue_name, Some(&fq), v.as_deref()],
@@ -1423,8 +1390,7 @@ fn execute_start_impl(
             format!("Node is not root node: {}", queue.unwrap_or_default()),
         );
     }
-    let ins = q(
-        true,
+    let ins = write_rows(
         "insert into londiste.applied_execute (queue_name, execute_file, execute_sql, execute_attrs) \
          values ($1, $2, $3, $4) on conflict do nothing returning '1'::text",
         &[queue, file, sql, attrs],
@@ -1459,8 +1425,7 @@ fn lnd_execute_start5(
 
 #[pg_extern(sql = false)]
 fn lnd_execute_finish(i_queue_name: &str, i_file_name: &str) -> Rec {
-    let Some(r) = q1(
-        false,
+    let Some(r) = read_row(
         "select execute_sql, execute_attrs from londiste.applied_execute where execute_file = $1",
         &[Some(i_file_name)],
     ) else {
@@ -1506,9 +1471,8 @@ fn find_table_fkeys_rows(table: &str, caller_path: &str) -> Vec<Row> {
     let Some(oid) = find_rel_oid(&fq, "r") else {
         return vec![];
     };
-    let rows = crate::spi_util::with_search_path(caller_path, || {
-        q(
-            false,
+    let rows = crate::db::with_search_path(caller_path, || {
+        read_rows(
             "select fn.nspname::pg_catalog.text operator(pg_catalog.||) '.' operator(pg_catalog.||) fc.relname::pg_catalog.text, \
                     tn.nspname::pg_catalog.text operator(pg_catalog.||) '.' operator(pg_catalog.||) tc.relname::pg_catalog.text, \
                     c.conname::pg_catalog.text, pg_catalog.pg_get_constraintdef(c.oid), \
@@ -1598,8 +1562,7 @@ fn restore_table_fkey_impl(
     caller_path: &str,
 ) -> String {
     let fq = lg::make_fqname(i_from_table);
-    let Some(def) = val(
-        false,
+    let Some(def) = read_val(
         "select fkey_def from londiste.pending_fkeys where from_table = $1 and fkey_name = $2",
         &[Some(&fq), Some(i_fkey_name)],
     ) else {
@@ -1613,13 +1576,12 @@ fn restore_table_fkey_impl(
     };
     if !i_lazy {
         // the stored definition runs as written, with the caller's search_path
-        crate::spi_util::with_search_path(caller_path, || exec(&def, &[]));
+        crate::db::with_search_path(caller_path, || exec(&def, &[]));
         forget();
         return String::new();
     }
     let validated = find_rel_oid(&fq, "r").and_then(|oid| {
-        val(
-            false,
+        read_val(
             "select convalidated::text from pg_catalog.pg_constraint \
               where conrelid = $1::oid and conname = $2 and contype = 'f'",
             &[Some(&oid), Some(i_fkey_name)],
@@ -1652,8 +1614,7 @@ fn lnd_get_table_pending_fkeys(
     ),
 > {
     let fq = lg::make_fqname(i_table_name);
-    to_fkeys(q(
-        false,
+    to_fkeys(read_rows(
         "select from_table, to_table, fkey_name, fkey_def from londiste.pending_fkeys \
           where from_table = $1 or to_table = $1 order by 1, 3",
         &[Some(&fq)],
@@ -1678,8 +1639,7 @@ fn lnd_get_valid_pending_fkeys(
     // the smallest part queue whose combined node is a root, else the smallest
     // combined queue that is a branch (the merge target itself), else the smallest
     // queue name.
-    to_fkeys(q(
-        false,
+    to_fkeys(read_rows(
         "with st as (select p.from_table, p.to_table, p.fkey_name, p.fkey_def, \
                             f.total as f_total, f.matching as f_matching, f.ok as f_ok, \
                             t.total as t_total, t.matching as t_matching, t.ok as t_ok \
@@ -1748,14 +1708,12 @@ fn lnd_create_partition(
         &[],
     );
     // raises `relation "..." does not exist` for a missing parent
-    let parent_oid = val(
-        false,
+    let parent_oid = read_val(
         "select $1::pg_catalog.regclass::pg_catalog.oid::text",
         &[Some(&qparent)],
     )
     .unwrap_or_else(|| raise("create_partition: parent table not found"));
-    let exists = truth(&val(
-        false,
+    let exists = truth(&read_val(
         "select exists (select 1 from pg_catalog.pg_class t join pg_catalog.pg_namespace s on s.oid = t.relnamespace \
           where s.nspname = $1 and t.relname = $2)::text",
         &[Some(&part_schema), Some(&part_name)],
@@ -1768,8 +1726,7 @@ fn lnd_create_partition(
         &[],
     );
     // the parent's owner, unless that is who creates it
-    let owner = q1(
-        false,
+    let owner = read_row(
         "select o.rolname::text, (o.rolname operator(pg_catalog.<>) current_user)::text \
            from pg_catalog.pg_class t join pg_catalog.pg_roles o on o.oid = t.relowner \
           where t.oid = $1::pg_catalog.oid",
@@ -1786,8 +1743,7 @@ fn lnd_create_partition(
     }
     if let Some(field) = i_part_field.filter(|f| !f.is_empty()) {
         let ts = i_part_time.map(|t| t.to_string());
-        let bounds = q1(
-            false,
+        let bounds = read_row(
             "select pg_catalog.to_char(b.s, 'YYYY-MM-DD HH24:MI:SS'), pg_catalog.to_char(b.e, 'YYYY-MM-DD HH24:MI:SS') \
                from (select pg_catalog.date_trunc($2, $1::timestamptz) as s, \
                             pg_catalog.date_trunc($2, $1::timestamptz) \
@@ -1817,8 +1773,7 @@ fn lnd_create_partition(
     }
     // the parent's privileges, as the caller sees them (information_schema), grant
     // options and PUBLIC included
-    let grants = q(
-        false,
+    let grants = read_rows(
         "select grantee::text, privilege_type::text, is_grantable::text \
            from information_schema.table_privileges \
           where table_schema operator(pg_catalog.=) $1 and table_name operator(pg_catalog.=) $2",
@@ -1851,8 +1806,7 @@ fn lnd_create_partition(
     }
     // triggers and rules of the parent, re-pointed at the partition, with their
     // enabled state
-    let parent_rel = val(
-        false,
+    let parent_rel = read_val(
         "select pg_catalog.quote_ident(n.nspname) operator(pg_catalog.||) '.' \
                 operator(pg_catalog.||) pg_catalog.quote_ident(c.relname) \
            from pg_catalog.pg_class c join pg_catalog.pg_namespace n on n.oid = c.relnamespace \
@@ -1860,8 +1814,7 @@ fn lnd_create_partition(
         &[Some(&parent_oid)],
     )
     .unwrap_or_default();
-    let triggers = q(
-        false,
+    let triggers = read_rows(
         "select tgname::text, tgenabled::text, pg_catalog.pg_get_triggerdef(oid) from pg_catalog.pg_trigger \
           where tgrelid = $1::pg_catalog.oid and not tgisinternal order by tgname",
         &[Some(&parent_oid)],
@@ -1893,8 +1846,7 @@ fn lnd_create_partition(
             exec(&format!("alter table {qpart} {x} {qname}"), &[]);
         }
     }
-    let rules = q(
-        false,
+    let rules = read_rows(
         "select rulename::text, ev_enabled::text, pg_catalog.pg_get_ruledef(oid) from pg_catalog.pg_rewrite \
           where ev_class = $1::pg_catalog.oid and rulename operator(pg_catalog.<>) '_RETURN' order by rulename",
         &[Some(&parent_oid)],
@@ -1951,8 +1903,7 @@ fn lnd_is_obsolete_partition(
     let table = i_partition_table?;
     let base = lg::partition_base(table, suffix).filter(|b| !b.is_empty())?;
     let retention = i_retention_period.map(|r| r.to_string());
-    let older = val(
-        false,
+    let older = read_val(
         "select ($1::text operator(pg_catalog.<) ($2::text operator(pg_catalog.||) \
                  pg_catalog.to_char(pg_catalog.now() operator(pg_catalog.-) $3::pg_catalog.interval, $4)))::text",
         &[Some(table), Some(base), retention.as_deref(), Some(suffix.to_char)],
@@ -1982,8 +1933,7 @@ fn list_obsolete(
         table = schema;
         schema = "public".to_string();
     }
-    let rows = q(
-        false,
+    let rows = read_rows(
         "select t.tablename::text, pg_catalog.quote_ident(t.schemaname) operator(pg_catalog.||) '.' \
                 operator(pg_catalog.||) pg_catalog.quote_ident(t.tablename) \
            from pg_catalog.pg_tables t \

@@ -38,8 +38,9 @@ impl Note for Option<String> {
     }
 }
 
+/// The OUT columns: each value (None = NULL) with the type OID of the Rust value.
 #[derive(Default)]
-pub struct OutRec(Vec<Option<pg_sys::Datum>>);
+pub struct OutRec(Vec<(Option<pg_sys::Datum>, pg_sys::Oid)>);
 
 impl OutRec {
     pub fn new() -> Self {
@@ -48,7 +49,7 @@ impl OutRec {
 
     /// Append the next OUT column (`None` = NULL).
     pub fn col<T: IntoDatum>(mut self, v: Option<T>) -> Self {
-        self.0.push(v.and_then(|v| v.into_datum()));
+        self.0.push((v.and_then(|v| v.into_datum()), T::type_oid()));
         self
     }
 
@@ -62,12 +63,31 @@ impl OutRec {
         OutRec::new().col(Some(code)).col(None::<String>)
     }
 
-    /// Pad with NULLs up to `n` columns.
+    /// Pad with NULLs up to `n` columns (NULLs of any declared type).
     pub fn pad(mut self, n: usize) -> Self {
         while self.0.len() < n {
-            self.0.push(None);
+            self.0.push((None, pg_sys::InvalidOid));
         }
         self
+    }
+}
+
+/// Whether a value of type `ours` may stand in a column declared `declared`: the same
+/// type, or binary-coercible to it (text for varchar), or a padding NULL.
+fn type_fits(ours: pg_sys::Oid, declared: pg_sys::Oid) -> bool {
+    // SAFETY: IsBinaryCoercible is a syscache lookup on two type OIDs.
+    ours == pg_sys::InvalidOid
+        || ours == declared
+        || unsafe { pg_sys::IsBinaryCoercible(ours, declared) }
+}
+
+fn type_name(oid: pg_sys::Oid) -> String {
+    // SAFETY: format_type_be returns a palloc'd NUL-terminated name (or "???" for an
+    // unknown OID), copied out at once.
+    unsafe {
+        std::ffi::CStr::from_ptr(pg_sys::format_type_be(oid))
+            .to_string_lossy()
+            .into_owned()
     }
 }
 
@@ -79,8 +99,8 @@ unsafe impl BoxRet for OutRec {
         // fills `tupdesc` from the declaration (checked non-null and composite before
         // use); the column count is checked against ours, so heap_form_tuple reads
         // exactly `natts` values and nulls from the two vectors, which outlive the call;
-        // every non-NULL Datum was made by IntoDatum from the Rust type the caller uses
-        // for that OUT column (kept in step with the declarations in sql/).
+        // every column's Rust type is checked against the declared type first (42804
+        // on a mismatch), so heap_form_tuple never reads a Datum as another type.
         unsafe {
             let raw = fcinfo.as_mut_ptr();
             let mut tupdesc: pg_sys::TupleDesc = std::ptr::null_mut();
@@ -91,14 +111,33 @@ unsafe impl BoxRet for OutRec {
             let tupdesc = pg_sys::BlessTupleDesc(tupdesc);
             let natts = (*tupdesc).natts as usize;
             if natts != self.0.len() {
-                crate::errors::raise_internal(format!(
-                    "pgq: result has {} columns, declaration has {natts}",
-                    self.0.len()
-                ));
+                crate::errors::raise_code(
+                    PgSqlErrorCode::ERRCODE_DATATYPE_MISMATCH,
+                    format!(
+                        "pgq: result has {} columns, declaration has {natts}",
+                        self.0.len()
+                    ),
+                );
+            }
+            for (i, (_, ours)) in self.0.iter().enumerate() {
+                let att = (*tupdesc).attrs.as_slice(natts)[i];
+                if !type_fits(*ours, att.atttypid) {
+                    let col = std::ffi::CStr::from_ptr(att.attname.data.as_ptr()).to_string_lossy();
+                    crate::errors::PgqError::new(
+                        crate::errors::SqlState::DATATYPE_MISMATCH,
+                        format!(
+                            "pgq: result column {} ({col}) is {}, the declaration says {}",
+                            i + 1,
+                            type_name(*ours),
+                            type_name(att.atttypid)
+                        ),
+                    )
+                    .report();
+                }
             }
             let mut values: Vec<pg_sys::Datum> = Vec::with_capacity(natts);
             let mut nulls: Vec<bool> = Vec::with_capacity(natts);
-            for v in &self.0 {
+            for (v, _) in &self.0 {
                 match v {
                     Some(d) => {
                         values.push(*d);

@@ -1,22 +1,67 @@
 //! Schema `pgq_ext`: exactly-once tracking on the consumer's target database
-//! (spec/pgq_node.md §6). The full-argument forms are Rust and SECURITY DEFINER; the
+//! (docs/pgq_node.md). The full-argument forms are Rust and SECURITY DEFINER; the
 //! short forms that only pass `''` as the sub-consumer are one-line SQL functions in
 //! sql/pgq_ext.sql (not SECURITY DEFINER, as in the original).
 
-use crate::spi_util::{col, exec, first, found, one, run};
+use crate::db::{self, first, get, Db};
+use crate::errors::{OrReport, PgqResult};
 use pgrx::prelude::*;
+
+/// The data-access handle every function of this module takes.
+pub type Client<'a, 'b, 'c> = &'a mut Db<'b, 'c>;
+
+const M: &str = "pgq_ext";
+
+pub fn get_last_tick(
+    c: Client,
+    consumer: Option<&str>,
+    sub: Option<&str>,
+) -> PgqResult<Option<i64>> {
+    c.one(
+        "reading the last tick",
+        "select last_tick_id from pgq_ext.completed_tick \
+          where consumer_id = $1 and subconsumer_id = $2",
+        &[consumer.into(), sub.into()],
+    )
+}
 
 #[pg_extern(sql = false)]
 fn pgq_ext_get_last_tick(a_consumer: Option<&str>, a_subconsumer: Option<&str>) -> Option<i64> {
-    Spi::connect_mut(|c| {
-        one(
-            c,
-            false,
-            "select last_tick_id from pgq_ext.completed_tick \
-              where consumer_id = $1 and subconsumer_id = $2",
-            &[a_consumer.into(), a_subconsumer.into()],
-        )
-    })
+    db::read(M, |c| get_last_tick(c, a_consumer, a_subconsumer)).or_report()
+}
+
+/// Record the last tick (NULL: forget it).
+pub fn set_last_tick(
+    c: Client,
+    consumer: Option<&str>,
+    sub: Option<&str>,
+    tick: Option<i64>,
+) -> PgqResult<()> {
+    const W: &str = "set_last_tick";
+    if tick.is_none() {
+        c.execute(
+            W,
+            "delete from pgq_ext.completed_tick where consumer_id = $1 and subconsumer_id = $2",
+            &[consumer.into(), sub.into()],
+        )?;
+        return Ok(());
+    }
+    let args = [consumer.into(), sub.into(), tick.into()];
+    let n = c.execute(
+        W,
+        "update pgq_ext.completed_tick set last_tick_id = $3 \
+          where consumer_id = $1 and subconsumer_id = $2",
+        &args,
+    )?;
+    if n == 0 {
+        c.execute(
+            W,
+            "insert into pgq_ext.completed_tick (consumer_id, subconsumer_id, last_tick_id) \
+             values ($1, $2, $3)",
+            &args,
+        )?;
+    }
+    Ok(())
 }
 
 #[pg_extern(sql = false)]
@@ -25,50 +70,30 @@ fn pgq_ext_set_last_tick(
     a_subconsumer: Option<&str>,
     a_tick_id: Option<i64>,
 ) -> Option<i32> {
-    Spi::connect_mut(|c| {
-        if a_tick_id.is_none() {
-            exec(
-                c,
-                "delete from pgq_ext.completed_tick where consumer_id = $1 and subconsumer_id = $2",
-                &[a_consumer.into(), a_subconsumer.into()],
-            );
-            return;
-        }
-        let args = [a_consumer.into(), a_subconsumer.into(), a_tick_id.into()];
-        let n = exec(
-            c,
-            "update pgq_ext.completed_tick set last_tick_id = $3 \
-              where consumer_id = $1 and subconsumer_id = $2",
-            &args,
-        );
-        if n == 0 {
-            exec(
-                c,
-                "insert into pgq_ext.completed_tick (consumer_id, subconsumer_id, last_tick_id) \
-                 values ($1, $2, $3)",
-                &args,
-            );
-        }
-    });
+    db::write(M, |c| {
+        set_last_tick(c, a_consumer, a_subconsumer, a_tick_id)
+    })
+    .or_report();
     Some(1)
 }
 
-fn is_batch_done(
-    c: &mut pgrx::spi::SpiClient<'_>,
+/// Whether the batch is the last one recorded (NULL when the comparison is).
+pub fn is_batch_done(
+    c: Client,
     consumer: Option<&str>,
     sub: Option<&str>,
     batch: Option<i64>,
-) -> Option<bool> {
-    let t = run(
-        c,
-        false,
+) -> PgqResult<Option<bool>> {
+    const W: &str = "is_batch_done";
+    let t = c.read(
+        W,
         "select last_batch_id = $3 from pgq_ext.completed_batch \
           where consumer_id = $1 and subconsumer_id = $2",
         &[consumer.into(), sub.into(), batch.into()],
-    );
+    )?;
     match first(t) {
-        None => Some(false),
-        Some(r) => col::<bool>(&r, 1),
+        None => Ok(Some(false)),
+        Some(r) => get::<bool>(&r, 1, W),
     }
 }
 
@@ -78,7 +103,41 @@ fn pgq_ext_is_batch_done(
     a_subconsumer: Option<&str>,
     a_batch_id: Option<i64>,
 ) -> Option<bool> {
-    Spi::connect_mut(|c| is_batch_done(c, a_consumer, a_subconsumer, a_batch_id))
+    db::read(M, |c| {
+        is_batch_done(c, a_consumer, a_subconsumer, a_batch_id)
+    })
+    .or_report()
+}
+
+/// Record a batch as done; false if it already was.
+pub fn set_batch_done(
+    c: Client,
+    consumer: Option<&str>,
+    sub: Option<&str>,
+    batch: Option<i64>,
+) -> PgqResult<bool> {
+    const W: &str = "set_batch_done";
+    if is_batch_done(c, consumer, sub, batch)? == Some(true) {
+        return Ok(false);
+    }
+    if batch.unwrap_or(0) > 0 {
+        let args = [consumer.into(), sub.into(), batch.into()];
+        let n = c.execute(
+            W,
+            "update pgq_ext.completed_batch set last_batch_id = $3 \
+              where consumer_id = $1 and subconsumer_id = $2",
+            &args,
+        )?;
+        if n == 0 {
+            c.execute(
+                W,
+                "insert into pgq_ext.completed_batch (consumer_id, subconsumer_id, last_batch_id) \
+                 values ($1, $2, $3)",
+                &args,
+            )?;
+        }
+    }
+    Ok(true)
 }
 
 #[pg_extern(sql = false)]
@@ -87,41 +146,23 @@ fn pgq_ext_set_batch_done(
     a_subconsumer: Option<&str>,
     a_batch_id: Option<i64>,
 ) -> Option<bool> {
-    Spi::connect_mut(|c| {
-        if is_batch_done(c, a_consumer, a_subconsumer, a_batch_id) == Some(true) {
-            return Some(false);
-        }
-        if a_batch_id.unwrap_or(0) > 0 {
-            let args = [a_consumer.into(), a_subconsumer.into(), a_batch_id.into()];
-            let n = exec(
-                c,
-                "update pgq_ext.completed_batch set last_batch_id = $3 \
-                  where consumer_id = $1 and subconsumer_id = $2",
-                &args,
-            );
-            if n == 0 {
-                exec(
-                    c,
-                    "insert into pgq_ext.completed_batch (consumer_id, subconsumer_id, last_batch_id) \
-                     values ($1, $2, $3)",
-                    &args,
-                );
-            }
-        }
-        Some(true)
-    })
+    Some(
+        db::write(M, |c| {
+            set_batch_done(c, a_consumer, a_subconsumer, a_batch_id)
+        })
+        .or_report(),
+    )
 }
 
-fn is_event_done(
-    c: &mut pgrx::spi::SpiClient<'_>,
+pub fn is_event_done(
+    c: Client,
     consumer: Option<&str>,
     sub: Option<&str>,
     batch: Option<i64>,
     event: Option<i64>,
-) -> bool {
-    found(
-        c,
-        false,
+) -> PgqResult<bool> {
+    c.exists(
+        "is_event_done",
         "select 1 from pgq_ext.completed_event \
           where consumer_id = $1 and subconsumer_id = $2 and batch_id = $3 and event_id = $4",
         &[consumer.into(), sub.into(), batch.into(), event.into()],
@@ -135,9 +176,66 @@ fn pgq_ext_is_event_done(
     a_batch_id: Option<i64>,
     a_event_id: Option<i64>,
 ) -> Option<bool> {
-    Some(Spi::connect_mut(|c| {
-        is_event_done(c, a_consumer, a_subconsumer, a_batch_id, a_event_id)
-    }))
+    Some(
+        db::read(M, |c| {
+            is_event_done(c, a_consumer, a_subconsumer, a_batch_id, a_event_id)
+        })
+        .or_report(),
+    )
+}
+
+/// Record an event as done; false if it already was.
+pub fn set_event_done(
+    c: Client,
+    consumer: Option<&str>,
+    sub: Option<&str>,
+    batch: Option<i64>,
+    event: Option<i64>,
+) -> PgqResult<bool> {
+    const W: &str = "set_event_done";
+    if is_event_done(c, consumer, sub, batch, event)? {
+        return Ok(false);
+    }
+    let t = c.write(
+        W,
+        "select cur_batch_id from pgq_ext.partial_batch \
+          where consumer_id = $1 and subconsumer_id = $2 for update",
+        &[consumer.into(), sub.into()],
+    )?;
+    let cur: Option<Option<i64>> = first(t).map(|r| get::<i64>(&r, 1, W)).transpose()?;
+    match cur {
+        None => {
+            c.execute(
+                W,
+                "insert into pgq_ext.partial_batch (consumer_id, subconsumer_id, cur_batch_id) \
+                 values ($1, $2, $3)",
+                &[consumer.into(), sub.into(), batch.into()],
+            )?;
+        }
+        Some(old) if old != batch => {
+            // a new batch: the events of the previous one are no longer needed
+            c.execute(
+                W,
+                "delete from pgq_ext.completed_event \
+                  where consumer_id = $1 and subconsumer_id = $2 and batch_id = $3",
+                &[consumer.into(), sub.into(), old.into()],
+            )?;
+            c.execute(
+                W,
+                "update pgq_ext.partial_batch set cur_batch_id = $3 \
+                  where consumer_id = $1 and subconsumer_id = $2",
+                &[consumer.into(), sub.into(), batch.into()],
+            )?;
+        }
+        Some(_) => {}
+    }
+    c.execute(
+        W,
+        "insert into pgq_ext.completed_event (consumer_id, subconsumer_id, batch_id, event_id) \
+         values ($1, $2, $3, $4)",
+        &[consumer.into(), sub.into(), batch.into(), event.into()],
+    )?;
+    Ok(true)
 }
 
 #[pg_extern(sql = false)]
@@ -147,57 +245,12 @@ fn pgq_ext_set_event_done(
     a_batch_id: Option<i64>,
     a_event_id: Option<i64>,
 ) -> Option<bool> {
-    Spi::connect_mut(|c| {
-        if is_event_done(c, a_consumer, a_subconsumer, a_batch_id, a_event_id) {
-            return Some(false);
-        }
-        let t = run(
-            c,
-            true,
-            "select cur_batch_id from pgq_ext.partial_batch \
-              where consumer_id = $1 and subconsumer_id = $2 for update",
-            &[a_consumer.into(), a_subconsumer.into()],
-        );
-        let cur: Option<Option<i64>> = first(t).map(|r| col::<i64>(&r, 1));
-        match cur {
-            None => {
-                exec(
-                    c,
-                    "insert into pgq_ext.partial_batch (consumer_id, subconsumer_id, cur_batch_id) \
-                     values ($1, $2, $3)",
-                    &[a_consumer.into(), a_subconsumer.into(), a_batch_id.into()],
-                );
-            }
-            Some(old) if old != a_batch_id => {
-                // a new batch: the events of the previous one are no longer needed
-                exec(
-                    c,
-                    "delete from pgq_ext.completed_event \
-                      where consumer_id = $1 and subconsumer_id = $2 and batch_id = $3",
-                    &[a_consumer.into(), a_subconsumer.into(), old.into()],
-                );
-                exec(
-                    c,
-                    "update pgq_ext.partial_batch set cur_batch_id = $3 \
-                      where consumer_id = $1 and subconsumer_id = $2",
-                    &[a_consumer.into(), a_subconsumer.into(), a_batch_id.into()],
-                );
-            }
-            Some(_) => {}
-        }
-        exec(
-            c,
-            "insert into pgq_ext.completed_event (consumer_id, subconsumer_id, batch_id, event_id) \
-             values ($1, $2, $3, $4)",
-            &[
-                a_consumer.into(),
-                a_subconsumer.into(),
-                a_batch_id.into(),
-                a_event_id.into(),
-            ],
-        );
-        Some(true)
-    })
+    Some(
+        db::write(M, |c| {
+            set_event_done(c, a_consumer, a_subconsumer, a_batch_id, a_event_id)
+        })
+        .or_report(),
+    )
 }
 
 /// Tables of pgq_ext 3.1 already have every column; nothing to upgrade.

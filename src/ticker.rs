@@ -2,10 +2,10 @@
 //! event-sequence position and two latest ticks; the decision is pure Rust
 //! (logic::tick_policy); ticks are inserted only for queues that need one.
 
+use crate::db::kept;
 use crate::errors::{raise, warning, SpiResultExt};
 use crate::insert::{text_datum, TextDatum};
 use crate::logic::tick_policy::{decide, due_in, Decision, Thresholds, TickState};
-use crate::plans::kept;
 use pgrx::datum::DatumWithOid;
 use pgrx::prelude::*;
 use pgrx::spi::SpiClient;

@@ -8,6 +8,7 @@ pub mod node;
 pub mod pg_keywords;
 pub mod remote;
 pub mod snapshot;
+pub mod sqlstate;
 pub mod supervise;
 pub mod tick_policy;
 pub mod triggers;

@@ -1,4 +1,4 @@
-//! Cascaded-queue decisions (spec/pgq_node.md): node types, argument checks of
+//! Cascaded-queue decisions (docs/pgq_node.md): node types, argument checks of
 //! create_node, watermark moves, demote_root steps, and the texts of the result
 //! notes. Pure, so the rules are unit-tested without a server.
 

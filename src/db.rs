@@ -1,0 +1,262 @@
+//! The data-access layer: every SQL statement the extension runs through SPI goes
+//! through here.
+//!
+//! * Reads and writes are separate calls. A `Db` handle is opened as a reader or a
+//!   writer ([`read`] / [`write`]): a reader's statements use `SpiClient::select`
+//!   (read-only SPI: the calling statement's snapshot, no transaction id, no command
+//!   counter increment); a writer's reads run like its writes (`update`: a fresh
+//!   snapshot that sees the function's own earlier writes), which statements after a
+//!   write need. `SELECT ... FOR UPDATE` is a write.
+//! * One cache of kept plans ([`kept`]), for the fixed statements of the hot paths.
+//! * Typed decoding ([`get`], [`req`]): a column of another type than asked raises
+//!   (42804 datatype_mismatch), never turns into NULL; [`req`] also raises on a NULL in
+//!   a column the schema declares NOT NULL.
+//! * Every error of ours names the module and the statement's purpose
+//!   (`pgq_node: reading node info: ...`). ERRORs that PostgreSQL raises while a
+//!   statement runs keep their text (clients match on it) and lose only the Rust
+//!   backtrace pgrx would append ([`plain_errors`]).
+
+use crate::errors::{OrReport, PgqError, PgqResult, SpiResultExt};
+use pgrx::datum::DatumWithOid;
+use pgrx::pg_sys::panic::CaughtError;
+use pgrx::prelude::*;
+use pgrx::spi::{OwnedPreparedStatement, SpiClient, SpiError, SpiHeapTupleData, SpiTupleTable};
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::panic::AssertUnwindSafe;
+use std::rc::Rc;
+
+/// A client for one function call: an SPI connection, its access mode and the module
+/// its statements belong to (for error messages).
+pub struct Db<'a, 'c> {
+    c: &'a mut SpiClient<'c>,
+    writer: bool,
+    module: &'static str,
+}
+
+/// Run `f` with a reader handle (read-only statements only).
+pub fn read<R>(module: &'static str, f: impl FnOnce(&mut Db<'_, '_>) -> R) -> R {
+    Spi::connect_mut(|c| {
+        f(&mut Db {
+            c,
+            writer: false,
+            module,
+        })
+    })
+}
+
+/// Run `f` with a writer handle.
+pub fn write<R>(module: &'static str, f: impl FnOnce(&mut Db<'_, '_>) -> R) -> R {
+    Spi::connect_mut(|c| {
+        f(&mut Db {
+            c,
+            writer: true,
+            module,
+        })
+    })
+}
+
+impl<'a, 'c> Db<'a, 'c> {
+    /// The error of ours for a statement of this handle.
+    pub fn error(&self, what: &str, msg: impl std::fmt::Display) -> PgqError {
+        PgqError::internal(format!("{}: {what}: {msg}", self.module))
+    }
+
+    fn ctx<T>(&self, what: &str, r: Result<T, pgrx::spi::SpiError>) -> PgqResult<T> {
+        r.ctx(&format!("{}: {what}", self.module))
+    }
+
+    /// A read: `select` in a reader, `update` (fresh snapshot) in a writer.
+    pub fn read(
+        &mut self,
+        what: &str,
+        sql: &str,
+        args: &[DatumWithOid],
+    ) -> PgqResult<SpiTupleTable<'c>> {
+        let writer = self.writer;
+        let c = &mut *self.c;
+        let r = plain_errors(|| {
+            if writer {
+                c.update(sql, None, args)
+            } else {
+                c.select(sql, None, args)
+            }
+        });
+        self.ctx(what, r)
+    }
+
+    /// A write (DML, `FOR UPDATE`, calls of functions that write). A reader handle
+    /// refuses: that would be a bug of ours.
+    pub fn write(
+        &mut self,
+        what: &str,
+        sql: &str,
+        args: &[DatumWithOid],
+    ) -> PgqResult<SpiTupleTable<'c>> {
+        if !self.writer {
+            return Err(self.error(what, "write through a read-only handle"));
+        }
+        let c = &mut *self.c;
+        let r = plain_errors(|| c.update(sql, None, args));
+        self.ctx(what, r)
+    }
+
+    /// Column 1 of the first row of a read (None: no row, or NULL).
+    pub fn one<T: IntoDatum + FromDatum>(
+        &mut self,
+        what: &str,
+        sql: &str,
+        args: &[DatumWithOid],
+    ) -> PgqResult<Option<T>> {
+        let t = self.read(what, sql, args)?;
+        if t.is_empty() {
+            return Ok(None);
+        }
+        get(&t.first(), 1, what)
+    }
+
+    /// Whether a read returns any row.
+    pub fn exists(&mut self, what: &str, sql: &str, args: &[DatumWithOid]) -> PgqResult<bool> {
+        Ok(!self.read(what, sql, args)?.is_empty())
+    }
+
+    /// Run a write and return the number of rows it processed.
+    pub fn execute(&mut self, what: &str, sql: &str, args: &[DatumWithOid]) -> PgqResult<usize> {
+        Ok(self.write(what, sql, args)?.len())
+    }
+}
+
+/// The first row of a result, or None when there are no rows.
+pub fn first(t: SpiTupleTable<'_>) -> Option<SpiTupleTable<'_>> {
+    if t.is_empty() {
+        None
+    } else {
+        Some(t.first())
+    }
+}
+
+/// A row to decode: the current row of a result, or a row of its iterator.
+pub trait Row {
+    fn column<T: IntoDatum + FromDatum>(&self, i: usize) -> Result<Option<T>, SpiError>;
+}
+
+impl Row for SpiTupleTable<'_> {
+    fn column<T: IntoDatum + FromDatum>(&self, i: usize) -> Result<Option<T>, SpiError> {
+        self.get(i)
+    }
+}
+
+impl Row for SpiHeapTupleData<'_> {
+    fn column<T: IntoDatum + FromDatum>(&self, i: usize) -> Result<Option<T>, SpiError> {
+        self.get(i)
+    }
+}
+
+/// Column `i` (1-based) of a row, typed: a column of another type raises.
+pub fn get<T: IntoDatum + FromDatum>(t: &impl Row, i: usize, what: &str) -> PgqResult<Option<T>> {
+    t.column(i).ctx(&format!("{what}, column {i}"))
+}
+
+/// Column `i` of a NOT NULL column: a NULL raises instead of becoming a default.
+pub fn req<T: IntoDatum + FromDatum>(t: &impl Row, i: usize, what: &str) -> PgqResult<T> {
+    get(t, i, what)?.ok_or_else(|| {
+        PgqError::new(
+            crate::errors::SqlState::NOT_NULL_VIOLATION,
+            format!("pgq: {what}, column {i}: unexpected NULL"),
+        )
+    })
+}
+
+// ---------------------------------------------------------------------------
+// kept plans
+// ---------------------------------------------------------------------------
+
+thread_local! {
+    static PLANS: RefCell<HashMap<&'static str, Rc<OwnedPreparedStatement>>> = RefCell::new(HashMap::new());
+}
+
+/// The kept plan of `sql` (argument types `args`), parsed and planned once per
+/// backend; `mutating` for statements that write.
+pub fn kept(
+    client: &SpiClient<'_>,
+    sql: &'static str,
+    args: &[pg_sys::Oid],
+    mutating: bool,
+) -> Rc<OwnedPreparedStatement> {
+    if let Some(p) = PLANS.with(|p| p.borrow().get(sql).cloned()) {
+        return p;
+    }
+    let types: Vec<PgOid> = args.iter().map(|&o| PgOid::from(o)).collect();
+    let prepared = if mutating {
+        client.prepare_mut(sql, &types)
+    } else {
+        client.prepare(sql, &types)
+    };
+    let plan = Rc::new(prepared.ctx("preparing statement").or_report().keep());
+    PLANS.with(|p| p.borrow_mut().insert(sql, plan.clone()));
+    plan
+}
+
+// ---------------------------------------------------------------------------
+// errors of PostgreSQL, search_path
+// ---------------------------------------------------------------------------
+
+/// Run `f`; an ERROR that PostgreSQL raises inside it is raised again as the same
+/// error (SQLSTATE, message, DETAIL, HINT), but without the Rust backtrace that pgrx
+/// would otherwise append to DETAIL when RUST_BACKTRACE is set in the server's
+/// environment. Errors raised from Rust and panics pass through unchanged.
+pub fn plain_errors<R>(f: impl FnOnce() -> R) -> R {
+    let mut f = Some(f);
+    PgTryBuilder::new(AssertUnwindSafe(|| match f.take() {
+        Some(f) => f(),
+        None => unreachable!("the guarded closure runs once"),
+    }))
+    .catch_others(|e| match e {
+        CaughtError::PostgresError(_) => PgqError::from_caught(&e).report(),
+        other => other.rethrow(),
+    })
+    .execute()
+}
+
+/// Run `f` with `search_path` set to `path`, and the previous value back afterwards,
+/// the way a function's `SET search_path` clause works. On an ERROR inside `f` the
+/// (sub)transaction abort restores it.
+pub fn with_search_path<R>(path: &str, f: impl FnOnce() -> R) -> R {
+    let name = c"search_path";
+    let value = std::ffi::CString::new(path)
+        .unwrap_or_else(|_| crate::errors::raise("search_path must not contain NUL"));
+    // SAFETY: plain calls into the GUC machinery with valid NUL-terminated strings
+    // that outlive them; the nest level opened here is closed below (or, on error, by
+    // the transaction abort), as fmgr does for a function's SET clause.
+    let level = unsafe {
+        let level = pg_sys::NewGUCNestLevel();
+        pg_sys::set_config_option(
+            name.as_ptr(),
+            value.as_ptr(),
+            pg_sys::GucContext::PGC_USERSET,
+            pg_sys::GucSource::PGC_S_SESSION,
+            pg_sys::GucAction::GUC_ACTION_SAVE,
+            true,
+            0,
+            false,
+        );
+        level
+    };
+    let r = f();
+    // SAFETY: closes the nest level opened above; `true` keeps nothing of it.
+    unsafe { pg_sys::AtEOXact_GUC(true, level) };
+    r
+}
+
+/// The session's current `search_path` setting.
+pub fn current_search_path() -> String {
+    read("pgq", |db| {
+        db.one::<String>(
+            "reading search_path",
+            "select pg_catalog.current_setting('search_path')",
+            &[],
+        )
+    })
+    .or_report()
+    .unwrap_or_default()
+}
