@@ -139,7 +139,7 @@ SELECT pg_catalog.pg_extension_config_dump('pgq.batch_id_seq', '');
 
 /* <begin connected objects> */
 -- src/lib.rs:51
--- pgq_ext: exactly-once tracking on a consumer's target database (spec/pgq_node.md §6).
+-- pgq_ext: exactly-once tracking on a consumer's target database (docs/pgq_node.md).
 -- The full forms are Rust (src/pgq_ext.rs); the short forms only pass '' as the
 -- sub-consumer, so they are one-line SQL functions (not SECURITY DEFINER, as in the
 -- original: the call they make is).
@@ -281,7 +281,7 @@ GRANT EXECUTE ON FUNCTION pgq_ext.version() TO public;
 -- requires:
 --   pgq_schema
 
--- Row-capture triggers (spec/triggers.md): version-1 C functions in this module.
+-- Row-capture triggers (docs/triggers.md): version-1 C functions in this module.
 -- Not SECURITY DEFINER; EXECUTE to pgq_writer (the finalize block revokes PUBLIC).
 
 CREATE FUNCTION pgq.logutriga() RETURNS trigger
@@ -296,7 +296,7 @@ GRANT EXECUTE ON FUNCTION pgq.logutriga(), pgq.sqltriga(), pgq.jsontriga() TO pg
 
 /* <begin connected objects> */
 -- src/lib.rs:45
--- pgq_node: cascaded queue membership and state (spec/pgq_node.md §2).
+-- pgq_node: cascaded queue membership and state (docs/pgq_node.md).
 -- Loaded after the pgq core tables (bootstrap); functions are in pgq_node_functions.sql.
 
 CREATE SCHEMA pgq_node;
@@ -970,7 +970,7 @@ SET search_path = pg_catalog, pgq_node, pgq, pg_temp
 AS 'MODULE_PATHNAME', 'pgq_node_upgrade_schema_wrapper';
 
 -- ---------------------------------------------------------------------------
--- Privileges (spec/pgq_node.md §4.8)
+-- Privileges (docs/pgq_node.md)
 -- ---------------------------------------------------------------------------
 
 DO $grants$
@@ -1032,7 +1032,7 @@ TO pgq_reader, pgq_writer, pgq_admin;
 
 /* <begin connected objects> */
 -- src/lib.rs:52
--- pgq_coop: cooperative sub-consumers (spec/pgq_node.md §7). Bodies in src/pgq_coop.rs.
+-- pgq_coop: cooperative sub-consumers (docs/pgq_node.md). Bodies in src/pgq_coop.rs.
 
 CREATE SCHEMA pgq_coop;
 GRANT USAGE ON SCHEMA pgq_coop TO public;
