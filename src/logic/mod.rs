@@ -3,6 +3,8 @@
 
 pub mod apply;
 pub mod batch_sql;
+#[cfg(test)]
+mod declarations;
 pub mod londiste;
 pub mod node;
 pub mod pg_keywords;

@@ -363,7 +363,6 @@ fn execute(tab: &Table, shape: &Shape, change: &RowChange) -> Result<u64, ApplyE
 mod tests {
     use super::*;
     use crate::logic::apply::decode;
-    use pgrx::prelude::*;
 
     fn ap(dest: &str, t: &str, d: &str) -> Result<u64, ApplyError> {
         let change = decode(t.as_bytes(), d.as_bytes()).expect("decodes");
