@@ -81,15 +81,12 @@ pub fn terminate_on_sigterm() {
 pub fn run_main(who: &str, body: impl FnOnce()) {
     PgTryBuilder::new(std::panic::AssertUnwindSafe(body))
         .catch_others(|e| {
-            let (code, msg) = match &e {
-                pg_sys::panic::CaughtError::PostgresError(r)
-                | pg_sys::panic::CaughtError::ErrorReport(r)
-                | pg_sys::panic::CaughtError::RustPanic { ereport: r, .. } => (
-                    crate::logic::worker_policy::sqlstate_text(r.sql_error_code() as i32),
-                    r.message().to_string(),
-                ),
-            };
-            log!("{who}: {msg} (SQLSTATE {code}); exiting");
+            let err = crate::errors::PgqError::from_caught(&e);
+            log!(
+                "{who}: {} (SQLSTATE {}); exiting",
+                err.message,
+                err.sqlstate()
+            );
             // SAFETY: ends this process the way PostgreSQL ends a background worker
             // after an ERROR (exit code 1: restarted by its supervisor); exit
             // callbacks (slot release, transaction abort) run.
@@ -106,6 +103,16 @@ fn sees_all_databases() -> bool {
         let me = pg_sys::GetUserId();
         pg_sys::superuser_arg(me)
             || pg_sys::has_privs_of_role(me, pg_sys::Oid::from(pg_sys::ROLE_PG_MONITOR))
+    }
+}
+
+/// The name of a database (non-UTF-8 bytes escaped, as names::display does), None if
+/// it is gone. Needs a transaction.
+pub fn database_name(oid: pg_sys::Oid) -> Option<String> {
+    // SAFETY: catalog lookup by OID inside the caller's transaction; NULL if gone.
+    unsafe {
+        let p = pg_sys::get_database_name(oid);
+        (!p.is_null()).then(|| crate::names::display(std::ffi::CStr::from_ptr(p).to_bytes()))
     }
 }
 
@@ -166,15 +173,7 @@ pub fn status_rows() -> Vec<StatusRow> {
         .iter()
         .filter(|x| x.in_use && (all || x.dboid == mine))
     {
-        // SAFETY: catalog lookup by OID in the caller's transaction; NULL if gone.
-        let name = unsafe {
-            let p = pg_sys::get_database_name(pg_sys::Oid::from(slot.dboid));
-            if p.is_null() {
-                None
-            } else {
-                Some(std::ffi::CStr::from_ptr(p).to_string_lossy().into_owned())
-            }
-        };
+        let name = database_name(pg_sys::Oid::from(slot.dboid));
         out.push((
             slot.kind.name().to_string(),
             name,

@@ -667,22 +667,6 @@ fn attach_check(slot_index: usize, generation: u32) -> Result<shmem::WorkerSlot,
     attach_check_locked(&STATE.share(), slot_index, generation)
 }
 
-/// The name of the database this worker is connected to.
-fn database_name() -> String {
-    // SAFETY: catalog lookup of this process's own database, in a transaction.
-    unsafe {
-        pg_sys::StartTransactionCommand();
-        let p = pg_sys::get_database_name(pg_sys::MyDatabaseId);
-        let name = if p.is_null() {
-            pg_sys::MyDatabaseId.to_u32().to_string()
-        } else {
-            crate::names::display(std::ffi::CStr::from_ptr(p).to_bytes())
-        };
-        pg_sys::CommitTransactionCommand();
-        name
-    }
-}
-
 /// Session settings of a worker, for its whole life: a search_path nobody else can
 /// influence (set at the same level autovacuum uses, above ALTER DATABASE/ROLE SET),
 /// a lock_timeout so a lock held by some session fails a step instead of stalling the
@@ -792,7 +776,13 @@ pub extern "C-unwind" fn pgq_ticker_main(arg: pg_sys::Datum) {
     }
     log!(
         "pgq ticker for database \"{}\" has started (slot {slot_index}, generation {generation})",
-        database_name()
+        in_txn("database name", || super::database_name(
+            // SAFETY: a PostgreSQL global of this process, set when it connected.
+            unsafe { pg_sys::MyDatabaseId }
+        ))
+        .ok()
+        .flatten()
+        .unwrap_or_else(|| dboid.to_string())
     );
     // SAFETY: registers a callback of this process, run once at its exit.
     unsafe {

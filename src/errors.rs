@@ -92,6 +92,11 @@ impl PgqError {
     }
 
     fn report_at(self, level: PgLogLevel) {
+        debug_assert!(
+            pgrx_knows(self.code),
+            "pgrx cannot raise SQLSTATE {}",
+            self.code
+        );
         let mut r = ErrorReport::new(PgSqlErrorCode::from(self.code.packed()), self.message, "");
         if let Some(d) = self.detail {
             r = r.set_detail(d);
@@ -127,6 +132,13 @@ impl From<String> for PgqError {
     fn from(message: String) -> Self {
         PgqError::internal(message)
     }
+}
+
+/// Whether pgrx can raise `code`: it carries only the SQLSTATEs PostgreSQL defines (a
+/// remote server's user-defined code cannot be raised as itself).
+pub fn pgrx_knows(code: SqlState) -> bool {
+    let raw = code.packed();
+    PgSqlErrorCode::from(raw) as isize == raw as isize
 }
 
 /// `.or_report()`: the `#[pg_extern]` wrappers' way of raising an internal `Err`.

@@ -19,6 +19,8 @@
 //! Values are bytes in the server encoding, as the triggers wrote them: a value is the
 //! column type's text output on the provider.
 
+use crate::logic::triggers::{hexval, urldecode as urldecode_one};
+
 /// A value: the column's text form, or NULL.
 pub type Value = Option<Vec<u8>>;
 /// A column name and its value.
@@ -189,36 +191,8 @@ fn from_row(op: Op, keys: &[&[u8]], row: Vec<ColValue>) -> Result<RowChange, Dec
 // urlencoded rows
 // ---------------------------------------------------------------------------------
 
-fn hexval(b: u8) -> Option<u8> {
-    match b {
-        b'0'..=b'9' => Some(b - b'0'),
-        b'a'..=b'f' => Some(b - b'a' + 10),
-        b'A'..=b'F' => Some(b - b'A' + 10),
-        _ => None,
-    }
-}
-
 fn urldecode(s: &[u8]) -> Result<Vec<u8>, DecodeError> {
-    let mut out = Vec::with_capacity(s.len());
-    let mut i = 0;
-    while i < s.len() {
-        match s[i] {
-            b'+' => out.push(b' '),
-            b'%' => match (
-                s.get(i + 1).copied().and_then(hexval),
-                s.get(i + 2).copied().and_then(hexval),
-            ) {
-                (Some(h), Some(l)) => {
-                    out.push(h << 4 | l);
-                    i += 2;
-                }
-                _ => return err(format!("bad %-escape at offset {i} of an urlencoded row")),
-            },
-            c => out.push(c),
-        }
-        i += 1;
-    }
-    Ok(out)
+    urldecode_one(s).map_err(|e| DecodeError(format!("{e} of an urlencoded row")))
 }
 
 /// `a=1&b&c=x+y` → [(a, '1'), (b, NULL), (c, 'x y')]; the empty string is no column.
@@ -854,6 +828,16 @@ impl RowChange {
 }
 
 impl Shape {
+    /// Whether `change` has this shape, compared without building its shape (this is
+    /// the per-event lookup of the replay worker's plan cache).
+    pub fn fits(&self, change: &RowChange) -> bool {
+        self.op == change.op
+            && self.cols.len() == change.cols.len()
+            && self.key.len() == change.key.len()
+            && self.cols.iter().zip(&change.cols).all(|(a, (b, _))| a == b)
+            && self.key.iter().zip(&change.key).all(|(a, (b, _))| a == b)
+    }
+
     /// The statement text for this shape on `dest` (already quoted). Column names
     /// are quoted with `quote_ident`; `eq(i)` renders the equality operator for key
     /// column `i` (the destination key's own operator, schema-qualified).
@@ -1176,6 +1160,11 @@ mod tests {
             decode(b"I:id", b"id=1&v=2").unwrap().shape(),
             decode(b"I:id", b"id=7&v").unwrap().shape()
         );
+        let s = decode(b"I:id", b"id=1&v=2").unwrap().shape();
+        assert!(s.fits(&decode(b"I:id", b"id=7&v").unwrap()));
+        assert!(!s.fits(&decode(b"I:id", b"v=7&id=1").unwrap()));
+        assert!(!s.fits(&decode(b"I:id", b"id=7").unwrap()));
+        assert!(!s.fits(&decode(b"D:id", b"id=7&v=2").unwrap()));
         // an update of a key-only table sets nothing
         let c = decode(b"U:id", b"id=1").unwrap();
         assert!(c.is_noop());

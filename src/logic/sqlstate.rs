@@ -13,6 +13,11 @@ impl SqlState {
     pub const UNDEFINED_OBJECT: SqlState = SqlState(*b"42704");
     pub const INSUFFICIENT_PRIVILEGE: SqlState = SqlState(*b"42501");
     pub const NOT_NULL_VIOLATION: SqlState = SqlState(*b"23502");
+    pub const UNDEFINED_TABLE: SqlState = SqlState(*b"42P01");
+    pub const UNDEFINED_COLUMN: SqlState = SqlState(*b"42703");
+    pub const UNDEFINED_FUNCTION: SqlState = SqlState(*b"42883");
+    pub const WRONG_OBJECT_TYPE: SqlState = SqlState(*b"42809");
+    pub const INVALID_TEXT_REPRESENTATION: SqlState = SqlState(*b"22P02");
 
     /// The code of a text, if it is a well-formed SQLSTATE.
     pub fn parse(s: &str) -> Option<SqlState> {
@@ -123,7 +128,9 @@ mod tests {
         // MAKE_SQLSTATE('4','0','0','0','1') in PostgreSQL
         let ser = SqlState::parse("40001").unwrap();
         assert_eq!(ser.packed(), 4 | (1 << 24));
-        for s in ["00000", "P0001", "XX000", "42P01", "55P03", "ZZ999"] {
+        for s in [
+            "00000", "P0001", "XX000", "42P01", "55P03", "ZZ999", "42501", "22008", "57P01",
+        ] {
             let c = SqlState::parse(s).unwrap();
             assert_eq!(SqlState::from_packed(c.packed()), c, "{s}");
         }

@@ -76,7 +76,8 @@ impl std::fmt::Display for DecodeError {
     }
 }
 
-fn hexval(b: u8) -> Option<u8> {
+/// The value of one hex digit (either case).
+pub fn hexval(b: u8) -> Option<u8> {
     match b {
         b'0'..=b'9' => Some(b - b'0'),
         b'a'..=b'f' => Some(b - b'a' + 10),
@@ -86,9 +87,9 @@ fn hexval(b: u8) -> Option<u8> {
 }
 
 /// Decode one urlencoded string: `+` is a space, `%XX` (either case) a byte, anything
-/// else is taken literally.
-pub fn urldecode(s: &str) -> Result<Vec<u8>, DecodeError> {
-    let b = s.as_bytes();
+/// else is taken literally. Byte-wise: payloads are in the server encoding.
+pub fn urldecode(s: impl AsRef<[u8]>) -> Result<Vec<u8>, DecodeError> {
+    let b = s.as_ref();
     let mut out = Vec::with_capacity(b.len());
     let mut i = 0;
     while i < b.len() {

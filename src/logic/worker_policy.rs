@@ -146,32 +146,3 @@ mod tests {
         assert!(!may_evict(DbCommand::CopyFrom { is_template: true }, owner));
     }
 }
-
-/// The five-character SQLSTATE of PostgreSQL's packed error code (MAKE_SQLSTATE: six
-/// bits per character, first character lowest).
-pub fn sqlstate_text(code: i32) -> String {
-    (0..5)
-        .map(|i| ((((code >> (6 * i)) & 0x3F) as u8) + b'0') as char)
-        .collect()
-}
-
-#[cfg(test)]
-mod sqlstate_tests {
-    use super::sqlstate_text;
-
-    fn pack(s: &str) -> i32 {
-        s.bytes()
-            .enumerate()
-            .map(|(i, c)| (((c - b'0') & 0x3F) as i32) << (6 * i))
-            .sum()
-    }
-
-    #[test]
-    fn round_trip() {
-        for s in [
-            "P0001", "XX000", "55P03", "42501", "22008", "00000", "57P01",
-        ] {
-            assert_eq!(sqlstate_text(pack(s)), s);
-        }
-    }
-}

@@ -41,6 +41,7 @@ use pgrx::pg_sys;
 use pgrx::prelude::*;
 use pq_sys as pq;
 
+use crate::errors::{PgqError, SqlState};
 use crate::logic::remote::{self as logic, sqlstate};
 pub use crate::logic::remote::{FromText, RemoteError};
 pub use conninfo::{parse as parse_conninfo, redact};
@@ -102,44 +103,37 @@ pub fn current_role_is_superuser() -> bool {
 // ---------------------------------------------------------------------------------
 // errors
 
-fn make_sqlstate(s: &str) -> i32 {
-    s.bytes().enumerate().fold(0i32, |acc, (i, b)| {
-        acc + ((((b as i32) - ('0' as i32)) & 0x3F) << (6 * i))
-    })
+/// A remote error as the crate's error type: the remote's SQLSTATE when pgrx can carry
+/// it (else XX000, with the remote code named in DETAIL), and the context lines at the
+/// end of DETAIL (pgrx 0.18 carries no CONTEXT through unwinding).
+impl From<&RemoteError> for PgqError {
+    fn from(e: &RemoteError) -> Self {
+        let mut detail: Vec<String> = e.detail.iter().cloned().collect();
+        let code = match SqlState::parse(&e.sqlstate).filter(|c| crate::errors::pgrx_knows(*c)) {
+            Some(c) => c,
+            None => {
+                detail.push(format!("Remote SQLSTATE: {}", e.sqlstate));
+                SqlState::INTERNAL_ERROR
+            }
+        };
+        if let Some(c) = e.full_context() {
+            detail.push(format!("Context: {c}"));
+        }
+        let mut err = PgqError::new(code, e.message.clone());
+        if !detail.is_empty() {
+            err = err.detail(detail.join("\n"));
+        }
+        if let Some(h) = &e.hint {
+            err = err.hint(h.clone());
+        }
+        err
+    }
 }
 
 impl RemoteError {
-    /// The SQLSTATE as pgrx's code, when pgrx knows it.
-    pub fn pg_code(&self) -> Option<PgSqlErrorCode> {
-        let raw = make_sqlstate(&self.sqlstate);
-        let code = PgSqlErrorCode::from(raw);
-        (code as isize == raw as isize).then_some(code)
-    }
-
-    /// ereport(ERROR) this error. pgrx 0.18 carries no CONTEXT and only the SQLSTATEs it
-    /// knows through unwinding, so the context lines (and a remote SQLSTATE that is not
-    /// one of PostgreSQL's) go to the end of DETAIL.
+    /// ereport(ERROR) this error, through [`PgqError::report`].
     pub fn raise(&self) -> ! {
-        let mut detail: Vec<String> = self.detail.iter().cloned().collect();
-        let code = match self.pg_code() {
-            Some(c) => c,
-            None => {
-                detail.push(format!("Remote SQLSTATE: {}", self.sqlstate));
-                PgSqlErrorCode::ERRCODE_INTERNAL_ERROR
-            }
-        };
-        if let Some(c) = self.full_context() {
-            detail.push(format!("Context: {c}"));
-        }
-        let mut report = pg_sys::panic::ErrorReport::new(code, self.message.clone(), "pgq remote");
-        if !detail.is_empty() {
-            report = report.set_detail(detail.join("\n"));
-        }
-        if let Some(h) = &self.hint {
-            report = report.set_hint(h.clone());
-        }
-        report.report(PgLogLevel::ERROR);
-        unreachable!("ereport(ERROR) returned")
+        PgqError::from(self).report()
     }
 }
 

@@ -3,7 +3,8 @@
 //! filled through each column type's input function (as `COPY FROM` reads text).
 //!
 //! The caller (the replay worker) runs inside a transaction and an SPI connection,
-//! with `session_replication_role = replica`. Every failure is an [`ApplyError`] or a
+//! with `session_replication_role = replica`. Every failure is a [`PgqError`] (naming
+//! the table and column) or a
 //! PostgreSQL ERROR (a constraint violation, a bad value for a type): nothing is
 //! skipped.
 //!
@@ -11,29 +12,15 @@
 //! table (ALTER TABLE, DROP, TRUNCATE's relfilenode change does not matter) drops its
 //! entry, so the next event resolves the table again and plans anew.
 
+use crate::errors::{PgqError, SqlState};
 use crate::logic::apply::{RowChange, Shape};
 use pgrx::prelude::*;
 use std::cell::RefCell;
 use std::collections::{HashMap, HashSet};
 use std::ffi::{CStr, CString};
 
-/// Why a row change cannot be applied: names the table (and column).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ApplyError {
-    /// SQLSTATE: 42P01 undefined_table, 42703 undefined_column, 42883
-    /// undefined_function (no equality operator), 22P02 (a value with a NUL byte)
-    pub sqlstate: &'static str,
-    pub message: String,
-}
-
-impl std::fmt::Display for ApplyError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&self.message)
-    }
-}
-
-fn fail<T>(sqlstate: &'static str, message: String) -> Result<T, ApplyError> {
-    Err(ApplyError { sqlstate, message })
+fn fail<T>(code: SqlState, message: String) -> Result<T, PgqError> {
+    Err(PgqError::new(code, message))
 }
 
 struct Column {
@@ -51,7 +38,9 @@ struct Table {
     /// `schema.table`, quoted
     qname: String,
     columns: HashMap<Vec<u8>, Column>,
-    plans: HashMap<Shape, Plan>,
+    /// one plan per statement shape; a table has few, found by a scan that needs no
+    /// allocation per event
+    plans: Vec<(Shape, Plan)>,
 }
 
 struct Plan {
@@ -137,14 +126,16 @@ fn render_operator(opno: pg_sys::Oid) -> Option<String> {
     }
 }
 
-fn resolve_table(dest: &[u8]) -> Result<Table, ApplyError> {
+fn resolve_table(dest: &[u8]) -> Result<Table, PgqError> {
     let shown = crate::names::display(dest);
     let relid = std::str::from_utf8(dest)
         .ok()
         .and_then(crate::names::stored_relid)
-        .ok_or_else(|| ApplyError {
-            sqlstate: "42P01",
-            message: format!("destination table {shown} does not exist"),
+        .ok_or_else(|| {
+            PgqError::new(
+                SqlState::UNDEFINED_TABLE,
+                format!("destination table {shown} does not exist"),
+            )
         })?;
     // SAFETY: catalog lookups of an existing relation OID in the caller's transaction.
     let (kind, qname) = unsafe {
@@ -161,24 +152,29 @@ fn resolve_table(dest: &[u8]) -> Result<Table, ApplyError> {
         )
     };
     if kind != pg_sys::RELKIND_RELATION && kind != pg_sys::RELKIND_PARTITIONED_TABLE {
-        return fail("42809", format!("destination {shown} is not a table"));
+        return fail(
+            SqlState::WRONG_OBJECT_TYPE,
+            format!("destination {shown} is not a table"),
+        );
     }
     Ok(Table {
         relid,
         qname,
         columns: HashMap::new(),
-        plans: HashMap::new(),
+        plans: Vec::new(),
     })
 }
 
-fn resolve_column(table: &Table, name: &[u8]) -> Result<Column, ApplyError> {
-    let missing = || ApplyError {
-        sqlstate: "42703",
-        message: format!(
-            "column {} of destination table {} does not exist",
-            crate::names::display(name),
-            table.qname
-        ),
+fn resolve_column(table: &Table, name: &[u8]) -> Result<Column, PgqError> {
+    let missing = || {
+        PgqError::new(
+            SqlState::UNDEFINED_COLUMN,
+            format!(
+                "column {} of destination table {} does not exist",
+                crate::names::display(name),
+                table.qname
+            ),
+        )
     };
     let cname = CString::new(name).map_err(|_| missing())?;
     // SAFETY: catalog and type-cache lookups for an existing relation in the caller's
@@ -217,7 +213,7 @@ fn resolve_column(table: &Table, name: &[u8]) -> Result<Column, ApplyError> {
 /// Apply one row change to `dest` (the stored destination name). Returns the number of
 /// rows the statement processed (0 is not an error: an UPDATE or DELETE that finds no
 /// row is what the original does too).
-pub fn apply(dest: &[u8], change: &RowChange) -> Result<u64, ApplyError> {
+pub fn apply(dest: &[u8], change: &RowChange) -> Result<u64, PgqError> {
     if change.is_noop() {
         return Ok(0);
     }
@@ -230,35 +226,35 @@ pub fn apply(dest: &[u8], change: &RowChange) -> Result<u64, ApplyError> {
         }
         let tab = tables.get_mut(dest).expect("inserted above");
         // columns this change names, resolved once
-        for (name, _) in change.cols.iter() {
+        let names = change.cols.iter().map(|(n, _)| n);
+        for name in names.chain(change.key.iter().map(|(n, _)| n)) {
             if !tab.columns.contains_key(name) {
                 let c = resolve_column(tab, name)?;
                 tab.columns.insert(name.clone(), c);
             }
         }
-        for (name, _) in change.key.iter() {
-            if !tab.columns.contains_key(name) {
-                let c = resolve_column(tab, name)?;
-                tab.columns.insert(name.clone(), c);
+        let i = match tab.plans.iter().position(|(s, _)| s.fits(change)) {
+            Some(i) => i,
+            None => {
+                let shape = change.shape();
+                let plan = prepare(tab, &shape)?;
+                tab.plans.push((shape, plan));
+                tab.plans.len() - 1
             }
-        }
-        let shape = change.shape();
-        if !tab.plans.contains_key(&shape) {
-            let plan = prepare(tab, &shape)?;
-            tab.plans.insert(shape.clone(), plan);
-        }
-        execute(tab, &shape, change)
+        };
+        let (shape, plan) = &tab.plans[i];
+        execute(tab, shape, plan, change)
     })
 }
 
-fn prepare(tab: &Table, shape: &Shape) -> Result<Plan, ApplyError> {
+fn prepare(tab: &Table, shape: &Shape) -> Result<Plan, PgqError> {
     let mut ops = Vec::with_capacity(shape.key.len());
     for name in &shape.key {
         match tab.columns.get(name).and_then(|c| c.eq.clone()) {
             Some(op) => ops.push(op),
             None => {
                 return fail(
-                    "42883",
+                    SqlState::UNDEFINED_FUNCTION,
                     format!(
                         "key column {} of {} has a type without an equality operator",
                         crate::names::display(name),
@@ -270,9 +266,11 @@ fn prepare(tab: &Table, shape: &Shape) -> Result<Plan, ApplyError> {
     }
     let sql = shape
         .sql(&tab.qname, quote_ident, |i| ops[i].clone())
-        .map_err(|e| ApplyError {
-            sqlstate: "22P02",
-            message: format!("{} on {}", e.0, tab.qname),
+        .map_err(|e| {
+            PgqError::new(
+                SqlState::INVALID_TEXT_REPRESENTATION,
+                format!("{} on {}", e.0, tab.qname),
+            )
         })?;
     let mut types: Vec<pg_sys::Oid> = shape
         .cols
@@ -280,9 +278,11 @@ fn prepare(tab: &Table, shape: &Shape) -> Result<Plan, ApplyError> {
         .chain(shape.key.iter())
         .map(|n| tab.columns[n].typid)
         .collect();
-    let csql = CString::new(sql).map_err(|_| ApplyError {
-        sqlstate: "22P02",
-        message: format!("a column name of {} holds a NUL byte", tab.qname),
+    let csql = CString::new(sql).map_err(|_| {
+        PgqError::new(
+            SqlState::INVALID_TEXT_REPRESENTATION,
+            format!("a column name of {} holds a NUL byte", tab.qname),
+        )
     })?;
     // SAFETY: SPI is connected by the caller; the argument type array outlives the
     // call; SPI_prepare raises an ERROR on failure (a bad statement), it never returns
@@ -291,7 +291,7 @@ fn prepare(tab: &Table, shape: &Shape) -> Result<Plan, ApplyError> {
         let plan = pg_sys::SPI_prepare(csql.as_ptr(), types.len() as i32, types.as_mut_ptr());
         if plan.is_null() {
             return fail(
-                "XX000",
+                SqlState::INTERNAL_ERROR,
                 format!("could not prepare the apply statement for {}", tab.qname),
             );
         }
@@ -300,8 +300,7 @@ fn prepare(tab: &Table, shape: &Shape) -> Result<Plan, ApplyError> {
     }
 }
 
-fn execute(tab: &Table, shape: &Shape, change: &RowChange) -> Result<u64, ApplyError> {
-    let plan = &tab.plans[shape];
+fn execute(tab: &Table, shape: &Shape, plan: &Plan, change: &RowChange) -> Result<u64, PgqError> {
     let names = shape.cols.iter().chain(shape.key.iter());
     let mut values: Vec<pg_sys::Datum> = Vec::with_capacity(shape.cols.len() + shape.key.len());
     let mut nulls: Vec<std::ffi::c_char> = Vec::with_capacity(values.capacity() + 1);
@@ -313,13 +312,15 @@ fn execute(tab: &Table, shape: &Shape, change: &RowChange) -> Result<u64, ApplyE
                 nulls.push(b'n' as std::ffi::c_char);
             }
             Some(text) => {
-                let c = CString::new(text).map_err(|_| ApplyError {
-                    sqlstate: "22P02",
-                    message: format!(
-                        "value of column {} of {} holds a NUL byte",
-                        crate::names::display(name),
-                        tab.qname
-                    ),
+                let c = CString::new(text).map_err(|_| {
+                    PgqError::new(
+                        SqlState::INVALID_TEXT_REPRESENTATION,
+                        format!(
+                            "value of column {} of {} holds a NUL byte",
+                            crate::names::display(name),
+                            tab.qname
+                        ),
+                    )
                 })?;
                 // SAFETY: the input function of the column's type with its
                 // typioparam/typmod, on a NUL-terminated string; it raises an ERROR for
@@ -350,7 +351,7 @@ fn execute(tab: &Table, shape: &Shape, change: &RowChange) -> Result<u64, ApplyE
     } as i32;
     if rc != expected {
         return fail(
-            "XX000",
+            SqlState::INTERNAL_ERROR,
             format!("applying a row change to {}: SPI result {rc}", tab.qname),
         );
     }
@@ -364,7 +365,7 @@ mod tests {
     use super::*;
     use crate::logic::apply::decode;
 
-    fn ap(dest: &str, t: &str, d: &str) -> Result<u64, ApplyError> {
+    fn ap(dest: &str, t: &str, d: &str) -> Result<u64, PgqError> {
         let change = decode(t.as_bytes(), d.as_bytes()).expect("decodes");
         Spi::connect(|_| apply(dest.as_bytes(), &change))
     }
@@ -414,10 +415,10 @@ mod tests {
     fn errors_name_table_and_column() {
         Spi::run("create table public.ap2 (id int primary key, v text)").unwrap();
         let e = ap("public.nope", "I:id", "id=1").unwrap_err();
-        assert_eq!(e.sqlstate, "42P01");
+        assert_eq!(e.sqlstate(), "42P01");
         assert!(e.message.contains("public.nope"), "{}", e.message);
         let e = ap("public.ap2", "I:id", "id=1&zz=2").unwrap_err();
-        assert_eq!(e.sqlstate, "42703");
+        assert_eq!(e.sqlstate(), "42703");
         assert!(
             e.message.contains("zz") && e.message.contains("public.ap2"),
             "{}",

@@ -504,33 +504,7 @@ if want g; then
   qe postgres "drop database db_copy" >/dev/null 2>&1 || fail g1 "DROP DATABASE db_copy failed"
 fi
 
-# ---------------------------------------------------------------------------------- n
-if want n; then
-  [ "$(q postgres "select 1 from pg_database where datname = 'db_a'")" = 1 ] || setup_db db_a
-  wait_for 10 postgres "select exists (select 1 from pgq.worker_status() where database = 'db_a' and pid is not null)"
-  lp0=$(q postgres "select pid from pg_stat_activity where backend_type = 'pgq launcher'")
-  before=$(q postgres "select string_agg(database || '=' || pid, ' ' order by database) from pgq.worker_status() where worker = 'ticker' and pid is not null")
-  q postgres "select pg_terminate_backend($lp0)" >/dev/null
-  # the postmaster restarts a launcher that exited with 1 after bgw_restart_time (5 s)
-  if wait_for 15 postgres "select exists (select 1 from pg_stat_activity where backend_type = 'pgq launcher' and pid <> $lp0)"; then
-    lp1=$(q postgres "select pid from pg_stat_activity where backend_type = 'pgq launcher'")
-    sleep 2  # a launcher that started duplicates would have done so by now (naptime 1 s)
-    after=$(q postgres "select string_agg(database || '=' || pid, ' ' order by database) from pgq.worker_status() where worker = 'ticker' and pid is not null")
-    dups=$(q postgres "select count(*) - count(distinct datname) from pg_stat_activity where backend_type = 'pgq ticker'")
-    # the new launcher restarts a ticker it did not start itself
-    victim=$(ticker_pid db_a)
-    q postgres "select pg_terminate_backend($victim)" >/dev/null
-    if [ "$before" = "$after" ] && [ "$dups" = 0 ] && wait_for 15 postgres "select exists (select 1 from pgq.worker_status() where database = 'db_a' and pid is not null and pid <> $victim)"; then
-      pass n "launcher $lp0 terminated -> $lp1 started by the postmaster; tickers kept ($after), no duplicates; a ticker it did not start was restarted after pg_terminate_backend"
-    else
-      fail n "before: $before; after: $after; duplicates: $dups; db_a after terminating $victim: $(status_row db_a)"
-    fi
-  else
-    fail n "no launcher 15 s after pg_terminate_backend($lp0)"
-  fi
-fi
-
-# -------------------------------------------------------------------- o, p, q helpers
+# -------------------------------------------------------------------- n, o, p, q helpers
 # one_ticker_each: '' if every database with the extension has exactly one ticker
 # process (pg_stat_activity) and worker_status agrees, else what is wrong
 one_ticker_each() {
@@ -567,6 +541,32 @@ gone_within() {
   while [ "$(now_ms)" -lt "$end" ]; do kill -0 "$2" 2>/dev/null || return 0; sleep 0.05; done
   return 1
 }
+
+# ---------------------------------------------------------------------------------- n
+if want n; then
+  [ "$(q postgres "select 1 from pg_database where datname = 'db_a'")" = 1 ] || setup_db db_a
+  wait_for 10 postgres "select exists (select 1 from pgq.worker_status() where database = 'db_a' and pid is not null)"
+  lp0=$(q postgres "select pid from pg_stat_activity where backend_type = 'pgq launcher'")
+  before=$(tickers_now)
+  q postgres "select pg_terminate_backend($lp0)" >/dev/null
+  # the postmaster restarts a launcher that exited with 1 after bgw_restart_time (5 s)
+  if wait_for 15 postgres "select exists (select 1 from pg_stat_activity where backend_type = 'pgq launcher' and pid <> $lp0)"; then
+    lp1=$(q postgres "select pid from pg_stat_activity where backend_type = 'pgq launcher'")
+    sleep 2  # a launcher that started duplicates would have done so by now (naptime 1 s)
+    after=$(tickers_now)
+    dups=$(q postgres "select count(*) - count(distinct datname) from pg_stat_activity where backend_type = 'pgq ticker'")
+    # the new launcher restarts a ticker it did not start itself
+    victim=$(ticker_pid db_a)
+    q postgres "select pg_terminate_backend($victim)" >/dev/null
+    if [ "$before" = "$after" ] && [ "$dups" = 0 ] && wait_for 15 postgres "select exists (select 1 from pgq.worker_status() where database = 'db_a' and pid is not null and pid <> $victim)"; then
+      pass n "launcher $lp0 terminated -> $lp1 started by the postmaster; tickers kept ($after), no duplicates; a ticker it did not start was restarted after pg_terminate_backend"
+    else
+      fail n "before: $before; after: $after; duplicates: $dups; db_a after terminating $victim: $(status_row db_a)"
+    fi
+  else
+    fail n "no launcher 15 s after pg_terminate_backend($lp0)"
+  fi
+fi
 
 # ---------------------------------------------------------------------------------- o
 if want o; then
