@@ -3,7 +3,9 @@
 # Layers: lint (cargo fmt --check, clippy -D warnings), unit (pure Rust), pgtest (#[pg_test]), regress (pg_regress), isolation
 # (pg_isolation_regress), compat (the original's Python consumer and pgqd against this
 # extension), bgworker (in-server ticker scenarios on preloaded clusters), cascade (the
-# Python londiste CLI driving a root/branch/leaf cascade, tests/cascade/run.sh), security
+# Python londiste CLI driving a root/branch/leaf cascade, tests/cascade/run.sh), replay
+# (the same cascade replicated by the in-server `pgq replay` workers alone, no londiste
+# worker and no pgqd, tests/replay/run.sh), security
 # (issue 8's exploits on a preloaded cluster, tests/security/run.sh), upgrade (the
 # previous extension version updated in place, tests/upgrade/run.sh), remote (the libpq
 # client's in-backend tests, tests/remote/run.sh). Default: all, after setup.sh. Every
@@ -17,11 +19,11 @@ PGBIN=${PG_BIN:-/usr/lib/postgresql/15/bin}
 export PG_BIN=$PGBIN
 PGXS=$("$PGBIN/pg_config" --pkglibdir)/pgxs
 # pgtest runs `cargo pgrx test` against a private copy of the server tree (run_pgtest)
-LAYERS=${*:-lint unit regress isolation compat bgworker security cascade upgrade pgtest remote}
+LAYERS=${*:-lint unit regress isolation compat bgworker security cascade replay upgrade pgtest remote}
 
 [ -n "${SKIP_SETUP:-}" ] || scripts/setup.sh
 
-# The original's client side, for the compat / bgworker / cascade layers: the Python
+# The original's client side, for the compat / bgworker / cascade / replay layers: the Python
 # pgq consumer library, the londiste CLI and pgqd (all from Debian, system-wide).
 TEST_PKGS="pgqd python3-pgq python3-londiste python3-skytools python3-psycopg2"
 missing=""
@@ -115,6 +117,10 @@ run_compat() {
 
 run_cascade() {
   PG_BIN=$PGBIN tests/cascade/run.sh
+}
+
+run_replay() {
+  PG_BIN=$PGBIN tests/replay/run.sh
 }
 
 # the libpq client's in-backend tests (a pg_test-feature build in a private tree copy)
