@@ -451,6 +451,10 @@ def s_setup():
 @step('a `pgq replay` worker runs on branch and leaf (worker_status, pg_stat_activity)')
 def s_workers_up():
     for n in SUBSCRIBERS:
+        guc = q1(n, "select current_setting('pgq.replay', true)")
+        if guc != 'on':
+            fail('%s: pgq.replay is %s' % (n, 'unknown to this build (no in-server replay)'
+                                           if guc is None else repr(guc)))
         pid = wait_for('a replay worker on %s in pgq.worker_status() (kind replay, with a pid) '
                        'and pg_stat_activity (backend_type %r)' % (n, REPLAY_BACKEND),
                        lambda: replay_pid(n), 60, 0.5)
