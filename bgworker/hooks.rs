@@ -235,34 +235,36 @@ unsafe fn command_allowed(cmd: Cmd, dboid: pg_sys::Oid) -> bool {
     }
 }
 
-/// Stop the ticker of `dboid` and keep it away for a while; returns once it is gone.
+/// Stop every pgq worker of `dboid` (its manager and the manager's replay children)
+/// and keep them away for a while; returns once they are gone.
 pub fn evict_worker(dboid: u32, for_secs: i64) {
     if !shmem::available() {
         return;
     }
-    let pid = {
+    let pids: Vec<(usize, i32)> = {
         let mut s = STATE.exclusive();
+        let until = shmem::now() + for_secs * 1_000_000;
         // no slot: no worker there (templates never get one)
-        match s.slot_of(dboid) {
-            Some(i) => {
-                s.slots[i].blocked_until = shmem::now() + for_secs * 1_000_000;
-                s.slots[i].pid
-            }
-            None => 0,
-        }
+        s.slots
+            .iter_mut()
+            .enumerate()
+            .filter(|(_, x)| x.in_use && x.dboid == dboid)
+            .map(|(i, x)| {
+                x.blocked_until = until;
+                (i, x.pid)
+            })
+            .filter(|(_, pid)| *pid > 0)
+            .collect()
     };
-    if pid == 0 {
-        return;
+    for &(_, pid) in &pids {
+        shmem::terminate(pid);
     }
-    // SAFETY: kill(2) of the pid the slot records for that database's ticker.
-    unsafe { libc::kill(pid, libc::SIGTERM) };
-    // the worker clears its pid on exit; wait up to 10 s
+    // each worker clears its pid on exit; wait up to 10 s
     for _ in 0..1000 {
         let still = {
             let s = STATE.share();
-            s.slot_of(dboid)
-                .map(|i| s.slots[i].pid == pid)
-                .unwrap_or(false)
+            pids.iter()
+                .any(|&(i, pid)| s.slots[i].pid == pid && shmem::alive(pid))
         };
         if !still {
             return;
@@ -281,8 +283,8 @@ fn release_worker(dboid: u32) {
     }
     let launcher = {
         let mut s = STATE.exclusive();
-        if let Some(i) = s.slot_of(dboid) {
-            s.slots[i].blocked_until = 0;
+        for x in s.slots.iter_mut().filter(|x| x.in_use && x.dboid == dboid) {
+            x.blocked_until = 0;
         }
         s.launcher_pid
     };

@@ -177,10 +177,18 @@ fn supervise_loop() {
             let mut st = STATE.exclusive();
             for i in 0..st.slots.len() {
                 let slot = &mut st.slots[i];
-                if !slot.in_use || slot.kind != Kind::Ticker {
+                if !slot.in_use {
                     continue;
                 }
                 let db = dbs.iter().find(|d| d.oid == slot.dboid);
+                if slot.kind != Kind::Ticker {
+                    // a manager supervises its children; the launcher only forgets
+                    // the slots of a database that is gone
+                    if enabled && db.is_none() && !shmem::alive(slot.pid) {
+                        *slot = shmem::WorkerSlot::default();
+                    }
+                    continue;
+                }
                 match supervise::decide(&slot.view(enabled && db.is_some()), now) {
                     Decision::Busy => {
                         if !enabled {

@@ -9,6 +9,8 @@
 
 pub mod hooks;
 pub mod launcher;
+pub mod manager;
+pub mod replay;
 pub mod shmem;
 pub mod worker;
 
@@ -133,6 +135,17 @@ pub type StatusRow = (
     Option<TimestampWithTimeZone>,
 );
 
+/// A status row with the replay columns: provider node, last batch, its end tick, how
+/// far behind the provider's clock that tick is, events applied.
+pub type StatusRowV2 = (
+    StatusRow,
+    Option<String>,
+    Option<i64>,
+    Option<i64>,
+    Option<pgrx::datum::Interval>,
+    Option<i64>,
+);
+
 fn ts(t: i64) -> Option<TimestampWithTimeZone> {
     if t == 0 {
         None
@@ -141,26 +154,39 @@ fn ts(t: i64) -> Option<TimestampWithTimeZone> {
     }
 }
 
-/// Rows of pgq.worker_status(); empty when the library was not preloaded.
+/// Rows of pgq.worker_status() as 0.2.0 declared it (14 columns).
 pub fn status_rows() -> Vec<StatusRow> {
+    status_rows_v2().into_iter().map(|r| r.0).collect()
+}
+
+/// Rows of pgq.worker_status(); empty when the library was not preloaded.
+pub fn status_rows_v2() -> Vec<StatusRowV2> {
     if !shmem::available() || !preloaded() {
         return Vec::new();
     }
     let s = *shmem::STATE.share();
+    let now = shmem::now();
     let mut out = Vec::new();
     let lp = s.launcher_pid;
     out.push((
-        "launcher".to_string(),
+        (
+            "launcher".to_string(),
+            None,
+            None,
+            if lp > 0 { Some(lp) } else { None },
+            None,
+            None,
+            None,
+            None,
+            0,
+            0,
+            false,
+            None,
+            None,
+            None,
+        ),
         None,
         None,
-        if lp > 0 { Some(lp) } else { None },
-        None,
-        None,
-        None,
-        None,
-        0,
-        0,
-        false,
         None,
         None,
         None,
@@ -174,21 +200,30 @@ pub fn status_rows() -> Vec<StatusRow> {
         .filter(|x| x.in_use && (all || x.dboid == mine))
     {
         let name = database_name(pg_sys::Oid::from(slot.dboid));
+        let replay = slot.kind == shmem::Kind::Replay;
         out.push((
-            slot.kind.name().to_string(),
-            name,
-            (slot.object_len > 0).then(|| slot.object().to_string()),
-            if slot.pid > 0 { Some(slot.pid) } else { None },
-            ts(slot.started_at),
-            ts(slot.last_tick),
-            ts(slot.last_maint),
-            ts(slot.last_retry),
-            slot.ticks,
-            slot.restarts,
-            slot.no_extension,
-            slot.error_text(),
-            slot.sqlstate_text(),
-            ts(slot.last_error_time),
+            (
+                slot.kind.name().to_string(),
+                name,
+                (slot.object_len > 0).then(|| slot.object().to_string()),
+                if slot.pid > 0 { Some(slot.pid) } else { None },
+                ts(slot.started_at),
+                ts(slot.last_tick),
+                ts(slot.last_maint),
+                ts(slot.last_retry),
+                slot.ticks,
+                slot.restarts,
+                slot.no_extension,
+                slot.error_text(),
+                slot.sqlstate_text(),
+                ts(slot.last_error_time),
+            ),
+            (replay && slot.provider_len > 0).then(|| slot.provider().to_string()),
+            (replay && slot.batch_id > 0).then_some(slot.batch_id),
+            (replay && slot.tick_id > 0).then_some(slot.tick_id),
+            (replay && slot.tick_time != 0)
+                .then(|| pgrx::datum::Interval::from_micros((now - slot.tick_time).max(0))),
+            replay.then_some(slot.events),
         ));
     }
     out

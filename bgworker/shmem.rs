@@ -23,12 +23,16 @@ pub const OBJECT_LEN: usize = 64;
 pub enum Kind {
     #[default]
     Ticker = 1,
+    /// in-server replay of one cascaded node (object: the queue name), a child of its
+    /// database's manager
+    Replay = 2,
 }
 
 impl Kind {
     pub fn name(self) -> &'static str {
         match self {
             Kind::Ticker => "ticker",
+            Kind::Replay => "replay",
         }
     }
 }
@@ -68,6 +72,16 @@ pub struct WorkerSlot {
     pub sqlstate: [u8; 5],
     pub error_len: u16,
     pub error: [u8; ERROR_LEN],
+    /// replay: the provider node's name
+    pub provider_len: u8,
+    pub provider: [u8; OBJECT_LEN],
+    /// replay: the last batch applied (or finished), its end tick and that tick's time
+    /// on the provider
+    pub batch_id: i64,
+    pub tick_id: i64,
+    pub tick_time: i64,
+    /// replay: events applied since the worker started
+    pub events: i64,
 }
 
 impl Default for WorkerSlot {
@@ -95,6 +109,12 @@ impl Default for WorkerSlot {
             sqlstate: [0; 5],
             error_len: 0,
             error: [0; ERROR_LEN],
+            provider_len: 0,
+            provider: [0; OBJECT_LEN],
+            batch_id: 0,
+            tick_id: 0,
+            tick_time: 0,
+            events: 0,
         }
     }
 }
@@ -102,6 +122,24 @@ impl Default for WorkerSlot {
 impl WorkerSlot {
     pub fn object(&self) -> &str {
         std::str::from_utf8(&self.object[..self.object_len as usize]).unwrap_or("")
+    }
+
+    pub fn provider(&self) -> &str {
+        std::str::from_utf8(&self.provider[..self.provider_len as usize]).unwrap_or("")
+    }
+
+    pub fn set_provider(&mut self, name: &str) {
+        let mut n = name.len().min(OBJECT_LEN);
+        while !name.is_char_boundary(n) {
+            n -= 1;
+        }
+        self.provider[..n].copy_from_slice(&name.as_bytes()[..n]);
+        self.provider_len = n as u8;
+    }
+
+    pub fn clear_error(&mut self) {
+        self.error_len = 0;
+        self.sqlstate = [0; 5];
     }
 
     pub fn is(&self, kind: Kind, dboid: u32, object: &str) -> bool {

@@ -18,21 +18,21 @@ use std::panic::AssertUnwindSafe;
 const SEC: i64 = 1_000_000;
 /// How often the worker re-reads pg_extension when the queue tables are idle anyway.
 /// This worker's slot in shared memory (usize::MAX until it has one).
-static SLOT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(usize::MAX);
+pub static SLOT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(usize::MAX);
 
-fn my_slot() -> Option<usize> {
+pub fn my_slot() -> Option<usize> {
     let i = SLOT.load(std::sync::atomic::Ordering::Relaxed);
     (i != usize::MAX).then_some(i)
 }
 
-fn with_slot(f: impl FnOnce(&mut shmem::WorkerSlot)) {
+pub fn with_slot(f: impl FnOnce(&mut shmem::WorkerSlot)) {
     if let Some(i) = my_slot() {
         let mut s = STATE.exclusive();
         f(&mut s.slots[i]);
     }
 }
 
-fn report(activity: Option<&str>) {
+pub fn report(activity: Option<&str>) {
     // SAFETY: pgstat_report_activity copies the NUL-terminated text (or takes null).
     unsafe {
         match activity {
@@ -93,7 +93,18 @@ thread_local! {
     static LAST_LOGGED: std::cell::RefCell<(String, i64)> = const { std::cell::RefCell::new((String::new(), 0)) };
 }
 
-fn record_error(what: &str, err: &StepError) {
+/// Who this process is in log lines ("pgq ticker", "pgq replay").
+static WHO: std::sync::OnceLock<&'static str> = std::sync::OnceLock::new();
+
+pub fn set_who(who: &'static str) {
+    let _ = WHO.set(who);
+}
+
+pub fn who() -> &'static str {
+    WHO.get().copied().unwrap_or("pgq ticker")
+}
+
+pub fn record_error(what: &str, err: &StepError) {
     let text = format!("{what}: {}", err.message);
     let now = shmem::now();
     let log_it = LAST_LOGGED.with(|l| {
@@ -106,7 +117,7 @@ fn record_error(what: &str, err: &StepError) {
         }
     });
     if log_it {
-        log!("pgq ticker: {text} (SQLSTATE {})", err.sqlstate());
+        log!("{}: {text} (SQLSTATE {})", who(), err.sqlstate());
     }
     with_slot(|s| s.set_error(now, Some(err.sqlstate()), &text));
 }
@@ -143,7 +154,7 @@ fn extowner_changed(role: &str) -> bool {
     .is_some_and(|owner| owner != role)
 }
 
-fn extension_present() -> bool {
+pub fn extension_present() -> bool {
     // SAFETY: catalog lookup inside a transaction (callers run it in in_txn); missing_ok.
     unsafe { pg_sys::get_extension_oid(c"pgq".as_ptr(), true) != pg_sys::InvalidOid }
 }
@@ -198,7 +209,7 @@ fn installed_version() -> Option<String> {
 /// this library (an ALTER EXTENSION pgq UPDATE not run yet, or a server still running
 /// an older library): wait that long and ask again. The first look and every change
 /// log one line; the mismatch shows in pgq.worker_status().last_error.
-fn version_gate() -> Option<i64> {
+pub fn version_gate() -> Option<i64> {
     let now = shmem::now();
     let verdict = VERSION_GATE.with(|g| {
         let mut g = g.borrow_mut();
@@ -219,14 +230,14 @@ fn version_gate() -> Option<i64> {
                 ereport!(
                     WARNING,
                     PgSqlErrorCode::ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE,
-                    format!("pgq ticker: {m}")
+                    format!("{}: {m}", who())
                 );
                 let text = format!("extension version: {m}");
                 with_slot(|s| {
                     s.set_error(now, Some(crate::logic::version::MISMATCH_SQLSTATE), &text)
                 });
             }
-            Some(crate::logic::version::Notice::Resumed(m)) => log!("pgq ticker: {m}"),
+            Some(crate::logic::version::Notice::Resumed(m)) => log!("{}: {m}", who()),
             None => {}
         }
         verdict
@@ -237,7 +248,13 @@ fn version_gate() -> Option<i64> {
     }
 }
 
-fn wait_for_version(timeout_ms: i64) {
+pub fn wait_for_version(timeout_ms: i64) {
+    wait_latch(timeout_ms)
+}
+
+/// Wait on this process's latch (SIGHUP, SIGTERM, wakeups set it) for at most
+/// `timeout_ms`; SIGTERM ends the process at the interrupt check after it.
+pub fn wait_latch(timeout_ms: i64) {
     // SAFETY: waits on this process's own latch (SIGHUP, SIGTERM and producers set
     // it); WL_EXIT_ON_PM_DEATH ends the process if the postmaster dies.
     unsafe {
@@ -518,6 +535,7 @@ fn main_loop(role: &str) -> Stop {
     let mut next_retry = now + 5 * SEC;
     let mut next_maint = now + 5 * SEC;
     let mut last_tick_run = 0i64;
+    let mut next_supervise = now;
     loop {
         if BackgroundWorker::sighup_received() {
             super::reload_config();
@@ -579,8 +597,18 @@ fn main_loop(role: &str) -> Stop {
             run_maintenance();
             next_maint = shmem::now() + gucs::MAINT_PERIOD_S.get() as i64 * SEC;
         }
+        if now >= next_supervise {
+            // the manager's part: this database's replay workers, root duties
+            // SAFETY: a PostgreSQL global of this process, set when it connected.
+            let dboid = unsafe { pg_sys::MyDatabaseId }.to_u32();
+            let latest = super::manager::round(dboid, now);
+            next_supervise = latest.min(shmem::now() + SEC);
+        }
         now = shmem::now();
-        let until = next_tick.min(next_retry).min(next_maint);
+        let until = next_tick
+            .min(next_retry)
+            .min(next_maint)
+            .min(next_supervise);
         let timeout_ms = ((until - now) / 1000).clamp(1, 60_000);
         // SAFETY: waits on this process's own latch; WL_EXIT_ON_PM_DEATH ends the
         // process if the postmaster dies.
@@ -607,35 +635,44 @@ fn main_loop(role: &str) -> Stop {
 /// # Safety
 /// Called once by PostgreSQL at process exit (before_shmem_exit).
 #[pg_guard]
-unsafe extern "C-unwind" fn on_exit(_code: i32, _arg: pg_sys::Datum) {
+pub unsafe extern "C-unwind" fn on_exit(_code: i32, _arg: pg_sys::Datum) {
     let Some(i) = my_slot() else { return };
     if !shmem::available() {
         return;
     }
-    let launcher = {
+    let (launcher, manager) = {
         let mut s = STATE.exclusive();
         let slot = &mut s.slots[i];
+        let (kind, dboid) = (slot.kind, slot.dboid);
         if slot.pid == super::my_pid() {
             slot.pid = 0;
             slot.phase = shmem::Phase::Exited;
         }
-        s.launcher_pid
+        // a child's supervisor is its database's manager
+        let manager = if kind == shmem::Kind::Ticker {
+            0
+        } else {
+            s.slot_of(dboid).map(|m| s.slots[m].pid).unwrap_or(0)
+        };
+        (s.launcher_pid, manager)
     };
     shmem::wake(launcher);
+    shmem::wake(manager);
 }
 
 /// Why a worker started for (slot, generation) must not take the slot, if it must not.
-fn attach_check_locked(
+pub fn attach_check_locked(
     s: &shmem::Shared,
     slot_index: usize,
     generation: u32,
+    kind: shmem::Kind,
 ) -> Result<shmem::WorkerSlot, String> {
     let Some(slot) = s
         .slots
         .get(slot_index)
-        .filter(|x| x.in_use && x.kind == shmem::Kind::Ticker)
+        .filter(|x| x.in_use && x.kind == kind)
     else {
-        return Err(format!("slot {slot_index} is not a ticker slot"));
+        return Err(format!("slot {slot_index} is not a {} slot", kind.name()));
     };
     if slot.blocked_until > shmem::now() {
         return Err(format!(
@@ -656,24 +693,35 @@ fn attach_check_locked(
             "started for slot {slot_index} generation {generation}, which is now generation {}",
             slot.generation
         )),
-        Err(AttachRefusal::HeldBy(pid)) => Err(format!(
+        Err(AttachRefusal::HeldBy(pid)) if kind == shmem::Kind::Ticker => Err(format!(
             "database {} already has a ticker (pid {pid})",
+            slot.dboid
+        )),
+        Err(AttachRefusal::HeldBy(pid)) => Err(format!(
+            "{} worker of \"{}\" in database {} is running already (pid {pid})",
+            kind.name(),
+            slot.object(),
             slot.dboid
         )),
     }
 }
 
-fn attach_check(slot_index: usize, generation: u32) -> Result<shmem::WorkerSlot, String> {
-    attach_check_locked(&STATE.share(), slot_index, generation)
+pub fn attach_check(
+    slot_index: usize,
+    generation: u32,
+    kind: shmem::Kind,
+) -> Result<shmem::WorkerSlot, String> {
+    attach_check_locked(&STATE.share(), slot_index, generation, kind)
 }
 
 /// Session settings of a worker, for its whole life: a search_path nobody else can
 /// influence (set at the same level autovacuum uses, above ALTER DATABASE/ROLE SET),
 /// a lock_timeout so a lock held by some session fails a step instead of stalling the
 /// worker, and the application_name operators see.
-fn pin_session() {
+pub fn pin_session() {
     let lock_timeout =
         CString::new(gucs::WORKER_LOCK_TIMEOUT_MS.get().to_string()).unwrap_or_default();
+    let app = CString::new(who()).unwrap_or_default();
     // SAFETY: GUC assignments of this process with static, NUL-terminated names and
     // values that are valid for these settings.
     unsafe {
@@ -691,7 +739,7 @@ fn pin_session() {
         );
         pg_sys::SetConfigOption(
             c"application_name".as_ptr(),
-            c"pgq ticker".as_ptr(),
+            app.as_ptr(),
             pg_sys::GucContext::PGC_USERSET,
             pg_sys::GucSource::PGC_S_SESSION,
         );
@@ -702,7 +750,7 @@ fn pin_session() {
 /// extension. The process connects as the bootstrap superuser (a background worker
 /// must name some role before it can read pg_extension) and switches right away, before
 /// running anything of the extension's.
-fn become_worker_role() -> Result<String, String> {
+pub fn become_worker_role() -> Result<String, String> {
     let role = match gucs::worker_role() {
         Some(name) => {
             let c = CString::new(name.clone()).map_err(|_| "bad role name".to_string())?;
@@ -751,7 +799,7 @@ pub extern "C-unwind" fn pgq_ticker_main(arg: pg_sys::Datum) {
     }
     // the slot says which database; a slot reused since the launcher asked for this
     // worker (another generation) is not ours, nor one a live process holds
-    let dboid = match attach_check(slot_index, generation) {
+    let dboid = match attach_check(slot_index, generation, shmem::Kind::Ticker) {
         Ok(slot) => slot.dboid,
         Err(why) => {
             log!("pgq ticker: not starting: {why}");
@@ -762,7 +810,7 @@ pub extern "C-unwind" fn pgq_ticker_main(arg: pg_sys::Datum) {
     pin_session();
     {
         let mut s = STATE.exclusive();
-        if let Err(why) = attach_check_locked(&s, slot_index, generation) {
+        if let Err(why) = attach_check_locked(&s, slot_index, generation, shmem::Kind::Ticker) {
             drop(s);
             log!("pgq ticker: not starting: {why}");
             return;

@@ -223,10 +223,9 @@ pub mod pgq {
         }
     }
 
-    /// The background workers: the launcher and one row per worker slot. `worker` is the
-    /// kind (launcher, ticker), `object` what a worker works on inside its database.
-    #[pg_extern(volatile, parallel_unsafe)]
-    #[search_path(pg_catalog, pgq, pg_temp)]
+    /// 0.2.0's worker_status (14 columns): kept for that version's SQL, which names
+    /// this symbol, until ALTER EXTENSION pgq UPDATE.
+    #[pg_extern(sql = false)]
     fn worker_status() -> TableIterator<
         'static,
         (
@@ -247,5 +246,44 @@ pub mod pgq {
         ),
     > {
         TableIterator::new(crate::bgworker::status_rows())
+    }
+
+    /// The background workers: the launcher and one row per worker slot. `worker` is the
+    /// kind (launcher, ticker, replay), `object` what a worker works on inside its
+    /// database (a replay worker: the queue); the last five columns describe replay.
+    #[pg_extern(volatile, parallel_unsafe, name = "worker_status")]
+    #[search_path(pg_catalog, pgq, pg_temp)]
+    fn worker_status_v2() -> TableIterator<
+        'static,
+        (
+            name!(worker, String),
+            name!(database, Option<String>),
+            name!(object, Option<String>),
+            name!(pid, Option<i32>),
+            name!(started_at, Option<TimestampWithTimeZone>),
+            name!(last_tick, Option<TimestampWithTimeZone>),
+            name!(last_maint, Option<TimestampWithTimeZone>),
+            name!(last_retry, Option<TimestampWithTimeZone>),
+            name!(ticks, i64),
+            name!(restarts, i32),
+            name!(no_extension, bool),
+            name!(last_error, Option<String>),
+            name!(last_sqlstate, Option<String>),
+            name!(last_error_time, Option<TimestampWithTimeZone>),
+            name!(provider, Option<String>),
+            name!(batch_id, Option<i64>),
+            name!(tick_id, Option<i64>),
+            name!(lag, Option<pgrx::datum::Interval>),
+            name!(events, Option<i64>),
+        ),
+    > {
+        TableIterator::new(crate::bgworker::status_rows_v2().into_iter().map(
+            |(a, p, b, t, l, e)| {
+                (
+                    a.0, a.1, a.2, a.3, a.4, a.5, a.6, a.7, a.8, a.9, a.10, a.11, a.12, a.13, p, b,
+                    t, l, e,
+                )
+            },
+        ))
     }
 }

@@ -14,6 +14,8 @@ pub static LAUNCHER_NAPTIME_S: GucSetting<i32> = GucSetting::<i32>::new(10);
 pub static NOTIFY: GucSetting<bool> = GucSetting::<bool>::new(true);
 pub static WORKER_ROLE: GucSetting<Option<CString>> = GucSetting::<Option<CString>>::new(None);
 pub static WORKER_LOCK_TIMEOUT_MS: GucSetting<i32> = GucSetting::<i32>::new(10_000);
+pub static REPLAY: GucSetting<bool> = GucSetting::<bool>::new(true);
+pub static REPLAY_IDLE_WAIT_MS: GucSetting<i32> = GucSetting::<i32>::new(1000);
 
 /// `pgq.worker_role`, or None when empty (the workers then run as the extension owner).
 pub fn worker_role() -> Option<String> {
@@ -113,6 +115,24 @@ pub fn init() {
         &WORKER_LOCK_TIMEOUT_MS,
         0,
         3_600_000,
+        GucContext::Sighup,
+        GucFlags::UNIT_MS,
+    );
+    GucRegistry::define_bool_guc(
+        c"pgq.replay",
+        c"Replay cascaded nodes in-server: each database's manager runs one replay worker per local branch or leaf node.",
+        c"Per node, pgq_cascade.set_in_server_replay() turns it off so that an external londiste worker can consume the node instead.",
+        &REPLAY,
+        GucContext::Sighup,
+        GucFlags::default(),
+    );
+    GucRegistry::define_int_guc(
+        c"pgq.replay_idle_wait",
+        c"How long a replay worker with no batch waits for its provider's tick notification before asking again.",
+        c"The worker LISTENs on the provider's queue channel, so a tick wakes it at once; this bounds the wait when notifications are off.",
+        &REPLAY_IDLE_WAIT_MS,
+        10,
+        60_000,
         GucContext::Sighup,
         GucFlags::UNIT_MS,
     );

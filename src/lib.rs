@@ -50,6 +50,11 @@ extension_sql_file!(
     name = "pgq_node_functions",
     requires = ["pgq_node_schema"]
 );
+extension_sql_file!(
+    "../sql/pgq_cascade.sql",
+    name = "pgq_cascade",
+    requires = ["pgq_node_schema", "pgq_node_functions"]
+);
 extension_sql_file!("../sql/pgq_ext.sql", name = "pgq_ext");
 extension_sql_file!("../sql/pgq_coop.sql", name = "pgq_coop");
 

@@ -613,6 +613,7 @@ pub fn create_node(
     if code != 200 {
         return Ok(OutRec::ret(code, note));
     }
+    crate::replay::control::record_new_node(c, i_queue_name)?;
     Ok(OutRec::ret(
         200,
         nfmt!(
@@ -1710,6 +1711,7 @@ pub fn set_consumer_completed(
     i_consumer_name: Option<&str>,
     i_tick_id: Option<i64>,
 ) -> PgqResult<OutRec> {
+    crate::replay::control::check_completion_allowed(c, i_queue_name, i_consumer_name)?;
     let n = c.execute(
         "set_consumer_completed",
         "update pgq_node.local_state set last_tick_id = $3, cur_error = null \

@@ -9,6 +9,7 @@ pub mod londiste;
 pub mod node;
 pub mod pg_keywords;
 pub mod remote;
+pub mod replay;
 pub mod snapshot;
 pub mod sqlstate;
 pub mod supervise;

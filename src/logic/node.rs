@@ -19,6 +19,14 @@ impl NodeType {
         }
     }
 
+    pub fn as_str(self) -> &'static str {
+        match self {
+            NodeType::Root => "root",
+            NodeType::Branch => "branch",
+            NodeType::Leaf => "leaf",
+        }
+    }
+
     /// Root and branch nodes own a pgq queue; leaves do not.
     pub fn has_queue(self) -> bool {
         !matches!(self, NodeType::Leaf)

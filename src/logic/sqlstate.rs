@@ -18,6 +18,11 @@ impl SqlState {
     pub const UNDEFINED_FUNCTION: SqlState = SqlState(*b"42883");
     pub const WRONG_OBJECT_TYPE: SqlState = SqlState(*b"42809");
     pub const INVALID_TEXT_REPRESENTATION: SqlState = SqlState(*b"22P02");
+    pub const PROGRAM_LIMIT_EXCEEDED: SqlState = SqlState(*b"54000");
+    pub const CONFIGURATION_LIMIT_EXCEEDED: SqlState = SqlState(*b"53400");
+    pub const OBJECT_NOT_IN_PREREQUISITE_STATE: SqlState = SqlState(*b"55000");
+    pub const FEATURE_NOT_SUPPORTED: SqlState = SqlState(*b"0A000");
+    pub const DATA_EXCEPTION: SqlState = SqlState(*b"22000");
 
     /// The code of a text, if it is a well-formed SQLSTATE.
     pub fn parse(s: &str) -> Option<SqlState> {

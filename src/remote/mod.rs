@@ -703,6 +703,53 @@ impl Connection {
         })
     }
 
+    /// Wait for notifications (of channels this connection LISTENs on) for at most
+    /// `timeout`. Returns the channels of the notifications that arrived, empty when
+    /// none did; also returns early (empty) when the latch is set, so the caller can
+    /// look at SIGHUP and its other duties. SIGTERM and postmaster death interrupt the
+    /// wait as every network wait.
+    pub fn wait_notifications(&mut self, timeout: Duration) -> Result<Vec<String>, RemoteError> {
+        if self.inner.conn.is_null() || self.inner.mode != Mode::Idle {
+            return Err(self.lost());
+        }
+        let mut got = self.take_notifications();
+        if !got.is_empty() {
+            return Ok(got);
+        }
+        let deadline = Instant::now() + timeout;
+        if let Waited::Ready { readable: true } =
+            self.wait(pg_sys::WL_SOCKET_READABLE, Some(deadline), true)?
+        {
+            // SAFETY: open, idle connection.
+            if unsafe { pq::PQconsumeInput(self.inner.conn) } == 0 {
+                return Err(self.lost());
+            }
+            got = self.take_notifications();
+        }
+        Ok(got)
+    }
+
+    /// Notifications libpq has read already, as channel names.
+    fn take_notifications(&mut self) -> Vec<String> {
+        let mut out = Vec::new();
+        // SAFETY: open connection; each PGnotify is freed with PQfreemem after its
+        // channel name was copied.
+        unsafe {
+            pq::PQconsumeInput(self.inner.conn);
+            loop {
+                let n = pq::PQnotifies(self.inner.conn);
+                if n.is_null() {
+                    break;
+                }
+                if !(*n).relname.is_null() {
+                    out.push(CStr::from_ptr((*n).relname).to_string_lossy().into_owned());
+                }
+                pq::PQfreemem(n.cast());
+            }
+        }
+        out
+    }
+
     /// Run `COPY ... TO STDOUT` and read its data chunk by chunk.
     pub fn copy_out(&mut self, sql: &str) -> Result<CopyOut<'_>, RemoteError> {
         self.start_copy(sql, pq::ExecStatusType::PGRES_COPY_OUT)?;

@@ -290,9 +290,13 @@ fn prepare(tab: &Table, shape: &Shape) -> Result<Plan, PgqError> {
     unsafe {
         let plan = pg_sys::SPI_prepare(csql.as_ptr(), types.len() as i32, types.as_mut_ptr());
         if plan.is_null() {
+            let code = std::ptr::addr_of!(pg_sys::SPI_result).read();
             return fail(
                 SqlState::INTERNAL_ERROR,
-                format!("could not prepare the apply statement for {}", tab.qname),
+                format!(
+                    "could not prepare the apply statement for {} (SPI result {})",
+                    tab.qname, code
+                ),
             );
         }
         pg_sys::SPI_keepplan(plan);

@@ -3,3 +3,5 @@
 //! kept plans.
 
 pub mod apply;
+pub mod control;
+pub mod worker;

@@ -83,6 +83,8 @@ CONF=(
   "pgq.maint_period = '2s'"
   "pgq.retry_period = '1s'"
   "pgq.launcher_naptime = '1s'"
+  # this layer runs the Python `londiste worker`: no in-server replay beside it
+  "pgq.replay = off"
 )
 if [ -n "${REFERENCE:-}" ]; then
   # The same scenario against the ORIGINAL stack (scripts/install-original.sh),

@@ -1,0 +1,207 @@
+//! The database's manager: the per-database worker (the ticker) also supervises that
+//! database's in-server replay workers, one per local branch or leaf node that has
+//! in-server replay on (`pgq_cascade.node_replay`, GUC `pgq.replay`), and does the root
+//! duties of each local root node (`londiste.root_check_seqs`).
+//!
+//! Like the launcher, the manager keeps no record of its own: the shared slots of kind
+//! `replay` are the record, so a restarted manager finds the children already running
+//! and starts no second one. Children that exit are restarted with backoff
+//! (`logic::supervise::decide`); children no longer wanted (node dropped, turned into
+//! a root, in-server replay turned off) are stopped with SIGTERM.
+
+use super::shmem::{self, Kind, STATE};
+use super::worker::{in_txn, record_error, StepError};
+use crate::errors::SpiResultExt;
+use crate::gucs;
+use crate::logic::node::NodeType;
+use crate::logic::supervise::{self, Decision};
+use pgrx::bgworkers::{BackgroundWorkerBuilder, BackgroundWorkerStatus, BgWorkerStartTime};
+use pgrx::prelude::*;
+
+/// One node of this database as the manager sees it.
+struct Node {
+    queue: String,
+    node_type: Option<NodeType>,
+    in_server: bool,
+}
+
+fn read_nodes() -> Result<Vec<Node>, StepError> {
+    in_txn("read cascade nodes", || {
+        Spi::connect(|c| {
+            let t = c
+                .select(
+                    "select n.queue_name::text, n.node_type::text, \
+                            coalesce(r.in_server, false) \
+                       from pgq_node.node_info n \
+                       left join pgq_cascade.node_replay r \
+                         on r.queue_name operator(pg_catalog.=) n.queue_name \
+                      order by 1",
+                    None,
+                    &[],
+                )
+                .ctx("reading pgq_node.node_info")?;
+            let mut out = Vec::new();
+            for row in t {
+                let queue = crate::db::req::<String>(&row, 1, "reading pgq_node.node_info")?;
+                let ntype = crate::db::req::<String>(&row, 2, "reading pgq_node.node_info")?;
+                let in_server = crate::db::req::<bool>(&row, 3, "reading pgq_node.node_info")?;
+                out.push(Node {
+                    queue,
+                    node_type: NodeType::parse(&ntype),
+                    in_server,
+                });
+            }
+            Ok(out)
+        })
+    })
+    .and_then(|r| r)
+}
+
+fn wants_replay(n: &Node) -> bool {
+    n.in_server && matches!(n.node_type, Some(NodeType::Branch) | Some(NodeType::Leaf))
+}
+
+/// Register a replay worker for slot `i` (generation `g`) and wait until the postmaster
+/// forked it.
+fn start_child(queue: &str, i: usize, g: u32) {
+    let mut name = format!("pgq replay {queue}");
+    if name.len() > 90 {
+        let mut n = 90;
+        while !name.is_char_boundary(n) {
+            n -= 1;
+        }
+        name.truncate(n);
+    }
+    let r = BackgroundWorkerBuilder::new(&name)
+        .set_type("pgq replay")
+        .set_library("pgq")
+        .set_function("pgq_replay_main")
+        .set_argument(Some(shmem::start_arg(i, g)))
+        .enable_shmem_access(None)
+        .enable_spi_access()
+        .set_start_time(BgWorkerStartTime::RecoveryFinished)
+        .set_restart_time(None)
+        .set_notify_pid(super::my_pid())
+        .load_dynamic();
+    match r {
+        Ok(h) => {
+            let pid = match h.wait_for_startup() {
+                Ok(pid) => Some(pid),
+                Err(BackgroundWorkerStatus::PostmasterDied) => {
+                    // SAFETY: ends this process, as WL_EXIT_ON_PM_DEATH would.
+                    unsafe { pg_sys::proc_exit(1) }
+                }
+                Err(_) => None,
+            };
+            STATE.exclusive().launched(i, g, pid);
+        }
+        Err(_) => {
+            STATE.exclusive().launch_failed(i, g);
+            record_error(
+                &format!("replay of queue \"{queue}\""),
+                &StepError::new(
+                    crate::errors::SqlState::CONFIGURATION_LIMIT_EXCEEDED,
+                    "could not start a replay worker (max_worker_processes reached?)",
+                ),
+            );
+        }
+    }
+}
+
+/// One supervision round. Returns the latest time the next round should run.
+pub fn round(dboid: u32, now: i64) -> i64 {
+    let mut next = now + 5 * supervise::SEC;
+    let nodes = match read_nodes() {
+        Ok(n) => n,
+        Err(e) => {
+            record_error("supervising replay", &e);
+            return next;
+        }
+    };
+    let replay_on = gucs::REPLAY.get() && gucs::ENABLED.get();
+    let wanted: Vec<&Node> = nodes
+        .iter()
+        .filter(|n| replay_on && wants_replay(n))
+        .collect();
+    let mut to_start: Vec<(usize, String)> = Vec::new();
+    let mut problems: Vec<String> = Vec::new();
+    {
+        let mut st = STATE.exclusive();
+        for n in &wanted {
+            if st.find(Kind::Replay, dboid, &n.queue).is_none()
+                && st.find_or_add(Kind::Replay, dboid, &n.queue).is_none()
+            {
+                problems.push(if n.queue.len() > shmem::OBJECT_LEN {
+                    format!(
+                        "queue \"{}\" is not replayed in-server: its name is longer than {} bytes",
+                        n.queue,
+                        shmem::OBJECT_LEN
+                    )
+                } else {
+                    format!(
+                        "queue \"{}\" is not replayed in-server: all {} pgq worker slots are taken",
+                        n.queue,
+                        shmem::MAX_WORKERS
+                    )
+                });
+            }
+        }
+        for i in 0..st.slots.len() {
+            let slot = &mut st.slots[i];
+            if !slot.in_use || slot.kind != Kind::Replay || slot.dboid != dboid {
+                continue;
+            }
+            let is_wanted = wanted.iter().any(|n| n.queue == slot.object());
+            match supervise::decide(&slot.view(is_wanted), now) {
+                Decision::Busy => {
+                    if !is_wanted {
+                        shmem::terminate(slot.pid);
+                    }
+                }
+                Decision::Reap {
+                    restarts,
+                    next_start,
+                } => {
+                    slot.reap(restarts, next_start);
+                    next = next.min(next_start.max(now));
+                }
+                Decision::Start => to_start.push((i, slot.object().to_string())),
+                Decision::WaitUntil(t) => next = next.min(t),
+                Decision::Nothing => {
+                    if !is_wanted {
+                        *slot = shmem::WorkerSlot::default();
+                    }
+                }
+            }
+        }
+    }
+    for p in problems {
+        record_error(
+            "supervising replay",
+            &StepError::new(crate::errors::SqlState::PROGRAM_LIMIT_EXCEEDED, p),
+        );
+    }
+    for (i, queue) in to_start {
+        let g = STATE.exclusive().new_generation(i, now);
+        start_child(&queue, i, g);
+    }
+    // root duties: publish sequence positions (what the Python worker did on a root)
+    for n in nodes.iter().filter(|n| n.node_type == Some(NodeType::Root)) {
+        let r = in_txn("londiste.root_check_seqs", || {
+            Spi::connect_mut(|c| {
+                c.update(
+                    "select ret_code from londiste.root_check_seqs($1)",
+                    Some(1),
+                    &[n.queue.as_str().into()],
+                )
+                .map(|_| ())
+                .ctx("running londiste.root_check_seqs")
+            })
+        })
+        .and_then(|r| r);
+        if let Err(e) = r {
+            record_error(&format!("root_check_seqs({})", n.queue), &e);
+        }
+    }
+    next
+}

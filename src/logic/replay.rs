@@ -1,0 +1,460 @@
+//! The replay worker's decisions, free of pgrx (docs/replication.md, "In-server
+//! replay"): where a batch stands against the node's completed tick, what a branch
+//! does about its own tick after a crash, what a cascade event asks for, when an
+//! EXECUTE script runs on this node and how its `@name@` placeholders become local
+//! names, and how long to wait after an error.
+
+use crate::logic::supervise::SEC;
+use std::collections::HashMap;
+
+/// What to do with the batch `prev..cur` the provider handed out, given the tick this
+/// node recorded as completed in `pgq_node.local_state`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum BatchVerdict {
+    /// the batch starts where this node stands: apply it
+    Apply,
+    /// this node committed the batch already (a crash after the local commit, before
+    /// `finish_batch` on the provider): only finish it on the provider
+    AlreadyDone,
+    /// the positions do not fit: an error, nothing is applied
+    Lost(String),
+}
+
+pub fn batch_verdict(prev_tick: i64, cur_tick: i64, completed: Option<i64>) -> BatchVerdict {
+    match completed {
+        None => BatchVerdict::Lost("dst_tick NULL?".to_string()),
+        Some(c) if c == prev_tick => BatchVerdict::Apply,
+        Some(c) if c == cur_tick => BatchVerdict::AlreadyDone,
+        Some(c) => BatchVerdict::Lost(format!(
+            "Lost position: batch {prev_tick}..{cur_tick}, dst has {c}"
+        )),
+    }
+}
+
+/// A branch whose batch was already done: does its own queue have the tick?
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum BranchTick {
+    /// the local tick is the batch's end: nothing to do
+    Present,
+    /// the crash came between the commit and the tick: make the tick now
+    Missing,
+    Wrong(String),
+}
+
+pub fn branch_tick(last_local_tick: Option<i64>, prev_tick: i64, cur_tick: i64) -> BranchTick {
+    match last_local_tick {
+        Some(t) if t == cur_tick => BranchTick::Present,
+        Some(t) if t == prev_tick => BranchTick::Missing,
+        other => BranchTick::Wrong(format!(
+            "is_batch_done: last branch tick = {}, expected {prev_tick} or {cur_tick}",
+            other
+                .map(|t| t.to_string())
+                .unwrap_or_else(|| "NULL".into())
+        )),
+    }
+}
+
+/// A `pgq.*` event of the cascade.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CascadeEvent {
+    /// `pgq.location-info`: register_location(queue, node, location, dead)
+    LocationInfo {
+        node: String,
+        location: Option<String>,
+        dead: bool,
+    },
+    /// `pgq.unregister-location`
+    UnregisterLocation { node: String },
+    /// `pgq.global-watermark`: the root's watermark, a tick id
+    GlobalWatermark(i64),
+    /// `pgq.tick-id`: only in a combined queue (merge-leaf setups)
+    TickId,
+}
+
+/// Parse a `pgq.*` event. `extra1` must name this node's queue, except for
+/// `pgq.tick-id`, which only a combined queue carries.
+pub fn cascade_event(
+    queue: &str,
+    ev_type: &str,
+    ev_data: Option<&str>,
+    extra1: Option<&str>,
+    extra2: Option<&str>,
+    extra3: Option<&str>,
+) -> Result<CascadeEvent, String> {
+    if ev_type == "pgq.tick-id" {
+        return Ok(CascadeEvent::TickId);
+    }
+    if extra1 != Some(queue) {
+        return Err(format!(
+            "bad event in queue: {ev_type} for queue {}",
+            extra1.unwrap_or("NULL")
+        ));
+    }
+    let data = || {
+        ev_data
+            .map(str::to_string)
+            .ok_or_else(|| format!("{ev_type} without data"))
+    };
+    match ev_type {
+        "pgq.location-info" => Ok(CascadeEvent::LocationInfo {
+            node: data()?,
+            location: extra2.map(str::to_string),
+            dead: matches!(extra3, Some("true") | Some("t") | Some("1") | Some("on")),
+        }),
+        "pgq.unregister-location" => Ok(CascadeEvent::UnregisterLocation { node: data()? }),
+        "pgq.global-watermark" => {
+            let d = data()?;
+            d.trim()
+                .parse::<i64>()
+                .map(CascadeEvent::GlobalWatermark)
+                .map_err(|_| format!("pgq.global-watermark with a bad tick id: {d}"))
+        }
+        other => Err(format!("unknown cascade event: {other}")),
+    }
+}
+
+/// The meta-comment attributes of an EXECUTE script (`--*-- Key: v1, v2`), as the root
+/// stored them urlencoded in the event's `ev_extra2`: lower-case key, comma-joined
+/// values.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ExecAttrs {
+    pub attrs: Vec<(String, Vec<String>)>,
+}
+
+/// The keys an EXECUTE script may name.
+pub const EXEC_KEYS: [&str; 8] = [
+    "local-table",
+    "local-sequence",
+    "local-destination",
+    "need-table",
+    "need-sequence",
+    "need-function",
+    "need-schema",
+    "need-view",
+];
+
+impl ExecAttrs {
+    pub fn parse(urlenc: Option<&str>) -> Result<ExecAttrs, String> {
+        let mut attrs = Vec::new();
+        let Some(s) = urlenc.filter(|s| !s.is_empty()) else {
+            return Ok(ExecAttrs { attrs });
+        };
+        for part in s.split('&').filter(|p| !p.is_empty()) {
+            let (k, v) = part.split_once('=').unwrap_or((part, ""));
+            let dec = |x: &str| {
+                crate::logic::triggers::urldecode(x.as_bytes())
+                    .map_err(|e| format!("bad EXECUTE attributes: {e:?}"))
+                    .and_then(|b| {
+                        String::from_utf8(b).map_err(|_| "bad EXECUTE attributes: not UTF-8".into())
+                    })
+            };
+            let key = dec(k)?.to_ascii_lowercase();
+            if !EXEC_KEYS.contains(&key.as_str()) {
+                return Err(format!("unknown EXECUTE attribute: {key}"));
+            }
+            let values = dec(v)?
+                .split(',')
+                .map(|x| x.trim().to_string())
+                .filter(|x| !x.is_empty())
+                .collect();
+            attrs.push((key, values));
+        }
+        Ok(ExecAttrs { attrs })
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.attrs.iter().all(|(_, v)| v.is_empty())
+    }
+}
+
+/// What this node has, for matching an EXECUTE script's attributes. Names are
+/// `schema.name`, as londiste stores them.
+pub trait LocalObjects {
+    /// a table this node replicates (global name) → its local destination name
+    fn local_table(&self, name: &str) -> Option<String>;
+    /// a sequence this node replicates
+    fn local_sequence(&self, name: &str) -> bool;
+    /// a local destination table name of a replicated table
+    fn local_destination(&self, name: &str) -> bool;
+    /// catalog existence: key is `need-table`, `need-sequence`, `need-function`
+    /// (`name(nargs)`), `need-schema` or `need-view`
+    fn exists(&self, key: &str, name: &str) -> Result<bool, String>;
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ExecDecision {
+    /// run it, with these `@name@` → local name substitutions
+    Run(Vec<(String, String)>),
+    /// none of the named objects is here: the script does not concern this node
+    Skip,
+}
+
+fn fq(name: &str) -> String {
+    crate::logic::londiste::make_fqname(name)
+}
+
+/// Decide about an EXECUTE script: every named object present → run; none → skip;
+/// some → an error (the node is set up differently from what the script expects).
+pub fn exec_decision(attrs: &ExecAttrs, here: &dyn LocalObjects) -> Result<ExecDecision, String> {
+    let mut matched = Vec::new();
+    let mut missing = Vec::new();
+    let mut subst = Vec::new();
+    for (key, values) in &attrs.attrs {
+        for v in values {
+            let ok = match key.as_str() {
+                "local-table" => match here.local_table(&fq(v)) {
+                    Some(dest) => {
+                        subst.push((v.clone(), dest));
+                        true
+                    }
+                    None => false,
+                },
+                "local-sequence" => {
+                    let ok = here.local_sequence(&fq(v));
+                    if ok {
+                        subst.push((v.clone(), fq(v)));
+                    }
+                    ok
+                }
+                "local-destination" => {
+                    let ok = here.local_destination(&fq(v));
+                    if ok {
+                        subst.push((v.clone(), fq(v)));
+                    }
+                    ok
+                }
+                other => here.exists(other, v)?,
+            };
+            if ok {
+                matched.push(format!("{key}: {v}"));
+            } else {
+                missing.push(format!("{key}: {v}"));
+            }
+        }
+    }
+    if missing.is_empty() {
+        Ok(ExecDecision::Run(subst))
+    } else if matched.is_empty() {
+        Ok(ExecDecision::Skip)
+    } else {
+        Err(format!(
+            "EXECUTE script matches this node only partly: has {}, lacks {}",
+            matched.join(", "),
+            missing.join(", ")
+        ))
+    }
+}
+
+/// Replace every `@name@` of `subst` in `sql` by the quoted local name
+/// (`quote_fq(name)`).
+pub fn substitute(
+    sql: &str,
+    subst: &[(String, String)],
+    quote_fq: impl Fn(&str) -> String,
+) -> String {
+    let mut out = sql.to_string();
+    for (placeholder, local) in subst {
+        let pat = format!("@{placeholder}@");
+        if out.contains(&pat) {
+            out = out.replace(&pat, &quote_fq(local));
+        }
+    }
+    out
+}
+
+/// Delay before retry number `failures` (1 s, 2 s, 4 s ... 60 s).
+pub fn retry_delay(failures: u32) -> i64 {
+    let s = 1i64 << failures.saturating_sub(1).min(6);
+    s.min(60) * SEC
+}
+
+/// Tables of a batch: global name → (local destination, replays now?).
+pub type TableMap = HashMap<String, (String, bool)>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn verdicts() {
+        assert_eq!(batch_verdict(5, 6, Some(5)), BatchVerdict::Apply);
+        assert_eq!(batch_verdict(5, 6, Some(6)), BatchVerdict::AlreadyDone);
+        assert_eq!(
+            batch_verdict(5, 6, Some(3)),
+            BatchVerdict::Lost("Lost position: batch 5..6, dst has 3".into())
+        );
+        assert_eq!(
+            batch_verdict(5, 6, None),
+            BatchVerdict::Lost("dst_tick NULL?".into())
+        );
+    }
+
+    #[test]
+    fn branch_ticks() {
+        assert_eq!(branch_tick(Some(6), 5, 6), BranchTick::Present);
+        assert_eq!(branch_tick(Some(5), 5, 6), BranchTick::Missing);
+        assert!(
+            matches!(branch_tick(Some(2), 5, 6), BranchTick::Wrong(m) if m == "is_batch_done: last branch tick = 2, expected 5 or 6")
+        );
+        assert!(matches!(branch_tick(None, 5, 6), BranchTick::Wrong(_)));
+    }
+
+    #[test]
+    fn cascade_events() {
+        assert_eq!(
+            cascade_event(
+                "q",
+                "pgq.location-info",
+                Some("n2"),
+                Some("q"),
+                Some("dbname=x"),
+                Some("false")
+            ),
+            Ok(CascadeEvent::LocationInfo {
+                node: "n2".into(),
+                location: Some("dbname=x".into()),
+                dead: false
+            })
+        );
+        assert_eq!(
+            cascade_event(
+                "q",
+                "pgq.location-info",
+                Some("n2"),
+                Some("q"),
+                None,
+                Some("true")
+            ),
+            Ok(CascadeEvent::LocationInfo {
+                node: "n2".into(),
+                location: None,
+                dead: true
+            })
+        );
+        assert_eq!(
+            cascade_event(
+                "q",
+                "pgq.global-watermark",
+                Some("42"),
+                Some("q"),
+                None,
+                None
+            ),
+            Ok(CascadeEvent::GlobalWatermark(42))
+        );
+        assert!(cascade_event(
+            "q",
+            "pgq.global-watermark",
+            Some("x"),
+            Some("q"),
+            None,
+            None
+        )
+        .is_err());
+        assert_eq!(
+            cascade_event(
+                "q",
+                "pgq.unregister-location",
+                Some("n3"),
+                Some("q"),
+                None,
+                None
+            ),
+            Ok(CascadeEvent::UnregisterLocation { node: "n3".into() })
+        );
+        assert_eq!(
+            cascade_event(
+                "q",
+                "pgq.location-info",
+                Some("n"),
+                Some("other"),
+                None,
+                None
+            ),
+            Err("bad event in queue: pgq.location-info for queue other".into())
+        );
+        assert_eq!(
+            cascade_event("q", "pgq.frobnicate", Some("n"), Some("q"), None, None),
+            Err("unknown cascade event: pgq.frobnicate".into())
+        );
+        assert_eq!(
+            cascade_event("q", "pgq.tick-id", Some("1"), Some("p"), None, None),
+            Ok(CascadeEvent::TickId)
+        );
+    }
+
+    struct Here;
+    impl LocalObjects for Here {
+        fn local_table(&self, name: &str) -> Option<String> {
+            (name == "public.t1").then(|| "public.t1_local".to_string())
+        }
+        fn local_sequence(&self, name: &str) -> bool {
+            name == "public.s1"
+        }
+        fn local_destination(&self, name: &str) -> bool {
+            name == "public.t1_local"
+        }
+        fn exists(&self, key: &str, name: &str) -> Result<bool, String> {
+            Ok(key == "need-schema" && name == "app")
+        }
+    }
+
+    #[test]
+    fn exec_attrs_and_decisions() {
+        assert_eq!(
+            exec_decision(&ExecAttrs::parse(None).unwrap(), &Here),
+            Ok(ExecDecision::Run(vec![]))
+        );
+        let a = ExecAttrs::parse(Some("local-table=t1&need-schema=app")).unwrap();
+        assert_eq!(
+            exec_decision(&a, &Here),
+            Ok(ExecDecision::Run(vec![(
+                "t1".into(),
+                "public.t1_local".into()
+            )]))
+        );
+        let a = ExecAttrs::parse(Some("local-table=t2%2Ct3")).unwrap();
+        assert_eq!(
+            a.attrs,
+            vec![(
+                "local-table".to_string(),
+                vec!["t2".to_string(), "t3".to_string()]
+            )]
+        );
+        assert_eq!(exec_decision(&a, &Here), Ok(ExecDecision::Skip));
+        let a = ExecAttrs::parse(Some("local-table=t1%2Ct2")).unwrap();
+        assert!(exec_decision(&a, &Here)
+            .unwrap_err()
+            .contains("only partly"));
+        assert!(ExecAttrs::parse(Some("bogus=1")).is_err());
+        let a = ExecAttrs::parse(Some("Local-Sequence=s1")).unwrap();
+        assert_eq!(
+            exec_decision(&a, &Here),
+            Ok(ExecDecision::Run(vec![("s1".into(), "public.s1".into())]))
+        );
+    }
+
+    #[test]
+    fn substitution() {
+        let s = substitute(
+            "alter table @t1@ add c int; select 1 from @t1@",
+            &[("t1".into(), "public.T1".into())],
+            |n| format!("<{n}>"),
+        );
+        assert_eq!(
+            s,
+            "alter table <public.T1> add c int; select 1 from <public.T1>"
+        );
+        assert_eq!(substitute("x @y@", &[], |n| n.to_string()), "x @y@");
+    }
+
+    #[test]
+    fn delays() {
+        assert_eq!(retry_delay(1), SEC);
+        assert_eq!(retry_delay(2), 2 * SEC);
+        assert_eq!(retry_delay(4), 8 * SEC);
+        assert_eq!(retry_delay(7), 60 * SEC);
+        assert_eq!(retry_delay(100), 60 * SEC);
+        assert_eq!(retry_delay(0), SEC);
+    }
+}

@@ -1,0 +1,1151 @@
+//! The replay loop of one cascaded node (docs/replication.md, "In-server replay"): what
+//! the Python `londiste worker` does, inside the server. Each round:
+//!
+//! 1. Local: the node and its worker's consumer state (`pgq_node.get_node_info`,
+//!    `get_consumer_state`); acknowledge `uptodate`; honour `paused`; clear a
+//!    `cur_error` left by an earlier failure once a round succeeds.
+//! 2. Provider (libpq, `provider_location`; reconnected when it changes):
+//!    `pgq.next_batch_custom`. No batch: wait for the provider's tick notification.
+//! 3. One local transaction per batch, with `session_replication_role = replica`: the
+//!    worker's `local_state` row locked; the is-batch-done rule; the batch's events
+//!    streamed from the provider in `ev_id` order and applied (row changes through
+//!    kept plans, TRUNCATE, EXECUTE, londiste and cascade events); on a branch every
+//!    event also copied into the local queue with its `ev_id`;
+//!    `pgq_node.set_consumer_completed`; commit.
+//! 4. On a branch, the local tick with the provider's tick id, time and event
+//!    sequence; then `pgq.finish_batch` on the provider; now and then the local
+//!    watermark up to the provider.
+//!
+//! An error rolls the batch back, is recorded (`pgq_node.set_consumer_error`, the
+//! status slot, `pgq_cascade.replay_error`), and the round is retried after a backoff of
+//! 1 s doubling to 60 s. A crash anywhere is repaired by step 3's rule: the batch is
+//! applied again if the local commit did not happen, finished only if it did.
+
+use crate::bgworker::shmem;
+use crate::bgworker::worker::{self as w, in_txn, StepError};
+use crate::errors::{PgqError, SpiResultExt, SqlState};
+use crate::logic::apply::{self as plan, EventKind, LondisteEvent};
+use crate::logic::londiste::{make_fqname, split_fqname};
+use crate::logic::node::NodeType;
+use crate::logic::replay::{self as rules, BatchVerdict, BranchTick, CascadeEvent, ExecDecision};
+use crate::logic::snapshot::Snapshot;
+use crate::remote::{ConnectOptions, Connection, RemoteError};
+use pgrx::prelude::*;
+use pgrx::spi::SpiClient;
+use std::collections::HashMap;
+use std::time::Duration;
+
+const SEC: i64 = 1_000_000;
+/// How often the local watermark goes up to the provider (the Python worker's period).
+const WATERMARK_PERIOD: i64 = 300 * SEC;
+
+/// Set in a replay worker process: `pgq_node.set_consumer_completed` refuses other
+/// sessions while a node is replayed in-server, so two consumers never apply one batch.
+pub static IN_REPLAY_WORKER: std::sync::atomic::AtomicBool =
+    std::sync::atomic::AtomicBool::new(false);
+
+pub fn is_replay_worker() -> bool {
+    IN_REPLAY_WORKER.load(std::sync::atomic::Ordering::Relaxed)
+}
+
+fn rerr(e: RemoteError) -> PgqError {
+    PgqError::from(&e)
+}
+
+fn quote_ident(s: &str) -> String {
+    String::from_utf8_lossy(&crate::logic::triggers::quote_ident(s.as_bytes())).into_owned()
+}
+
+fn quote_fq(name: &str) -> String {
+    let (s, n) = split_fqname(name);
+    format!("{}.{}", quote_ident(&s), quote_ident(&n))
+}
+
+/// The node as this round read it.
+#[derive(Debug, Clone)]
+struct NodeState {
+    node_type: NodeType,
+    node_name: String,
+    worker: String,
+    combined_queue: Option<String>,
+    local_watermark: Option<i64>,
+    provider_node: Option<String>,
+    provider_location: Option<String>,
+    paused: bool,
+    uptodate: bool,
+    cur_error: Option<String>,
+}
+
+/// A batch the provider handed out.
+#[derive(Debug, Clone, Copy)]
+struct Batch {
+    id: i64,
+    cur_tick: i64,
+    prev_tick: i64,
+    /// the provider's tick time, microseconds since 2000-01-01 (TimestampTz)
+    cur_tick_time: i64,
+    cur_tick_seq: i64,
+}
+
+/// Where the current batch's failing event was, for the error history.
+#[derive(Debug, Clone, Default)]
+struct Position {
+    batch_id: Option<i64>,
+    tick_id: Option<i64>,
+    ev_id: Option<i64>,
+    ev_txid: Option<i64>,
+    table: Option<String>,
+}
+
+/// The replay of one queue, kept across rounds.
+pub struct Replay {
+    queue: String,
+    provider: Option<(String, Connection)>,
+    failures: u32,
+    last_failed: bool,
+    last_watermark: i64,
+    pos: Position,
+}
+
+/// How a round ended.
+pub enum Round {
+    /// a batch was applied (or finished): go on at once
+    Busy,
+    /// nothing to do now: wait this long (or for a notification)
+    Idle(Duration),
+    /// the node is gone or no longer replayed here: the worker exits
+    Stop(String),
+}
+
+impl Replay {
+    pub fn new(queue: String) -> Replay {
+        Replay {
+            queue,
+            provider: None,
+            failures: 0,
+            last_failed: false,
+            last_watermark: 0,
+            pos: Position::default(),
+        }
+    }
+
+    /// One round; errors are recorded here and turned into a backoff.
+    pub fn round(&mut self) -> Round {
+        self.pos = Position::default();
+        match self.try_round() {
+            Ok(r) => {
+                self.failures = 0;
+                self.last_failed = false;
+                r
+            }
+            Err(e) => {
+                self.failures = self.failures.saturating_add(1);
+                self.last_failed = true;
+                self.fail(&e);
+                Round::Idle(Duration::from_micros(
+                    rules::retry_delay(self.failures) as u64
+                ))
+            }
+        }
+    }
+
+    /// Wait for the provider's tick notification (or the latch, or `timeout`).
+    pub fn wait(&mut self, timeout: Duration) {
+        if let Some((_, conn)) = self.provider.as_mut() {
+            if conn.wait_notifications(timeout).is_err() {
+                self.provider = None;
+            }
+            return;
+        }
+        w::wait_latch(timeout.as_millis() as i64);
+    }
+
+    fn fail(&mut self, e: &StepError) {
+        // a remote failure may leave the connection in any state: start afresh
+        if e.sqlstate().starts_with("08")
+            || self.provider.as_ref().is_some_and(|(_, c)| !c.is_open())
+        {
+            self.provider = None;
+        }
+        w::record_error(&format!("replay of queue \"{}\"", self.queue), e);
+        let q = self.queue.clone();
+        let pos = self.pos.clone();
+        let msg = e.message.clone();
+        let code = e.sqlstate().to_string();
+        let r = in_txn("record replay error", || {
+            Spi::connect_mut(|c| -> Result<(), PgqError> {
+                let worker = c
+                    .select(
+                        "select worker_name::text from pgq_node.node_info where queue_name operator(pg_catalog.=) $1",
+                        Some(1),
+                        &[q.as_str().into()],
+                    )
+                    .ctx("reading the node's worker")?;
+                let Some(worker) = worker.first().get::<String>(1).ctx("reading the node's worker")? else {
+                    return Ok(());
+                };
+                c.update(
+                    "select ret_code from pgq_node.set_consumer_error($1, $2, $3)",
+                    Some(1),
+                    &[q.as_str().into(), worker.as_str().into(), msg.as_str().into()],
+                )
+                .ctx("recording the error in pgq_node.local_state")?;
+                record_history(c, &q, &worker, &pos, &code, &msg)
+            })
+        })
+        .and_then(|r| r);
+        if let Err(e2) = r {
+            w::record_error("record replay error", &e2);
+        }
+    }
+
+    fn try_round(&mut self) -> Result<Round, StepError> {
+        let node = match in_txn("read consumer state", || self.read_state()).and_then(|r| r)? {
+            Some(n) => n,
+            None => {
+                return Ok(Round::Stop(format!(
+                    "queue \"{}\" has no cascaded node here any more",
+                    self.queue
+                )))
+            }
+        };
+        if !matches!(node.node_type, NodeType::Branch | NodeType::Leaf) {
+            return Ok(Round::Stop(format!(
+                "node \"{}\" is a {} now: nothing to replay",
+                node.node_name,
+                node.node_type.as_str()
+            )));
+        }
+        if node.combined_queue.is_some() {
+            return Err(StepError::new(
+                SqlState::FEATURE_NOT_SUPPORTED,
+                format!(
+                    "merge-leaf node \"{}\" (combined queue \"{}\") is not replayed in-server; use a londiste worker",
+                    node.node_name,
+                    node.combined_queue.as_deref().unwrap_or("")
+                ),
+            ));
+        }
+        w::with_slot(|s| s.set_provider(node.provider_node.as_deref().unwrap_or("")));
+        if node.paused {
+            return Ok(Round::Idle(Duration::from_secs(1)));
+        }
+        let location = node.provider_location.clone().ok_or_else(|| {
+            StepError::new(
+                SqlState::OBJECT_NOT_IN_PREREQUISITE_STATE,
+                format!("node \"{}\" has no provider location", node.node_name),
+            )
+        })?;
+        self.ensure_provider(&node, &location)?;
+        let batch = self.next_batch(&node.worker)?;
+        let Some(batch) = batch else {
+            return Ok(Round::Idle(Duration::from_millis(
+                crate::gucs::REPLAY_IDLE_WAIT_MS.get() as u64,
+            )));
+        };
+        self.pos.batch_id = Some(batch.id);
+        self.pos.tick_id = Some(batch.cur_tick);
+        let applied = in_txn("apply batch", || match self.apply_batch(&node, &batch) {
+            Ok(v) => v,
+            Err(e) => e.report(),
+        })?;
+        if node.node_type == NodeType::Branch {
+            let need_tick = match applied {
+                Applied::Events(_) => true,
+                Applied::AlreadyDone => self.branch_tick_missing(&batch)?,
+            };
+            if need_tick {
+                self.make_tick(&batch)?;
+            }
+        }
+        self.finish_batch(&batch)?;
+        let events = match applied {
+            Applied::Events(n) => n,
+            Applied::AlreadyDone => 0,
+        };
+        let now = shmem::now();
+        w::with_slot(|s| {
+            s.batch_id = batch.id;
+            s.tick_id = batch.cur_tick;
+            s.tick_time = batch.cur_tick_time;
+            s.events += events;
+            s.ticks += 1;
+            s.last_tick = now;
+            s.clear_error();
+        });
+        if now - self.last_watermark >= WATERMARK_PERIOD {
+            self.publish_watermark(&node, &batch)?;
+            self.last_watermark = now;
+        }
+        Ok(Round::Busy)
+    }
+
+    fn read_state(&mut self) -> Result<Option<NodeState>, PgqError> {
+        let q = self.queue.as_str();
+        let last_failed = self.last_failed;
+        Spi::connect_mut(|c| {
+            let t = c
+                .update(
+                    "select ret_code, node_type::text, node_name::text, worker_name::text, \
+                            combined_queue::text, local_watermark \
+                       from pgq_node.get_node_info($1)",
+                    Some(1),
+                    &[q.into()],
+                )
+                .ctx("reading pgq_node.get_node_info")?;
+            let r = t.first();
+            let code = r
+                .get::<i32>(1)
+                .ctx("reading pgq_node.get_node_info")?
+                .unwrap_or(0);
+            let ntype = r.get::<String>(2).ctx("reading pgq_node.get_node_info")?;
+            let (Some(ntype), true) = (ntype, code < 300) else {
+                return Ok(None);
+            };
+            let Some(node_type) = NodeType::parse(&ntype) else {
+                return Ok(None);
+            };
+            let node_name = r
+                .get::<String>(3)
+                .ctx("reading node info")?
+                .unwrap_or_default();
+            let Some(worker) = r.get::<String>(4).ctx("reading node info")? else {
+                return Ok(None);
+            };
+            let combined_queue = r.get::<String>(5).ctx("reading node info")?;
+            let local_watermark = r.get::<i64>(6).ctx("reading node info")?;
+            if node_type == NodeType::Root {
+                return Ok(Some(NodeState {
+                    node_type,
+                    node_name,
+                    worker,
+                    combined_queue,
+                    local_watermark,
+                    provider_node: None,
+                    provider_location: None,
+                    paused: false,
+                    uptodate: true,
+                    cur_error: None,
+                }));
+            }
+            let t = c
+                .update(
+                    "select ret_code, provider_node::text, provider_location::text, paused, \
+                            uptodate, cur_error::text \
+                       from pgq_node.get_consumer_state($1, $2)",
+                    Some(1),
+                    &[q.into(), worker.as_str().into()],
+                )
+                .ctx("reading pgq_node.get_consumer_state")?;
+            let r = t.first();
+            let code = r.get::<i32>(1).ctx("reading consumer state")?.unwrap_or(0);
+            if code >= 300 {
+                return Err(PgqError::new(
+                    SqlState::OBJECT_NOT_IN_PREREQUISITE_STATE,
+                    format!(
+                        "consumer \"{worker}\" of queue \"{q}\" is not registered on this node"
+                    ),
+                ));
+            }
+            let node = NodeState {
+                node_type,
+                node_name,
+                worker,
+                combined_queue,
+                local_watermark,
+                provider_node: r.get::<String>(2).ctx("reading consumer state")?,
+                provider_location: r.get::<String>(3).ctx("reading consumer state")?,
+                paused: r
+                    .get::<bool>(4)
+                    .ctx("reading consumer state")?
+                    .unwrap_or(false),
+                uptodate: r
+                    .get::<bool>(5)
+                    .ctx("reading consumer state")?
+                    .unwrap_or(false),
+                cur_error: r.get::<String>(6).ctx("reading consumer state")?,
+            };
+            // the acknowledgement admin tools wait for (pause, change-provider, ...)
+            if !node.uptodate {
+                c.update(
+                    "select ret_code from pgq_node.set_consumer_uptodate($1, $2, true)",
+                    Some(1),
+                    &[q.into(), node.worker.as_str().into()],
+                )
+                .ctx("acknowledging uptodate")?;
+            }
+            if node.cur_error.is_some() && !last_failed {
+                c.update(
+                    "select ret_code from pgq_node.set_consumer_error($1, $2, NULL)",
+                    Some(1),
+                    &[q.into(), node.worker.as_str().into()],
+                )
+                .ctx("clearing cur_error")?;
+            }
+            Ok(Some(node))
+        })
+    }
+
+    fn ensure_provider(&mut self, node: &NodeState, location: &str) -> Result<(), StepError> {
+        if let Some((loc, conn)) = &self.provider {
+            if loc == location && conn.is_open() {
+                return Ok(());
+            }
+        }
+        self.provider = None;
+        let purpose = format!("replay {}", self.queue);
+        let opts = ConnectOptions::new(location, &purpose)
+            .node(node.provider_node.as_deref().unwrap_or("provider"))
+            .superuser(crate::remote::current_role_is_superuser());
+        let mut conn = Connection::connect(&opts).map_err(rerr)?;
+        // tick notifications of the queue wake the worker (pgq.notify on the provider)
+        conn.exec(
+            &format!("LISTEN {}", quote_ident(&format!("pgq_{}", self.queue))),
+            &[],
+        )
+        .map_err(rerr)?;
+        self.provider = Some((location.to_string(), conn));
+        Ok(())
+    }
+
+    fn conn(&mut self) -> Result<&mut Connection, StepError> {
+        match self.provider.as_mut() {
+            Some((_, c)) => Ok(c),
+            None => Err(StepError::new(
+                SqlState::parse("08003").unwrap_or(SqlState::INTERNAL_ERROR),
+                "no connection to the provider",
+            )),
+        }
+    }
+
+    fn next_batch(&mut self, worker: &str) -> Result<Option<Batch>, StepError> {
+        let q = self.queue.clone();
+        let conn = self.conn()?;
+        let r = conn
+            .exec(
+                "select batch_id, cur_tick_id, prev_tick_id, \
+                        (extract(epoch from cur_tick_time) * 1000000)::int8, cur_tick_event_seq \
+                   from pgq.next_batch_custom($1, $2, NULL, NULL, NULL)",
+                &[Some(&q), Some(worker)],
+            )
+            .map_err(rerr)?;
+        let Some(id) = r.get::<i64>(0, 0).map_err(rerr)? else {
+            return Ok(None);
+        };
+        let need = |v: Option<i64>, what: &str| {
+            v.ok_or_else(|| {
+                StepError::new(
+                    SqlState::DATA_EXCEPTION,
+                    format!("pgq.next_batch_custom returned batch {id} without {what}"),
+                )
+            })
+        };
+        let unix = need(r.get::<i64>(0, 3).map_err(rerr)?, "cur_tick_time")?;
+        Ok(Some(Batch {
+            id,
+            cur_tick: need(r.get::<i64>(0, 1).map_err(rerr)?, "cur_tick_id")?,
+            prev_tick: need(r.get::<i64>(0, 2).map_err(rerr)?, "prev_tick_id")?,
+            // Unix epoch → PostgreSQL epoch (2000-01-01)
+            cur_tick_time: unix - 946_684_800 * SEC,
+            cur_tick_seq: r.get::<i64>(0, 4).map_err(rerr)?.unwrap_or(0),
+        }))
+    }
+
+    fn apply_batch(&mut self, node: &NodeState, batch: &Batch) -> Result<Applied, PgqError> {
+        let q = self.queue.clone();
+        let worker = node.worker.clone();
+        // the worker's row, locked: a second consumer of the same position waits here,
+        // and one that completed the batch meanwhile is seen
+        let completed = Spi::connect_mut(|c| {
+            let t = c
+                .update(
+                    "select last_tick_id from pgq_node.local_state \
+                      where queue_name operator(pg_catalog.=) $1 \
+                        and consumer_name operator(pg_catalog.=) $2 for update",
+                    Some(1),
+                    &[q.as_str().into(), worker.as_str().into()],
+                )
+                .ctx("locking the worker's local_state row")?;
+            if t.is_empty() {
+                return Ok::<_, PgqError>(None);
+            }
+            t.first().get::<i64>(1).ctx("reading last_tick_id")
+        })?;
+        match rules::batch_verdict(batch.prev_tick, batch.cur_tick, completed) {
+            BatchVerdict::Apply => {}
+            BatchVerdict::AlreadyDone => return Ok(Applied::AlreadyDone),
+            BatchVerdict::Lost(m) => {
+                return Err(PgqError::new(SqlState::OBJECT_NOT_IN_PREREQUISITE_STATE, m))
+            }
+        }
+        Spi::connect_mut(|c| {
+            c.update(
+                "select londiste.set_session_replication_role('replica', true)",
+                None,
+                &[],
+            )
+            .ctx("setting session_replication_role")?;
+            Ok::<_, PgqError>(())
+        })?;
+        let mut tables = Tables::load(&q)?;
+        let is_branch = node.node_type == NodeType::Branch;
+        let mut count = 0i64;
+        let bid = batch.id.to_string();
+        let conn = self.conn()?;
+        let mut stream = conn
+            .query_stream(
+                "select ev_id, (extract(epoch from ev_time) * 1000000)::int8, ev_txid, ev_retry, \
+                        ev_type, ev_data, ev_extra1, ev_extra2, ev_extra3, ev_extra4 \
+                   from pgq.get_batch_events($1::int8)",
+                &[Some(&bid)],
+            )
+            .map_err(rerr)?;
+        let mut pos = Position {
+            batch_id: Some(batch.id),
+            tick_id: Some(batch.cur_tick),
+            ..Position::default()
+        };
+        // one SPI connection for the batch: the applier's kept plans run in it
+        let result = Spi::connect_mut(|_spi| -> Result<(), PgqError> {
+            while let Some(row) = stream.next_row().map_err(rerr)? {
+                let ev = Event::from_row(&row)?;
+                pos.ev_id = Some(ev.id);
+                pos.ev_txid = Some(ev.txid);
+                pos.table = ev.extra[0]
+                    .as_ref()
+                    .map(|b| String::from_utf8_lossy(b).into_owned());
+                apply_event(&q, node, &mut tables, &ev).map_err(|e| prefix(e, &ev))?;
+                if is_branch {
+                    copy_event(&q, &ev).map_err(|e| prefix(e, &ev))?;
+                }
+                count += 1;
+            }
+            Ok(())
+        });
+        drop(stream);
+        if let Err(e) = result {
+            self.pos = pos;
+            return Err(e);
+        }
+        self.pos = pos;
+        Spi::connect_mut(|c| {
+            let t = c
+                .update(
+                    "select ret_code, ret_note from pgq_node.set_consumer_completed($1, $2, $3)",
+                    Some(1),
+                    &[
+                        q.as_str().into(),
+                        worker.as_str().into(),
+                        batch.cur_tick.into(),
+                    ],
+                )
+                .ctx("pgq_node.set_consumer_completed")?;
+            let r = t.first();
+            let code = r
+                .get::<i32>(1)
+                .ctx("pgq_node.set_consumer_completed")?
+                .unwrap_or(0);
+            if code >= 300 {
+                let note = r.get::<String>(2).ctx("pgq_node.set_consumer_completed")?;
+                return Err(PgqError::new(
+                    SqlState::OBJECT_NOT_IN_PREREQUISITE_STATE,
+                    format!(
+                        "pgq_node.set_consumer_completed: {}",
+                        note.unwrap_or_default()
+                    ),
+                ));
+            }
+            Ok(())
+        })?;
+        Ok(Applied::Events(count))
+    }
+
+    /// After a crash between a branch's batch commit and its tick: is the tick missing?
+    fn branch_tick_missing(&mut self, batch: &Batch) -> Result<bool, StepError> {
+        let q = self.queue.clone();
+        let last = in_txn("check branch tick", || {
+            Spi::connect(|c| {
+                c.select(
+                    "select t.tick_id from pgq.tick t join pgq.queue q \
+                       on q.queue_id operator(pg_catalog.=) t.tick_queue \
+                      where q.queue_name operator(pg_catalog.=) $1 \
+                      order by t.tick_queue desc, t.tick_id desc limit 1",
+                    Some(1),
+                    &[q.as_str().into()],
+                )
+                .and_then(|t| {
+                    if t.is_empty() {
+                        Ok(None)
+                    } else {
+                        t.first().get::<i64>(1)
+                    }
+                })
+                .ctx("reading the branch's last tick")
+            })
+        })
+        .and_then(|r| r)?;
+        match rules::branch_tick(last, batch.prev_tick, batch.cur_tick) {
+            BranchTick::Present => Ok(false),
+            BranchTick::Missing => Ok(true),
+            BranchTick::Wrong(m) => Err(StepError::new(
+                SqlState::OBJECT_NOT_IN_PREREQUISITE_STATE,
+                m,
+            )),
+        }
+    }
+
+    fn make_tick(&mut self, batch: &Batch) -> Result<(), StepError> {
+        let q = self.queue.clone();
+        let b = *batch;
+        in_txn("branch tick", || {
+            Spi::connect_mut(|c| {
+                let ts = TimestampWithTimeZone::try_from(b.cur_tick_time).map_err(|_| {
+                    PgqError::new(
+                        SqlState::DATA_EXCEPTION,
+                        format!("bad tick time {}", b.cur_tick_time),
+                    )
+                })?;
+                c.update(
+                    "select pgq.ticker($1, $2, $3, $4)",
+                    Some(1),
+                    &[
+                        q.as_str().into(),
+                        b.cur_tick.into(),
+                        ts.into(),
+                        b.cur_tick_seq.into(),
+                    ],
+                )
+                .ctx("creating the branch tick")?;
+                Ok::<_, PgqError>(())
+            })
+        })
+        .and_then(|r| r)
+    }
+
+    fn finish_batch(&mut self, batch: &Batch) -> Result<(), StepError> {
+        let id = batch.id.to_string();
+        self.conn()?
+            .exec("select pgq.finish_batch($1::int8)", &[Some(&id)])
+            .map_err(rerr)?;
+        Ok(())
+    }
+
+    fn publish_watermark(&mut self, node: &NodeState, batch: &Batch) -> Result<(), StepError> {
+        let wm = node
+            .local_watermark
+            .unwrap_or(batch.cur_tick)
+            .min(batch.cur_tick);
+        let q = self.queue.clone();
+        let wm = wm.to_string();
+        self.conn()?
+            .exec(
+                "select ret_code from pgq_node.set_subscriber_watermark($1, $2, $3::int8)",
+                &[Some(&q), Some(&node.node_name), Some(&wm)],
+            )
+            .map_err(rerr)?;
+        Ok(())
+    }
+}
+
+enum Applied {
+    Events(i64),
+    AlreadyDone,
+}
+
+/// An event as read from the provider.
+struct Event {
+    id: i64,
+    /// TimestampTz microseconds
+    time: i64,
+    txid: i64,
+    ev_type: Vec<u8>,
+    data: Option<Vec<u8>>,
+    extra: [Option<Vec<u8>>; 4],
+}
+
+impl Event {
+    fn from_row(row: &crate::remote::Row) -> Result<Event, PgqError> {
+        let int = |i: usize, what: &str| -> Result<i64, PgqError> {
+            row.get::<i64>(i).map_err(rerr)?.ok_or_else(|| {
+                PgqError::new(SqlState::DATA_EXCEPTION, format!("event without {what}"))
+            })
+        };
+        if row.bytes(3).is_some() {
+            return Err(PgqError::new(
+                SqlState::DATA_EXCEPTION,
+                "a retry event reached the replay worker (ev_retry is set)",
+            ));
+        }
+        let b = |i: usize| row.bytes(i).map(<[u8]>::to_vec);
+        Ok(Event {
+            id: int(0, "ev_id")?,
+            time: int(1, "ev_time")? - 946_684_800 * SEC,
+            txid: int(2, "ev_txid")?,
+            ev_type: b(4).unwrap_or_default(),
+            data: b(5),
+            extra: [b(6), b(7), b(8), b(9)],
+        })
+    }
+
+    fn text(v: &Option<Vec<u8>>) -> Option<String> {
+        v.as_ref().map(|b| String::from_utf8_lossy(b).into_owned())
+    }
+}
+
+fn prefix(mut e: PgqError, ev: &Event) -> PgqError {
+    e.message = format!("[ev_id={},ev_txid={}] {}", ev.id, ev.txid, e.message);
+    e
+}
+
+/// The local tables of the queue, as `londiste.get_table_list` shows them.
+struct Tables {
+    /// global name → table
+    by_name: HashMap<String, TableInfo>,
+}
+
+struct TableInfo {
+    local: bool,
+    state: Option<String>,
+    snapshot: Option<Snapshot>,
+    attrs: Option<String>,
+    dest: String,
+}
+
+impl Tables {
+    fn load(queue: &str) -> Result<Tables, PgqError> {
+        Spi::connect(|c| {
+            let t = c
+                .select(
+                    "select table_name::text, local, merge_state::text, custom_snapshot::text, \
+                            table_attrs::text, dest_table::text \
+                       from londiste.get_table_list($1)",
+                    None,
+                    &[queue.into()],
+                )
+                .ctx("reading londiste.get_table_list")?;
+            let mut by_name = HashMap::new();
+            for row in t {
+                let name = crate::db::req::<String>(&row, 1, "reading londiste.get_table_list")?;
+                let snapshot = match crate::db::get::<String>(&row, 4, "reading the table list")? {
+                    Some(s) => Some(Snapshot::parse(&s).map_err(|e| {
+                        PgqError::new(
+                            SqlState::INVALID_TEXT_REPRESENTATION,
+                            format!("table {name}: {e}"),
+                        )
+                    })?),
+                    None => None,
+                };
+                let dest = crate::db::get::<String>(&row, 6, "reading the table list")?
+                    .unwrap_or_else(|| name.clone());
+                by_name.insert(
+                    name,
+                    TableInfo {
+                        local: crate::db::get::<bool>(&row, 2, "reading the table list")?
+                            .unwrap_or(false),
+                        state: crate::db::get::<String>(&row, 3, "reading the table list")?,
+                        snapshot,
+                        attrs: crate::db::get::<String>(&row, 5, "reading the table list")?,
+                        dest,
+                    },
+                );
+            }
+            Ok(Tables { by_name })
+        })
+    }
+
+    /// The table a data or TRUNCATE event is for, if this node replays it now.
+    fn replayed(&self, ev: &Event) -> Result<Option<&TableInfo>, PgqError> {
+        let Some(name) = Event::text(&ev.extra[0]) else {
+            return Err(PgqError::new(
+                SqlState::DATA_EXCEPTION,
+                "data event without a table name (ev_extra1)",
+            ));
+        };
+        let Some(t) = self.by_name.get(&make_fqname(&name)) else {
+            return Ok(None);
+        };
+        // `?` is the legacy spelling of ok
+        let ok = matches!(t.state.as_deref(), Some("ok") | Some("?"));
+        if !t.local || !ok {
+            return Ok(None);
+        }
+        if let Some(s) = &t.snapshot {
+            if s.visible(ev.txid) {
+                return Ok(None); // the initial copy has it
+            }
+        }
+        Ok(Some(t))
+    }
+}
+
+fn handler_of(t: &TableInfo, name: &str) -> Result<plan::Handler, PgqError> {
+    plan::handler_of_attrs(t.attrs.as_deref())
+        .and_then(|h| plan::parse_handler(h.as_deref()))
+        .map_err(|m| {
+            PgqError::new(
+                SqlState::FEATURE_NOT_SUPPORTED,
+                format!("table {name}: {m}"),
+            )
+        })
+}
+
+fn apply_event(
+    queue: &str,
+    node: &NodeState,
+    tables: &mut Tables,
+    ev: &Event,
+) -> Result<(), PgqError> {
+    match plan::classify(&ev.ev_type) {
+        EventKind::Data => {
+            let Some(t) = tables.replayed(ev)? else {
+                return Ok(());
+            };
+            let name = Event::text(&ev.extra[0]).unwrap_or_default();
+            handler_of(t, &name)?;
+            let change =
+                plan::decode(&ev.ev_type, ev.data.as_deref().unwrap_or(b"")).map_err(|e| {
+                    PgqError::new(SqlState::DATA_EXCEPTION, format!("table {name}: {}", e.0))
+                })?;
+            crate::replay::apply::apply(t.dest.as_bytes(), &change)?;
+            Ok(())
+        }
+        EventKind::Truncate => {
+            let Some(t) = tables.replayed(ev)? else {
+                return Ok(());
+            };
+            let name = Event::text(&ev.extra[0]).unwrap_or_default();
+            if handler_of(t, &name)?.ignore_truncate {
+                return Ok(());
+            }
+            let sql = format!("TRUNCATE {} CASCADE", quote_fq(&t.dest));
+            Spi::connect_mut(|c| {
+                c.update(&sql, None, &[])
+                    .map(|_| ())
+                    .ctx("replaying TRUNCATE")
+            })
+        }
+        EventKind::Execute => {
+            execute_script(queue, tables, ev)?;
+            // the script may have changed the tables' registrations
+            *tables = Tables::load(queue)?;
+            Ok(())
+        }
+        EventKind::Londiste(kind) => {
+            let data = Event::text(&ev.data);
+            let extra1 = Event::text(&ev.extra[0]);
+            let (sql, args): (&str, Vec<Option<String>>) = match kind {
+                LondisteEvent::AddTable => (
+                    "select ret_code from londiste.global_add_table($1, $2)",
+                    vec![data],
+                ),
+                LondisteEvent::RemoveTable => (
+                    "select ret_code from londiste.global_remove_table($1, $2)",
+                    vec![data],
+                ),
+                LondisteEvent::RemoveSeq => (
+                    "select ret_code from londiste.global_remove_seq($1, $2)",
+                    vec![data],
+                ),
+                LondisteEvent::UpdateSeq => (
+                    "select ret_code from londiste.global_update_seq($1, $2, $3::int8)",
+                    vec![extra1, data],
+                ),
+            };
+            Spi::connect_mut(|c| {
+                let mut a: Vec<pgrx::datum::DatumWithOid> = vec![queue.into()];
+                for v in &args {
+                    a.push(v.as_deref().into());
+                }
+                c.update(sql, Some(1), &a)
+                    .map(|_| ())
+                    .ctx("applying a londiste event")
+            })?;
+            if !matches!(kind, LondisteEvent::UpdateSeq) {
+                *tables = Tables::load(queue)?;
+            }
+            Ok(())
+        }
+        EventKind::Cascade => {
+            let t = String::from_utf8_lossy(&ev.ev_type).into_owned();
+            let ce = rules::cascade_event(
+                queue,
+                &t,
+                Event::text(&ev.data).as_deref(),
+                Event::text(&ev.extra[0]).as_deref(),
+                Event::text(&ev.extra[1]).as_deref(),
+                Event::text(&ev.extra[2]).as_deref(),
+            )
+            .map_err(|m| PgqError::new(SqlState::DATA_EXCEPTION, m))?;
+            Spi::connect_mut(|c| {
+                match ce {
+                    CascadeEvent::LocationInfo { node: n, location, dead } => c
+                        .update(
+                            "select ret_code from pgq_node.register_location($1, $2, $3, $4)",
+                            Some(1),
+                            &[queue.into(), n.as_str().into(), location.as_deref().into(), dead.into()],
+                        )
+                        .map(|_| ()),
+                    CascadeEvent::UnregisterLocation { node: n } => c
+                        .update(
+                            "select ret_code from pgq_node.unregister_location($1, $2)",
+                            Some(1),
+                            &[queue.into(), n.as_str().into()],
+                        )
+                        .map(|_| ()),
+                    CascadeEvent::GlobalWatermark(tick) => c
+                        .update(
+                            "select ret_code from pgq_node.set_global_watermark($1, $2)",
+                            Some(1),
+                            &[queue.into(), tick.into()],
+                        )
+                        .map(|_| ()),
+                    CascadeEvent::TickId => {
+                        return Err(PgqError::new(
+                            SqlState::DATA_EXCEPTION,
+                            format!("pgq.tick-id event in queue {queue}, which is not a combined queue of node {}", node.node_name),
+                        ))
+                    }
+                }
+                .ctx("applying a cascade event")
+            })
+        }
+        EventKind::Unknown => Err(PgqError::new(
+            SqlState::DATA_EXCEPTION,
+            format!(
+                "Unhandled event type in queue: {}",
+                String::from_utf8_lossy(&ev.ev_type)
+            ),
+        )),
+    }
+}
+
+/// EXECUTE: the root's DDL script, run here once (londiste.execute_start records it),
+/// with `session_replication_role = local`, if the objects it names are here.
+fn execute_script(queue: &str, tables: &Tables, ev: &Event) -> Result<(), PgqError> {
+    let file = Event::text(&ev.extra[0]).unwrap_or_default();
+    let sql = Event::text(&ev.data).unwrap_or_default();
+    let attrs_text = Event::text(&ev.extra[1]);
+    let attrs = rules::ExecAttrs::parse(attrs_text.as_deref())
+        .map_err(|m| PgqError::new(SqlState::DATA_EXCEPTION, format!("EXECUTE {file}: {m}")))?;
+    Spi::connect_mut(|c| -> Result<(), PgqError> {
+        c.update(
+            "select londiste.set_session_replication_role('local', true)",
+            None,
+            &[],
+        )
+        .ctx("EXECUTE: setting session_replication_role")?;
+        let t = c
+            .update(
+                "select ret_code from londiste.execute_start($1, $2, $3, false, $4)",
+                Some(1),
+                &[
+                    queue.into(),
+                    file.as_str().into(),
+                    sql.as_str().into(),
+                    attrs_text.as_deref().into(),
+                ],
+            )
+            .ctx("EXECUTE: londiste.execute_start")?;
+        let code = t
+            .first()
+            .get::<i32>(1)
+            .ctx("EXECUTE: londiste.execute_start")?
+            .unwrap_or(0);
+        if code <= 200 {
+            let seqs = local_sequences(c, queue)?;
+            let here = Here {
+                tables,
+                seqs: &seqs,
+                c: std::cell::RefCell::new(c),
+            };
+            let decision = rules::exec_decision(&attrs, &here).map_err(|m| {
+                PgqError::new(
+                    SqlState::OBJECT_NOT_IN_PREREQUISITE_STATE,
+                    format!("EXECUTE {file}: {m}"),
+                )
+            })?;
+            let c = here.c.into_inner();
+            if let ExecDecision::Run(subst) = decision {
+                let script = rules::substitute(&sql, &subst, quote_fq);
+                crate::db::plain_errors(|| c.update(&script, None, &[]))
+                    .ctx(&format!("EXECUTE {file}"))?;
+            }
+            c.update(
+                "select ret_code from londiste.execute_finish($1, $2)",
+                Some(1),
+                &[queue.into(), file.as_str().into()],
+            )
+            .ctx("EXECUTE: londiste.execute_finish")?;
+        }
+        c.update(
+            "select londiste.set_session_replication_role('replica', true)",
+            None,
+            &[],
+        )
+        .ctx("EXECUTE: setting session_replication_role")?;
+        Ok(())
+    })
+}
+
+fn local_sequences(c: &mut SpiClient<'_>, queue: &str) -> Result<Vec<String>, PgqError> {
+    let t = c
+        .select(
+            "select seq_name::text from londiste.get_seq_list($1) where local",
+            None,
+            &[queue.into()],
+        )
+        .ctx("reading londiste.get_seq_list")?;
+    let mut out = Vec::new();
+    for row in t {
+        out.push(crate::db::req::<String>(
+            &row,
+            1,
+            "reading londiste.get_seq_list",
+        )?);
+    }
+    Ok(out)
+}
+
+struct Here<'a, 'b, 'c> {
+    tables: &'a Tables,
+    seqs: &'a [String],
+    c: std::cell::RefCell<&'b mut SpiClient<'c>>,
+}
+
+impl rules::LocalObjects for Here<'_, '_, '_> {
+    fn local_table(&self, name: &str) -> Option<String> {
+        self.tables
+            .by_name
+            .get(name)
+            .filter(|t| t.local)
+            .map(|t| t.dest.clone())
+    }
+    fn local_sequence(&self, name: &str) -> bool {
+        self.seqs.iter().any(|s| s == name)
+    }
+    fn local_destination(&self, name: &str) -> bool {
+        self.tables
+            .by_name
+            .values()
+            .any(|t| t.local && t.dest == name)
+    }
+    fn exists(&self, key: &str, name: &str) -> Result<bool, String> {
+        let (sql, arg) = match key {
+            "need-table" => (
+                "select pg_catalog.to_regclass($1) is not null and exists (select 1 from pg_catalog.pg_class \
+                   where oid operator(pg_catalog.=) pg_catalog.to_regclass($1) and relkind in ('r', 'p'))",
+                quote_fq(name),
+            ),
+            "need-view" => (
+                "select exists (select 1 from pg_catalog.pg_class \
+                   where oid operator(pg_catalog.=) pg_catalog.to_regclass($1) and relkind in ('v', 'm'))",
+                quote_fq(name),
+            ),
+            "need-sequence" => (
+                "select exists (select 1 from pg_catalog.pg_class \
+                   where oid operator(pg_catalog.=) pg_catalog.to_regclass($1) and relkind operator(pg_catalog.=) 'S')",
+                quote_fq(name),
+            ),
+            "need-schema" => (
+                "select exists (select 1 from pg_catalog.pg_namespace where nspname operator(pg_catalog.=) $1)",
+                name.to_string(),
+            ),
+            "need-function" => {
+                // name(nargs)
+                let (f, n) = name
+                    .trim_end_matches(')')
+                    .split_once('(')
+                    .ok_or_else(|| format!("need-function {name}: expected name(nargs)"))?;
+                let nargs: i32 = n.trim().parse().map_err(|_| format!("need-function {name}: expected name(nargs)"))?;
+                let (s, f) = split_fqname(f.trim());
+                let c = self.c.borrow_mut();
+                return c
+                    .select(
+                        "select exists (select 1 from pg_catalog.pg_proc p join pg_catalog.pg_namespace n \
+                            on n.oid operator(pg_catalog.=) p.pronamespace \
+                          where n.nspname operator(pg_catalog.=) $1 and p.proname operator(pg_catalog.=) $2 \
+                            and p.pronargs operator(pg_catalog.=) $3)",
+                        Some(1),
+                        &[s.as_str().into(), f.as_str().into(), (nargs as i16).into()],
+                    )
+                    .and_then(|t| t.first().get::<bool>(1))
+                    .map(|b| b.unwrap_or(false))
+                    .map_err(|e| e.to_string());
+            }
+            other => return Err(format!("unknown EXECUTE attribute {other}")),
+        };
+        let c = self.c.borrow_mut();
+        c.select(sql, Some(1), &[arg.as_str().into()])
+            .and_then(|t| t.first().get::<bool>(1))
+            .map(|b| b.unwrap_or(false))
+            .map_err(|e| e.to_string())
+    }
+}
+
+/// Copy an event into this branch's own queue with its `ev_id`, for the nodes below.
+fn copy_event(queue: &str, ev: &Event) -> Result<(), PgqError> {
+    let time = TimestampWithTimeZone::try_from(ev.time)
+        .map_err(|_| PgqError::new(SqlState::DATA_EXCEPTION, format!("bad ev_time {}", ev.time)))?;
+    crate::db::plain_errors(|| {
+        crate::insert::insert_event_raw(
+            Some(queue.as_bytes()),
+            crate::insert::NewEvent {
+                ev_id: Some(ev.id),
+                ev_time: Some(time),
+                ev_owner: None,
+                ev_retry: None,
+                ev_type: Some(&ev.ev_type),
+                ev_data: ev.data.as_deref(),
+                extra: [
+                    ev.extra[0].as_deref(),
+                    ev.extra[1].as_deref(),
+                    ev.extra[2].as_deref(),
+                    ev.extra[3].as_deref(),
+                ],
+            },
+        )
+    });
+    Ok(())
+}
+
+/// One row of `pgq_cascade.replay_error`. The replay role may only read the table, so the
+/// fixed insert runs as the table's owner.
+fn record_history(
+    c: &mut SpiClient<'_>,
+    queue: &str,
+    worker: &str,
+    pos: &Position,
+    code: &str,
+    msg: &str,
+) -> Result<(), PgqError> {
+    let owner = c
+        .select(
+            "select c.relowner from pg_catalog.pg_class c \
+              where c.oid operator(pg_catalog.=) 'pgq_cascade.replay_error'::pg_catalog.regclass",
+            Some(1),
+            &[],
+        )
+        .and_then(|t| t.first().get::<pg_sys::Oid>(1))
+        .ctx("reading the owner of pgq_cascade.replay_error")?
+        .ok_or_else(|| PgqError::internal("pgq_cascade.replay_error has no owner"))?;
+    let _as_owner = crate::guards::UserSwitch::to(owner);
+    c.update(
+        "insert into pgq_cascade.replay_error \
+           (queue_name, consumer_name, batch_id, tick_id, ev_id, ev_txid, table_name, sqlstate, message) \
+         values ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+        None,
+        &[
+            queue.into(),
+            worker.into(),
+            pos.batch_id.into(),
+            pos.tick_id.into(),
+            pos.ev_id.into(),
+            pos.ev_txid.into(),
+            pos.table.as_deref().into(),
+            code.into(),
+            msg.into(),
+        ],
+    )
+    .ctx("recording the error in pgq_cascade.replay_error")?;
+    Ok(())
+}
