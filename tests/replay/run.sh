@@ -18,8 +18,8 @@
 #
 # Env: PG_BIN (bin dir of the PostgreSQL that has this extension installed), ROWS (seed
 # rows, default 20000), LOAD_SECONDS (pgbench duration per load phase, default 8),
-# KEEP=1 keeps the work dir (logs, ini files, commands.log) and the clusters' logs on
-# failure, KEEP=2 the work dir always.
+# KEEP=1 keeps the work dir (logs, ini files, commands.log) and the clusters' directories
+# (stopped; server.log) on failure, KEEP=2 always.
 # Everything started here — clusters, pgbench — is stopped on exit, also on failure.
 set -Eeuo pipefail
 
@@ -60,6 +60,7 @@ cleanup() {
     done
     [ "${KEEP:-0}" != 0 ] && KEEP_CLUSTERS=1
   fi
+  [ "${KEEP:-0}" = 2 ] && KEEP_CLUSTERS=1
   cluster_stop_all
   if { [ $rc -ne 0 ] && [ "${KEEP:-0}" = 1 ]; } || [ "${KEEP:-0}" = 2 ]; then
     echo "replay: work dir kept: $WORK" >&2

@@ -22,9 +22,11 @@ the step and skips the rest):
   7. TRUNCATE on the root empties the table on branch and leaf
   8. `londiste execute` of a DDL script on the root reaches branch and leaf
   9. `londiste status` and `members` on the leaf
+ 10. no crash, PANIC or replay worker ERROR in any server log (server.log next to each
+     data dir; log_line_prefix names the backend type)
 
 Env (set by run.sh): WORK (work dir: ini files, commands.log, pid list), NODES ("root=PORT
-branch=PORT leaf=PORT"), PG_BIN (pgbench), WORKLOAD_DIR, ROWS, LOAD_SECONDS.
+branch=PORT leaf=PORT"), NODE_DIRS (data dirs, same form), PG_BIN (pgbench), WORKLOAD_DIR, ROWS, LOAD_SECONDS.
 """
 
 import os
@@ -47,6 +49,7 @@ LOAD_SECONDS = int(os.environ.get('LOAD_SECONDS', '8'))
 QUEUE = 'replika'
 LONDISTE = ['/usr/bin/python3', '/usr/bin/londiste']
 PORTS = dict(kv.split('=') for kv in os.environ['NODES'].split())
+DIRS = dict(kv.split('=', 1) for kv in os.environ['NODE_DIRS'].split())   # data dirs
 NODES = ['root', 'branch', 'leaf']
 SUBSCRIBERS = ['branch', 'leaf']
 PROVIDER = {'root': 'root', 'branch': 'root', 'leaf': 'branch'}
@@ -389,6 +392,35 @@ def check_seqs(root_vals, label):
         label, ', '.join('%s %d' % (s.split('.')[1], v) for s, v in root_vals.items())))
 
 
+def check_status_row(node, tick, label):
+    """node's replay row in pgq.worker_status() tells the truth once the node applied
+    tick: its provider, a tick at or past it, events applied, a small lag, no error.
+    Columns are read by name; one this build does not have is not checked."""
+    def good():
+        rows = [r for r in replay_rows(node) if r.get('pid')]
+        if len(rows) != 1:
+            return None
+        r = rows[0]
+        bad = []
+        if 'provider' in r and r['provider'] != PROVIDER[node]:
+            bad.append('provider %r' % r['provider'])
+        if 'tick_id' in r and (r['tick_id'] or 0) < tick:
+            bad.append('tick_id %s' % r['tick_id'])
+        if 'events' in r and not r['events']:
+            bad.append('events %s' % r['events'])
+        if 'lag' in r and (r['lag'] is None or r['lag'].total_seconds() > 10):
+            bad.append('lag %s' % r['lag'])
+        if r.get('last_error'):
+            bad.append('last_error %r (sqlstate %s)' % (r['last_error'], r.get('sqlstate', r.get('last_sqlstate'))))
+        STATUS_SEEN[node] = (r, bad)
+        return r if not bad else None
+    wait_for(lambda: '%s: worker_status to show the replay at tick %d (%s)' % (
+        node, tick, ', '.join(STATUS_SEEN.get(node, (None, ['no row']))[1])), good, 10)
+
+
+STATUS_SEEN = {}
+
+
 def converge(label, since=None):
     """Wait until branch and leaf applied the root's first tick after now (sequences
     published first), then compare data and sequences. `since`: when the load ended,
@@ -396,6 +428,8 @@ def converge(label, since=None):
     seqs = wait_seqs_published()
     tick = sync_point('root')
     wait_caught_up(tick, SUBSCRIBERS)
+    for n in SUBSCRIBERS:
+        check_status_row(n, tick, label)
     if since is not None:
         log('  %s: leaf caught up with root tick %d %.1fs after the load ended' % (
             label, tick, time.time() - since))
@@ -503,7 +537,9 @@ def s_compare():
 
 @step("the branch's replay worker terminated twice under load: back with a new pid, nothing lost or doubled")
 def s_terminate():
-    seconds = max(LOAD_SECONDS, 10)
+    # long enough that both terminations and both restarts (backoff 1, 2, 4 ... s) fall
+    # inside the load, and the last worker resumes under load
+    seconds = max(LOAD_SECONDS, 16)
     p = pgbench('root', seconds)
     seen = [replay_pid('branch')]
     if seen[0] is None:
@@ -519,6 +555,8 @@ def s_terminate():
         seen.append(new)
         log('  termination %d: pid %d ended, pid %d running %.1fs later%s' % (
             i, old, new, time.time() - t, '' if p.poll() is None else ' (load already over)'))
+        if q1('branch', 'select count(*) from pg_stat_activity where pid = %s', [old]):
+            fail('the terminated replay worker %d still runs next to %d' % (old, new))
     n = wait_pgbench('root', p, seconds)
     t_end = time.time()
     log('  %d transactions on the root' % n)
@@ -589,6 +627,19 @@ def s_info():
                     'where cur_error is not null', [QUEUE])
         if errs:
             fail('%s: consumer errors left: %s' % (n, errs))
+
+
+@step('server logs: no crash, no PANIC, no ERROR of a replay worker')
+def s_logs():
+    bad = re.compile(r'PANIC:|terminated by signal|was terminated by exception|'
+                     r'all server processes terminated|pgq replay: ERROR:')
+    found = []
+    for n in NODES:
+        path = os.path.join(os.path.dirname(DIRS[n]), 'server.log')
+        with open(path, errors='replace') as f:
+            found += ['%s: %s' % (n, line.rstrip()) for line in f if bad.search(line)]
+    if found:
+        fail('%d bad line(s) in the server logs:\n%s' % (len(found), '\n'.join(found[:20])))
 
 
 def main():
