@@ -4,4 +4,5 @@
 
 pub mod apply;
 pub mod control;
+pub mod copy;
 pub mod worker;

@@ -105,6 +105,8 @@ pub struct Replay {
     last_failed: bool,
     last_watermark: i64,
     pos: Position,
+    /// a copy snapshot was dropped: parked foreign keys may go back
+    restore_fkeys: bool,
 }
 
 /// How a round ended.
@@ -126,6 +128,7 @@ impl Replay {
             last_failed: false,
             last_watermark: 0,
             pos: Position::default(),
+            restore_fkeys: false,
         }
     }
 
@@ -161,12 +164,9 @@ impl Replay {
     }
 
     fn fail(&mut self, e: &StepError) {
-        // a remote failure may leave the connection in any state: start afresh
-        if e.sqlstate().starts_with("08")
-            || self.provider.as_ref().is_some_and(|(_, c)| !c.is_open())
-        {
-            self.provider = None;
-        }
+        // an error may leave the provider connection in any state (a transaction
+        // open, a COPY half read): the next round starts with a new one
+        self.provider = None;
         w::record_error(&format!("replay of queue \"{}\"", self.queue), e);
         let q = self.queue.clone();
         let pos = self.pos.clone();
@@ -237,6 +237,9 @@ impl Replay {
             )
         })?;
         self.ensure_provider(&node, &location)?;
+        if self.initial_copies(&node)? {
+            return Ok(Round::Busy);
+        }
         let batch = self.next_batch(&node.worker)?;
         let Some(batch) = batch else {
             return Ok(Round::Idle(Duration::from_millis(
@@ -528,6 +531,16 @@ impl Replay {
             return Err(e);
         }
         self.pos = pos;
+        // copy snapshots no later batch can need any more are dropped
+        if tables.by_name.values().any(|t| t.snapshot.is_some()) {
+            let cur = self.tick_snapshot(batch.cur_tick)?;
+            for (name, t) in &tables.by_name {
+                if t.snapshot.as_ref().is_some_and(|s| s.xmax <= cur.xmin) {
+                    set_table_state(&q, name, None, Some("ok"))?;
+                    self.restore_fkeys = true;
+                }
+            }
+        }
         Spi::connect_mut(|c| {
             let t = c
                 .update(
@@ -620,6 +633,158 @@ impl Replay {
             })
         })
         .and_then(|r| r)
+    }
+
+    /// The snapshot of a provider tick.
+    fn tick_snapshot(&mut self, tick: i64) -> Result<Snapshot, PgqError> {
+        let q = self.queue.clone();
+        let t = tick.to_string();
+        let r = self
+            .conn()?
+            .exec(
+                "select t.tick_snapshot::text from pgq.tick t join pgq.queue q \
+                   on q.queue_id operator(pg_catalog.=) t.tick_queue \
+                  where q.queue_name operator(pg_catalog.=) $1 \
+                    and t.tick_id operator(pg_catalog.=) $2::int8",
+                &[Some(&q), Some(&t)],
+            )
+            .map_err(rerr)?;
+        let text = r.get::<String>(0, 0).map_err(rerr)?.ok_or_else(|| {
+            PgqError::new(
+                SqlState::OBJECT_NOT_IN_PREREQUISITE_STATE,
+                format!("tick {tick} of queue {q} is gone from the provider"),
+            )
+        })?;
+        Snapshot::parse(&text).map_err(|e| PgqError::new(SqlState::DATA_EXCEPTION, e.to_string()))
+    }
+
+    /// Copy every table that waits for its initial copy (state NULL, or `in-copy` after
+    /// a crash, or a hand-off state an external copy process left). Returns whether it
+    /// copied anything (the round then starts again).
+    fn initial_copies(&mut self, node: &NodeState) -> Result<bool, StepError> {
+        if self.restore_fkeys {
+            self.restore_fkeys = false;
+            self.restore_pending_fkeys()?;
+        }
+        let q = self.queue.clone();
+        let tables = in_txn("read table states", || Tables::load(&q)).and_then(|r| r)?;
+        let mut waiting: Vec<(String, String, bool)> = tables
+            .by_name
+            .iter()
+            .filter(|(_, t)| t.local && needs_copy(t.state.as_deref()))
+            .map(|(n, t)| {
+                let skip = t
+                    .attrs
+                    .as_deref()
+                    .is_some_and(|a| a.split('&').any(|kv| kv == "skip_truncate=1"));
+                (n.clone(), t.dest.clone(), skip)
+            })
+            .collect();
+        if waiting.is_empty() {
+            return Ok(false);
+        }
+        waiting.sort();
+        let mut copied = false;
+        for (table, dest, skip_truncate) in waiting {
+            // the provider must hold the data: its copy of the table is complete
+            let ready = self
+                .conn()?
+                .exec(
+                    "select merge_state::text from londiste.get_table_list($1) \
+                      where table_name operator(pg_catalog.=) $2 and local",
+                    &[Some(&q), Some(&table)],
+                )
+                .map_err(rerr)?;
+            let state = if ready.ntuples() > 0 {
+                ready.get::<String>(0, 0).map_err(rerr)?
+            } else {
+                None
+            };
+            if !matches!(state.as_deref(), Some("ok")) {
+                continue;
+            }
+            in_txn("mark table in-copy", || {
+                set_table_state(&q, &table, None, Some("in-copy"))
+            })
+            .and_then(|r| r)?;
+            w::report(Some(&format!("initial copy of {table}")));
+            let started = shmem::now();
+            self.pos.table = Some(table.clone());
+            let conn = match self.provider.as_mut() {
+                Some((_, c)) => c,
+                None => continue,
+            };
+            let done = in_txn("initial copy", || {
+                let r = (|| -> Result<crate::replay::copy::Copied, PgqError> {
+                    Spi::connect_mut(|c| {
+                        c.update(
+                            "select londiste.set_session_replication_role('replica', true)",
+                            None,
+                            &[],
+                        )
+                        .map(|_| ())
+                        .ctx("setting session_replication_role")
+                    })?;
+                    let copied =
+                        crate::replay::copy::copy_table(conn, &q, &table, &dest, skip_truncate)?;
+                    set_table_state(&q, &table, Some(&copied.snapshot), Some("ok"))?;
+                    Ok(copied)
+                })();
+                match r {
+                    Ok(v) => v,
+                    Err(e) => e.report(),
+                }
+            })?;
+            log!(
+                "pgq replay: node \"{}\": copied table {table}: {} rows, {} bytes in {} ms",
+                node.node_name,
+                done.rows,
+                done.bytes,
+                (shmem::now() - started) / 1000
+            );
+            copied = true;
+        }
+        Ok(copied)
+    }
+
+    /// Put back the foreign keys an initial copy parked, once both sides are complete.
+    fn restore_pending_fkeys(&mut self) -> Result<(), StepError> {
+        let q = self.queue.clone();
+        let keys = in_txn("read pending foreign keys", || {
+            Spi::connect(|c| {
+                let t = c
+                    .select(
+                        "select from_table::text, fkey_name::text from londiste.get_valid_pending_fkeys($1)",
+                        None,
+                        &[q.as_str().into()],
+                    )
+                    .ctx("reading londiste.get_valid_pending_fkeys")?;
+                let mut v = Vec::new();
+                for r in t {
+                    v.push((
+                        crate::db::req::<String>(&r, 1, "reading pending foreign keys")?,
+                        crate::db::req::<String>(&r, 2, "reading pending foreign keys")?,
+                    ));
+                }
+                Ok::<_, PgqError>(v)
+            })
+        })
+        .and_then(|r| r)?;
+        for (from, name) in keys {
+            in_txn("restore a foreign key", || {
+                Spi::connect_mut(|c| {
+                    c.update(
+                        "select londiste.restore_table_fkey($1, $2)",
+                        Some(1),
+                        &[from.as_str().into(), name.as_str().into()],
+                    )
+                    .map(|_| ())
+                    .ctx("restoring a foreign key")
+                })
+            })
+            .and_then(|r| r)?;
+        }
+        Ok(())
     }
 
     fn finish_batch(&mut self, batch: &Batch) -> Result<(), StepError> {
@@ -776,6 +941,49 @@ impl Tables {
         }
         Ok(Some(t))
     }
+}
+
+/// Whether a table's state asks for an initial copy by this worker.
+fn needs_copy(state: Option<&str>) -> bool {
+    match state {
+        None => true,
+        Some("in-copy") | Some("catching-up") => true,
+        Some(s) => s.starts_with("wanna-sync:") || s.starts_with("do-sync:"),
+    }
+}
+
+fn set_table_state(
+    queue: &str,
+    table: &str,
+    snapshot: Option<&str>,
+    state: Option<&str>,
+) -> Result<(), PgqError> {
+    Spi::connect_mut(|c| {
+        let t = c
+            .update(
+                "select ret_code, ret_note from londiste.local_set_table_state($1, $2, $3, $4)",
+                Some(1),
+                &[queue.into(), table.into(), snapshot.into(), state.into()],
+            )
+            .ctx("londiste.local_set_table_state")?;
+        let r = t.first();
+        let code = r
+            .get::<i32>(1)
+            .ctx("londiste.local_set_table_state")?
+            .unwrap_or(0);
+        if code >= 300 {
+            return Err(PgqError::new(
+                SqlState::OBJECT_NOT_IN_PREREQUISITE_STATE,
+                format!(
+                    "londiste.local_set_table_state: {}",
+                    r.get::<String>(2)
+                        .ctx("londiste.local_set_table_state")?
+                        .unwrap_or_default()
+                ),
+            ));
+        }
+        Ok(())
+    })
 }
 
 fn handler_of(t: &TableInfo, name: &str) -> Result<plan::Handler, PgqError> {
