@@ -185,7 +185,8 @@ pub fn round(dboid: u32, now: i64) -> i64 {
         let g = STATE.exclusive().new_generation(i, now);
         start_child(&queue, i, g);
     }
-    // root duties: publish sequence positions (what the Python worker did on a root)
+    // root duties: publish sequence positions, acknowledge the worker state (what the
+    // Python worker did on a root)
     for n in nodes.iter().filter(|n| n.node_type == Some(NodeType::Root)) {
         let r = in_txn("londiste.root_check_seqs", || {
             Spi::connect_mut(|c| {
@@ -194,8 +195,21 @@ pub fn round(dboid: u32, now: i64) -> i64 {
                     Some(1),
                     &[n.queue.as_str().into()],
                 )
+                .ctx("running londiste.root_check_seqs")?;
+                // the root's worker state is acknowledged as a root worker would
+                // (admin tools wait for uptodate after changing it)
+                c.update(
+                    "select u.ret_code from pgq_node.node_info n \
+                       join pgq_node.local_state s \
+                         on s.queue_name operator(pg_catalog.=) n.queue_name \
+                        and s.consumer_name operator(pg_catalog.=) n.worker_name, \
+                       lateral pgq_node.set_consumer_uptodate(n.queue_name, n.worker_name, true) u \
+                      where n.queue_name operator(pg_catalog.=) $1 and not s.uptodate",
+                    None,
+                    &[n.queue.as_str().into()],
+                )
                 .map(|_| ())
-                .ctx("running londiste.root_check_seqs")
+                .ctx("acknowledging the root worker's state")
             })
         })
         .and_then(|r| r);

@@ -97,6 +97,22 @@ pub fn run_main(who: &str, body: impl FnOnce()) {
         .execute()
 }
 
+/// Wake the replay worker of `queue` in this database (after a skip request).
+pub fn wake_replay(queue: &str) {
+    if !shmem::available() || !preloaded() {
+        return;
+    }
+    // SAFETY: a PostgreSQL global of this backend.
+    let mine = unsafe { pg_sys::MyDatabaseId }.to_u32();
+    let pid = {
+        let s = shmem::STATE.share();
+        s.find(shmem::Kind::Replay, mine, queue)
+            .map(|i| s.slots[i].pid)
+            .unwrap_or(0)
+    };
+    shmem::wake(pid);
+}
+
 /// Whether the current user may see every database's worker rows (superusers and
 /// members of pg_monitor); others see the launcher and their own database only.
 fn sees_all_databases() -> bool {

@@ -52,6 +52,16 @@ AS 'MODULE_PATHNAME', 'pgq_cascade_set_in_server_replay_wrapper';
 REVOKE ALL ON FUNCTION pgq_cascade.set_in_server_replay(text, bool) FROM public;
 GRANT EXECUTE ON FUNCTION pgq_cascade.set_in_server_replay(text, bool) TO pgq_admin;
 
+CREATE FUNCTION pgq_cascade.skip_replay_error(
+    i_queue_name text,
+    OUT ret_code int4,
+    OUT ret_note text)
+RETURNS record LANGUAGE c VOLATILE CALLED ON NULL INPUT
+SECURITY DEFINER SET search_path = pg_catalog, pgq_cascade, pgq_node, pgq, pg_temp
+AS 'MODULE_PATHNAME', 'pgq_cascade_skip_replay_error_wrapper';
+REVOKE ALL ON FUNCTION pgq_cascade.skip_replay_error(text) FROM public;
+GRANT EXECUTE ON FUNCTION pgq_cascade.skip_replay_error(text) TO pgq_admin;
+
 DROP FUNCTION pgq.worker_status();
 CREATE FUNCTION pgq."worker_status"() RETURNS TABLE (
 	"worker" TEXT,

@@ -147,3 +147,48 @@ pub fn check_completion_allowed(
     }
     Ok(())
 }
+
+#[pg_extern(sql = false)]
+fn pgq_cascade_skip_replay_error(i_queue_name: Option<&str>) -> OutRec {
+    db::write("pgq_cascade", |c| skip_replay_error(c, i_queue_name)).or_report()
+}
+
+/// Skip what the node's replay fails on: the newest error of the queue not skipped yet
+/// is marked `skipped`; the worker then leaves out that event (or, for an error outside
+/// any event, the whole batch) the next time it applies the batch, and is woken to do
+/// so at once. An event skipped on a branch is still passed on to the nodes below.
+pub fn skip_replay_error(c: &mut Db<'_, '_>, queue: Option<&str>) -> PgqResult<OutRec> {
+    let Some(queue) = queue else {
+        return Err(PgqError::new(
+            SqlState::parse("22004").unwrap_or(SqlState::INTERNAL_ERROR),
+            "queue name must not be NULL",
+        ));
+    };
+    let t = c.write(
+        "marking the error skipped",
+        "update pgq_cascade.replay_error e set skipped = true \
+          where e.error_id = (select max(x.error_id) from pgq_cascade.replay_error x \
+                               where x.queue_name = $1) \
+            and not e.skipped and e.batch_id is not null \
+         returning e.error_id, e.batch_id, e.ev_id",
+        &[queue.into()],
+    )?;
+    if t.is_empty() {
+        return Ok(OutRec::ret(
+            404,
+            Some(format!("No replay error to skip for queue {queue}")),
+        ));
+    }
+    let r = t.first();
+    let id = db::req::<i64>(&r, 1, "marking the error skipped")?;
+    let batch = db::req::<i64>(&r, 2, "marking the error skipped")?;
+    let ev = db::get::<i64>(&r, 3, "marking the error skipped")?;
+    crate::bgworker::wake_replay(queue);
+    Ok(OutRec::ret(
+        200,
+        Some(match ev {
+            Some(ev) => format!("Error {id}: event {ev} of batch {batch} will be skipped"),
+            None => format!("Error {id}: batch {batch} will be skipped"),
+        }),
+    ))
+}

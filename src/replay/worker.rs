@@ -491,6 +491,29 @@ impl Replay {
             Ok::<_, PgqError>(())
         })?;
         let mut tables = Tables::load(&q)?;
+        // what an operator asked to skip in this batch (pgq_cascade.skip_replay_error)
+        let (skip_events, skip_batch) = Spi::connect(|c| {
+            let t = c
+                .select(
+                    "select ev_id from pgq_cascade.replay_error \
+                      where queue_name operator(pg_catalog.=) $1 and skipped \
+                        and batch_id operator(pg_catalog.=) $2 and tick_id operator(pg_catalog.=) $3",
+                    None,
+                    &[q.as_str().into(), batch.id.into(), batch.cur_tick.into()],
+                )
+                .ctx("reading skip requests")?;
+            let mut evs = std::collections::HashSet::new();
+            let mut whole = false;
+            for r in t {
+                match crate::db::get::<i64>(&r, 1, "reading skip requests")? {
+                    Some(e) => {
+                        evs.insert(e);
+                    }
+                    None => whole = true,
+                }
+            }
+            Ok::<_, PgqError>((evs, whole))
+        })?;
         let is_branch = node.node_type == NodeType::Branch;
         let mut count = 0i64;
         let bid = batch.id.to_string();
@@ -517,7 +540,16 @@ impl Replay {
                 pos.table = ev.extra[0]
                     .as_ref()
                     .map(|b| String::from_utf8_lossy(b).into_owned());
-                apply_event(&q, node, &mut tables, &ev).map_err(|e| prefix(e, &ev))?;
+
+                if skip_batch || skip_events.contains(&ev.id) {
+                    log!(
+                        "pgq replay: queue \"{q}\": event {} of batch {} skipped as asked",
+                        ev.id,
+                        batch.id
+                    );
+                } else {
+                    apply_event(&q, node, &mut tables, &ev).map_err(|e| prefix(e, &ev))?;
+                }
                 if is_branch {
                     copy_event(&q, &ev).map_err(|e| prefix(e, &ev))?;
                 }
@@ -629,6 +661,19 @@ impl Replay {
                     ],
                 )
                 .ctx("creating the branch tick")?;
+                // wake the nodes below, as the ticker does for its own ticks
+                let channel = format!("pgq_{q}");
+                if crate::gucs::NOTIFY.get() && channel.len() < 64 {
+                    c.update(
+                        "select pg_catalog.pg_notify($1, $2)",
+                        Some(1),
+                        &[
+                            channel.as_str().into(),
+                            b.cur_tick.to_string().as_str().into(),
+                        ],
+                    )
+                    .ctx("notifying the branch tick")?;
+                }
                 Ok::<_, PgqError>(())
             })
         })
