@@ -223,6 +223,36 @@ mod tests {
         );
     }
 
+    /// A queue whose stored event-sequence name resolves to no sequence is not ticked
+    /// with a made-up position: ticker(queue) refuses it, ticker() skips it and ticks
+    /// the others.
+    #[pg_test]
+    fn ticker_refuses_queue_without_event_seq() {
+        run("select pgq.create_queue('t_noseq')");
+        run("select pgq.create_queue('t_seqok')");
+        run(
+            "update pgq.queue set queue_event_seq = 'pgq.t_no_such_seq' \
+             where queue_name = 't_noseq'",
+        );
+        let ticks = |q: &str| {
+            count(&format!(
+                "select 1 from pgq.tick t join pgq.queue q on q.queue_id = t.tick_queue \
+                 where q.queue_name = '{q}'"
+            ))
+        };
+        let (noseq, ok) = (ticks("t_noseq"), ticks("t_seqok"));
+        let msg = error_of("select pgq.ticker('t_noseq')");
+        assert_eq!(
+            msg,
+            "cannot tick queue \"t_noseq\": queue_event_seq names no sequence"
+        );
+        run("select pgq.insert_event('t_seqok', 'a', '1')");
+        run("update pgq.queue set queue_ticker_max_count = 1");
+        val::<i64>("select pgq.ticker()");
+        assert_eq!(ticks("t_noseq"), noseq);
+        assert_eq!(ticks("t_seqok"), ok + 1);
+    }
+
     /// The direct insert path's cached table shape is dropped by a relcache
     /// invalidation: a CHECK constraint added after a first insert applies to the next
     /// one (the direct path would not check it).
