@@ -71,15 +71,13 @@ pub fn batch_event_sql(batch_id: i64) -> String {
             raise("batch not found")
         };
         // the stored prefix is data: each table name is quoted as pgq.quote_fqname does
-        let quoted: Vec<String> = b.tables.iter().map(|t| quote_fqname(t)).collect();
+        let quoted: Vec<String> = b
+            .tables
+            .iter()
+            .map(|t| crate::names::quote_fqname(t))
+            .collect();
         batch_sql(&b.sn1, &b.sn2, &quoted, b.sub_id)
     })
-}
-
-/// A stored table name with both parts quoted, like `pgq.quote_fqname`.
-pub fn quote_fqname(name: &str) -> String {
-    let (schema, rel) = crate::names::parts(name);
-    pgrx::spi::quote_qualified_identifier(schema, rel)
 }
 
 pub fn batch_event_tables(batch_id: i64) -> Vec<String> {

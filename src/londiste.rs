@@ -119,20 +119,8 @@ fn truth(v: &Option<String>) -> bool {
     matches!(v.as_deref(), Some("t") | Some("true"))
 }
 
-fn quote_ident(s: &str) -> String {
-    let c = std::ffi::CString::new(s).unwrap_or_else(|_| raise("invalid identifier"));
-    // SAFETY: `c` is a valid NUL-terminated string that outlives the call;
-    // quote_identifier returns either its argument or a palloc'd NUL-terminated copy,
-    // both valid while we copy it out.
-    unsafe {
-        let p = pg_sys::quote_identifier(c.as_ptr());
-        std::ffi::CStr::from_ptr(p).to_string_lossy().into_owned()
-    }
-}
-
-fn quote_fq(name: &str) -> String {
-    lg::quote_fqname(name, quote_ident)
-}
+use crate::logic::quote::literal as quote_literal;
+use crate::names::{quote_fqname as quote_fq, quote_ident};
 
 fn find_rel_oid(fqname: &str, kind: &str) -> Option<String> {
     let (s, n) = lg::split_fqname(fqname);
@@ -966,7 +954,7 @@ fn create_trigger_impl(
         }
     }
     if create {
-        let arglist: Vec<String> = args.iter().map(|a| lg::quote_literal(a)).collect();
+        let arglist: Vec<String> = args.iter().map(|a| quote_literal(a)).collect();
         exec(
             &format!(
                 "create trigger {} {} {} on {} for each row execute procedure {}({})",
@@ -986,9 +974,9 @@ fn create_trigger_impl(
         &[Some(&oid), Some(&trunc)],
     ));
     if !has_trunc {
-        let mut targs = vec![lg::quote_literal(queue)];
+        let mut targs = vec![quote_literal(queue)];
         if deny {
-            targs.push(lg::quote_literal("deny"));
+            targs.push(quote_literal("deny"));
         }
         exec(
             &format!(
@@ -1682,8 +1670,7 @@ fn lnd_get_valid_pending_fkeys(
 /// `schema.name` split at the first dot (no dot: `public`), each part quoted.
 fn quote_split(name: &str) -> (String, String, String) {
     let (s, n) = lg::split_fqname(name);
-    let q = format!("{}.{}", quote_ident(&s), quote_ident(&n));
-    (s, n, q)
+    (s, n, quote_fq(name))
 }
 
 #[pg_extern(sql = false)]
@@ -1765,8 +1752,8 @@ fn lnd_create_partition(
         exec(
             &format!(
                 "alter table {qpart} add check ({f} >= {} and {f} < {})",
-                lg::quote_literal(&start),
-                lg::quote_literal(&end)
+                quote_literal(&start),
+                quote_literal(&end)
             ),
             &[],
         );
