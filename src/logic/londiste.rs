@@ -509,6 +509,11 @@ mod tests {
         }
         assert_eq!(TableState::parse(Some("?")).unwrap(), TableState::Ok);
         assert_eq!(TableState::parse(None).unwrap(), TableState::New);
+        assert_eq!(TableState::New.to_db(), None);
+        assert_eq!(
+            TableState::parse(Some("?")).unwrap().to_db().as_deref(),
+            Some("ok")
+        );
         assert!(TableState::parse(Some("wanna-sync:x")).is_err());
         assert!(TableState::parse(Some("bogus")).is_err());
         assert!(TableState::WannaSync(5).can_move_to(&TableState::DoSync(7)));

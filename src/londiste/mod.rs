@@ -29,7 +29,8 @@
 #![allow(clippy::type_complexity)]
 
 use crate::errors::{raise, OrReport, PgqResult, SpiResultExt};
-use crate::logic::londiste as lg;
+use crate::logic::londiste::{self as lg, TableState};
+use crate::logic::node::NodeType;
 use crate::logic::quote::literal as quote_literal;
 use crate::names::{quote_fqname as quote_fq, quote_ident};
 use crate::outrec::OutRec as Rec;
@@ -148,45 +149,45 @@ fn truth(v: &Option<String>) -> bool {
     matches!(v.as_deref(), Some("t") | Some("true"))
 }
 
+/// What londiste needs of a queue's node (pgq_node::get_node_info).
 struct NodeInfo {
-    node_type: Option<String>,
+    node_type: Option<NodeType>,
     combined_queue: Option<String>,
-    combined_type: Option<String>,
+    combined_type: Option<NodeType>,
 }
 
-/// pgq_node.get_node_info(); None when it reports an error (>= 400).
+/// pgq_node.get_node_info() through the Rust API; None when it reports an error (>= 400).
 fn node_info(queue: Option<&str>) -> Option<NodeInfo> {
-    let r = read_row(
-        "select ret_code::text, node_type, combined_queue, combined_type from pgq_node.get_node_info($1)",
-        &[queue],
-    )?;
-    let code: i32 = r[0].as_deref().and_then(|s| s.parse().ok()).unwrap_or(500);
-    if code >= 400 {
+    let ni = crate::db::read("londiste", |c| crate::pgq_node::get_node_info(c, queue)).or_report();
+    if ni.ret_code >= 400 {
         return None;
     }
     Some(NodeInfo {
-        node_type: r[1].clone(),
-        combined_queue: r[2].clone(),
-        combined_type: r[3].clone(),
+        node_type: ni.kind(),
+        combined_type: ni.combined_type.as_deref().and_then(NodeType::parse),
+        combined_queue: ni.combined_queue,
     })
+}
+
+/// The local node row of a queue (pgq_node::load_node); `lock`: FOR UPDATE.
+fn load_node(queue: Option<&str>, lock: bool) -> Option<crate::pgq_node::Node> {
+    if lock {
+        crate::db::write("londiste", |c| crate::pgq_node::load_node(c, true, queue))
+    } else {
+        crate::db::read("londiste", |c| crate::pgq_node::load_node(c, false, queue))
+    }
+    .or_report()
 }
 
 /// pgq_node.is_root_node(): raises for an unknown queue, as the original.
 fn is_root_node(queue: Option<&str>) -> bool {
-    truth(&read_val(
-        "select pgq_node.is_root_node($1)::text",
-        &[queue],
-    ))
+    crate::db::read("londiste", |c| crate::pgq_node::node_type(c, queue)).or_report()
+        == Some(NodeType::Root)
 }
 
 /// Root check that does not raise: node_info row of type root.
 fn node_is_root(queue: &str) -> bool {
-    read_val(
-        "select node_type from pgq_node.node_info where queue_name = $1",
-        &[Some(queue)],
-    )
-    .as_deref()
-        == Some("root")
+    load_node(Some(queue), false).and_then(|n| n.kind()) == Some(NodeType::Root)
 }
 
 fn insert_event(

@@ -34,13 +34,10 @@ fn lnd_get_seq_list(
 
 fn root_check_seqs_impl(queue: Option<&str>, buffer: Option<i64>) -> Ret {
     let buffer = lg::seq_buffer(buffer);
-    let Some(node) = write_row(
-        "select node_type from pgq_node.node_info where queue_name operator(pg_catalog.=) $1 for update",
-        &[queue],
-    ) else {
+    let Some(node) = load_node(queue, true) else {
         return Ret(404, queue.map(|q| format!("Queue not found: {q}")));
     };
-    if node[0].as_deref() != Some("root") {
+    if node.kind() != Some(NodeType::Root) {
         return ret(402, "Not a root node");
     }
     let queue = queue.unwrap_or_default();
@@ -168,16 +165,13 @@ fn lnd_global_update_seq(
     i_seq_name: Option<&str>,
     i_value: Option<i64>,
 ) -> Rec {
-    let Some(node) = read_row(
-        "select node_type from pgq_node.node_info where queue_name = $1",
-        &[i_queue_name],
-    ) else {
+    let Some(node) = load_node(i_queue_name, false) else {
         return Rec::ret(
             404,
             format!("Set not found: {}", i_queue_name.unwrap_or_default()),
         );
     };
-    if node[0].as_deref() == Some("root") {
+    if node.kind() == Some(NodeType::Root) {
         return Rec::ret(402, "Must not run on root node");
     }
     let fq = lg::make_fqname(i_seq_name.unwrap_or_default());

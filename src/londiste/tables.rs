@@ -41,11 +41,15 @@ fn lnd_get_table_list(
     let out: Vec<TableRow> = rows
         .into_iter()
         .map(|r| {
-            let (role, pos) = match r[2].as_deref() {
-                Some("in-copy") | Some("catching-up") => {
-                    coordinate_copy(i_queue_name, r[0].as_deref().unwrap_or(""))
-                }
-                _ => (None, 0),
+            // a state that does not parse is not copying
+            let copying = matches!(
+                TableState::parse(r[2].as_deref()),
+                Ok(TableState::InCopy | TableState::CatchingUp)
+            );
+            let (role, pos) = if copying {
+                coordinate_copy(i_queue_name, r[0].as_deref().unwrap_or(""))
+            } else {
+                (None, 0)
             };
             (
                 r[0].clone(),
@@ -87,7 +91,7 @@ fn coordinate_copy(queue: &str, table: &str) -> (Option<String>, i32) {
     ) else {
         return (None, 0);
     };
-    let state = r[0].clone();
+    let state = TableState::parse(r[0].as_deref()).ok();
     let has_ddl = truth(&r[1]);
     let combined = r[2].clone();
     let part1 = r[3].clone();
@@ -100,29 +104,29 @@ fn coordinate_copy(queue: &str, table: &str) -> (Option<String>, i32) {
     }
     let lead = part_ddl.clone().or(part1);
     let is_lead = lead.as_deref() == Some(queue);
-    let role = match (state.as_deref(), is_lead) {
-        (Some("in-copy"), true) => {
+    let role = match (state, is_lead) {
+        (Some(TableState::InCopy), true) => {
             if !has_ddl && n_done > 0 {
                 Some("wait-replay")
             } else {
                 Some("lead")
             }
         }
-        (Some("catching-up"), true) => {
+        (Some(TableState::CatchingUp), true) => {
             if has_ddl && n_done < n_parts {
                 Some("wait-replay")
             } else {
                 None
             }
         }
-        (Some("in-copy"), false) => {
+        (Some(TableState::InCopy), false) => {
             if part_ddl.is_some() || n_done > 0 {
                 Some("wait-replay")
             } else {
                 Some("wait-copy")
             }
         }
-        (Some("catching-up"), false) => {
+        (Some(TableState::CatchingUp), false) => {
             if part_ddl.is_some() {
                 Some("wait-replay")
             } else {
@@ -181,10 +185,7 @@ fn lnd_local_show_missing(
 
 fn global_add_table_impl(queue: &str, table: &str) -> Ret {
     let fq = lg::make_fqname(table);
-    let Some(node) = read_row(
-        "select combined_queue from pgq_node.node_info where queue_name = $1",
-        &[Some(queue)],
-    ) else {
+    let Some(node) = load_node(Some(queue), false) else {
         return ret(400, format!("No such queue: {queue}"));
     };
     let inserted = write_rows(
@@ -195,7 +196,7 @@ fn global_add_table_impl(queue: &str, table: &str) -> Ret {
     if inserted.is_empty() {
         return ret(200, format!("Table already added: {fq}"));
     }
-    if let Some(cq) = node[0].as_deref() {
+    if let Some(cq) = node.combined_queue.as_deref() {
         global_add_table_impl(cq, &fq);
     }
     ret(200, format!("Table added: {table}"))
@@ -276,7 +277,7 @@ fn local_add_table_impl(
         return ret(400, format!("No such set: {}", queue.unwrap_or_default()));
     };
     let queue = queue.unwrap_or_default();
-    let node_type = node.node_type.clone().unwrap_or_default();
+    let node_type = node.node_type;
     let load = || {
         read_row(
             "select local::text, table_attrs from londiste.table_info where queue_name = $1 and table_name = $2",
@@ -286,7 +287,7 @@ fn local_add_table_impl(
     let row = match load() {
         Some(r) => r,
         None => {
-            if node_type != "root" {
+            if node_type != Some(NodeType::Root) {
                 return ret(404, format!("Table not available on queue: {desc}"));
             }
             let r = global_add_table_impl(queue, &fq);
@@ -310,10 +311,15 @@ fn local_add_table_impl(
     }
     // a root owns the data, a merge leaf gets it through its combined branch, and
     // expect_sync means the table is known to be in sync already: no copy needed
-    let in_sync = node_type == "root"
-        || (node_type == "leaf" && node.combined_type.as_deref() == Some("branch"))
+    let in_sync = node_type == Some(NodeType::Root)
+        || (node_type == Some(NodeType::Leaf) && node.combined_type == Some(NodeType::Branch))
         || flags.expect_sync;
-    let new_state: Option<&str> = if in_sync { Some("ok") } else { None };
+    let new_state = if in_sync {
+        TableState::Ok
+    } else {
+        TableState::New
+    };
+    let new_state_db = new_state.to_db();
     let dest_store = if dest_fq == fq {
         None
     } else {
@@ -326,15 +332,15 @@ fn local_add_table_impl(
         &[
             Some(queue),
             Some(&fq),
-            new_state,
+            new_state_db.as_deref(),
             attrs.as_deref(),
             dest_store,
         ],
     );
-    if node_type == "root" {
+    if node_type == Some(NodeType::Root) {
         root_notify_change_impl(Some(queue), Some("londiste.add-table"), Some(&fq));
     }
-    if node_type == "leaf" && !flags.no_merge {
+    if node_type == Some(NodeType::Leaf) && !flags.no_merge {
         let sibs = read_rows(
             "select t2.queue_name, t2.table_name, t2.local::text \
                from londiste.table_info t \
@@ -346,7 +352,7 @@ fn local_add_table_impl(
             &[Some(queue), Some(&fq)],
         );
         for s in sibs {
-            let not_ok = new_state != Some("ok");
+            let not_ok = new_state != TableState::Ok;
             if truth(&s[2]) && not_ok {
                 return ret(
                     405,
@@ -365,7 +371,7 @@ fn local_add_table_impl(
             exec(
                 "update londiste.table_info set local = true, merge_state = $3, table_attrs = coalesce($4, table_attrs) \
                   where queue_name = $1 and table_name = $2",
-                &[s[0].as_deref(), s[1].as_deref(), new_state, attrs.as_deref()],
+                &[s[0].as_deref(), s[1].as_deref(), new_state_db.as_deref(), attrs.as_deref()],
             );
         }
         // the combined queue's node on this database needs the table too
@@ -388,7 +394,7 @@ fn local_add_table_impl(
             }
         }
     }
-    let t = create_trigger_impl(queue, &fq, &trg_args, Some(&dest_fq), &node_type);
+    let t = create_trigger_impl(queue, &fq, &trg_args, Some(&dest_fq), node_type);
     if t.0 > 299 {
         return ret(
             t.0,
@@ -618,7 +624,7 @@ fn lnd_local_change_handler(
         &fq,
         &text_array(i_trg_args),
         dest.as_deref(),
-        node.node_type.as_deref().unwrap_or_default(),
+        node.node_type,
     );
     if t.0 > 299 {
         return Rec::ret(

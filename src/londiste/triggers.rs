@@ -61,7 +61,7 @@ pub(super) fn create_trigger_impl(
     table: &str,
     trg_args: &[String],
     dest: Option<&str>,
-    node_type: &str,
+    node_type: Option<NodeType>,
 ) -> Ret {
     let dest_name = dest.unwrap_or(table);
     let req = lg::TriggerRequest::parse(trg_args, table, dest_name);
@@ -69,7 +69,7 @@ pub(super) fn create_trigger_impl(
         return ret(201, "Trigger not created");
     }
     let mut deny = false;
-    if node_type == "leaf" {
+    if node_type == Some(NodeType::Leaf) {
         let have = truth(&read_val(
             "select exists (select 1 from pg_catalog.pg_proc p join pg_catalog.pg_namespace n on n.oid = p.pronamespace \
               where n.nspname = 'pgq' and p.proname in ('sqltriga', 'logutriga'))::text",
@@ -216,7 +216,7 @@ fn lnd_create_trigger(
         i_table_name.unwrap_or_default(),
         &text_array(i_trg_args),
         i_dest_table,
-        i_node_type.unwrap_or_default(),
+        i_node_type.and_then(NodeType::parse),
     );
     from_ret(&r).col(None::<String>)
 }
