@@ -226,18 +226,8 @@ CREATE FUNCTION londiste.drop_obsolete_partitions(i_parent_table text, i_retenti
 -- Function privileges (as londiste 3.8)
 -- ---------------------------------------------------------------------------
 
-DO $grants$
-DECLARE
-    f regprocedure;
-BEGIN
-    FOR f IN SELECT p.oid::regprocedure FROM pg_catalog.pg_proc p
-              WHERE p.pronamespace = 'londiste'::regnamespace
-                AND p.proname <> 'local_change_handler'  -- the original never revoked it
-    LOOP
-        EXECUTE 'REVOKE ALL ON FUNCTION ' || f || ' FROM public';
-    END LOOP;
-END
-$grants$;
+-- local_change_handler keeps PUBLIC's EXECUTE: the original never revoked it
+SELECT pgq._install_grants('londiste', NULL, 'local_change_handler');
 
 GRANT EXECUTE ON FUNCTION
     londiste.find_column_types(text), londiste.find_table_fkeys(text), londiste.find_rel_oid(text, text),

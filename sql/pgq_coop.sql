@@ -71,18 +71,5 @@ RETURNS text LANGUAGE c VOLATILE CALLED ON NULL INPUT
 SET search_path = pg_catalog, pgq_coop, pg_temp
 AS 'MODULE_PATHNAME', 'pgq_coop_version_wrapper';
 
-DO $grants$
-DECLARE
-    f regprocedure;
-BEGIN
-    FOR f IN SELECT p.oid::regprocedure FROM pg_catalog.pg_proc p
-              WHERE p.pronamespace = 'pgq_coop'::regnamespace
-    LOOP
-        EXECUTE 'REVOKE ALL ON FUNCTION ' || f || ' FROM public';
-        IF f::text <> 'pgq_coop.version()' THEN
-            EXECUTE 'GRANT EXECUTE ON FUNCTION ' || f || ' TO pgq_reader';
-        END IF;
-    END LOOP;
-END
-$grants$;
+SELECT pgq._install_grants('pgq_coop', 'pgq_reader', NULL);
 GRANT EXECUTE ON FUNCTION pgq_coop.version() TO public;

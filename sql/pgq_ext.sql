@@ -118,18 +118,5 @@ LANGUAGE sql SET search_path = pg_catalog, pgq_ext, pg_temp AS $$ SELECT pgq_ext
 CREATE FUNCTION pgq_ext.set_event_done(a_consumer text, a_batch_id bigint, a_event_id bigint) RETURNS boolean
 LANGUAGE sql SET search_path = pg_catalog, pgq_ext, pg_temp AS $$ SELECT pgq_ext.set_event_done(a_consumer, '', a_batch_id, a_event_id) $$;
 
-DO $grants$
-DECLARE
-    f regprocedure;
-BEGIN
-    FOR f IN SELECT p.oid::regprocedure FROM pg_catalog.pg_proc p
-              WHERE p.pronamespace = 'pgq_ext'::regnamespace
-    LOOP
-        EXECUTE 'REVOKE ALL ON FUNCTION ' || f || ' FROM public';
-        IF f::text <> 'pgq_ext.version()' THEN
-            EXECUTE 'GRANT EXECUTE ON FUNCTION ' || f || ' TO pgq_writer';
-        END IF;
-    END LOOP;
-END
-$grants$;
+SELECT pgq._install_grants('pgq_ext', 'pgq_writer', NULL);
 GRANT EXECUTE ON FUNCTION pgq_ext.version() TO public;

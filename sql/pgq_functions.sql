@@ -908,17 +908,7 @@ SELECT pgq._wake_launcher();
 -- pgrx marks argument-less functions STRICT; the original's ticker() is not
 ALTER FUNCTION pgq.ticker() CALLED ON NULL INPUT;
 
-DO $grants$
-DECLARE
-    f regprocedure;
-BEGIN
-    FOR f IN SELECT p.oid::regprocedure FROM pg_catalog.pg_proc p
-              WHERE p.pronamespace = 'pgq'::regnamespace
-    LOOP
-        EXECUTE 'REVOKE ALL ON FUNCTION ' || f || ' FROM public';
-    END LOOP;
-END
-$grants$;
+SELECT pgq._install_grants('pgq', NULL, NULL);
 
 GRANT EXECUTE ON FUNCTION
     pgq.seq_getval(text), pgq.get_queue_info(), pgq.get_queue_info(text),
@@ -954,3 +944,6 @@ GRANT EXECUTE ON FUNCTION
     pgq.insert_event_raw(text, bigint, timestamptz, integer, integer, text, text, text, text, text, text),
     pgq.event_retry_raw(text, text, timestamptz, bigint, timestamptz, integer, text, text, text, text, text, text)
 TO pgq_admin;
+
+-- the install-time helper of sql/pgq_schema.sql has served every schema's grants
+DROP FUNCTION pgq._install_grants(regnamespace, text, text);

@@ -317,17 +317,7 @@ AS 'MODULE_PATHNAME', 'pgq_node_upgrade_schema_wrapper';
 -- Privileges (docs/pgq_node.md)
 -- ---------------------------------------------------------------------------
 
-DO $grants$
-DECLARE
-    f regprocedure;
-BEGIN
-    FOR f IN SELECT p.oid::regprocedure FROM pg_catalog.pg_proc p
-              WHERE p.pronamespace = 'pgq_node'::regnamespace
-    LOOP
-        EXECUTE 'REVOKE ALL ON FUNCTION ' || f || ' FROM public';
-    END LOOP;
-END
-$grants$;
+SELECT pgq._install_grants('pgq_node', NULL, NULL);
 
 -- public
 GRANT EXECUTE ON FUNCTION

@@ -119,3 +119,24 @@ SELECT pg_catalog.pg_extension_config_dump('pgq.subscription', '');
 SELECT pg_catalog.pg_extension_config_dump('pgq.event_template', '');
 SELECT pg_catalog.pg_extension_config_dump('pgq.retry_queue', '');
 SELECT pg_catalog.pg_extension_config_dump('pgq.batch_id_seq', '');
+
+-- Install-time helper, used by the grants of every schema's functions (pgq, pgq_node,
+-- pgq_ext, pgq_coop, londiste) and dropped again at the end of the install script
+-- (sql/pgq_functions.sql), so it is no part of the installed extension: revoke
+-- EXECUTE from public on every function of i_schema except those named i_keep, and
+-- grant it to i_role (if not NULL) on all of them but the schema's version().
+CREATE FUNCTION pgq._install_grants(i_schema regnamespace, i_role text, i_keep text)
+RETURNS void LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    f record;
+BEGIN
+    FOR f IN SELECT p.oid::regprocedure AS sig, p.proname, p.pronargs FROM pg_catalog.pg_proc p
+              WHERE p.pronamespace = i_schema AND p.proname IS DISTINCT FROM i_keep
+    LOOP
+        EXECUTE 'REVOKE ALL ON FUNCTION ' || f.sig || ' FROM public';
+        IF i_role IS NOT NULL AND NOT (f.proname = 'version' AND f.pronargs = 0) THEN
+            EXECUTE 'GRANT EXECUTE ON FUNCTION ' || f.sig || ' TO ' || quote_ident(i_role);
+        END IF;
+    END LOOP;
+END
+$$;

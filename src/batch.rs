@@ -1,8 +1,8 @@
 //! Consumer hot path: next_batch, the batch query, get_batch_events/get_batch_cursor,
 //! finish_batch.
 
-use crate::db::kept;
-use crate::errors::{or_null, raise, warning, SpiResultExt};
+use crate::db::{get, kept, req};
+use crate::errors::{or_null, raise, warning, OrReport, SpiResultExt};
 use crate::insert::{text_datum, TextDatum};
 use crate::logic::batch_sql::{batch_sql, batch_tables, QueueTables};
 use crate::logic::snapshot::Snapshot;
@@ -17,9 +17,8 @@ pub struct BatchDef {
     pub sn2: Snapshot,
 }
 
-fn snap(text: Option<String>) -> Snapshot {
-    let text = text.unwrap_or_default();
-    Snapshot::parse(&text).unwrap_or_else(|e| raise(e.to_string()))
+fn snap(text: &str) -> Snapshot {
+    Snapshot::parse(text).unwrap_or_else(|e| raise(e.to_string()))
 }
 
 /// The batch's subscription, queue rotation state and tick snapshots; None if unknown.
@@ -40,14 +39,16 @@ pub fn load_batch(client: &SpiClient<'_>, batch_id: i64) -> Option<BatchDef> {
     if row.is_empty() {
         return None;
     }
-    let sub_id: i32 = row.get(1).or_raise("sub_id").unwrap_or(0);
-    let pfx: String = row.get(2).or_raise("queue_data_pfx").unwrap_or_default();
-    let cur_table: i32 = row.get(3).or_raise("queue_cur_table").unwrap_or(0);
-    let ntables: i32 = row.get(4).or_raise("queue_ntables").unwrap_or(1);
-    let step1: i64 = row.get(5).or_raise("queue_switch_step1").unwrap_or(0);
-    let step2: Option<i64> = row.get(6).or_raise("queue_switch_step2");
-    let sn1 = snap(row.get(7).or_raise("tick snapshot"));
-    let sn2 = snap(row.get(8).or_raise("tick snapshot"));
+    // every column but queue_switch_step2 is NOT NULL in the schema
+    const W: &str = "reading batch";
+    let sub_id: i32 = req(&row, 1, W).or_report();
+    let pfx: String = req(&row, 2, W).or_report();
+    let cur_table: i32 = req(&row, 3, W).or_report();
+    let ntables: i32 = req(&row, 4, W).or_report();
+    let step1: i64 = req(&row, 5, W).or_report();
+    let step2: Option<i64> = get(&row, 6, W).or_report();
+    let sn1 = snap(&req::<String>(&row, 7, W).or_report());
+    let sn2 = snap(&req::<String>(&row, 8, W).or_report());
     let qt = QueueTables {
         data_pfx: &pfx,
         cur_table,
@@ -70,15 +71,13 @@ pub fn batch_event_sql(batch_id: i64) -> String {
             raise("batch not found")
         };
         // the stored prefix is data: each table name is quoted as pgq.quote_fqname does
-        let quoted: Vec<String> = b.tables.iter().map(|t| quote_fqname(t)).collect();
+        let quoted: Vec<String> = b
+            .tables
+            .iter()
+            .map(|t| crate::names::quote_fqname(t))
+            .collect();
         batch_sql(&b.sn1, &b.sn2, &quoted, b.sub_id)
     })
-}
-
-/// A stored table name with both parts quoted, like `pgq.quote_fqname`.
-pub fn quote_fqname(name: &str) -> String {
-    let (schema, rel) = crate::names::parts(name);
-    pgrx::spi::quote_qualified_identifier(schema, rel)
 }
 
 pub fn batch_event_tables(batch_id: i64) -> Vec<String> {
@@ -157,8 +156,8 @@ pub fn next_batch_custom(
                 or_null(consumer.as_deref())
             ));
         }
-        let sub_queue: i32 = row.get(1).or_raise("sub_queue").unwrap_or(0);
-        let sub_consumer: i32 = row.get(2).or_raise("sub_consumer").unwrap_or(0);
+        let sub_queue: i32 = req(&row, 1, "reading subscription").or_report();
+        let sub_consumer: i32 = req(&row, 2, "reading subscription").or_report();
         let sub_batch: Option<i64> = row.get(3).or_raise("sub_batch");
         let prev_id: Option<i64> = row.get(5).or_raise("tick_id");
         let prev_time: Option<TimestampWithTimeZone> = row.get(6).or_raise("tick_time");
@@ -227,7 +226,8 @@ pub fn next_batch_custom(
         let next_id: Option<i64> = next.get(1).or_raise("tick_id");
         let next_time: Option<TimestampWithTimeZone> = next.get(2).or_raise("tick_time");
         let next_seq: Option<i64> = next.get(3).or_raise("tick_event_seq");
-        let too_young: bool = next.get(4).or_raise("lag").unwrap_or(false);
+        // `$n is not null and ...` over a NOT NULL tick_time: never NULL
+        let too_young: bool = req(&next, 4, "finding next tick").or_report();
         if next_id.is_none() || too_young {
             return NO_BATCH;
         }

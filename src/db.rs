@@ -34,6 +34,9 @@ pub struct Db<'a, 'c> {
     module: &'static str,
 }
 
+/// The handle the Rust API functions of the cascade schemas take.
+pub type Client<'a, 'b, 'c> = &'a mut Db<'b, 'c>;
+
 /// Run `f` with a reader handle (read-only statements only).
 pub fn read<R>(module: &'static str, f: impl FnOnce(&mut Db<'_, '_>) -> R) -> R {
     Spi::connect_mut(|c| {

@@ -943,7 +943,7 @@ fn heap_insert_event(relid: pg_sys::Oid, v: &EventValues<'_>) -> bool {
 fn qualified_name(relid: pg_sys::Oid) -> Option<Vec<u8>> {
     // SAFETY: syscache lookups by OID (NULL when missing, checked); the strings are
     // palloc'd in the current context and copied out before it is reset.
-    unsafe {
+    let (nsp, rel) = unsafe {
         let rel = pg_sys::get_rel_name(relid);
         if rel.is_null() {
             return None;
@@ -952,9 +952,12 @@ fn qualified_name(relid: pg_sys::Oid) -> Option<Vec<u8>> {
         if nsp.is_null() {
             return None;
         }
-        let q = pg_sys::quote_qualified_identifier(nsp, rel);
-        Some(std::ffi::CStr::from_ptr(q).to_bytes().to_vec())
-    }
+        (
+            std::ffi::CStr::from_ptr(nsp).to_bytes().to_vec(),
+            std::ffi::CStr::from_ptr(rel).to_bytes().to_vec(),
+        )
+    };
+    Some(crate::names::quote_qualified(&nsp, &rel))
 }
 
 /// The general path: a kept INSERT plan per event table, run by the executor (which

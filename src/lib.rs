@@ -117,6 +117,7 @@ mod tests {
     #[derive(Debug)]
     struct Caught {
         message: String,
+        code: PgSqlErrorCode,
         user_at_catch: pg_sys::Oid,
     }
 
@@ -133,13 +134,16 @@ mod tests {
         };
         let r = PgTryBuilder::new(AssertUnwindSafe(|| Ok(f())))
             .catch_others(|e| {
-                let message = match e {
+                let (message, code) = match e {
                     CaughtError::PostgresError(r)
                     | CaughtError::ErrorReport(r)
-                    | CaughtError::RustPanic { ereport: r, .. } => r.message().to_string(),
+                    | CaughtError::RustPanic { ereport: r, .. } => {
+                        (r.message().to_string(), r.sql_error_code())
+                    }
                 };
                 Err(Caught {
                     message,
+                    code,
                     user_at_catch: user_id(),
                 })
             })
@@ -225,6 +229,77 @@ mod tests {
         assert_eq!(
             count(&format!("select 1 from {first} where ev_id = {id2}")),
             0
+        );
+    }
+
+    /// A queue whose stored event-sequence name resolves to no sequence is not ticked
+    /// with a made-up position: ticker(queue) refuses it, ticker() skips it and ticks
+    /// the others.
+    #[pg_test]
+    fn ticker_refuses_queue_without_event_seq() {
+        run("select pgq.create_queue('t_noseq')");
+        run("select pgq.create_queue('t_seqok')");
+        run(
+            "update pgq.queue set queue_event_seq = 'pgq.t_no_such_seq' \
+             where queue_name = 't_noseq'",
+        );
+        let ticks = |q: &str| {
+            count(&format!(
+                "select 1 from pgq.tick t join pgq.queue q on q.queue_id = t.tick_queue \
+                 where q.queue_name = '{q}'"
+            ))
+        };
+        let (noseq, ok) = (ticks("t_noseq"), ticks("t_seqok"));
+        let msg = error_of("select pgq.ticker('t_noseq')");
+        assert_eq!(
+            msg,
+            "cannot tick queue \"t_noseq\": queue_event_seq names no sequence"
+        );
+        run("select pgq.insert_event('t_seqok', 'a', '1')");
+        run("update pgq.queue set queue_ticker_max_count = 1");
+        val::<i64>("select pgq.ticker()");
+        assert_eq!(ticks("t_noseq"), noseq);
+        assert_eq!(ticks("t_seqok"), ok + 1);
+    }
+
+    /// OutRec forms its row against the function's declared OUT columns: a column of
+    /// another type than the Rust value raises 42804 (instead of a Datum read as the
+    /// wrong type), so does a column count that differs; a binary-coercible type
+    /// (varchar for text) is accepted. The same symbol as londiste.split_fqname, which
+    /// returns (text, text), declared three ways.
+    #[pg_test]
+    fn outrec_checks_declared_column_types() {
+        let decl = |name: &str, outs: &str| {
+            run(&format!(
+                "create function public.{name}(i_fqname text, {outs}) returns record \
+                 language c strict as '$libdir/pgq', 'lnd_split_fqname_wrapper'"
+            ))
+        };
+        decl("t_outrec_int", "out schema_part int4, out name_part text");
+        decl("t_outrec_three", "out a text, out b text, out c text");
+        decl("t_outrec_varchar", "out s varchar, out n text");
+        let caught = in_subxact(|| run("select * from public.t_outrec_int('a.b')"))
+            .expect_err("an int4 column for a text value must fail");
+        assert_eq!(caught.code, PgSqlErrorCode::ERRCODE_DATATYPE_MISMATCH);
+        assert_eq!(
+            caught.message,
+            "pgq: result column 1 (schema_part) is text, the declaration says integer"
+        );
+        let caught = in_subxact(|| run("select * from public.t_outrec_three('a.b')"))
+            .expect_err("three columns for two values must fail");
+        assert_eq!(caught.code, PgSqlErrorCode::ERRCODE_DATATYPE_MISMATCH);
+        assert_eq!(
+            caught.message,
+            "pgq: result has 2 columns, declaration has 3"
+        );
+        assert_eq!(
+            val::<String>("select s || '|' || n from public.t_outrec_varchar('x.y')"),
+            "x|y"
+        );
+        // and the real declaration
+        assert_eq!(
+            val::<String>("select name_part from londiste.split_fqname('s.t')"),
+            "t"
         );
     }
 

@@ -26,6 +26,28 @@ pub fn display(b: &[u8]) -> String {
     }
 }
 
+/// This session's `quote_all_identifiers` setting.
+pub fn quote_all_identifiers() -> bool {
+    // SAFETY: reading a GUC variable of this backend.
+    unsafe { pg_sys::quote_all_identifiers }
+}
+
+/// `quote_ident` as PostgreSQL's quote_identifier gives it in this session
+/// (logic/quote.rs, with `quote_all_identifiers`).
+pub fn quote_ident(s: &str) -> String {
+    crate::logic::quote::ident(s, quote_all_identifiers())
+}
+
+/// A stored `schema.name` quoted as `pgq.quote_fqname` does it.
+pub fn quote_fqname(name: &str) -> String {
+    crate::logic::quote::fqname(name, quote_all_identifiers())
+}
+
+/// `schema.relation` quoted, as PostgreSQL's quote_qualified_identifier.
+pub fn quote_qualified(schema: &[u8], rel: &[u8]) -> Vec<u8> {
+    crate::logic::quote::qualified(schema, rel, quote_all_identifiers())
+}
+
 /// A stored name's schema and relation parts: split at the first dot, no dot meaning
 /// `public` (pgq.quote_fqname's rule).
 pub fn parts(name: &str) -> (&str, &str) {

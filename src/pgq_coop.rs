@@ -7,13 +7,10 @@
 //! tick columns while idle. next_batch takes a batch for the main consumer, closes it
 //! there at once and moves batch id and ticks onto the `C.S` row.
 
-use crate::db::{self, first, get, req, Db};
+use crate::db::{self, first, get, req, Client};
 use crate::errors::{warning, OrReport, PgqError, PgqResult};
 use crate::logic::node::subconsumer_name;
 use pgrx::prelude::*;
-
-/// The data-access handle every function of this module takes.
-pub type Client<'a, 'b, 'c> = &'a mut Db<'b, 'c>;
 
 const M: &str = "pgq_coop";
 
@@ -358,16 +355,14 @@ fn pgq_coop_next_batch_custom(
     i_min_count: Option<i32>,
     i_min_interval: Option<Interval>,
 ) -> Option<i64> {
-    next_batch_wrapper(
+    pgq_coop_next_batch_custom_dead(
         i_queue_name,
         i_consumer_name,
         i_subconsumer_name,
-        BatchWait {
-            min_lag: i_min_lag,
-            min_count: i_min_count,
-            min_interval: i_min_interval,
-            dead_interval: None,
-        },
+        i_min_lag,
+        i_min_count,
+        i_min_interval,
+        None,
     )
 }
 

@@ -3,14 +3,26 @@
 //! short forms that only pass `''` as the sub-consumer are one-line SQL functions in
 //! sql/pgq_ext.sql (not SECURITY DEFINER, as in the original).
 
-use crate::db::{self, first, get, Db};
+use crate::db::{self, first, get, Client};
 use crate::errors::{OrReport, PgqResult};
+use pgrx::datum::DatumWithOid;
 use pgrx::prelude::*;
 
-/// The data-access handle every function of this module takes.
-pub type Client<'a, 'b, 'c> = &'a mut Db<'b, 'c>;
-
 const M: &str = "pgq_ext";
+
+/// UPDATE the row, or INSERT it when there was none (`args` serve both statements).
+fn update_or_insert(
+    c: Client,
+    what: &str,
+    update: &str,
+    insert: &str,
+    args: &[DatumWithOid],
+) -> PgqResult<()> {
+    if c.execute(what, update, args)? == 0 {
+        c.execute(what, insert, args)?;
+    }
+    Ok(())
+}
 
 pub fn get_last_tick(
     c: Client,
@@ -46,22 +58,15 @@ pub fn set_last_tick(
         )?;
         return Ok(());
     }
-    let args = [consumer.into(), sub.into(), tick.into()];
-    let n = c.execute(
+    update_or_insert(
+        c,
         W,
         "update pgq_ext.completed_tick set last_tick_id = $3 \
           where consumer_id = $1 and subconsumer_id = $2",
-        &args,
-    )?;
-    if n == 0 {
-        c.execute(
-            W,
-            "insert into pgq_ext.completed_tick (consumer_id, subconsumer_id, last_tick_id) \
-             values ($1, $2, $3)",
-            &args,
-        )?;
-    }
-    Ok(())
+        "insert into pgq_ext.completed_tick (consumer_id, subconsumer_id, last_tick_id) \
+         values ($1, $2, $3)",
+        &[consumer.into(), sub.into(), tick.into()],
+    )
 }
 
 #[pg_extern(sql = false)]
@@ -121,21 +126,15 @@ pub fn set_batch_done(
         return Ok(false);
     }
     if batch.unwrap_or(0) > 0 {
-        let args = [consumer.into(), sub.into(), batch.into()];
-        let n = c.execute(
+        update_or_insert(
+            c,
             W,
             "update pgq_ext.completed_batch set last_batch_id = $3 \
               where consumer_id = $1 and subconsumer_id = $2",
-            &args,
+            "insert into pgq_ext.completed_batch (consumer_id, subconsumer_id, last_batch_id) \
+             values ($1, $2, $3)",
+            &[consumer.into(), sub.into(), batch.into()],
         )?;
-        if n == 0 {
-            c.execute(
-                W,
-                "insert into pgq_ext.completed_batch (consumer_id, subconsumer_id, last_batch_id) \
-                 values ($1, $2, $3)",
-                &args,
-            )?;
-        }
     }
     Ok(true)
 }

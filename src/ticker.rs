@@ -2,8 +2,8 @@
 //! event-sequence position and two latest ticks; the decision is pure Rust
 //! (logic::tick_policy); ticks are inserted only for queues that need one.
 
-use crate::db::kept;
-use crate::errors::{raise, warning, SpiResultExt};
+use crate::db::{get, kept, req};
+use crate::errors::{raise, warning, OrReport, SpiResultExt};
 use crate::insert::{text_datum, TextDatum};
 use crate::logic::tick_policy::{decide, due_in, Decision, Thresholds, TickState};
 use pgrx::datum::DatumWithOid;
@@ -17,6 +17,8 @@ struct QueueTickRow {
     name: Vec<u8>,
     /// the queue's tick sequence, resolved; None when queue_tick_seq names no sequence
     tick_seq: Option<pg_sys::Oid>,
+    /// false when queue_event_seq names no sequence
+    event_seq_ok: bool,
     /// false when a tick time of the queue is not finite (a broken external tick)
     times_ok: bool,
     external: bool,
@@ -92,38 +94,43 @@ fn read_states(client: &SpiClient<'_>, queue: Option<&[u8]>) -> (Vec<QueueTickRo
     .or_raise("reading ticker state");
     let mut next_xid = 0;
     let mut out = Vec::new();
+    // columns of NOT NULL expressions are decoded with `req` (a NULL there raises);
+    // the ones a LEFT JOIN or a CASE can make NULL stay Options
+    const W: &str = "reading ticker state";
     for r in rows {
-        let last_tick: Option<i64> = r.get(9).or_raise("tick_id");
-        let last_seq: Option<i64> = r.get(10).or_raise("tick_event_seq");
-        let lag: Option<f64> = r.get(11).or_raise("lag");
-        let infinite: Option<bool> = r.get(17).or_raise("tick time");
+        let last_tick: Option<i64> = get(&r, 9, W).or_report();
+        let last_seq: Option<i64> = get(&r, 10, W).or_report();
+        let lag: Option<f64> = get(&r, 11, W).or_report();
+        let infinite: bool = req(&r, 17, W).or_report();
+        let event_seq: Option<i64> = get(&r, 8, W).or_report();
         out.push(QueueTickRow {
-            queue_id: r.get(1).or_raise("queue_id").unwrap_or(0),
-            name: r
-                .get::<Vec<u8>>(16)
-                .or_raise("queue_name")
-                .unwrap_or_default(),
-            tick_seq: r.get(2).or_raise("queue_tick_seq"),
-            times_ok: !infinite.unwrap_or(false),
-            external: r.get(3).or_raise("external").unwrap_or(false),
-            paused: r.get(4).or_raise("paused").unwrap_or(false),
+            queue_id: req(&r, 1, W).or_report(),
+            name: req::<Vec<u8>>(&r, 16, W).or_report(),
+            tick_seq: get(&r, 2, W).or_report(),
+            event_seq_ok: event_seq.is_some(),
+            times_ok: !infinite,
+            external: req(&r, 3, W).or_report(),
+            paused: req(&r, 4, W).or_report(),
             th: Thresholds {
-                max_count: r.get(5).or_raise("max_count").unwrap_or(500),
-                max_lag: r.get(6).or_raise("max_lag").unwrap_or(3.0),
-                idle_period: r.get(7).or_raise("idle_period").unwrap_or(60.0),
+                max_count: req(&r, 5, W).or_report(),
+                max_lag: req(&r, 6, W).or_report(),
+                idle_period: req(&r, 7, W).or_report(),
             },
             state: TickState {
-                event_seq: r.get(8).or_raise("event seq").unwrap_or(0),
+                // without a sequence the queue is skipped (`broken`), never ticked
+                event_seq: event_seq.unwrap_or(0),
                 last: match (last_tick, last_seq) {
+                    // the lag is NULL only for a tick time that is not finite, and
+                    // such a queue is skipped (times_ok)
                     (Some(_), Some(seq)) => Some((seq, lag.unwrap_or(0.0))),
                     _ => None,
                 },
-                prev_gap: r.get(12).or_raise("gap"),
+                prev_gap: get(&r, 12, W).or_report(),
             },
-            last_xmin: r.get(13).or_raise("xmin"),
-            last_xmax: r.get(14).or_raise("xmax"),
+            last_xmin: get(&r, 13, W).or_report(),
+            last_xmax: get(&r, 14, W).or_report(),
         });
-        next_xid = r.get(15).or_raise("next txid").unwrap_or(0);
+        next_xid = req(&r, 15, W).or_report();
     }
     (out, next_xid)
 }
@@ -139,6 +146,9 @@ impl QueueTickRow {
 fn broken(q: &QueueTickRow) -> Option<String> {
     if q.tick_seq.is_none() {
         return Some("queue_tick_seq names no sequence".into());
+    }
+    if !q.event_seq_ok {
+        return Some("queue_event_seq names no sequence".into());
     }
     if !q.times_ok {
         return Some("its last tick time is not finite".into());
@@ -225,11 +235,9 @@ fn tick_one(client: &mut SpiClient<'_>, q: &QueueTickRow, next_xid: i64) -> Opti
             ],
         )
         .or_raise("inserting tick");
-    let tick: Option<i64> = rows.first().get(1).or_raise("tick_id");
-    if let Some(t) = tick {
-        notify_tick(client, &q.name, t);
-    }
-    tick
+    let tick: i64 = req(&rows.first(), 1, "inserting tick").or_report();
+    notify_tick(client, &q.name, tick);
+    Some(tick)
 }
 
 /// NOTIFY "pgq_<queue>" with the tick id, so consumers can LISTEN instead of polling.

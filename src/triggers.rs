@@ -279,7 +279,7 @@ fn build_table(rel: RelRef<'_>) -> TableInfo {
         };
         cols.push(Col {
             dropped,
-            quoted: tl::quote_ident(&name),
+            quoted: crate::logic::quote::quote_ident(&name),
             name,
             typid,
             collation: att.attcollation,
@@ -702,11 +702,6 @@ fn standard_conforming_strings() -> bool {
     unsafe { pg_sys::standard_conforming_strings }
 }
 
-fn quote_all_identifiers() -> bool {
-    // SAFETY: reading a GUC variable of this backend.
-    unsafe { pg_sys::quote_all_identifiers }
-}
-
 fn prepare_expr(client: &pgrx::spi::SpiClient<'_>, t: &TableInfo, src: &[u8]) -> Rc<Expr> {
     let (sql, params) = match tl::rewrite_expr(src, standard_conforming_strings(), |w| {
         t.cols.iter().position(|c| !c.dropped && c.name == w)
@@ -908,13 +903,13 @@ fn sql_payload(
 ) -> Vec<u8> {
     // quoted column names: cached, unless quote_all_identifiers is on
     let forced: Vec<Vec<u8>>;
-    let names: Vec<&[u8]> = if quote_all_identifiers() {
+    let names: Vec<&[u8]> = if crate::names::quote_all_identifiers() {
         forced = t
             .cols
             .iter()
             .map(|c| {
                 let mut q = Vec::with_capacity(c.name.len() + 2);
-                tl::quote_ident_into(&mut q, &c.name, true);
+                crate::logic::quote::quote_ident_into(&mut q, &c.name, true);
                 q
             })
             .collect();

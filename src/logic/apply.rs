@@ -1136,7 +1136,7 @@ mod tests {
 
     #[test]
     fn shapes_and_sql() {
-        let qi = |n: &[u8]| String::from_utf8(trg::quote_ident(n)).unwrap();
+        let qi = |n: &[u8]| String::from_utf8(crate::logic::quote::quote_ident(n)).unwrap();
         let eq = |_| "OPERATOR(pg_catalog.=)".to_string();
         let c = decode(b"I:id", b"id=1&Val=2").unwrap();
         assert_eq!(
@@ -1224,7 +1224,7 @@ mod tests {
 
         #[test]
         fn sqltriga_insert_round_trip(r in row()) {
-            let quoted: Vec<Vec<u8>> = r.iter().map(|(n, _)| trg::quote_ident(n)).collect();
+            let quoted: Vec<Vec<u8>> = r.iter().map(|(n, _)| crate::logic::quote::quote_ident(n)).collect();
             let data = trg::sql_insert(quoted.iter().zip(&r).map(|(q, (_, v))| (q.as_slice(), v.as_deref())));
             let c = decode(b"I", &data).unwrap();
             prop_assert_eq!(c.cols, r);
@@ -1232,7 +1232,7 @@ mod tests {
 
         #[test]
         fn sqltriga_update_round_trip(r in row(), k in proptest::collection::vec(any::<u8>(), 0..12)) {
-            let quoted: Vec<Vec<u8>> = r.iter().map(|(n, _)| trg::quote_ident(n)).collect();
+            let quoted: Vec<Vec<u8>> = r.iter().map(|(n, _)| crate::logic::quote::quote_ident(n)).collect();
             let data = trg::sql_update(
                 quoted.iter().zip(&r).map(|(q, (_, v))| (q.as_slice(), v.as_deref())),
                 [(&b"pk"[..], k.as_slice())],

@@ -1,8 +1,7 @@
 //! Londiste pure logic: table name handling, the table copy-state machine, the
 //! `create_trigger` argument planner and trigger names, sequence publishing, and
 //! partition names and definitions.
-//! No pgrx here; identifier quoting that needs PostgreSQL's keyword list is passed
-//! in as a closure by the caller.
+//! No pgrx here; SQL quoting is logic/quote.rs.
 
 /// `schema.name` as Londiste stores it: unchanged if it has a dot, else `public.` added.
 /// No case folding, no unquoting.
@@ -20,30 +19,6 @@ pub fn split_fqname(name: &str) -> (String, String) {
         Some(i) => (name[..i].to_string(), name[i + 1..].to_string()),
         None => ("public".to_string(), name.to_string()),
     }
-}
-
-/// Both parts of `split_fqname` quoted with `quote_ident`.
-pub fn quote_fqname(name: &str, quote_ident: impl Fn(&str) -> String) -> String {
-    let (s, n) = split_fqname(name);
-    format!("{}.{}", quote_ident(&s), quote_ident(&n))
-}
-
-/// PostgreSQL `quote_literal`: doubles quotes and backslashes, `E'..'` if a
-/// backslash is present.
-pub fn quote_literal(s: &str) -> String {
-    let mut out = String::with_capacity(s.len() + 3);
-    if s.contains('\\') {
-        out.push('E');
-    }
-    out.push('\'');
-    for ch in s.chars() {
-        if ch == '\'' || ch == '\\' {
-            out.push(ch);
-        }
-        out.push(ch);
-    }
-    out.push('\'');
-    out
 }
 
 /// Copy state of a table on a subscriber (`table_info.merge_state`).
@@ -114,7 +89,7 @@ impl TableState {
 /// `ret_note` text of `local_set_table_state`: the state quoted, or NULL.
 pub fn state_note(fq: &str, state: Option<&str>) -> String {
     match state {
-        Some(s) => format!("Table {fq} state set to {}", quote_literal(s)),
+        Some(s) => format!("Table {fq} state set to {}", super::quote::literal(s)),
         None => format!("Table {fq} state set to NULL"),
     }
 }
@@ -246,7 +221,8 @@ impl TriggerRequest {
             r.skip = true;
         }
         if table != dest && !r.args.iter().any(|a| a.starts_with("ev_extra1=")) {
-            r.args.push(format!("ev_extra1={}", quote_literal(table)));
+            r.args
+                .push(format!("ev_extra1={}", super::quote::literal(table)));
         }
         r
     }
@@ -508,14 +484,6 @@ pub fn repoint_definition(
 mod tests {
     use super::*;
 
-    fn qi(s: &str) -> String {
-        if s.chars().all(|c| c.is_ascii_lowercase() || c == '_') && s != "select" {
-            s.to_string()
-        } else {
-            format!("\"{}\"", s.replace('"', "\"\""))
-        }
-    }
-
     #[test]
     fn names() {
         assert_eq!(make_fqname("tbl"), "public.tbl");
@@ -523,10 +491,6 @@ mod tests {
         assert_eq!(make_fqname(""), "public.");
         assert_eq!(split_fqname("a.b.c"), ("a".into(), "b.c".into()));
         assert_eq!(split_fqname(".x"), ("".into(), "x".into()));
-        assert_eq!(quote_fqname("My Schema.Tbl", qi), "\"My Schema\".\"Tbl\"");
-        assert_eq!(quote_fqname("x.\"y\"", qi), "x.\"\"\"y\"\"\"");
-        assert_eq!(quote_literal("a'b"), "'a''b'");
-        assert_eq!(quote_literal("a\\b"), "E'a\\\\b'");
     }
 
     #[test]
@@ -545,6 +509,11 @@ mod tests {
         }
         assert_eq!(TableState::parse(Some("?")).unwrap(), TableState::Ok);
         assert_eq!(TableState::parse(None).unwrap(), TableState::New);
+        assert_eq!(TableState::New.to_db(), None);
+        assert_eq!(
+            TableState::parse(Some("?")).unwrap().to_db().as_deref(),
+            Some("ok")
+        );
         assert!(TableState::parse(Some("wanna-sync:x")).is_err());
         assert!(TableState::parse(Some("bogus")).is_err());
         assert!(TableState::WannaSync(5).can_move_to(&TableState::DoSync(7)));

@@ -8,6 +8,7 @@ mod declarations;
 pub mod londiste;
 pub mod node;
 pub mod pg_keywords;
+pub mod quote;
 pub mod remote;
 pub mod replay;
 pub mod snapshot;

@@ -5,6 +5,7 @@
 //! Parsing a conninfo string is libpq's job (`PQconninfoParse`, done by the caller);
 //! this module works on the parsed `(keyword, value)` list it returns.
 
+use super::sqlstate::SqlState;
 use std::fmt;
 use std::time::Duration;
 
@@ -217,26 +218,6 @@ pub fn connect_timeout(opts: &[ConnOpt]) -> Option<Duration> {
     }
 }
 
-/// SQLSTATEs this module raises itself.
-pub mod sqlstate {
-    pub const CONNECTION_EXCEPTION: &str = "08000";
-    pub const CONNECTION_DOES_NOT_EXIST: &str = "08003";
-    pub const UNABLE_TO_ESTABLISH: &str = "08001";
-    pub const CONNECTION_FAILURE: &str = "08006";
-    pub const PROTOCOL_VIOLATION: &str = "08P01";
-    pub const PASSWORD_REQUIRED: &str = "2F003";
-    pub const SYNTAX_ERROR: &str = "42601";
-    pub const INTERNAL_ERROR: &str = "XX000";
-    pub const QUERY_CANCELED: &str = "57014";
-}
-
-/// A SQLSTATE is five characters of `0-9A-Z`.
-pub fn valid_sqlstate(s: &str) -> bool {
-    s.len() == 5
-        && s.bytes()
-            .all(|b| b.is_ascii_digit() || b.is_ascii_uppercase())
-}
-
 /// An error of the remote side or of talking to it, in PostgreSQL's terms. Every text
 /// in it has been scrubbed of the connection's secrets by whoever built it. (Boxed: it
 /// travels in `Result`s; the fields are read through `Deref`.)
@@ -258,7 +239,7 @@ impl std::ops::DerefMut for RemoteError {
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RemoteErrorData {
-    pub sqlstate: String,
+    pub sqlstate: SqlState,
     pub message: String,
     pub detail: Option<String>,
     pub hint: Option<String>,
@@ -269,14 +250,9 @@ pub struct RemoteErrorData {
 }
 
 impl RemoteError {
-    pub fn new(sqlstate: &str, message: impl Into<String>) -> Self {
-        let sqlstate = if valid_sqlstate(sqlstate) {
-            sqlstate
-        } else {
-            sqlstate::INTERNAL_ERROR
-        };
+    pub fn new(sqlstate: SqlState, message: impl Into<String>) -> Self {
         RemoteError(Box::new(RemoteErrorData {
-            sqlstate: sqlstate.to_string(),
+            sqlstate,
             message: message.into(),
             detail: None,
             hint: None,
@@ -305,7 +281,7 @@ impl RemoteError {
     /// Connecting failed (08001), libpq's message as the detail.
     pub fn connect_failed(libpq_message: &str) -> Self {
         RemoteError::new(
-            sqlstate::UNABLE_TO_ESTABLISH,
+            SqlState::UNABLE_TO_ESTABLISH,
             "could not establish connection",
         )
         .detail(clean_libpq_message(libpq_message))
@@ -314,7 +290,7 @@ impl RemoteError {
     /// The connection broke during a command (08006).
     pub fn connection_lost(libpq_message: &str) -> Self {
         RemoteError::new(
-            sqlstate::CONNECTION_FAILURE,
+            SqlState::CONNECTION_FAILURE,
             "lost connection to the remote server",
         )
         .detail(clean_libpq_message(libpq_message))
@@ -322,13 +298,13 @@ impl RemoteError {
 
     /// A non-superuser's conninfo gives no password (2F003, as dblink).
     pub fn password_not_given() -> Self {
-        RemoteError::new(sqlstate::PASSWORD_REQUIRED, "password is required")
+        RemoteError::new(SqlState::PASSWORD_REQUIRED, "password is required")
             .detail("Non-superusers must provide a password in the connection string.")
     }
 
     /// A non-superuser connected without the server asking for the password (2F003).
     pub fn password_not_used() -> Self {
-        RemoteError::new(sqlstate::PASSWORD_REQUIRED, "password is required")
+        RemoteError::new(SqlState::PASSWORD_REQUIRED, "password is required")
             .detail("Non-superuser cannot connect if the server does not request a password.")
             .hint("Target server's authentication method must be changed.")
     }
@@ -336,7 +312,7 @@ impl RemoteError {
     /// The conninfo does not parse (42601); libpq's message with its quoted fragments
     /// masked.
     pub fn invalid_conninfo(libpq_message: &str) -> Self {
-        RemoteError::new(sqlstate::SYNTAX_ERROR, "invalid connection string syntax")
+        RemoteError::new(SqlState::SYNTAX_ERROR, "invalid connection string syntax")
             .detail(mask_quoted(&clean_libpq_message(libpq_message)))
     }
 
@@ -352,10 +328,10 @@ impl RemoteError {
         connection_ok: bool,
         fallback_message: &str,
     ) -> Self {
-        let code = match sqlstate {
-            Some(s) if valid_sqlstate(s) => s,
-            _ if !connection_ok => sqlstate::CONNECTION_FAILURE,
-            _ => sqlstate::INTERNAL_ERROR,
+        let code = match sqlstate.and_then(SqlState::parse) {
+            Some(s) => s,
+            None if !connection_ok => SqlState::CONNECTION_FAILURE,
+            None => SqlState::INTERNAL_ERROR,
         };
         let message = match message {
             Some(m) if !m.trim().is_empty() => clean_libpq_message(m),
@@ -488,7 +464,7 @@ pub fn conversion_error(column: &str, value: &str, type_name: &str) -> RemoteErr
         shown.push('…');
     }
     RemoteError::new(
-        "22P02",
+        SqlState::INVALID_TEXT_REPRESENTATION,
         format!("invalid value for {type_name} in column \"{column}\""),
     )
     .detail(format!("The remote value was \"{shown}\"."))
@@ -728,7 +704,8 @@ mod tests {
         );
         assert_eq!(e.sqlstate, "XX000");
         assert_eq!(e.message, "no COPY in progress");
-        assert_eq!(RemoteError::new("12", "x").sqlstate, "XX000");
+        let e = RemoteError::from_remote(Some("12"), Some("x"), None, None, None, true, "");
+        assert_eq!(e.sqlstate, "XX000");
     }
 
     #[test]
@@ -755,11 +732,14 @@ mod tests {
     #[test]
     fn scrubbed_error_has_no_secret() {
         let secrets = vec!["pa55word".to_string()];
-        let e = RemoteError::new("28P01", "password authentication failed pa55word")
-            .detail("pa55word")
-            .hint("use pa55word")
-            .context("remote pa55word")
-            .scrubbed(&secrets);
+        let e = RemoteError::new(
+            SqlState::parse("28P01").unwrap(),
+            "password authentication failed pa55word",
+        )
+        .detail("pa55word")
+        .hint("use pa55word")
+        .context("remote pa55word")
+        .scrubbed(&secrets);
         assert!(!e.to_string().contains("pa55word"), "{e}");
     }
 

@@ -23,6 +23,17 @@ impl SqlState {
     pub const OBJECT_NOT_IN_PREREQUISITE_STATE: SqlState = SqlState(*b"55000");
     pub const FEATURE_NOT_SUPPORTED: SqlState = SqlState(*b"0A000");
     pub const DATA_EXCEPTION: SqlState = SqlState(*b"22000");
+    pub const CHARACTER_NOT_IN_REPERTOIRE: SqlState = SqlState(*b"22021");
+    pub const SYNTAX_ERROR: SqlState = SqlState(*b"42601");
+    pub const QUERY_CANCELED: SqlState = SqlState(*b"57014");
+    pub const CONNECTION_EXCEPTION: SqlState = SqlState(*b"08000");
+    pub const CONNECTION_DOES_NOT_EXIST: SqlState = SqlState(*b"08003");
+    /// sqlclient_unable_to_establish_sqlconnection
+    pub const UNABLE_TO_ESTABLISH: SqlState = SqlState(*b"08001");
+    pub const CONNECTION_FAILURE: SqlState = SqlState(*b"08006");
+    pub const PROTOCOL_VIOLATION: SqlState = SqlState(*b"08P01");
+    /// prohibited_sql_statement_attempted, which dblink raises for a missing password
+    pub const PASSWORD_REQUIRED: SqlState = SqlState(*b"2F003");
 
     /// The code of a text, if it is a well-formed SQLSTATE.
     pub fn parse(s: &str) -> Option<SqlState> {
@@ -66,6 +77,13 @@ impl SqlState {
     /// The class: the first two characters.
     pub fn class(&self) -> &str {
         &self.as_str()[..2]
+    }
+}
+
+/// `code == "42601"`: compare with a code's text (tests, logs).
+impl PartialEq<&str> for SqlState {
+    fn eq(&self, other: &&str) -> bool {
+        self.as_str() == *other
     }
 }
 

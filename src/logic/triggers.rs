@@ -1,12 +1,14 @@
 //! Pure parts of the row-capture triggers (`pgq.logutriga`, `pgq.sqltriga`,
-//! `pgq.jsontriga`): argument parsing, the encoders (urlencoding, SQL literal and
-//! identifier quoting, JSON string escaping), the `ev_*=`/`when=` expression
+//! `pgq.jsontriga`): argument parsing, the encoders (urlencoding, JSON string
+//! escaping; SQL quoting is logic/quote.rs), the `ev_*=`/`when=` expression
 //! rewriter and the payload builders. The pgrx glue in `src/triggers.rs` feeds them
 //! the text output of each column, as bytes in the server encoding.
 //!
 //! The decoder ([`urldecode`], [`decode_urlenc_row`]) is here for the replay side.
 
-use super::pg_keywords::NON_UNRESERVED;
+/// The replay applier (src/replay/apply.rs) names quote_ident by this path.
+pub use super::quote::quote_ident;
+use super::quote::quote_literal_into;
 
 // ---------------------------------------------------------------------------------
 // urlencoding
@@ -127,81 +129,6 @@ pub fn decode_urlenc_row(s: &str) -> Result<Vec<(String, Option<String>)>, Decod
             None => Ok((urldecode_str(part)?, None)),
         })
         .collect()
-}
-
-// ---------------------------------------------------------------------------------
-// SQL quoting (PostgreSQL's quote_literal / quote_identifier)
-// ---------------------------------------------------------------------------------
-
-/// Append `s` as PostgreSQL's `quote_literal` would: `'...'` with `'` and `\\` doubled,
-/// prefixed with `E` when the value holds a backslash. Byte-wise: every server
-/// encoding is ASCII-safe (no byte below 0x80 is part of a multibyte character).
-pub fn quote_literal_into(out: &mut Vec<u8>, s: &[u8]) {
-    if s.contains(&b'\\') {
-        out.push(b'E');
-    }
-    out.push(b'\'');
-    // copy runs between quote/backslash bytes, doubling each of those
-    let mut start = 0;
-    for (i, &c) in s.iter().enumerate() {
-        if c == b'\'' || c == b'\\' {
-            out.extend_from_slice(&s[start..=i]);
-            start = i;
-        }
-    }
-    out.extend_from_slice(&s[start..]);
-    out.push(b'\'');
-}
-
-pub fn quote_literal(s: &[u8]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(s.len() + 2);
-    quote_literal_into(&mut out, s);
-    out
-}
-
-/// True for PostgreSQL 15 keywords other than unreserved ones (those need quotes).
-pub fn is_quoting_keyword(s: &str) -> bool {
-    NON_UNRESERVED.binary_search(&s).is_ok()
-}
-
-/// Whether PostgreSQL's `quote_identifier` leaves `s` bare: starts with `a-z` or `_`,
-/// only `a-z0-9_`, and not a keyword other than an unreserved one.
-pub fn ident_is_safe(s: &[u8]) -> bool {
-    match s.first() {
-        Some(b'a'..=b'z' | b'_') => {}
-        _ => return false,
-    }
-    if !s
-        .iter()
-        .all(|&c| matches!(c, b'a'..=b'z' | b'0'..=b'9' | b'_'))
-    {
-        return false;
-    }
-    // all ASCII, checked above
-    !std::str::from_utf8(s).is_ok_and(is_quoting_keyword)
-}
-
-/// Append `s` as PostgreSQL's `quote_identifier` would (`quote_all` =
-/// `quote_all_identifiers`).
-pub fn quote_ident_into(out: &mut Vec<u8>, s: &[u8], quote_all: bool) {
-    if !quote_all && ident_is_safe(s) {
-        out.extend_from_slice(s);
-        return;
-    }
-    out.push(b'"');
-    for &c in s {
-        if c == b'"' {
-            out.push(b'"');
-        }
-        out.push(c);
-    }
-    out.push(b'"');
-}
-
-pub fn quote_ident(s: &[u8]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(s.len() + 2);
-    quote_ident_into(&mut out, s, false);
-    out
 }
 
 // ---------------------------------------------------------------------------------
@@ -635,7 +562,7 @@ pub fn json_row<'a>(cols: impl IntoIterator<Item = (&'a [u8], JsonVal<'a>)>) -> 
 }
 
 /// sqltriga INSERT: `(a,b) values ('1',null)`. Names are already quoted (see
-/// [`quote_ident_into`]).
+/// [`crate::logic::quote::quote_ident_into`]).
 pub fn sql_insert<'a>(cols: impl IntoIterator<Item = (&'a [u8], Option<&'a [u8]>)>) -> Vec<u8> {
     let mut names = Vec::with_capacity(64);
     let mut vals = Vec::with_capacity(128);
@@ -709,12 +636,6 @@ mod tests {
     fn st(v: Vec<u8>) -> String {
         String::from_utf8(v).unwrap()
     }
-    fn ql(s: &str) -> String {
-        st(quote_literal(s.as_bytes()))
-    }
-    fn qi(s: &str) -> String {
-        st(quote_ident(s.as_bytes()))
-    }
     fn pa(v: &[&str], truncate: bool) -> Result<TriggerArgs, &'static str> {
         let b: Vec<&[u8]> = v.iter().map(|s| s.as_bytes()).collect();
         parse_args(&b, truncate)
@@ -763,56 +684,6 @@ mod tests {
             ]
         );
         assert_eq!(decode_urlenc_row("").unwrap(), vec![]);
-    }
-
-    #[test]
-    fn quote_literal_vectors() {
-        assert_eq!(ql("1"), "'1'");
-        assert_eq!(ql("x\\y'z"), "E'x\\\\y''z'");
-        assert_eq!(
-            ql("'\"quoted\\string$%,@\"'"),
-            "E'''\"quoted\\\\string$%,@\"'''"
-        );
-        assert_eq!(ql("\\x00ff01"), "E'\\\\x00ff01'");
-        assert_eq!(ql(""), "''");
-        assert_eq!(quote_literal(b"caf\xe9'"), b"'caf\xe9'''");
-    }
-
-    #[test]
-    fn quote_ident_vectors() {
-        for (i, o) in [
-            ("id", "id"),
-            ("Id", "\"Id\""),
-            ("Val", "\"Val\""),
-            ("select", "\"select\""),
-            ("user", "\"user\""),
-            ("order", "\"order\""),
-            ("int", "\"int\""),
-            ("name", "name"),
-            ("data", "data"),
-            ("type", "type"),
-            ("_x1", "_x1"),
-            ("1x", "\"1x\""),
-            ("a\"b", "\"a\"\"b\""),
-            ("my table", "\"my table\""),
-            ("é", "\"é\""),
-            ("", "\"\""),
-            ("between", "\"between\""),
-            ("left", "\"left\""),
-            ("abort", "abort"),
-        ] {
-            assert_eq!(qi(i), o, "{i}");
-        }
-        let mut s = Vec::new();
-        quote_ident_into(&mut s, b"id", true);
-        assert_eq!(s, b"\"id\"");
-        assert_eq!(quote_ident(b"k\xe9"), b"\"k\xe9\"");
-    }
-
-    #[test]
-    fn keywords_sorted() {
-        assert!(NON_UNRESERVED.windows(2).all(|w| w[0] < w[1]));
-        assert_eq!(NON_UNRESERVED.len(), 151);
     }
 
     #[test]
@@ -1058,25 +929,6 @@ mod tests {
         }
 
         #[test]
-        fn quote_literal_is_balanced(s in any::<Vec<u8>>()) {
-            let q = quote_literal(&s);
-            let body = if q[0] == b'E' { &q[1..] } else { &q[..] };
-            prop_assert_eq!(q[0] == b'E', s.contains(&b'\\'));
-            prop_assert!(body.len() >= 2 && body[0] == b'\'' && body[body.len() - 1] == b'\'');
-            // undoubling the body gives back the input
-            let inner = &body[1..body.len() - 1];
-            let mut un = Vec::new();
-            let mut it = inner.iter().copied().peekable();
-            while let Some(c) = it.next() {
-                if c == b'\'' || c == b'\\' {
-                    prop_assert_eq!(it.next(), Some(c));
-                }
-                un.push(c);
-            }
-            prop_assert_eq!(un, s);
-        }
-
-        #[test]
         fn json_string_matches_charwise(s in ".*") {
             let fast = st(js(s.as_bytes()));
             let mut slow = String::from("\"");
@@ -1105,21 +957,5 @@ mod tests {
             prop_assert_eq!(high_in, high_out);
         }
 
-        #[test]
-        fn quote_ident_roundtrip(s in any::<Vec<u8>>()) {
-            let q = quote_ident(&s);
-            if q.first() == Some(&b'"') {
-                let inner = &q[1..q.len() - 1];
-                let mut un = Vec::new();
-                let mut i = 0;
-                while i < inner.len() {
-                    un.push(inner[i]);
-                    i += if inner[i] == b'"' { 2 } else { 1 };
-                }
-                prop_assert_eq!(un, s);
-            } else {
-                prop_assert_eq!(q, s);
-            }
-        }
     }
 }

@@ -12,7 +12,7 @@ use crate::logic::remote::{self as logic, ConnOpt, RemoteError};
 pub fn parse(conninfo: &str) -> Result<Vec<ConnOpt>, RemoteError> {
     let c = CString::new(conninfo).map_err(|_| {
         RemoteError::new(
-            logic::sqlstate::SYNTAX_ERROR,
+            crate::errors::SqlState::SYNTAX_ERROR,
             "invalid connection string syntax",
         )
         .detail("The connection string contains a zero byte.")

@@ -42,7 +42,7 @@ use pgrx::prelude::*;
 use pq_sys as pq;
 
 use crate::errors::{PgqError, SqlState};
-use crate::logic::remote::{self as logic, sqlstate};
+use crate::logic::remote as logic;
 pub use crate::logic::remote::{FromText, RemoteError};
 pub use conninfo::{parse as parse_conninfo, redact};
 
@@ -109,7 +109,7 @@ pub fn current_role_is_superuser() -> bool {
 impl From<&RemoteError> for PgqError {
     fn from(e: &RemoteError) -> Self {
         let mut detail: Vec<String> = e.detail.iter().cloned().collect();
-        let code = match SqlState::parse(&e.sqlstate).filter(|c| crate::errors::pgrx_knows(*c)) {
+        let code = match Some(e.sqlstate).filter(|c| crate::errors::pgrx_knows(*c)) {
             Some(c) => c,
             None => {
                 detail.push(format!("Remote SQLSTATE: {}", e.sqlstate));
@@ -530,7 +530,7 @@ impl Connection {
         let to_c = |s: &str| {
             CString::new(s).map_err(|_| {
                 fail(
-                    RemoteError::new(sqlstate::SYNTAX_ERROR, "invalid connection string syntax")
+                    RemoteError::new(SqlState::SYNTAX_ERROR, "invalid connection string syntax")
                         .detail("A connection option contains a zero byte."),
                 )
             })
@@ -551,7 +551,7 @@ impl Connection {
         if !unsafe { pg_sys::AcquireExternalFD() } {
             return Err(fail(
                 RemoteError::new(
-                    sqlstate::UNABLE_TO_ESTABLISH,
+                    SqlState::UNABLE_TO_ESTABLISH,
                     "could not establish connection",
                 )
                 .detail("There are too many open files on the local server.")
@@ -670,7 +670,7 @@ impl Connection {
                     };
                     self.abandon();
                     return Err(self.err(RemoteError::new(
-                        sqlstate::INTERNAL_ERROR,
+                        SqlState::INTERNAL_ERROR,
                         "COPY is not allowed here (use copy_out / copy_in)",
                     )));
                 }
@@ -685,7 +685,7 @@ impl Connection {
             (Some(e), _) => Err(e),
             (None, Some(r)) => Ok(r),
             (None, None) => {
-                Err(self.err(RemoteError::new(sqlstate::INTERNAL_ERROR, "empty query")))
+                Err(self.err(RemoteError::new(SqlState::INTERNAL_ERROR, "empty query")))
             }
         }
     }
@@ -821,7 +821,7 @@ impl Connection {
     fn ensure_idle(&self) -> Result<(), RemoteError> {
         if self.inner.conn.is_null() {
             return Err(self.err(RemoteError::new(
-                sqlstate::CONNECTION_DOES_NOT_EXIST,
+                SqlState::CONNECTION_DOES_NOT_EXIST,
                 "connection to the remote server is closed",
             )));
         }
@@ -830,7 +830,7 @@ impl Connection {
         }
         if self.inner.mode != Mode::Idle {
             return Err(self.err(RemoteError::new(
-                sqlstate::INTERNAL_ERROR,
+                SqlState::INTERNAL_ERROR,
                 "another command is already in progress on this connection",
             )));
         }
@@ -844,7 +844,12 @@ impl Connection {
         single_row: bool,
     ) -> Result<(), RemoteError> {
         self.ensure_idle()?;
-        let bad = |what: &str| RemoteError::new("22021", format!("{what} contains a zero byte"));
+        let bad = |what: &str| {
+            RemoteError::new(
+                SqlState::CHARACTER_NOT_IN_REPERTOIRE,
+                format!("{what} contains a zero byte"),
+            )
+        };
         let q = CString::new(sql).map_err(|_| self.err(bad("query")))?;
         let vals: Vec<Option<CString>> = params
             .iter()
@@ -875,7 +880,7 @@ impl Connection {
         };
         if ok == 0 {
             return Err(self.lost_or(RemoteError::new(
-                sqlstate::CONNECTION_EXCEPTION,
+                SqlState::CONNECTION_EXCEPTION,
                 "could not send query",
             )));
         }
@@ -884,7 +889,7 @@ impl Connection {
         if single_row && unsafe { pq::PQsetSingleRowMode(self.inner.conn) } == 0 {
             self.abandon();
             return Err(self.err(RemoteError::new(
-                sqlstate::INTERNAL_ERROR,
+                SqlState::INTERNAL_ERROR,
                 "could not enter single-row mode",
             )));
         }
@@ -971,7 +976,7 @@ impl Connection {
                     self.abandon();
                     return Err(error.unwrap_or_else(|| {
                         self.err(RemoteError::new(
-                            sqlstate::INTERNAL_ERROR,
+                            SqlState::INTERNAL_ERROR,
                             "unexpected COPY state",
                         ))
                     }));
@@ -999,7 +1004,7 @@ impl Connection {
                     self.result_error(&r)
                 } else {
                     self.err(RemoteError::new(
-                        sqlstate::INTERNAL_ERROR,
+                        SqlState::INTERNAL_ERROR,
                         "the command is not the expected COPY",
                     ))
                 };
@@ -1022,7 +1027,7 @@ impl Connection {
                 }
                 Err(e)
             }
-            None => Err(self.err(RemoteError::new(sqlstate::INTERNAL_ERROR, "empty query"))),
+            None => Err(self.err(RemoteError::new(SqlState::INTERNAL_ERROR, "empty query"))),
         }
     }
 
@@ -1368,7 +1373,7 @@ impl CopyIn<'_> {
         match self.conn.finish_command() {
             Err(e) => e,
             Ok(_) => self.conn.err(
-                RemoteError::new(sqlstate::INTERNAL_ERROR, "COPY data was refused")
+                RemoteError::new(SqlState::INTERNAL_ERROR, "COPY data was refused")
                     .detail(libpq_message),
             ),
         }
@@ -1404,7 +1409,7 @@ impl CopyIn<'_> {
         match self.end(Some(reason)) {
             Err(e) => e,
             Ok(_) => self.conn.err(RemoteError::new(
-                sqlstate::INTERNAL_ERROR,
+                SqlState::INTERNAL_ERROR,
                 "COPY was not aborted",
             )),
         }

@@ -95,7 +95,7 @@ fn prune_stale() {
 }
 
 fn quote_ident(s: &[u8]) -> String {
-    String::from_utf8_lossy(&crate::logic::triggers::quote_ident(s)).into_owned()
+    String::from_utf8_lossy(&crate::logic::quote::quote_ident(s)).into_owned()
 }
 
 fn cstr(p: *const std::ffi::c_char) -> String {

@@ -142,7 +142,7 @@ pub fn check_completion_allowed(
         )
         .hint(format!(
             "Run select * from pgq_cascade.set_in_server_replay({}, false) before running another worker for it.",
-            crate::logic::londiste::quote_literal(queue.unwrap_or(""))
+            crate::logic::quote::literal(queue.unwrap_or(""))
         )));
     }
     Ok(())

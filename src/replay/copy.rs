@@ -24,7 +24,6 @@
 //! again (truncating what the aborted copy never committed anyway).
 
 use crate::errors::{PgqError, SpiResultExt, SqlState};
-use crate::logic::londiste::split_fqname;
 use crate::remote::{Connection, CopyOut, RemoteError};
 use pgrx::prelude::*;
 use std::cell::Cell;
@@ -35,12 +34,11 @@ fn rerr(e: RemoteError) -> PgqError {
 }
 
 fn quote_ident(s: &str) -> String {
-    String::from_utf8_lossy(&crate::logic::triggers::quote_ident(s.as_bytes())).into_owned()
+    crate::logic::quote::ident(s, false)
 }
 
 pub fn quote_fq(name: &str) -> String {
-    let (s, n) = split_fqname(name);
-    format!("{}.{}", quote_ident(&s), quote_ident(&n))
+    crate::logic::quote::fqname(name, false)
 }
 
 /// What the COPY FROM data callback reads from: the remote COPY OUT and the part of

@@ -53,12 +53,11 @@ fn rerr(e: RemoteError) -> PgqError {
 }
 
 fn quote_ident(s: &str) -> String {
-    String::from_utf8_lossy(&crate::logic::triggers::quote_ident(s.as_bytes())).into_owned()
+    crate::logic::quote::ident(s, false)
 }
 
 fn quote_fq(name: &str) -> String {
-    let (s, n) = split_fqname(name);
-    format!("{}.{}", quote_ident(&s), quote_ident(&n))
+    crate::logic::quote::fqname(name, false)
 }
 
 /// The node as this round read it.
@@ -415,7 +414,7 @@ impl Replay {
         match self.provider.as_mut() {
             Some((_, c)) => Ok(c),
             None => Err(StepError::new(
-                SqlState::parse("08003").unwrap_or(SqlState::INTERNAL_ERROR),
+                SqlState::CONNECTION_DOES_NOT_EXIST,
                 "no connection to the provider",
             )),
         }
