@@ -730,12 +730,16 @@ impl Replay {
         waiting.sort();
         let mut copied = false;
         for (table, dest, skip_truncate) in waiting {
-            // the provider must hold the data: its copy of the table is complete
+            // the provider must hold the data: its copy of the table is complete, and
+            // its own copy snapshot is gone, so every event it skipped for that copy
+            // (and still passed on, with its own txid) committed before our snapshot
+            // and is skipped here too
             let ready = self
                 .conn()?
                 .exec(
                     "select merge_state::text from londiste.get_table_list($1) \
-                      where table_name operator(pg_catalog.=) $2 and local",
+                      where table_name operator(pg_catalog.=) $2 and local \
+                        and custom_snapshot is null",
                     &[Some(&q), Some(&table)],
                 )
                 .map_err(rerr)?;
@@ -787,6 +791,11 @@ impl Replay {
                 (shmem::now() - started) / 1000
             );
             copied = true;
+            // the copy snapshot goes once a later tick is past it: ask the provider for
+            // one now instead of waiting for load or the idle period (best effort)
+            if let Some((_, c)) = self.provider.as_mut() {
+                let _ = c.exec("select pgq.force_tick($1)", &[Some(&q)]);
+            }
         }
         Ok(copied)
     }
