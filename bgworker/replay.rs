@@ -14,7 +14,7 @@ use pgrx::prelude::*;
 use std::time::Duration;
 
 /// The role the node's replay acts as, if in-server replay is on for it.
-fn replay_role(queue: &str) -> Result<Option<pg_sys::Oid>, crate::errors::PgqError> {
+fn replay_role(queue: &str) -> Result<Option<(pg_sys::Oid, String)>, crate::errors::PgqError> {
     Spi::connect(|c| {
         let t = c
             .select(
@@ -44,8 +44,23 @@ fn replay_role(queue: &str) -> Result<Option<pg_sys::Oid>, crate::errors::PgqErr
                 format!("replay role \"{name}\" of queue \"{queue}\" does not exist"),
             ));
         }
-        Ok(Some(oid))
+        Ok(Some((oid, name)))
     })
+}
+
+/// Look the replay role up and become it, in the caller's transaction (the privilege
+/// lookups read the catalogs).
+fn become_replay_role(queue: &str) -> Result<Option<String>, crate::errors::PgqError> {
+    let Some((oid, name)) = replay_role(queue)? else {
+        return Ok(None);
+    };
+    // SAFETY: inside a transaction; the process authenticated as the bootstrap
+    // superuser, which may take any session authorization; `oid` exists (looked up
+    // just now in this transaction).
+    unsafe {
+        pg_sys::SetSessionAuthorization(oid, pg_sys::superuser_arg(oid));
+    }
+    Ok(Some(name))
 }
 
 #[pg_guard]
@@ -86,7 +101,7 @@ pub extern "C-unwind" fn pgq_replay_main(arg: pg_sys::Datum) {
     unsafe {
         pg_sys::before_shmem_exit(Some(w::on_exit), pg_sys::Datum::from(0));
     }
-    let role = match in_txn("replay role", || replay_role(&queue)).and_then(|r| r) {
+    let role = match in_txn("replay role", || become_replay_role(&queue)).and_then(|r| r) {
         Ok(Some(role)) => role,
         Ok(None) => {
             log!("pgq replay: in-server replay of queue \"{queue}\" is off; exiting");
@@ -98,17 +113,12 @@ pub extern "C-unwind" fn pgq_replay_main(arg: pg_sys::Datum) {
             return;
         }
     };
-    // SAFETY: the process authenticated as the bootstrap superuser, which may take any
-    // session authorization; `role` exists (looked up just now).
-    unsafe {
-        pg_sys::SetSessionAuthorization(role, pg_sys::superuser_arg(role));
-    }
     IN_REPLAY_WORKER.store(true, std::sync::atomic::Ordering::Relaxed);
     log!(
-        "pgq replay for queue \"{queue}\" has started (slot {slot_index}, generation {generation})"
+        "pgq replay for queue \"{queue}\" has started as role \"{role}\" (slot {slot_index}, generation {generation})"
     );
     super::run_main("pgq replay", || {
-        let mut replay = Replay::new(queue.clone());
+        let mut replay = Replay::new(queue.clone(), role.clone());
         loop {
             if BackgroundWorker::sighup_received() {
                 super::reload_config();

@@ -73,6 +73,8 @@ struct NodeState {
     paused: bool,
     uptodate: bool,
     cur_error: Option<String>,
+    /// in-server replay is still on for the node, as the role this process acts as
+    replay_here: bool,
 }
 
 /// A batch the provider handed out.
@@ -96,9 +98,18 @@ struct Position {
     table: Option<String>,
 }
 
+thread_local! {
+    /// The event being applied, written before each one: an ERROR that PostgreSQL
+    /// raises while applying it unwinds past the batch code straight to the
+    /// transaction's catch, and the error history still names the event.
+    static CURRENT_EVENT: std::cell::RefCell<Position> = std::cell::RefCell::new(Position::default());
+}
+
 /// The replay of one queue, kept across rounds.
 pub struct Replay {
     queue: String,
+    /// the role this process acts as (pgq_cascade.node_replay.replay_role at start)
+    role: String,
     provider: Option<(String, Connection)>,
     failures: u32,
     last_failed: bool,
@@ -119,9 +130,10 @@ pub enum Round {
 }
 
 impl Replay {
-    pub fn new(queue: String) -> Replay {
+    pub fn new(queue: String, role: String) -> Replay {
         Replay {
             queue,
+            role,
             provider: None,
             failures: 0,
             last_failed: false,
@@ -166,11 +178,28 @@ impl Replay {
         // an error may leave the provider connection in any state (a transaction
         // open, a COPY half read): the next round starts with a new one
         self.provider = None;
-        w::record_error(&format!("replay of queue \"{}\"", self.queue), e);
         let q = self.queue.clone();
-        let pos = self.pos.clone();
-        let msg = e.message.clone();
+        let mut pos = self.pos.clone();
+        let current = CURRENT_EVENT.with(|c| std::mem::take(&mut *c.borrow_mut()));
+        if pos.ev_id.is_none() && current.ev_id.is_some() {
+            pos.ev_id = current.ev_id;
+            pos.ev_txid = current.ev_txid;
+            pos.table = current.table;
+        }
+        // the reason a remote failure gives (libpq's text) is in DETAIL
+        let mut msg = match &e.detail {
+            Some(d) if !d.is_empty() => format!("{}: {d}", e.message),
+            _ => e.message.clone(),
+        };
+        if let (Some(ev), Some(tx)) = (pos.ev_id, pos.ev_txid) {
+            if !msg.starts_with("[ev_id=") {
+                msg = format!("[ev_id={ev},ev_txid={tx}] {msg}");
+            }
+        }
         let code = e.sqlstate().to_string();
+        let mut shown = e.clone();
+        shown.message = msg.clone();
+        w::record_error(&format!("replay of queue \"{q}\""), &shown);
         let r = in_txn("record replay error", || {
             Spi::connect_mut(|c| -> Result<(), PgqError> {
                 let worker = c
@@ -208,6 +237,12 @@ impl Replay {
                 )))
             }
         };
+        if !node.replay_here {
+            return Ok(Round::Stop(format!(
+                "in-server replay of queue \"{}\" was turned off or now acts as another role",
+                self.queue
+            )));
+        }
         if !matches!(node.node_type, NodeType::Branch | NodeType::Leaf) {
             return Ok(Round::Stop(format!(
                 "node \"{}\" is a {} now: nothing to replay",
@@ -285,7 +320,18 @@ impl Replay {
     fn read_state(&mut self) -> Result<Option<NodeState>, PgqError> {
         let q = self.queue.as_str();
         let last_failed = self.last_failed;
+        let role = self.role.clone();
         Spi::connect_mut(|c| {
+            let replay_here = !c
+                .select(
+                    "select 1 from pgq_cascade.node_replay \
+                      where queue_name operator(pg_catalog.=) $1 and in_server \
+                        and replay_role operator(pg_catalog.=) $2::name",
+                    Some(1),
+                    &[q.into(), role.as_str().into()],
+                )
+                .ctx("reading pgq_cascade.node_replay")?
+                .is_empty();
             let t = c
                 .update(
                     "select ret_code, node_type::text, node_name::text, worker_name::text, \
@@ -328,6 +374,7 @@ impl Replay {
                     paused: false,
                     uptodate: true,
                     cur_error: None,
+                    replay_here,
                 }));
             }
             let t = c
@@ -366,6 +413,7 @@ impl Replay {
                     .ctx("reading consumer state")?
                     .unwrap_or(false),
                 cur_error: r.get::<String>(6).ctx("reading consumer state")?,
+                replay_here,
             };
             // the acknowledgement admin tools wait for (pause, change-provider, ...)
             if !node.uptodate {
@@ -525,6 +573,7 @@ impl Replay {
                 &[Some(&bid)],
             )
             .map_err(rerr)?;
+        CURRENT_EVENT.with(|c| *c.borrow_mut() = Position::default());
         let mut pos = Position {
             batch_id: Some(batch.id),
             tick_id: Some(batch.cur_tick),
@@ -536,6 +585,14 @@ impl Replay {
                 let ev = Event::from_row(&row)?;
                 pos.ev_id = Some(ev.id);
                 pos.ev_txid = Some(ev.txid);
+                CURRENT_EVENT.with(|c| {
+                    let mut c = c.borrow_mut();
+                    c.ev_id = Some(ev.id);
+                    c.ev_txid = Some(ev.txid);
+                    c.table = ev.extra[0]
+                        .as_ref()
+                        .map(|b| String::from_utf8_lossy(b).into_owned());
+                });
                 pos.table = ev.extra[0]
                     .as_ref()
                     .map(|b| String::from_utf8_lossy(b).into_owned());
@@ -562,6 +619,7 @@ impl Replay {
             return Err(e);
         }
         self.pos = pos;
+        CURRENT_EVENT.with(|c| *c.borrow_mut() = Position::default());
         // copy snapshots no later batch can need any more are dropped
         if tables.by_name.values().any(|t| t.snapshot.is_some()) {
             let cur = self.tick_snapshot(batch.cur_tick)?;
