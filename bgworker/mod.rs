@@ -105,10 +105,14 @@ pub fn wake_replay(queue: &str) {
     // SAFETY: a PostgreSQL global of this backend.
     let mine = unsafe { pg_sys::MyDatabaseId }.to_u32();
     let pid = {
-        let s = shmem::STATE.share();
-        s.find(shmem::Kind::Replay, mine, queue)
-            .map(|i| s.slots[i].pid)
-            .unwrap_or(0)
+        let mut s = shmem::STATE.exclusive();
+        match s.find(shmem::Kind::Replay, mine, queue) {
+            Some(i) => {
+                s.slots[i].wake_requested = true;
+                s.slots[i].pid
+            }
+            None => 0,
+        }
     };
     shmem::wake(pid);
 }

@@ -50,17 +50,19 @@ fn replay_role(queue: &str) -> Result<Option<(pg_sys::Oid, String)>, crate::erro
 
 /// Look the replay role up and become it, in the caller's transaction (the privilege
 /// lookups read the catalogs).
-fn become_replay_role(queue: &str) -> Result<Option<String>, crate::errors::PgqError> {
+fn become_replay_role(queue: &str) -> Result<Option<(String, bool)>, crate::errors::PgqError> {
     let Some((oid, name)) = replay_role(queue)? else {
         return Ok(None);
     };
     // SAFETY: inside a transaction; the process authenticated as the bootstrap
     // superuser, which may take any session authorization; `oid` exists (looked up
     // just now in this transaction).
-    unsafe {
-        pg_sys::SetSessionAuthorization(oid, pg_sys::superuser_arg(oid));
-    }
-    Ok(Some(name))
+    let is_superuser = unsafe {
+        let su = pg_sys::superuser_arg(oid);
+        pg_sys::SetSessionAuthorization(oid, su);
+        su
+    };
+    Ok(Some((name, is_superuser)))
 }
 
 #[pg_guard]
@@ -101,24 +103,25 @@ pub extern "C-unwind" fn pgq_replay_main(arg: pg_sys::Datum) {
     unsafe {
         pg_sys::before_shmem_exit(Some(w::on_exit), pg_sys::Datum::from(0));
     }
-    let role = match in_txn("replay role", || become_replay_role(&queue)).and_then(|r| r) {
-        Ok(Some(role)) => role,
-        Ok(None) => {
-            log!("pgq replay: in-server replay of queue \"{queue}\" is off; exiting");
-            w::with_slot(|s| s.restarts = 0);
-            return;
-        }
-        Err(e) => {
-            w::record_error("replay role", &e);
-            return;
-        }
-    };
+    let (role, is_superuser) =
+        match in_txn("replay role", || become_replay_role(&queue)).and_then(|r| r) {
+            Ok(Some(r)) => r,
+            Ok(None) => {
+                log!("pgq replay: in-server replay of queue \"{queue}\" is off; exiting");
+                w::with_slot(|s| s.restarts = 0);
+                return;
+            }
+            Err(e) => {
+                w::record_error("replay role", &e);
+                return;
+            }
+        };
     IN_REPLAY_WORKER.store(true, std::sync::atomic::Ordering::Relaxed);
     log!(
         "pgq replay for queue \"{queue}\" has started as role \"{role}\" (slot {slot_index}, generation {generation})"
     );
     super::run_main("pgq replay", || {
-        let mut replay = Replay::new(queue.clone(), role.clone());
+        let mut replay = Replay::new(queue.clone(), role.clone(), is_superuser);
         loop {
             if BackgroundWorker::sighup_received() {
                 super::reload_config();

@@ -82,6 +82,8 @@ pub struct WorkerSlot {
     pub tick_time: i64,
     /// replay: events applied since the worker started
     pub events: i64,
+    /// replay: an operator asked the worker to retry at once (skip_replay_error)
+    pub wake_requested: bool,
 }
 
 impl Default for WorkerSlot {
@@ -115,6 +117,7 @@ impl Default for WorkerSlot {
             tick_id: 0,
             tick_time: 0,
             events: 0,
+            wake_requested: false,
         }
     }
 }

@@ -110,6 +110,9 @@ pub struct Replay {
     queue: String,
     /// the role this process acts as (pgq_cascade.node_replay.replay_role at start)
     role: String,
+    /// whether that role is a superuser (read at start, inside a transaction: the
+    /// lookup reads the catalogs)
+    role_is_superuser: bool,
     provider: Option<(String, Connection)>,
     failures: u32,
     last_failed: bool,
@@ -130,10 +133,11 @@ pub enum Round {
 }
 
 impl Replay {
-    pub fn new(queue: String, role: String) -> Replay {
+    pub fn new(queue: String, role: String, role_is_superuser: bool) -> Replay {
         Replay {
             queue,
             role,
+            role_is_superuser,
             provider: None,
             failures: 0,
             last_failed: false,
@@ -163,7 +167,10 @@ impl Replay {
         }
     }
 
-    /// Wait for the provider's tick notification (or the latch, or `timeout`).
+    /// Wait for the provider's tick notification (or the latch, or `timeout`). Without
+    /// a provider connection (a backoff after an error) the whole `timeout` is waited,
+    /// unless an operator asks for a retry (pgq_cascade.skip_replay_error); a SIGHUP
+    /// meanwhile is handled and the wait goes on.
     pub fn wait(&mut self, timeout: Duration) {
         if let Some((_, conn)) = self.provider.as_mut() {
             if conn.wait_notifications(timeout).is_err() {
@@ -171,7 +178,23 @@ impl Replay {
             }
             return;
         }
-        w::wait_latch(timeout.as_millis() as i64);
+        let deadline = shmem::now() + timeout.as_micros() as i64;
+        loop {
+            let left = deadline - shmem::now();
+            if left <= 0 {
+                return;
+            }
+            w::wait_latch((left / 1000).max(1));
+            if pgrx::bgworkers::BackgroundWorker::sighup_received() {
+                crate::bgworker::reload_config();
+                w::pin_session();
+            }
+            let mut woken = false;
+            w::with_slot(|s| woken = std::mem::take(&mut s.wake_requested));
+            if woken || !crate::gucs::ENABLED.get() || !crate::gucs::REPLAY.get() {
+                return;
+            }
+        }
     }
 
     fn fail(&mut self, e: &StepError) {
@@ -446,7 +469,7 @@ impl Replay {
         let purpose = format!("replay {}", self.queue);
         let opts = ConnectOptions::new(location, &purpose)
             .node(node.provider_node.as_deref().unwrap_or("provider"))
-            .superuser(crate::remote::current_role_is_superuser());
+            .superuser(self.role_is_superuser);
         let mut conn = Connection::connect(&opts).map_err(rerr)?;
         // tick notifications of the queue wake the worker (pgq.notify on the provider)
         conn.exec(
