@@ -6,8 +6,7 @@
 use super::shmem::{self, STATE};
 use crate::gucs;
 use pgrx::bgworkers::{
-    BackgroundWorker, BackgroundWorkerBuilder, BackgroundWorkerStatus, BgWorkerStartTime,
-    SignalWakeFlags,
+    BackgroundWorker, BackgroundWorkerBuilder, BgWorkerStartTime, SignalWakeFlags,
 };
 use pgrx::prelude::*;
 use std::time::Duration;
@@ -73,47 +72,14 @@ fn list_databases() -> Vec<Db> {
     out
 }
 
-/// Register a ticker for `db` in slot `i` (generation `g`) and wait until the postmaster
-/// has forked it, so the slot knows the pid before the next round looks at it.
+/// Start a ticker for `db` in slot `i` (generation `g`).
 fn start_worker(db: &Db, i: usize, g: u32) {
-    let mut name = format!("pgq ticker {}", db.name);
-    if name.len() > 90 {
-        let mut n = 90;
-        while !name.is_char_boundary(n) {
-            n -= 1;
-        }
-        name.truncate(n);
-    }
-    let r = BackgroundWorkerBuilder::new(&name)
-        .set_type("pgq ticker")
-        .set_library("pgq")
-        .set_function("pgq_ticker_main")
-        .set_argument(Some(shmem::start_arg(i, g)))
-        .enable_shmem_access(None)
-        .enable_spi_access()
-        .set_start_time(BgWorkerStartTime::RecoveryFinished)
-        .set_restart_time(None)
-        .set_notify_pid(super::my_pid())
-        .load_dynamic();
-    match r {
-        Ok(h) => {
-            let pid = match h.wait_for_startup() {
-                Ok(pid) => Some(pid),
-                Err(BackgroundWorkerStatus::PostmasterDied) => {
-                    // SAFETY: ends this process, as WL_EXIT_ON_PM_DEATH would.
-                    unsafe { pg_sys::proc_exit(1) }
-                }
-                Err(_) => None,
-            };
-            STATE.exclusive().launched(i, g, pid);
-        }
-        Err(_) => {
-            STATE.exclusive().launch_failed(i, g);
-            log!(
-                "pgq launcher: could not start a ticker for database \"{}\" (max_worker_processes reached?)",
-                db.name
-            );
-        }
+    let name = format!("pgq ticker {}", db.name);
+    if !super::start_dynamic(&name, "pgq ticker", "pgq_ticker_main", i, g) {
+        log!(
+            "pgq launcher: could not start a ticker for database \"{}\" (max_worker_processes reached?)",
+            db.name
+        );
     }
 }
 

@@ -15,7 +15,6 @@ use crate::errors::SpiResultExt;
 use crate::gucs;
 use crate::logic::node::NodeType;
 use crate::logic::supervise::{self, Decision};
-use pgrx::bgworkers::{BackgroundWorkerBuilder, BackgroundWorkerStatus, BgWorkerStartTime};
 use pgrx::prelude::*;
 
 /// One node of this database as the manager sees it.
@@ -61,50 +60,17 @@ fn wants_replay(n: &Node) -> bool {
     n.in_server && matches!(n.node_type, Some(NodeType::Branch) | Some(NodeType::Leaf))
 }
 
-/// Register a replay worker for slot `i` (generation `g`) and wait until the postmaster
-/// forked it.
+/// Start a replay worker for `queue` in slot `i` (generation `g`).
 fn start_child(queue: &str, i: usize, g: u32) {
-    let mut name = format!("pgq replay {queue}");
-    if name.len() > 90 {
-        let mut n = 90;
-        while !name.is_char_boundary(n) {
-            n -= 1;
-        }
-        name.truncate(n);
-    }
-    let r = BackgroundWorkerBuilder::new(&name)
-        .set_type("pgq replay")
-        .set_library("pgq")
-        .set_function("pgq_replay_main")
-        .set_argument(Some(shmem::start_arg(i, g)))
-        .enable_shmem_access(None)
-        .enable_spi_access()
-        .set_start_time(BgWorkerStartTime::RecoveryFinished)
-        .set_restart_time(None)
-        .set_notify_pid(super::my_pid())
-        .load_dynamic();
-    match r {
-        Ok(h) => {
-            let pid = match h.wait_for_startup() {
-                Ok(pid) => Some(pid),
-                Err(BackgroundWorkerStatus::PostmasterDied) => {
-                    // SAFETY: ends this process, as WL_EXIT_ON_PM_DEATH would.
-                    unsafe { pg_sys::proc_exit(1) }
-                }
-                Err(_) => None,
-            };
-            STATE.exclusive().launched(i, g, pid);
-        }
-        Err(_) => {
-            STATE.exclusive().launch_failed(i, g);
-            record_error(
-                &format!("replay of queue \"{queue}\""),
-                &StepError::new(
-                    crate::errors::SqlState::CONFIGURATION_LIMIT_EXCEEDED,
-                    "could not start a replay worker (max_worker_processes reached?)",
-                ),
-            );
-        }
+    let name = format!("pgq replay {queue}");
+    if !super::start_dynamic(&name, "pgq replay", "pgq_replay_main", i, g) {
+        record_error(
+            &format!("replay of queue \"{queue}\""),
+            &StepError::new(
+                crate::errors::SqlState::CONFIGURATION_LIMIT_EXCEEDED,
+                "could not start a replay worker (max_worker_processes reached?)",
+            ),
+        );
     }
 }
 

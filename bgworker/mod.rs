@@ -32,6 +32,51 @@ pub fn init() {
     launcher::register();
 }
 
+/// Register a dynamic pgq worker (`pgq ticker`, `pgq replay`) for slot `i`, generation
+/// `g`, with this process as its supervisor, and wait until the postmaster has forked
+/// it, so the slot knows the pid before the next supervision round looks at it.
+/// Returns false when it could not be registered (max_worker_processes reached).
+pub fn start_dynamic(name: &str, kind: &str, function: &str, i: usize, g: u32) -> bool {
+    use pgrx::bgworkers::{BackgroundWorkerBuilder, BackgroundWorkerStatus, BgWorkerStartTime};
+    let mut name = name.to_string();
+    if name.len() > 90 {
+        let mut n = 90;
+        while !name.is_char_boundary(n) {
+            n -= 1;
+        }
+        name.truncate(n);
+    }
+    let r = BackgroundWorkerBuilder::new(&name)
+        .set_type(kind)
+        .set_library("pgq")
+        .set_function(function)
+        .set_argument(Some(shmem::start_arg(i, g)))
+        .enable_shmem_access(None)
+        .enable_spi_access()
+        .set_start_time(BgWorkerStartTime::RecoveryFinished)
+        .set_restart_time(None)
+        .set_notify_pid(my_pid())
+        .load_dynamic();
+    match r {
+        Ok(h) => {
+            let pid = match h.wait_for_startup() {
+                Ok(pid) => Some(pid),
+                Err(BackgroundWorkerStatus::PostmasterDied) => {
+                    // SAFETY: ends this process, as WL_EXIT_ON_PM_DEATH would.
+                    unsafe { pg_sys::proc_exit(1) }
+                }
+                Err(_) => None,
+            };
+            shmem::STATE.exclusive().launched(i, g, pid);
+            true
+        }
+        Err(_) => {
+            shmem::STATE.exclusive().launch_failed(i, g);
+            false
+        }
+    }
+}
+
 /// This process's pid.
 pub fn my_pid() -> i32 {
     // SAFETY: a PostgreSQL global set once at process start.
