@@ -5,7 +5,6 @@
 //! names, and how long to wait after an error.
 
 use crate::logic::supervise::SEC;
-use std::collections::HashMap;
 
 /// What to do with the batch `prev..cur` the provider handed out, given the tick this
 /// node recorded as completed in `pgq_node.local_state`.
@@ -267,9 +266,6 @@ pub fn retry_delay(failures: u32) -> i64 {
     let s = 1i64 << failures.saturating_sub(1).min(6);
     s.min(60) * SEC
 }
-
-/// Tables of a batch: global name → (local destination, replays now?).
-pub type TableMap = HashMap<String, (String, bool)>;
 
 #[cfg(test)]
 mod tests {

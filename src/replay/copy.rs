@@ -23,23 +23,13 @@
 //! A crash before the local commit leaves the table `in-copy`; the worker copies it
 //! again (truncating what the aborted copy never committed anyway).
 
+use super::rerr;
 use crate::errors::{PgqError, SpiResultExt, SqlState};
-use crate::remote::{Connection, CopyOut, RemoteError};
+use crate::logic::quote;
+use crate::remote::{Connection, CopyOut};
 use pgrx::prelude::*;
 use std::cell::Cell;
 use std::ffi::{c_int, c_void, CString};
-
-fn rerr(e: RemoteError) -> PgqError {
-    PgqError::from(&e)
-}
-
-fn quote_ident(s: &str) -> String {
-    crate::logic::quote::ident(s, false)
-}
-
-pub fn quote_fq(name: &str) -> String {
-    crate::logic::quote::fqname(name, false)
-}
 
 /// What the COPY FROM data callback reads from: the remote COPY OUT and the part of
 /// the current chunk not handed out yet.
@@ -119,7 +109,7 @@ fn local_relid(dest: &str) -> Result<pg_sys::Oid, PgqError> {
         c.select(
             "select pg_catalog.to_regclass($1)::oid",
             Some(1),
-            &[quote_fq(dest).as_str().into()],
+            &[quote::fqname(dest, false).as_str().into()],
         )
         .and_then(|t| t.first().get::<pg_sys::Oid>(1))
         .ctx("looking up the destination table")
@@ -144,7 +134,6 @@ pub struct Copied {
 /// transaction (SPI available, replica role set). Leaves the provider connection idle.
 pub fn copy_table(
     provider: &mut Connection,
-    queue: &str,
     table: &str,
     dest: &str,
     skip_truncate: bool,
@@ -179,7 +168,7 @@ pub fn copy_table(
             .get::<String>(0, 0)
             .map_err(rerr)?
             .unwrap_or_default();
-        let src = quote_fq(table);
+        let src = quote::fqname(table, false);
         let cols = provider
             .exec(
                 "select a.attname::text from pg_catalog.pg_attribute a \
@@ -204,16 +193,20 @@ pub fn copy_table(
         }
         let list = common
             .iter()
-            .map(|c| quote_ident(c))
+            .map(|c| quote::ident(c, false))
             .collect::<Vec<_>>()
             .join(", ");
         // parked foreign keys, then an empty table (each a statement of its own)
         park_fkeys(dest)?;
         if !skip_truncate {
             Spi::connect_mut(|c| {
-                c.update(&format!("TRUNCATE ONLY {}", quote_fq(dest)), None, &[])
-                    .map(|_| ())
-                    .ctx("initial copy: truncating the destination")
+                c.update(
+                    &format!("TRUNCATE ONLY {}", quote::fqname(dest, false)),
+                    None,
+                    &[],
+                )
+                .map(|_| ())
+                .ctx("initial copy: truncating the destination")
             })?;
         }
         let mut out = provider
@@ -222,7 +215,6 @@ pub fn copy_table(
         let (rows, bytes) = copy_in(relid, &common, &mut out)?;
         // the COPY OUT ended (the callback saw its end)
         drop(out);
-        let _ = queue;
         Ok(Copied {
             rows,
             bytes,

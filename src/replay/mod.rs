@@ -6,3 +6,8 @@ pub mod apply;
 pub mod control;
 pub mod copy;
 pub mod worker;
+
+/// A libpq client error as the crate's error type.
+pub(crate) fn rerr(e: crate::remote::RemoteError) -> crate::errors::PgqError {
+    crate::errors::PgqError::from(&e)
+}

@@ -21,15 +21,17 @@
 //! 1 s doubling to 60 s. A crash anywhere is repaired by step 3's rule: the batch is
 //! applied again if the local commit did not happen, finished only if it did.
 
+use super::rerr;
 use crate::bgworker::shmem;
 use crate::bgworker::worker::{self as w, in_txn, StepError};
 use crate::errors::{PgqError, SpiResultExt, SqlState};
 use crate::logic::apply::{self as plan, EventKind, LondisteEvent};
 use crate::logic::londiste::{make_fqname, split_fqname};
 use crate::logic::node::NodeType;
+use crate::logic::quote;
 use crate::logic::replay::{self as rules, BatchVerdict, BranchTick, CascadeEvent, ExecDecision};
 use crate::logic::snapshot::Snapshot;
-use crate::remote::{ConnectOptions, Connection, RemoteError};
+use crate::remote::{ConnectOptions, Connection};
 use pgrx::prelude::*;
 use pgrx::spi::SpiClient;
 use std::collections::HashMap;
@@ -46,18 +48,6 @@ pub static IN_REPLAY_WORKER: std::sync::atomic::AtomicBool =
 
 pub fn is_replay_worker() -> bool {
     IN_REPLAY_WORKER.load(std::sync::atomic::Ordering::Relaxed)
-}
-
-fn rerr(e: RemoteError) -> PgqError {
-    PgqError::from(&e)
-}
-
-fn quote_ident(s: &str) -> String {
-    crate::logic::quote::ident(s, false)
-}
-
-fn quote_fq(name: &str) -> String {
-    crate::logic::quote::fqname(name, false)
 }
 
 /// The node as this round read it.
@@ -120,6 +110,9 @@ pub struct Replay {
     pos: Position,
     /// a copy snapshot was dropped: parked foreign keys may go back
     restore_fkeys: bool,
+    /// look for tables to copy: the last batch's table list had one waiting, or the
+    /// last round found no batch (a new add-table shows in the next batch's list too)
+    copy_check: bool,
 }
 
 /// How a round ended.
@@ -144,6 +137,7 @@ impl Replay {
             last_watermark: 0,
             pos: Position::default(),
             restore_fkeys: false,
+            copy_check: true,
         }
     }
 
@@ -299,6 +293,7 @@ impl Replay {
         }
         let batch = self.next_batch(&node.worker)?;
         let Some(batch) = batch else {
+            self.copy_check = true;
             return Ok(Round::Idle(Duration::from_millis(
                 crate::gucs::REPLAY_IDLE_WAIT_MS.get() as u64,
             )));
@@ -473,7 +468,10 @@ impl Replay {
         let mut conn = Connection::connect(&opts).map_err(rerr)?;
         // tick notifications of the queue wake the worker (pgq.notify on the provider)
         conn.exec(
-            &format!("LISTEN {}", quote_ident(&format!("pgq_{}", self.queue))),
+            &format!(
+                "LISTEN {}",
+                quote::ident(&format!("pgq_{}", self.queue), false)
+            ),
             &[],
         )
         .map_err(rerr)?;
@@ -561,6 +559,10 @@ impl Replay {
             Ok::<_, PgqError>(())
         })?;
         let mut tables = Tables::load(&q)?;
+        self.copy_check |= tables
+            .by_name
+            .values()
+            .any(|t| t.local && needs_copy(t.state.as_deref()));
         // what an operator asked to skip in this batch (pgq_cascade.skip_replay_error)
         let (skip_events, skip_batch) = Spi::connect(|c| {
             let t = c
@@ -791,6 +793,9 @@ impl Replay {
             self.restore_fkeys = false;
             self.restore_pending_fkeys()?;
         }
+        if !std::mem::replace(&mut self.copy_check, false) {
+            return Ok(false);
+        }
         let q = self.queue.clone();
         let tables = in_txn("read table states", || Tables::load(&q)).and_then(|r| r)?;
         let mut waiting: Vec<(String, String, bool)> = tables
@@ -855,7 +860,7 @@ impl Replay {
                         .ctx("setting session_replication_role")
                     })?;
                     let copied =
-                        crate::replay::copy::copy_table(conn, &q, &table, &dest, skip_truncate)?;
+                        crate::replay::copy::copy_table(conn, &table, &dest, skip_truncate)?;
                     set_table_state(&q, &table, Some(&copied.snapshot), Some("ok"))?;
                     Ok(copied)
                 })();
@@ -1159,7 +1164,7 @@ fn apply_event(
             if handler_of(t, &name)?.ignore_truncate {
                 return Ok(());
             }
-            let sql = format!("TRUNCATE {} CASCADE", quote_fq(&t.dest));
+            let sql = format!("TRUNCATE {} CASCADE", quote::fqname(&t.dest, false));
             Spi::connect_mut(|c| {
                 c.update(&sql, None, &[])
                     .map(|_| ())
@@ -1308,7 +1313,7 @@ fn execute_script(queue: &str, tables: &Tables, ev: &Event) -> Result<(), PgqErr
             })?;
             let c = here.c.into_inner();
             if let ExecDecision::Run(subst) = decision {
-                let script = rules::substitute(&sql, &subst, quote_fq);
+                let script = rules::substitute(&sql, &subst, |n| quote::fqname(n, false));
                 crate::db::plain_errors(|| c.update(&script, None, &[]))
                     .ctx(&format!("EXECUTE {file}"))?;
             }
@@ -1376,17 +1381,17 @@ impl rules::LocalObjects for Here<'_, '_, '_> {
             "need-table" => (
                 "select pg_catalog.to_regclass($1) is not null and exists (select 1 from pg_catalog.pg_class \
                    where oid operator(pg_catalog.=) pg_catalog.to_regclass($1) and relkind in ('r', 'p'))",
-                quote_fq(name),
+                quote::fqname(name, false),
             ),
             "need-view" => (
                 "select exists (select 1 from pg_catalog.pg_class \
                    where oid operator(pg_catalog.=) pg_catalog.to_regclass($1) and relkind in ('v', 'm'))",
-                quote_fq(name),
+                quote::fqname(name, false),
             ),
             "need-sequence" => (
                 "select exists (select 1 from pg_catalog.pg_class \
                    where oid operator(pg_catalog.=) pg_catalog.to_regclass($1) and relkind operator(pg_catalog.=) 'S')",
-                quote_fq(name),
+                quote::fqname(name, false),
             ),
             "need-schema" => (
                 "select exists (select 1 from pg_catalog.pg_namespace where nspname operator(pg_catalog.=) $1)",
