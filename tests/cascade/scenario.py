@@ -30,121 +30,7 @@ import time
 import psycopg2
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), '..', 'lib'))
-import pgqclient  # noqa: E402
-
-WORK = os.environ['WORK']
-PG_BIN = os.environ.get('PG_BIN', '/usr/lib/postgresql/15/bin')
-WORKLOAD_DIR = os.environ['WORKLOAD_DIR']
-ROWS = int(os.environ.get('ROWS', '20000'))
-LOAD_SECONDS = int(os.environ.get('LOAD_SECONDS', '8'))
-QUEUE = 'replika'
-LONDISTE = ['/usr/bin/python3', '/usr/bin/londiste']
-PORTS = dict(kv.split('=') for kv in os.environ['NODES'].split())
-DIRS = dict(kv.split('=', 1) for kv in os.environ.get('NODE_DIRS', '').split())
-NODES = ['root', 'branch', 'leaf']
-TABLES = {  # table -> primary key (ordering for the checksums)
-    'digoal.user_info': 'userid',
-    'digoal.user_session': 'userid',
-    'digoal.user_login_rec': 'id',
-    'digoal.user_logout_rec': 'id',
-}
-SEQS = ['digoal.user_login_rec_id_seq', 'digoal.user_logout_rec_id_seq']
-T0 = time.time()
-
-
-def log(msg):
-    print('[%6.1fs] %s' % (time.time() - T0, msg), flush=True)
-
-
-class Failed(Exception):
-    pass
-
-
-def fail(msg):
-    raise Failed(msg)
-
-
-def connstr(node):
-    return 'host=127.0.0.1 port=%s dbname=digoal user=postgres' % PORTS[node]
-
-
-def q(node, sql, args=None):
-    """Run one statement in autocommit on node, return all rows (or [] for no result)."""
-    con = pgqclient.connect(connstr(node), autocommit=True)
-    try:
-        return pgqclient.rows(con, sql, args)
-    finally:
-        con.close()
-
-
-def q1(node, sql, args=None):
-    rows = q(node, sql, args)
-    return rows[0][0] if rows else None
-
-
-def wait_for(what, cond, timeout=60, period=0.2):
-    """Poll cond() until it returns a true value or the deadline passes."""
-    deadline = time.time() + timeout
-    last = None
-    while True:
-        check_workers()
-        try:
-            last = cond()
-        except psycopg2.Error as e:
-            last = None
-            err = str(e).strip()
-        else:
-            err = None
-        if last:
-            return last
-        if time.time() > deadline:
-            fail('timed out after %ds waiting for %s%s' % (timeout, what,
-                                                       (' (last error: %s)' % err) if err else ''))
-        time.sleep(period)
-
-
-# ---------------------------------------------------------------- processes
-
-PROCS = {}   # name -> Popen
-
-
-def remember_pid(pid):
-    with open(os.path.join(WORK, 'pids'), 'a') as f:
-        f.write('%d\n' % pid)
-
-
-def ini(node):
-    return os.path.join(WORK, node + '.ini')
-
-
-def write_ini(node):
-    with open(ini(node), 'w') as f:
-        f.write('[londiste]\n'
-                'job_name = worker_%s\n'
-                'db = %s\n'
-                'queue_name = %s\n'
-                'logfile = %s/%s.log\n'
-                'pidfile = %s/%s.pid\n'
-                'loop_delay = 0.2\n'
-                'parallel_copies = 2\n'
-                'lock_timeout = 30\n' % (node, connstr(node), QUEUE, WORK, node, WORK, node))
-
-
-def londiste(node, *args, check=True, timeout=120):
-    """Run `londiste <node>.ini args...`; return its output (stdout + stderr)."""
-    cmd = LONDISTE + [ini(node)] + list(args)
-    try:
-        r = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                           timeout=timeout, cwd=WORK)
-    except subprocess.TimeoutExpired as e:
-        fail('`londiste %s.ini %s` did not finish in %ds:\n%s' % (
-            node, ' '.join(args), timeout, (e.output or b'').decode(errors='replace')))
-    out = r.stdout.decode(errors='replace')
-    with open(os.path.join(WORK, 'commands.log'), 'a') as f:
-        f.write('$ londiste %s.ini %s  [exit %d]\n%s\n' % (node, ' '.join(args), r.returncode, out))
-    if check and r.returncode != 0:
-        fail('`londiste %s.ini %s` exited with %d:\n%s' % (node, ' '.join(args), r.returncode, out))
-    return out if not check else out
+from cascadetest import *  # noqa: E402,F401,F403  (the shared multi-node helpers)
 
 
 def start_worker(node):
@@ -163,113 +49,23 @@ def check_workers():
                 node, p.returncode, tail(os.path.join(WORK, node + '.log'))))
 
 
-def tail(path, n=30):
-    try:
-        with open(path, errors='replace') as f:
-            return ''.join(f.readlines()[-n:])
-    except OSError:
-        return '(no log)'
-
-
-def stop_all():
-    for p in PROCS.values():
-        if p.poll() is None:
-            p.terminate()
-    for p in PROCS.values():
-        try:
-            p.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            p.kill()
-
-
-def pgbench(node, seconds):
-    """Start the workload's login/logout pgbench scripts against node (background)."""
-    files = []
-    for name in ('login.pgbench', 'logout.pgbench'):
-        with open(os.path.join(WORKLOAD_DIR, name)) as f:
-            text = f.read().replace('random(1, 200000)', 'random(1, %d)' % ROWS)
-        path = os.path.join(WORK, name)
-        with open(path, 'w') as f:
-            f.write(text)
-        files += ['-f', path]
-    out = open(os.path.join(WORK, 'pgbench-%s.out' % node), 'a')
-    p = subprocess.Popen([os.path.join(PG_BIN, 'pgbench'), '-n', '-c', '2', '-j', '2',
-                          '-T', str(seconds), '-h', '127.0.0.1', '-p', PORTS[node],
-                          '-U', 'postgres'] + files + ['digoal'],
-                         stdout=out, stderr=subprocess.STDOUT)
-    remember_pid(p.pid)
-    PROCS['pgbench_' + node] = p
-    return p
-
-
-def wait_pgbench(node, p):
-    deadline = time.time() + LOAD_SECONDS + 60
-    while p.poll() is None:
-        check_workers()
-        if time.time() > deadline:
-            fail('pgbench on %s did not finish' % node)
-        time.sleep(0.2)
-    if p.returncode != 0:
-        fail('pgbench on %s failed:\n%s' % (node, tail(os.path.join(WORK, 'pgbench-%s.out' % node))))
-    txt = open(os.path.join(WORK, 'pgbench-%s.out' % node)).read()
-    m = re.findall(r'number of transactions actually processed: (\d+)', txt)
-    return int(m[-1]) if m else 0
+WATCH.append(check_workers)
 
 
 # ---------------------------------------------------------------- data checks
 
-def node_info(node):
-    rows = q(node, 'select node_type, node_name, provider_node, worker_last_tick '
-                   'from pgq_node.get_node_info(%s)', [QUEUE])
-    return rows[0]
 
 
-def table_states(node):
-    return dict(q(node, 'select table_name, merge_state from londiste.get_table_list(%s) '
-                        'where local', [QUEUE]))
 
 
-def checksums(node):
-    res = {}
-    for t, pk in TABLES.items():
-        res[t] = tuple(q(node, 'select count(*), coalesce(md5(string_agg(x::text, %%s order by %s)), %%s) '
-                               'from only %s x' % (pk, t), ['|', '-'])[0])
-    return res
 
 
-def sync_point(root):
-    """Make the root tick after everything committed so far; return that tick id.
-
-    force_tick only lowers the thresholds: the tick itself is made by the in-server
-    ticker (there is no pgqd and nobody calls pgq.ticker() here)."""
-    t_end = q1(root, 'select now()')
-    first = q1(root, 'select last_tick_id from pgq.get_queue_info(%s)', [QUEUE])
-
-    def ticked():
-        q(root, 'select pgq.force_tick(%s)', [QUEUE])
-        r = q(root, 'select t.tick_id, t.tick_time > %s from pgq.tick t join pgq.queue q '
-                    'on q.queue_id = t.tick_queue where q.queue_name = %s '
-                    'order by t.tick_id desc limit 1', [t_end, QUEUE])
-        return r[0][0] if r and r[0][1] and r[0][0] > first else None
-    return wait_for('a tick on %s after %s (in-server ticker)' % (root, t_end), ticked, 30)
 
 
-def wait_caught_up(tick, nodes, timeout=120):
-    for n in nodes:
-        wait_for('%s to apply tick %d' % (n, tick),
-                 lambda: (node_info(n)[3] or 0) >= tick, timeout)
 
 
 def check_same_data(root, others, label):
-    want = checksums(root)
-    for n in others:
-        got = checksums(n)
-        for t in TABLES:
-            if got[t] != want[t]:
-                fail('%s: %s differs on %s: %s rows md5 %s, %s has %s rows md5 %s' % (
-                    label, t, n, got[t][0], got[t][1], root, want[t][0], want[t][1]))
-    log('  %s: %s' % (label, ', '.join('%s %d rows' % (t.split('.')[1], want[t][0]) for t in TABLES)))
-    return want
+    return compare_data(root, others, label)
 
 
 def check_seqs(root, others, label):
@@ -329,20 +125,11 @@ def refuses_writes(node, label):
 
 # ---------------------------------------------------------------- the scenario
 
-STEPS = []
-
-
-def step(name):
-    def deco(fn):
-        STEPS.append((name, fn))
-        return fn
-    return deco
-
 
 @step('create-root, create-branch, create-leaf')
 def s_create():
     for n in NODES:
-        write_ini(n)
+        write_ini(n, 'parallel_copies = 2')
     londiste('root', 'create-root', 'root', connstr('root'))
     londiste('branch', 'create-branch', 'branch', connstr('branch'), '--provider=' + connstr('root'))
     # Queue tuning (as one would for pgqd too): tick at least every 200 ms while events
@@ -577,7 +364,7 @@ def s_trigger_kinds():
         londiste('root', 'add-table', t, '--trigger-flags=' + flags)
         for n in ('branch', 'leaf'):
             londiste(n, 'add-table', t, '--create', '--trigger-flags=' + flags)
-        TABLES[t] = 'id'
+        TABLES.append(t)
     for n in ('branch', 'leaf'):
         wait_for('sqltriga/jsontriga tables ok on %s' % n,
                  lambda: table_states(n) == {t: 'ok' for t in TABLES}, 120, 0.5)
@@ -708,40 +495,8 @@ def s_failover():
 
 
 def main():
-    ok = True
-    results = []
-    try:
-        for i, (name, fn) in enumerate(STEPS, 1):
-            t = time.time()
-            log('STEP %d: %s' % (i, name))
-            try:
-                fn()
-            except (Failed, Exception) as e:
-                if not isinstance(e, Failed):
-                    import traceback
-                    traceback.print_exc()
-                results.append((name, 'FAILED: %s' % str(e).splitlines()[0]))
-                log('STEP %d FAILED: %s' % (i, e))
-                for n in NODES:
-                    try:
-                        errs = q(n, 'select consumer_name, cur_error from pgq_node.get_consumer_info(%s) '
-                                    'where cur_error is not null', [QUEUE])
-                    except psycopg2.Error:
-                        errs = []
-                    for c, e2 in errs:
-                        log('  %s: consumer %s error: %s' % (n, c, e2))
-                    log('  %s worker log tail:\n%s' % (n, tail(os.path.join(WORK, n + '.log'), 15)))
-                ok = False
-                break
-            results.append((name, 'ok (%.1fs)' % (time.time() - t)))
-    finally:
-        stop_all()
-    print('\ncascade scenario:')
-    for i, (name, res) in enumerate(results, 1):
-        print('  %2d. %-70s %s' % (i, name, res))
-    for name, _ in STEPS[len(results):]:
-        print('      %-70s not run' % name)
-    return 0 if ok else 1
+    return run_steps('cascade scenario', 1, width=70, on_failure=lambda n: '  %s worker log tail:\n%s' % (
+        n, tail(os.path.join(WORK, n + '.log'), 15)))
 
 
 if __name__ == '__main__':

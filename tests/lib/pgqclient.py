@@ -1,7 +1,8 @@
 """tests/lib/pgqclient.py — the one Python client of the test layers and benchmarks.
 
 psycopg2 (Debian python3-psycopg2) plumbing and the PgQ consumer loop that
-tests/bgworker/pgqtool.py, tests/security/scenarios.py, tests/cascade/scenario.py and
+tests/bgworker/pgqtool.py, tests/security/scenarios.py, tests/lib/cascadetest.py (the multi-node
+scenarios) and
 bench/ticker_bench.py share. Import it with
 
     sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lib"))
