@@ -33,7 +33,8 @@ fn look(p: &mut Peer, queue: &str) -> PgqResult<Seen> {
     let mut s = Seen::default();
     if let Some(v) = super::node_view(p, queue)? {
         s.node_type = Some(v.node_type);
-        s.provider = v.provider_node.clone();
+        // a root names itself as its provider in get_node_info; it has none
+        s.provider = v.provider_node.clone().filter(|_| v.node_type != "root");
         s.lag.provider = v.provider_node;
         s.lag.worker = v.worker_name;
         s.paused = Some(v.paused);
