@@ -32,9 +32,10 @@ fn look(p: &mut Peer, queue: &str) -> PgqResult<Seen> {
     let q = [Some(queue)];
     let mut s = Seen::default();
     if let Some(v) = super::node_view(p, queue)? {
+        let is_root = v.node_type == "root";
         s.node_type = Some(v.node_type);
         // a root names itself as its provider in get_node_info; it has none
-        s.provider = v.provider_node.clone().filter(|_| v.node_type != "root");
+        s.provider = v.provider_node.clone().filter(|_| !is_root);
         s.lag.provider = v.provider_node;
         s.lag.worker = v.worker_name;
         s.paused = Some(v.paused);

@@ -9,7 +9,8 @@ Steps:
   1. CREATE EXTENSION pgq on every node; bad input before anything exists: NULL arguments, a location that is another
      database, an unreachable provider: clear errors (SQLSTATE), nothing created
   2. create_root / create_branch / create_leaf; bad input against the live cascade
-     (already initialized, a leaf as provider, a taken node name): clear errors and
+     (already initialized, a leaf as provider, a taken node name, inside a transaction
+     block): clear errors and
      every node unchanged (members, subscribers, node rows)
   3. add_table / add_seq on every node (the leaf creates a missing table from the
      provider's definition); a table without primary key and an unknown table refused;
@@ -54,9 +55,11 @@ def call(node, fn, *args, **named):
     return r[0] if r else None
 
 
-def refused(node, fn, args, sqlstate, label, dbname='digoal'):
-    """pgq_cascade.<fn>(args) on node must fail with sqlstate."""
-    con = pgqclient.connect(connstr(node).replace('dbname=digoal', 'dbname=' + dbname), autocommit=True)
+def refused(node, fn, args, sqlstate, label, dbname='digoal', in_block=False):
+    """pgq_cascade.<fn>(args) on node must fail with sqlstate (in_block: inside a
+    transaction block)."""
+    con = pgqclient.connect(connstr(node).replace('dbname=digoal', 'dbname=' + dbname),
+                            autocommit=not in_block)
     try:
         with con.cursor() as cur:
             cur.execute('select * from pgq_cascade.%s(%s)' % (fn, ', '.join(['%s'] * len(args))), args)
@@ -154,6 +157,8 @@ def s_create():
             dbname='spare')
     refused('leaf', 'create_branch', [QUEUE, 'branch', spare, connstr('root')], '42710', 'a taken node name',
             dbname='spare')
+    refused('leaf', 'create_branch', [QUEUE, 'x2', spare, connstr('root')], '25001',
+            'inside a transaction block', dbname='spare', in_block=True)
     unchanged(before, 'after the refused joins')
 
 
