@@ -28,7 +28,8 @@ Steps:
      node; the old root refuses local writes
   9. takeover of a dead root: the current root (the former branch) is stopped; the old
      root takes over with i_dead; the leaf moves under it; writes reach the leaf
- 10. remove_table and remove_seq on the leaf, drop_node of the leaf from the root
+ 10. resync on the leaf (rows deleted there by hand come back), remove_table and
+     remove_seq on the leaf, drop_node of the leaf from the root
 """
 
 import os
@@ -314,8 +315,12 @@ def s_failover():
     converge('writes on the promoted root', ['leaf'])
 
 
-@step('remove_table / remove_seq on the leaf, drop_node of the leaf')
+@step('resync on the leaf: the table is copied again; remove_table / remove_seq, drop_node')
 def s_remove():
+    q('leaf', "set session_replication_role = replica; delete from digoal.user_info where userid < 100")
+    call('leaf', 'resync', QUEUE, 'digoal.user_info')
+    wait_for('the leaf to copy user_info again', lambda: all_ok('leaf'), 60, 0.3)
+    converge('after resync', ['leaf'])
     call('leaf', 'remove_table', QUEUE, 'digoal.user_logout_rec')
     call('leaf', 'remove_seq', QUEUE, 'digoal.user_logout_rec_id_seq')
     if 'digoal.user_logout_rec' in table_states('leaf'):
