@@ -8,7 +8,7 @@
 
 CREATE FUNCTION pgq_cascade.create_root(
     i_queue_name text, i_node_name text, i_location text,
-    i_worker_name text DEFAULT NULL,
+    i_worker_name text DEFAULT NULL, i_ticker_max_lag interval DEFAULT '20 milliseconds',
     OUT ret_code int4, OUT ret_note text)
 RETURNS record LANGUAGE c VOLATILE CALLED ON NULL INPUT
 SET search_path = pg_catalog, pg_temp
@@ -164,7 +164,7 @@ DECLARE
     f text;
 BEGIN
     FOREACH f IN ARRAY ARRAY[
-        'create_root(text, text, text, text)',
+        'create_root(text, text, text, text, interval)',
         'create_branch(text, text, text, text, text, text)',
         'create_leaf(text, text, text, text, text)',
         'drop_node(text, text)',

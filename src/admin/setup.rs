@@ -83,8 +83,12 @@ fn pgq_cascade_create_root(
     i_node_name: Option<&str>,
     i_location: Option<&str>,
     i_worker_name: Option<&str>,
+    i_ticker_max_lag: Option<pgrx::datum::Interval>,
 ) -> OutRec {
-    create_root(i_queue_name, i_node_name, i_location, i_worker_name).unwrap_or_else(|e| e.report())
+    // the interval as text, for pgq.set_queue_config
+    let lag = i_ticker_max_lag.map(|l| format!("{} microseconds", l.as_micros()));
+    create_root(i_queue_name, i_node_name, i_location, i_worker_name, lag.as_deref())
+        .unwrap_or_else(|e| e.report())
 }
 
 pub fn create_root(
@@ -92,6 +96,7 @@ pub fn create_root(
     node: Option<&str>,
     location: Option<&str>,
     worker: Option<&str>,
+    ticker_max_lag: Option<&str>,
 ) -> PgqResult<OutRec> {
     let queue = arg(queue, "queue name")?;
     let node = arg(node, "node name")?;
@@ -112,6 +117,14 @@ pub fn create_root(
          pgq_node.create_node($1, 'root', $2, $3, null, null, null)",
         &[Some(queue), Some(node), Some(worker)],
     )?;
+    if let Some(lag) = ticker_max_lag {
+        // a replication queue ticks soon after each commit (docs/replication.md, "Delay")
+        me.query(
+            "setting the queue's ticker_max_lag",
+            "select pgq.set_queue_config($1, 'ticker_max_lag', $2)::text",
+            &[Some(queue), Some(lag)],
+        )?;
+    }
     Ok(OutRec::ret(
         200,
         format!("Node \"{node}\" initialized as root of queue \"{queue}\""),
