@@ -143,6 +143,9 @@ def s_create():
         info = node_info(n)
         if (info[0], info[2]) != (typ, prov):
             fail('%s is %s under %s' % (n, info[0], info[2]))
+    lag = q1('root', 'select extract(epoch from queue_ticker_max_lag) from pgq.queue where queue_name = %s', [QUEUE])
+    if float(lag) != 0.02:
+        fail('the root queue ticker_max_lag is %ss, create_root gives 0.02s' % lag)
     wait_for('every node to know all members',
              lambda: all(len(q(n, 'select 1 from pgq_node.get_queue_locations(%s)', [QUEUE])) == 3
                          for n in NODES), 30)
