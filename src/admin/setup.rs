@@ -87,8 +87,14 @@ fn pgq_cascade_create_root(
 ) -> OutRec {
     // the interval as text, for pgq.set_queue_config
     let lag = i_ticker_max_lag.map(|l| format!("{} microseconds", l.as_micros()));
-    create_root(i_queue_name, i_node_name, i_location, i_worker_name, lag.as_deref())
-        .unwrap_or_else(|e| e.report())
+    create_root(
+        i_queue_name,
+        i_node_name,
+        i_location,
+        i_worker_name,
+        lag.as_deref(),
+    )
+    .unwrap_or_else(|e| e.report())
 }
 
 pub fn create_root(
