@@ -2,6 +2,7 @@
 
 use super::shmem::{self, STATE};
 use crate::gucs;
+use crate::logic::replay::PendingWakes;
 use pgrx::prelude::*;
 use std::ffi::CStr;
 use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
@@ -14,12 +15,30 @@ static WAKE_LAUNCHER: AtomicBool = AtomicBool::new(false);
 /// The ProcessUtility hook that was installed before ours.
 static PREV_UTILITY_HOOK: OnceLock<pg_sys::ProcessUtility_hook_type> = OnceLock::new();
 
+thread_local! {
+    /// Replay workers this transaction wakes at commit (request_replay_wakeup).
+    static WAKE_REPLAY: std::cell::RefCell<PendingWakes> =
+        const { std::cell::RefCell::new(PendingWakes::new()) };
+}
+
 /// The insert path calls this: at commit, wake this database's ticker.
 #[inline]
 pub fn note_event_inserted() {
     if !WAKE_TICKER.load(Relaxed) && super::preloaded() && gucs::TICKER_WAKEUP.get() {
         WAKE_TICKER.store(true, Relaxed);
     }
+}
+
+/// A change the node's replay worker must see at once (a pause or resume, a new
+/// provider: what admin tools then wait for it to acknowledge; a skip request): wake
+/// `queue`'s replay worker in this database when the transaction commits. Not from the
+/// replay worker itself.
+pub fn request_replay_wakeup(queue: Option<&str>) {
+    let Some(queue) = queue else { return };
+    if !super::preloaded() || crate::replay::worker::is_replay_worker() {
+        return;
+    }
+    WAKE_REPLAY.with(|w| w.borrow_mut().add(queue));
 }
 
 /// CREATE EXTENSION calls this (pgq._wake_launcher()): at commit the launcher
@@ -44,11 +63,18 @@ unsafe extern "C-unwind" fn xact_callback(
     _arg: *mut std::ffi::c_void,
 ) {
     // SAFETY: reads MyDatabaseId and shared memory under its lock; sends signals. No
-    // allocation, nothing that can raise (an ERROR here would abort the backend).
+    // palloc (the replay wake list is Rust-owned and only freed here), nothing that can
+    // raise (an ERROR here would abort the backend).
     unsafe {
         match event {
             pg_sys::XactEvent::XACT_EVENT_COMMIT
             | pg_sys::XactEvent::XACT_EVENT_PARALLEL_COMMIT => {
+                // (try_borrow: never a panic here; the list is only borrowed briefly)
+                let replay = WAKE_REPLAY
+                    .with(|w| w.try_borrow_mut().map(|mut w| w.take()).unwrap_or_default());
+                for q in &replay {
+                    super::wake_replay(q);
+                }
                 let wt = WAKE_TICKER.swap(false, Relaxed);
                 let wl = WAKE_LAUNCHER.swap(false, Relaxed);
                 if !(wt || wl) {
@@ -78,6 +104,18 @@ unsafe extern "C-unwind" fn xact_callback(
             pg_sys::XactEvent::XACT_EVENT_ABORT | pg_sys::XactEvent::XACT_EVENT_PARALLEL_ABORT => {
                 WAKE_TICKER.store(false, Relaxed);
                 WAKE_LAUNCHER.store(false, Relaxed);
+                WAKE_REPLAY.with(|w| {
+                    if let Ok(mut w) = w.try_borrow_mut() {
+                        w.clear();
+                    }
+                });
+            }
+            pg_sys::XactEvent::XACT_EVENT_PREPARE => {
+                WAKE_REPLAY.with(|w| {
+                    if let Ok(mut w) = w.try_borrow_mut() {
+                        w.clear();
+                    }
+                });
             }
             _ => {}
         }

@@ -142,7 +142,8 @@ pub fn run_main(who: &str, body: impl FnOnce()) {
         .execute()
 }
 
-/// Wake the replay worker of `queue` in this database (after a skip request).
+/// Wake the replay worker of `queue` in this database now (hooks::request_replay_wakeup
+/// asks for it at commit).
 pub fn wake_replay(queue: &str) {
     if !shmem::available() || !preloaded() {
         return;

@@ -5,7 +5,9 @@
 # extension), bgworker (in-server ticker scenarios on preloaded clusters), cascade (the
 # Python londiste CLI driving a root/branch/leaf cascade, tests/cascade/run.sh), replay
 # (the same cascade replicated by the in-server `pgq replay` workers alone, no londiste
-# worker and no pgqd, tests/replay/run.sh), security
+# worker and no pgqd, tests/replay/run.sh), interop (in-server replay below a root of the
+# original stack, and through change-provider / takeover / takeover --dead-root,
+# tests/interop/run.sh; needs scripts/install-original.sh's tree), security
 # (issue 8's exploits on a preloaded cluster, tests/security/run.sh), upgrade (the
 # previous extension version updated in place, tests/upgrade/run.sh), remote (the libpq
 # client's in-backend tests, tests/remote/run.sh). Default: all, after setup.sh. Every
@@ -19,11 +21,11 @@ PGBIN=${PG_BIN:-/usr/lib/postgresql/15/bin}
 export PG_BIN=$PGBIN
 PGXS=$("$PGBIN/pg_config" --pkglibdir)/pgxs
 # pgtest runs `cargo pgrx test` against a private copy of the server tree (run_pgtest)
-LAYERS=${*:-lint unit regress isolation compat bgworker security cascade replay sqladmin demo upgrade pgtest remote}
+LAYERS=${*:-lint unit regress isolation compat bgworker security cascade replay interop sqladmin demo upgrade pgtest remote}
 
 [ -n "${SKIP_SETUP:-}" ] || scripts/setup.sh
 
-# The original's client side, for the compat / bgworker / cascade / replay layers: the Python
+# The original's client side, for the compat / bgworker / cascade / replay / interop layers: the Python
 # pgq consumer library, the londiste CLI and pgqd (all from Debian, system-wide).
 TEST_PKGS="pgqd python3-pgq python3-londiste python3-skytools python3-psycopg2"
 missing=""
@@ -121,6 +123,13 @@ run_cascade() {
 
 run_replay() {
   PG_BIN=$PGBIN tests/replay/run.sh
+}
+
+# a root of the original stack (PgQ 3.5, pgq_node, londiste SQL, pgqd) in its own tree
+run_interop() {
+  local ref=${REF_PREFIX:-/opt/pgq-reference}
+  scripts/install-original.sh "$ref" >/dev/null || return 1
+  PG_BIN=$PGBIN REF_BIN=$ref/usr/lib/postgresql/15/bin tests/interop/run.sh
 }
 
 # a cascade administered with the pgq_cascade SQL functions only (no CLI)

@@ -1595,6 +1595,9 @@ pub fn change_consumer_provider(
             nfmt!("Unknown consumer: {}/{}", i_queue_name, i_consumer_name),
         ));
     }
+    // the in-server worker reads its new provider (and acknowledges) at once, also
+    // when it is backing off after errors (a dead provider)
+    crate::bgworker::hooks::request_replay_wakeup(i_queue_name);
     Ok(OutRec::ret(
         200,
         nfmt!("Consumer provider node set to : {}", i_new_provider),
@@ -1687,6 +1690,9 @@ pub fn set_consumer_paused(
           where queue_name = $1 and consumer_name = $2",
         &[i_queue_name.into(), i_consumer_name.into(), i_paused.into()],
     )?;
+    // admin tools wait for the acknowledgement: the in-server worker gives it at once,
+    // also when it is backing off after errors (a takeover after its provider died)
+    crate::bgworker::hooks::request_replay_wakeup(i_queue_name);
     Ok(OutRec::ret(
         200,
         nfmt!("Consumer {} tagged as {word}", i_consumer_name),

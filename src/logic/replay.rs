@@ -323,9 +323,61 @@ pub fn retry_delay(failures: u32) -> i64 {
     s.min(60) * SEC
 }
 
+/// The replay workers a transaction asks to look at their node again (a pause, a
+/// resume, a new provider, a skip request), each queue once. They are woken when the
+/// transaction commits, not before: a worker woken earlier reads the old state and goes
+/// back to its wait, which after errors is a backoff of up to 60 s. An abort drops the
+/// list (a rolled-back savepoint does not: an extra wake only costs the worker a round).
+#[derive(Debug, Default)]
+pub struct PendingWakes {
+    queues: Vec<String>,
+}
+
+impl PendingWakes {
+    pub const fn new() -> PendingWakes {
+        PendingWakes { queues: Vec::new() }
+    }
+
+    pub fn add(&mut self, queue: &str) {
+        if !self.queues.iter().any(|q| q == queue) {
+            self.queues.push(queue.to_string());
+        }
+    }
+
+    /// At commit: the queues whose workers to wake, in the order asked; the list is
+    /// empty afterwards.
+    pub fn take(&mut self) -> Vec<String> {
+        std::mem::take(&mut self.queues)
+    }
+
+    /// At abort (or PREPARE TRANSACTION: the commit comes later, in another session).
+    pub fn clear(&mut self) {
+        self.queues.clear();
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn pending_wakes() {
+        let mut w = PendingWakes::new();
+        assert!(w.take().is_empty());
+        w.add("q1");
+        w.add("q2");
+        w.add("q1");
+        assert_eq!(w.take(), vec!["q1".to_string(), "q2".to_string()]);
+        // taken: the next transaction starts with none
+        assert!(w.take().is_empty());
+        w.add("q3");
+        w.clear();
+        assert!(w.take().is_empty());
+        // names are compared exactly (queue names are case-sensitive)
+        w.add("Q");
+        w.add("q");
+        assert_eq!(w.take().len(), 2);
+    }
 
     #[test]
     fn verdicts() {

@@ -156,7 +156,8 @@ fn pgq_cascade_skip_replay_error(i_queue_name: Option<&str>) -> OutRec {
 /// Skip what the node's replay fails on: the newest error of the queue not skipped yet
 /// is marked `skipped`; the worker then leaves out that event (or, for an error outside
 /// any event, the whole batch) the next time it applies the batch, and is woken to do
-/// so at once. An event skipped on a branch is still passed on to the nodes below.
+/// so when this transaction commits. An event skipped on a branch is still passed on
+/// to the nodes below.
 pub fn skip_replay_error(c: &mut Db<'_, '_>, queue: Option<&str>) -> PgqResult<OutRec> {
     let Some(queue) = queue else {
         return Err(PgqError::new(
@@ -183,7 +184,7 @@ pub fn skip_replay_error(c: &mut Db<'_, '_>, queue: Option<&str>) -> PgqResult<O
     let id = db::req::<i64>(&r, 1, "marking the error skipped")?;
     let batch = db::req::<i64>(&r, 2, "marking the error skipped")?;
     let ev = db::get::<i64>(&r, 3, "marking the error skipped")?;
-    crate::bgworker::wake_replay(queue);
+    crate::bgworker::hooks::request_replay_wakeup(Some(queue));
     Ok(OutRec::ret(
         200,
         Some(match ev {
