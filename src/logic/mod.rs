@@ -3,6 +3,7 @@
 
 pub mod apply;
 pub mod batch_sql;
+pub mod compare;
 #[cfg(test)]
 mod declarations;
 pub mod londiste;
