@@ -5,7 +5,8 @@
 # extension), bgworker (in-server ticker scenarios on preloaded clusters), cascade (the
 # Python londiste CLI driving a root/branch/leaf cascade, tests/cascade/run.sh), replay
 # (the same cascade replicated by the in-server `pgq replay` workers alone, no londiste
-# worker and no pgqd, tests/replay/run.sh), security
+# worker and no pgqd, tests/replay/run.sh), compare (pgq_cascade.compare / repair on that
+# cascade, tests/compare/run.sh), security
 # (issue 8's exploits on a preloaded cluster, tests/security/run.sh), upgrade (the
 # previous extension version updated in place, tests/upgrade/run.sh), remote (the libpq
 # client's in-backend tests, tests/remote/run.sh). Default: all, after setup.sh. Every
@@ -19,7 +20,7 @@ PGBIN=${PG_BIN:-/usr/lib/postgresql/15/bin}
 export PG_BIN=$PGBIN
 PGXS=$("$PGBIN/pg_config" --pkglibdir)/pgxs
 # pgtest runs `cargo pgrx test` against a private copy of the server tree (run_pgtest)
-LAYERS=${*:-lint unit regress isolation compat bgworker security cascade replay upgrade pgtest remote}
+LAYERS=${*:-lint unit regress isolation compat bgworker security cascade replay compare upgrade pgtest remote}
 
 [ -n "${SKIP_SETUP:-}" ] || scripts/setup.sh
 
@@ -121,6 +122,10 @@ run_cascade() {
 
 run_replay() {
   PG_BIN=$PGBIN tests/replay/run.sh
+}
+
+run_compare() {
+  PG_BIN=$PGBIN tests/compare/run.sh
 }
 
 # the libpq client's in-backend tests (a pg_test-feature build in a private tree copy)
