@@ -20,7 +20,7 @@ PGBIN=${PG_BIN:-/usr/lib/postgresql/15/bin}
 export PG_BIN=$PGBIN
 PGXS=$("$PGBIN/pg_config" --pkglibdir)/pgxs
 # pgtest runs `cargo pgrx test` against a private copy of the server tree (run_pgtest)
-LAYERS=${*:-lint unit regress isolation compat bgworker security cascade replay compare upgrade pgtest remote}
+LAYERS=${*:-lint unit regress isolation compat bgworker security cascade replay sqladmin demo compare upgrade pgtest remote}
 
 [ -n "${SKIP_SETUP:-}" ] || scripts/setup.sh
 
@@ -122,6 +122,16 @@ run_cascade() {
 
 run_replay() {
   PG_BIN=$PGBIN tests/replay/run.sh
+}
+
+# a cascade administered with the pgq_cascade SQL functions only (no CLI)
+run_sqladmin() {
+  PG_BIN=$PGBIN tests/sqladmin/run.sh
+}
+
+# the README's demo (the seed cascade in SQL): it must run from a fresh clone
+run_demo() {
+  SKIP_SETUP=1 PG_BIN=$PGBIN LOAD_SECONDS=8 scripts/demo.sh
 }
 
 run_compare() {

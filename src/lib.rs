@@ -9,6 +9,7 @@ use pgrx::prelude::*;
 
 pub mod logic;
 
+mod admin;
 mod api;
 mod batch;
 #[path = "../bgworker/mod.rs"]
@@ -54,6 +55,11 @@ extension_sql_file!(
     "../sql/pgq_cascade.sql",
     name = "pgq_cascade",
     requires = ["pgq_node_schema", "pgq_node_functions"]
+);
+extension_sql_file!(
+    "../sql/pgq_cascade_admin.sql",
+    name = "pgq_cascade_admin",
+    requires = ["pgq_cascade", "londiste_schema"]
 );
 extension_sql_file!("../sql/pgq_ext.sql", name = "pgq_ext");
 extension_sql_file!("../sql/pgq_coop.sql", name = "pgq_coop");

@@ -1,6 +1,7 @@
 //! Pure logic, free of pgrx: unit-tested with plain `cargo test`.
 #![deny(unsafe_code)]
 
+pub mod admin;
 pub mod apply;
 pub mod batch_sql;
 pub mod compare;

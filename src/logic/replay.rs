@@ -164,6 +164,62 @@ impl ExecAttrs {
     pub fn is_empty(&self) -> bool {
         self.attrs.iter().all(|(_, v)| v.is_empty())
     }
+
+    /// The meta-comments at the top of a script: lines `--*-- Key: v1, v2` (a line
+    /// ending with `,` continues on the next `--*--` line); the first other line ends
+    /// them. Keys are matched without case.
+    pub fn from_script(sql: &str) -> Result<ExecAttrs, String> {
+        let mut attrs: Vec<(String, Vec<String>)> = Vec::new();
+        let mut continuing = false;
+        for line in sql.lines() {
+            let line = line.trim();
+            if line.is_empty() && attrs.is_empty() {
+                continue;
+            }
+            let Some(body) = line.strip_prefix("--*--") else {
+                break;
+            };
+            let body = body.trim();
+            let values = if continuing {
+                body
+            } else {
+                let (k, v) = body
+                    .split_once(':')
+                    .ok_or_else(|| format!("bad EXECUTE meta-comment: {line}"))?;
+                let key = k.trim().to_ascii_lowercase();
+                if !EXEC_KEYS.contains(&key.as_str()) {
+                    return Err(format!("unknown EXECUTE attribute: {}", k.trim()));
+                }
+                attrs.push((key, Vec::new()));
+                v
+            };
+            continuing = values.ends_with(',');
+            if let Some((_, vals)) = attrs.last_mut() {
+                vals.extend(
+                    values
+                        .split(',')
+                        .map(|x| x.trim().to_string())
+                        .filter(|x| !x.is_empty()),
+                );
+            }
+        }
+        Ok(ExecAttrs { attrs })
+    }
+
+    /// The urlencoded form stored with the script (None when there are none).
+    pub fn encode(&self) -> Option<String> {
+        if self.attrs.is_empty() {
+            return None;
+        }
+        let enc = |x: &str| crate::logic::triggers::urlencode(x.as_bytes());
+        Some(
+            self.attrs
+                .iter()
+                .map(|(k, v)| format!("{}={}", enc(k), enc(&v.join(","))))
+                .collect::<Vec<_>>()
+                .join("&"),
+        )
+    }
 }
 
 /// What this node has, for matching an EXECUTE script's attributes. Names are
@@ -452,5 +508,31 @@ mod tests {
         assert_eq!(retry_delay(7), 60 * SEC);
         assert_eq!(retry_delay(100), 60 * SEC);
         assert_eq!(retry_delay(0), SEC);
+    }
+
+    #[test]
+    fn exec_attrs_come_from_the_scripts_meta_comments() {
+        let sql = "\n--*-- Local-Table: public.a,\n--*--   public.b\n--*-- need-schema: s1\nalter table @a@ add c int;\n--*-- Local-Table: late";
+        let a = ExecAttrs::from_script(sql).unwrap();
+        assert_eq!(
+            a.attrs,
+            vec![
+                (
+                    "local-table".to_string(),
+                    vec!["public.a".to_string(), "public.b".to_string()]
+                ),
+                ("need-schema".to_string(), vec!["s1".to_string()]),
+            ]
+        );
+        let enc = a.encode().unwrap();
+        assert_eq!(ExecAttrs::parse(Some(&enc)).unwrap(), a);
+        assert_eq!(
+            ExecAttrs::from_script("create table x ();")
+                .unwrap()
+                .encode(),
+            None
+        );
+        assert!(ExecAttrs::from_script("--*-- Bogus: x\nselect 1").is_err());
+        assert!(ExecAttrs::from_script("--*-- no colon\nselect 1").is_err());
     }
 }

@@ -1375,9 +1375,32 @@ fn execute_script(queue: &str, tables: &Tables, ev: &Event) -> Result<(), PgqErr
     let file = Event::text(&ev.extra[0]).unwrap_or_default();
     let sql = Event::text(&ev.data).unwrap_or_default();
     let attrs_text = Event::text(&ev.extra[1]);
-    let attrs = rules::ExecAttrs::parse(attrs_text.as_deref())
+    run_script(queue, tables, &file, &sql, attrs_text.as_deref(), false).map(|_| ())
+}
+
+/// `pgq_cascade.execute` on the root: the same steps; execute_finish sends the
+/// EXECUTE event down the cascade. (ret_code, ret_note) of the step that decided.
+pub fn run_script_on_root(
+    queue: &str,
+    file: &str,
+    sql: &str,
+    attrs_text: Option<&str>,
+) -> Result<(i32, String), PgqError> {
+    let tables = Tables::load(queue)?;
+    run_script(queue, &tables, file, sql, attrs_text, true)
+}
+
+fn run_script(
+    queue: &str,
+    tables: &Tables,
+    file: &str,
+    sql: &str,
+    attrs_text: Option<&str>,
+    on_root: bool,
+) -> Result<(i32, String), PgqError> {
+    let attrs = rules::ExecAttrs::parse(attrs_text)
         .map_err(|m| PgqError::new(SqlState::DATA_EXCEPTION, format!("EXECUTE {file}: {m}")))?;
-    Spi::connect_mut(|c| -> Result<(), PgqError> {
+    Spi::connect_mut(|c| -> Result<(i32, String), PgqError> {
         c.update(
             "select londiste.set_session_replication_role('local', true)",
             None,
@@ -1386,21 +1409,32 @@ fn execute_script(queue: &str, tables: &Tables, ev: &Event) -> Result<(), PgqErr
         .ctx("EXECUTE: setting session_replication_role")?;
         let t = c
             .update(
-                "select ret_code from londiste.execute_start($1, $2, $3, false, $4)",
+                "select ret_code, ret_note from londiste.execute_start($1, $2, $3, $5, $4)",
                 Some(1),
                 &[
                     queue.into(),
-                    file.as_str().into(),
-                    sql.as_str().into(),
-                    attrs_text.as_deref().into(),
+                    file.into(),
+                    sql.into(),
+                    attrs_text.into(),
+                    on_root.into(),
                 ],
             )
             .ctx("EXECUTE: londiste.execute_start")?;
-        let code = t
-            .first()
+        let first = t.first();
+        let mut code = first
             .get::<i32>(1)
             .ctx("EXECUTE: londiste.execute_start")?
             .unwrap_or(0);
+        let mut note = first
+            .get::<String>(2)
+            .ctx("EXECUTE: londiste.execute_start")?
+            .unwrap_or_default();
+        if code >= 400 {
+            return Err(PgqError::new(
+                SqlState::OBJECT_NOT_IN_PREREQUISITE_STATE,
+                format!("EXECUTE {file}: {note}"),
+            ));
+        }
         if code <= 200 {
             let seqs = local_sequences(c, queue)?;
             let here = Here {
@@ -1416,24 +1450,38 @@ fn execute_script(queue: &str, tables: &Tables, ev: &Event) -> Result<(), PgqErr
             })?;
             let c = here.c.into_inner();
             if let ExecDecision::Run(subst) = decision {
-                let script = rules::substitute(&sql, &subst, |n| quote::fqname(n, false));
+                let script = rules::substitute(sql, &subst, |n| quote::fqname(n, false));
                 crate::db::plain_errors(|| c.update(&script, None, &[]))
                     .ctx(&format!("EXECUTE {file}"))?;
             }
-            c.update(
-                "select ret_code from londiste.execute_finish($1, $2)",
-                Some(1),
-                &[queue.into(), file.as_str().into()],
-            )
-            .ctx("EXECUTE: londiste.execute_finish")?;
+            let t = c
+                .update(
+                    "select ret_code, ret_note from londiste.execute_finish($1, $2)",
+                    Some(1),
+                    &[queue.into(), file.into()],
+                )
+                .ctx("EXECUTE: londiste.execute_finish")?;
+            let first = t.first();
+            code = first
+                .get::<i32>(1)
+                .ctx("EXECUTE: londiste.execute_finish")?
+                .unwrap_or(0);
+            note = first
+                .get::<String>(2)
+                .ctx("EXECUTE: londiste.execute_finish")?
+                .unwrap_or_default();
         }
         c.update(
-            "select londiste.set_session_replication_role('replica', true)",
+            if on_root {
+                "select londiste.set_session_replication_role('origin', true)"
+            } else {
+                "select londiste.set_session_replication_role('replica', true)"
+            },
             None,
             &[],
         )
         .ctx("EXECUTE: setting session_replication_role")?;
-        Ok(())
+        Ok((code, note))
     })
 }
 
