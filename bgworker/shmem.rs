@@ -5,6 +5,7 @@
 //! Read by `pgq.worker_status()`, written by the launcher and the workers, consulted by
 //! the utility hook and commit callbacks.
 
+pub use crate::logic::compare::HoldState;
 pub use crate::logic::supervise::Phase;
 use crate::logic::supervise::SlotView;
 use pgrx::lwlock::PgLwLock;
@@ -84,6 +85,15 @@ pub struct WorkerSlot {
     pub events: i64,
     /// replay: an operator asked the worker to retry at once (skip_replay_error)
     pub wake_requested: bool,
+    /// replay: a compare holds the worker at this tick (0: no hold): it applies no
+    /// batch ending past it, and once it completed exactly that tick it stands still
+    /// (pgq_cascade.compare / repair, src/replay/compare.rs)
+    pub hold_tick: i64,
+    /// replay: the backend holding it; a hold whose backend is gone is dropped
+    pub hold_pid: i32,
+    /// replay: how far the worker got towards the hold, and its completed tick then
+    pub hold_state: HoldState,
+    pub hold_position: i64,
 }
 
 impl Default for WorkerSlot {
@@ -118,6 +128,10 @@ impl Default for WorkerSlot {
             tick_time: 0,
             events: 0,
             wake_requested: false,
+            hold_tick: 0,
+            hold_pid: 0,
+            hold_state: HoldState::None,
+            hold_position: 0,
         }
     }
 }
@@ -138,6 +152,14 @@ impl WorkerSlot {
         }
         self.provider[..n].copy_from_slice(&name.as_bytes()[..n]);
         self.provider_len = n as u8;
+    }
+
+    /// Drop a compare's hold.
+    pub fn clear_hold(&mut self) {
+        self.hold_tick = 0;
+        self.hold_pid = 0;
+        self.hold_state = HoldState::None;
+        self.hold_position = 0;
     }
 
     pub fn clear_error(&mut self) {

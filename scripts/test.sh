@@ -7,7 +7,8 @@
 # (the same cascade replicated by the in-server `pgq replay` workers alone, no londiste
 # worker and no pgqd, tests/replay/run.sh), interop (in-server replay below a root of the
 # original stack, and through change-provider / takeover / takeover --dead-root,
-# tests/interop/run.sh; needs scripts/install-original.sh's tree), security
+# tests/interop/run.sh; needs scripts/install-original.sh's tree), compare
+# (pgq_cascade.compare / repair on that cascade, tests/compare/run.sh), security
 # (issue 8's exploits on a preloaded cluster, tests/security/run.sh), upgrade (the
 # previous extension version updated in place, tests/upgrade/run.sh), remote (the libpq
 # client's in-backend tests, tests/remote/run.sh). Default: all, after setup.sh. Every
@@ -21,7 +22,7 @@ PGBIN=${PG_BIN:-/usr/lib/postgresql/15/bin}
 export PG_BIN=$PGBIN
 PGXS=$("$PGBIN/pg_config" --pkglibdir)/pgxs
 # pgtest runs `cargo pgrx test` against a private copy of the server tree (run_pgtest)
-LAYERS=${*:-lint unit regress isolation compat bgworker security cascade replay interop sqladmin demo upgrade pgtest remote}
+LAYERS=${*:-lint unit regress isolation compat bgworker security cascade replay interop sqladmin demo compare upgrade pgtest remote}
 
 [ -n "${SKIP_SETUP:-}" ] || scripts/setup.sh
 
@@ -140,6 +141,10 @@ run_sqladmin() {
 # the README's demo (the seed cascade in SQL): it must run from a fresh clone
 run_demo() {
   SKIP_SETUP=1 PG_BIN=$PGBIN LOAD_SECONDS=8 scripts/demo.sh
+}
+
+run_compare() {
+  PG_BIN=$PGBIN tests/compare/run.sh
 }
 
 # the libpq client's in-backend tests (a pg_test-feature build in a private tree copy)

@@ -282,8 +282,47 @@ pub fn set_try_lock_only() {
     TRY_ONLY.with(|t| t.set(true));
 }
 
-/// Take the ticker lock; false only in try-only mode when someone else holds it.
+/// Whether this transaction holds `pgq.tick` in SHARE ROW EXCLUSIVE mode or stronger.
+/// That lock conflicts with every other writer of the table and with itself, and a
+/// ticker's INSERT takes its snapshot only after its table lock is granted: it
+/// serializes ticks at least as strictly as the ticker lock does. A compare
+/// (pgq_cascade.compare on a subscriber, src/replay/compare.rs) takes it before its
+/// REPEATABLE READ snapshot and then ticks in that transaction; waiting for the ticker
+/// lock there could deadlock with a ticker that holds the ticker lock and waits for
+/// the table.
+fn holds_tick_table_lock() -> bool {
+    let Some(relid) = crate::names::stored_relid("pgq.tick") else {
+        return false;
+    };
+    [
+        pg_sys::ShareRowExclusiveLock,
+        pg_sys::ExclusiveLock,
+        pg_sys::AccessExclusiveLock,
+    ]
+    .iter()
+    .any(|&mode| {
+        let tag = pg_sys::LOCKTAG {
+            // SAFETY: a PostgreSQL global of this backend.
+            locktag_field1: unsafe { pg_sys::MyDatabaseId }.to_u32(),
+            locktag_field2: relid.to_u32(),
+            locktag_field3: 0,
+            locktag_field4: 0,
+            locktag_type: pg_sys::LockTagType::LOCKTAG_RELATION as u8,
+            locktag_lockmethodid: pg_sys::DEFAULT_LOCKMETHOD as u8,
+        };
+        // SAFETY: looks the tag up in this backend's local lock table; no locking, no
+        // ERROR.
+        unsafe { pg_sys::LockHeldByMe(&tag, mode as pg_sys::LOCKMODE) }
+    })
+}
+
+/// Take the ticker lock; false only in try-only mode when someone else holds it. A
+/// transaction that holds `pgq.tick` in SHARE ROW EXCLUSIVE mode or stronger needs no
+/// ticker lock (see [`holds_tick_table_lock`]).
 pub fn lock_ticker() -> bool {
+    if holds_tick_table_lock() {
+        return true;
+    }
     let tag = pg_sys::LOCKTAG {
         // SAFETY: a PostgreSQL global of this backend.
         locktag_field1: unsafe { pg_sys::MyDatabaseId }.to_u32(),

@@ -29,6 +29,7 @@ fn rust_type(t: &str) -> Result<(String, bool), String> {
         "f64" => "float8",
         "Oid" => "oid",
         "Interval" => "interval",
+        "AnyNumeric" => "numeric",
         "TimestampWithTimeZone" => "timestamptz",
         "Vec<Option<String>>" | "Vec<String>" => "text[]",
         _ => return Err(format!("no SQL mapping for Rust type `{t}`")),

@@ -4,6 +4,7 @@
 pub mod admin;
 pub mod apply;
 pub mod batch_sql;
+pub mod compare;
 #[cfg(test)]
 mod declarations;
 pub mod londiste;

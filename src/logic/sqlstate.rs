@@ -34,6 +34,9 @@ impl SqlState {
     pub const PROTOCOL_VIOLATION: SqlState = SqlState(*b"08P01");
     /// prohibited_sql_statement_attempted, which dblink raises for a missing password
     pub const PASSWORD_REQUIRED: SqlState = SqlState(*b"2F003");
+    pub const NULL_VALUE_NOT_ALLOWED: SqlState = SqlState(*b"22004");
+    pub const OBJECT_IN_USE: SqlState = SqlState(*b"55006");
+    pub const INVALID_TRANSACTION_STATE: SqlState = SqlState(*b"25000");
 
     /// The code of a text, if it is a well-formed SQLSTATE.
     pub fn parse(s: &str) -> Option<SqlState> {

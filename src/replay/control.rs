@@ -110,7 +110,7 @@ pub fn set_in_server_replay(
 }
 
 /// Whether in-server replay runs in this cluster at all.
-fn replay_runs() -> bool {
+pub(crate) fn replay_runs() -> bool {
     crate::bgworker::preloaded() && crate::gucs::ENABLED.get() && crate::gucs::REPLAY.get()
 }
 

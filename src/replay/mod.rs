@@ -3,6 +3,7 @@
 //! kept plans.
 
 pub mod apply;
+pub mod compare;
 pub mod control;
 pub mod copy;
 pub mod worker;

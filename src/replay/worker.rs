@@ -26,6 +26,7 @@ use crate::bgworker::shmem;
 use crate::bgworker::worker::{self as w, in_txn, StepError};
 use crate::errors::{PgqError, SpiResultExt, SqlState};
 use crate::logic::apply::{self as plan, EventKind, LondisteEvent};
+use crate::logic::compare::{self as hold, HoldState, HoldStep};
 use crate::logic::londiste::{make_fqname, split_fqname};
 use crate::logic::node::NodeType;
 use crate::logic::quote;
@@ -38,6 +39,9 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 const SEC: i64 = 1_000_000;
+/// How long a worker held by a compare waits between looks (the compare's release
+/// wakes it at once).
+const HOLD_IDLE: Duration = Duration::from_secs(1);
 /// How often the local watermark goes up to the provider (the Python worker's period).
 const WATERMARK_PERIOD: i64 = 300 * SEC;
 
@@ -65,6 +69,8 @@ struct NodeState {
     cur_error: Option<String>,
     /// in-server replay is still on for the node, as the role this process acts as
     replay_here: bool,
+    /// the worker's completed tick (pgq_node.local_state.last_tick_id)
+    position: Option<i64>,
 }
 
 /// A batch the provider handed out.
@@ -113,6 +119,9 @@ pub struct Replay {
     /// look for tables to copy: the last batch's table list had one waiting, or the
     /// last round found no batch (a new add-table shows in the next batch's list too)
     copy_check: bool,
+    /// a compare holds this worker: the tick it stands at, since when (logged when
+    /// the hold ends)
+    held: Option<(i64, i64)>,
 }
 
 /// How a round ended.
@@ -138,6 +147,7 @@ impl Replay {
             pos: Position::default(),
             restore_fkeys: false,
             copy_check: true,
+            held: None,
         }
     }
 
@@ -278,6 +288,11 @@ impl Replay {
             ));
         }
         w::with_slot(|s| s.set_provider(node.provider_node.as_deref().unwrap_or("")));
+        // a compare holding the replay at a tick (src/replay/compare.rs): standing
+        // there, nothing that writes tables runs (no batch, no copy)
+        if self.hold_step(&node) == HoldStep::Stand {
+            return Ok(Round::Idle(HOLD_IDLE));
+        }
         if node.paused {
             return Ok(Round::Idle(Duration::from_secs(1)));
         }
@@ -298,6 +313,9 @@ impl Replay {
                 crate::gucs::REPLAY_IDLE_WAIT_MS.get() as u64,
             )));
         };
+        if !self.batch_within_hold(&batch) {
+            return Ok(Round::Idle(HOLD_IDLE));
+        }
         self.pos.batch_id = Some(batch.id);
         self.pos.tick_id = Some(batch.cur_tick);
         let applied = in_txn("apply batch", || match self.apply_batch(&node, &batch) {
@@ -333,6 +351,89 @@ impl Replay {
             self.last_watermark = now;
         }
         Ok(Round::Busy)
+    }
+
+    /// The hold a compare put on this worker, if any: stand still at its tick, report
+    /// that the worker is past it or paused short of it, or go on. A hold whose
+    /// backend is gone is dropped here.
+    fn hold_step(&mut self, node: &NodeState) -> HoldStep {
+        let mut step = HoldStep::Proceed;
+        let mut wake = 0;
+        let mut gone = None;
+        let mut held_at = None;
+        w::with_slot(|s| {
+            if s.hold_tick <= 0 {
+                return;
+            }
+            if !shmem::alive(s.hold_pid) {
+                gone = Some((s.hold_pid, s.hold_tick));
+                s.clear_hold();
+                return;
+            }
+            step = hold::hold_step(s.hold_tick, node.position, node.paused);
+            let state = match step {
+                HoldStep::Proceed => return,
+                HoldStep::Stand => {
+                    held_at = Some((s.hold_tick, s.hold_pid));
+                    HoldState::Held
+                }
+                HoldStep::Report(st) => st,
+            };
+            let pos = node.position.unwrap_or(0);
+            if s.hold_state != state || s.hold_position != pos {
+                s.hold_state = state;
+                s.hold_position = pos;
+                wake = s.hold_pid;
+            }
+        });
+        shmem::wake(wake);
+        if let Some((pid, tick)) = gone {
+            log!(
+                "pgq replay: queue \"{}\": the compare holding tick {tick} (pid {pid}) is gone; replay goes on",
+                self.queue
+            );
+        }
+        match (held_at, self.held) {
+            (Some((tick, pid)), None) => {
+                self.held = Some((tick, shmem::now()));
+                w::report(Some(&format!(
+                    "held at tick {tick} by a compare (pid {pid})"
+                )));
+            }
+            (Some((tick, _)), Some((was, _))) if tick != was => {
+                self.held = Some((tick, shmem::now()));
+            }
+            (None, Some((tick, since))) => {
+                self.held = None;
+                log!(
+                    "pgq replay: queue \"{}\": stood at tick {tick} for {} ms for a compare",
+                    self.queue,
+                    (shmem::now() - since) / 1000
+                );
+            }
+            _ => {}
+        }
+        step
+    }
+
+    /// Whether `batch` may be applied under the hold (if any); if not, the compare is
+    /// told (the provider has no tick equal to the hold tick after our position).
+    fn batch_within_hold(&self, batch: &Batch) -> bool {
+        let mut ok = true;
+        let mut wake = 0;
+        w::with_slot(|s| {
+            if hold::batch_allowed(s.hold_tick, batch.cur_tick) {
+                return;
+            }
+            ok = false;
+            if s.hold_state != HoldState::Beyond {
+                s.hold_state = HoldState::Beyond;
+                s.hold_position = batch.prev_tick;
+                wake = s.hold_pid;
+            }
+        });
+        shmem::wake(wake);
+        ok
     }
 
     fn read_state(&mut self) -> Result<Option<NodeState>, PgqError> {
@@ -393,12 +494,13 @@ impl Replay {
                     uptodate: true,
                     cur_error: None,
                     replay_here,
+                    position: None,
                 }));
             }
             let t = c
                 .update(
                     "select ret_code, provider_node::text, provider_location::text, paused, \
-                            uptodate, cur_error::text \
+                            uptodate, cur_error::text, completed_tick \
                        from pgq_node.get_consumer_state($1, $2)",
                     Some(1),
                     &[q.into(), worker.as_str().into()],
@@ -432,6 +534,7 @@ impl Replay {
                     .unwrap_or(false),
                 cur_error: r.get::<String>(6).ctx("reading consumer state")?,
                 replay_here,
+                position: r.get::<i64>(7).ctx("reading consumer state")?,
             };
             // the acknowledgement admin tools wait for (pause, change-provider, ...)
             if !node.uptodate {
