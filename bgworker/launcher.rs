@@ -207,7 +207,10 @@ fn supervise_loop() {
             start_worker(db, i, g);
         }
         let ms = (nap / 1000).clamp(10, 3_600_000);
-        BackgroundWorker::wait_latch(Some(Duration::from_millis(ms as u64)));
-        pg_sys::check_for_interrupts!();
+        // WL_EXIT_ON_PM_DEATH: after the postmaster's death the launcher ends at once
+        // (pgrx's BackgroundWorker::wait_latch only reports the death, and the loop
+        // went on round after round without sleeping until a failed worker start
+        // ended it, holding the shared memory a new postmaster needs)
+        super::worker::wait_latch(ms);
     }
 }

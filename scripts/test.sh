@@ -5,10 +5,13 @@
 # extension), bgworker (in-server ticker scenarios on preloaded clusters), cascade (the
 # Python londiste CLI driving a root/branch/leaf cascade, tests/cascade/run.sh), replay
 # (the same cascade replicated by the in-server `pgq replay` workers alone, no londiste
-# worker and no pgqd, tests/replay/run.sh), interop (in-server replay below a root of the
-# original stack, and through change-provider / takeover / takeover --dead-root,
-# tests/interop/run.sh; needs scripts/install-original.sh's tree), compare
-# (pgq_cascade.compare / repair on that cascade, tests/compare/run.sh), security
+# worker and no pgqd, tests/replay/run.sh), robust (that cascade while replay workers,
+# their COPY and subscriber postmasters are SIGKILLed under load and the leaf's provider
+# is down for a minute: nothing lost or doubled, tests/robust/run.sh), interop
+# (in-server replay below a root of the original stack, and through change-provider /
+# takeover / takeover --dead-root, tests/interop/run.sh; needs
+# scripts/install-original.sh's tree), compare (pgq_cascade.compare / repair on that
+# cascade, tests/compare/run.sh), security
 # (issue 8's exploits on a preloaded cluster, tests/security/run.sh), upgrade (the
 # previous extension version updated in place, tests/upgrade/run.sh), remote (the libpq
 # client's in-backend tests, tests/remote/run.sh). Default: all, after setup.sh. Every
@@ -22,12 +25,13 @@ PGBIN=${PG_BIN:-/usr/lib/postgresql/15/bin}
 export PG_BIN=$PGBIN
 PGXS=$("$PGBIN/pg_config" --pkglibdir)/pgxs
 # pgtest runs `cargo pgrx test` against a private copy of the server tree (run_pgtest)
-LAYERS=${*:-lint unit regress isolation compat bgworker security cascade replay interop sqladmin demo compare upgrade pgtest remote}
+LAYERS=${*:-lint unit regress isolation compat bgworker security cascade replay robust interop sqladmin demo compare upgrade pgtest remote}
 
 [ -n "${SKIP_SETUP:-}" ] || scripts/setup.sh
 
-# The original's client side, for the compat / bgworker / cascade / replay / interop layers: the Python
-# pgq consumer library, the londiste CLI and pgqd (all from Debian, system-wide).
+# The original's client side, for the compat / bgworker / cascade / replay / robust /
+# interop layers: the Python pgq consumer library, the londiste CLI and pgqd (all from
+# Debian, system-wide).
 TEST_PKGS="pgqd python3-pgq python3-londiste python3-skytools python3-psycopg2"
 missing=""
 for p in $TEST_PKGS; do dpkg -s "$p" >/dev/null 2>&1 || missing="$missing $p"; done
@@ -124,6 +128,11 @@ run_cascade() {
 
 run_replay() {
   PG_BIN=$PGBIN tests/replay/run.sh
+}
+
+# replay under crashes: SIGKILLed workers, COPYs and postmasters, a provider down
+run_robust() {
+  PG_BIN=$PGBIN tests/robust/run.sh
 }
 
 # a root of the original stack (PgQ 3.5, pgq_node, londiste SQL, pgqd) in its own tree

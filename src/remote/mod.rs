@@ -1112,10 +1112,13 @@ impl Connection {
         } else {
             spawn_cancel(self.inner.conn)
         };
+        // Some(true): stopped; Some(false): still running at the deadline; None: the
+        // connection broke (then there is nothing to say: the error that brought us
+        // here already tells of it)
         let stopped = loop {
             match self.drain_step() {
-                Some(true) => break true,
-                None => break false,
+                Some(true) => break Some(true),
+                None => break None,
                 Some(false) => {}
             }
             // SAFETY: open connection; PQflush pushes the copy end if still queued.
@@ -1125,19 +1128,22 @@ impl Connection {
                 events |= pg_sys::WL_SOCKET_WRITEABLE;
             }
             match self.wait(events, Some(deadline), false) {
-                Ok(Waited::TimedOut) | Err(_) => break false,
+                Ok(Waited::TimedOut) => break Some(false),
+                Err(_) => break None,
                 Ok(_) => {}
             }
         };
-        if stopped {
-            self.inner.mode = Mode::Idle;
-        } else {
-            pgrx::log!(
-                "pgq: closing the connection to {}: the remote command did not stop within {} s of a cancel",
-                self.label,
-                self.cancel_timeout.as_secs_f64()
-            );
-            self.close();
+        match stopped {
+            Some(true) => self.inner.mode = Mode::Idle,
+            Some(false) => {
+                pgrx::log!(
+                    "pgq: closing the connection to {}: the remote command did not stop within {} s of a cancel",
+                    self.label,
+                    self.cancel_timeout.as_secs_f64()
+                );
+                self.close();
+            }
+            None => self.close(),
         }
     }
 
