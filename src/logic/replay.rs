@@ -323,6 +323,22 @@ pub fn retry_delay(failures: u32) -> i64 {
     s.min(60) * SEC
 }
 
+/// The longest wait after an error that says the provider cannot be reached.
+pub const UNREACHABLE_RETRY_MAX: i64 = 10 * SEC;
+
+/// Delay before retry number `failures` after an error of SQLSTATE `code`: as
+/// [`retry_delay`], but a provider that cannot be reached (class 08, or the server
+/// shutting down or starting: 57P01-57P03) is tried again at least every 10 s, so a
+/// node catches up soon after its provider is back.
+pub fn retry_delay_after(failures: u32, code: &str) -> i64 {
+    let d = retry_delay(failures);
+    if code.starts_with("08") || matches!(code, "57P01" | "57P02" | "57P03") {
+        d.min(UNREACHABLE_RETRY_MAX)
+    } else {
+        d
+    }
+}
+
 /// The replay workers a transaction asks to look at their node again (a pause, a
 /// resume, a new provider, a skip request), each queue once. They are woken when the
 /// transaction commits, not before: a worker woken earlier reads the old state and goes
@@ -560,6 +576,11 @@ mod tests {
         assert_eq!(retry_delay(7), 60 * SEC);
         assert_eq!(retry_delay(100), 60 * SEC);
         assert_eq!(retry_delay(0), SEC);
+        // an unreachable provider is retried at least every 10 s
+        assert_eq!(retry_delay_after(3, "08006"), 4 * SEC);
+        assert_eq!(retry_delay_after(5, "08001"), 10 * SEC);
+        assert_eq!(retry_delay_after(9, "57P01"), 10 * SEC);
+        assert_eq!(retry_delay_after(9, "23505"), 60 * SEC);
     }
 
     #[test]

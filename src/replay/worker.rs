@@ -164,9 +164,10 @@ impl Replay {
                 self.failures = self.failures.saturating_add(1);
                 self.last_failed = true;
                 self.fail(&e);
-                Round::Idle(Duration::from_micros(
-                    rules::retry_delay(self.failures) as u64
-                ))
+                Round::Idle(Duration::from_micros(rules::retry_delay_after(
+                    self.failures,
+                    e.sqlstate(),
+                ) as u64))
             }
         }
     }
