@@ -195,8 +195,8 @@ $$;
 -- count and the checksum `londiste compare` prints, on the provider and here, at tick
 -- T.
 CREATE FUNCTION pgq_cascade.compare(
-    i_queue text,
-    i_table text DEFAULT NULL,
+    i_queue_name text,
+    i_table_name text DEFAULT NULL,
     OUT table_name text,
     OUT tick_id int8,
     OUT source_node text,
@@ -215,8 +215,8 @@ GRANT EXECUTE ON FUNCTION pgq_cascade.compare(text, text) TO pgq_admin;
 -- T; with i_apply they are run here (session_replication_role = replica) while this
 -- node still stands at T, and replay goes on once the transaction ends.
 CREATE FUNCTION pgq_cascade.repair(
-    i_queue text,
-    i_table text,
+    i_queue_name text,
+    i_table_name text,
     i_apply bool DEFAULT false,
     OUT table_name text,
     OUT tick_id int8,

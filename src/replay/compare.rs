@@ -62,8 +62,8 @@ type CompareRow = (
 #[allow(clippy::type_complexity)]
 #[pg_extern(sql = false)]
 fn pgq_cascade_compare(
-    i_queue: Option<&str>,
-    i_table: Option<&str>,
+    i_queue_name: Option<&str>,
+    i_table_name: Option<&str>,
 ) -> TableIterator<
     'static,
     (
@@ -77,13 +77,13 @@ fn pgq_cascade_compare(
         name!(equal, bool),
     ),
 > {
-    TableIterator::new(db::write(M, |c| compare(c, i_queue, i_table)).or_report())
+    TableIterator::new(db::write(M, |c| compare(c, i_queue_name, i_table_name)).or_report())
 }
 
 #[pg_extern(sql = false)]
 fn pgq_cascade_repair(
-    i_queue: Option<&str>,
-    i_table: Option<&str>,
+    i_queue_name: Option<&str>,
+    i_table_name: Option<&str>,
     i_apply: Option<bool>,
 ) -> TableIterator<
     'static,
@@ -95,7 +95,10 @@ fn pgq_cascade_repair(
     ),
 > {
     TableIterator::new(
-        db::write(M, |c| repair(c, i_queue, i_table, i_apply.unwrap_or(false))).or_report(),
+        db::write(M, |c| {
+            repair(c, i_queue_name, i_table_name, i_apply.unwrap_or(false))
+        })
+        .or_report(),
     )
 }
 
