@@ -29,7 +29,7 @@ bench_cleanup() {
   local rc=$?
   [ $rc -ne 0 ] && CLUSTER_LOG_ON_STOP=1
   cluster_stop_all
-  rm -rf "$WORK"
+  if [ -n "${KEEP_WORK:-}" ]; then echo "$BENCH: work dir kept: $WORK" >&2; else rm -rf "$WORK"; fi
   exit $rc
 }
 trap bench_cleanup EXIT
