@@ -91,7 +91,7 @@ done
 t_copy=$(date +%s)
 for n in branch1 branch2 leaf; do
   wait_until 300 "the copy on $n" $n \
-    "select bool_and(merge_state = 'ok') from pgq_cascade.tables('$Q') where local"
+    "select bool_and(coalesce(merge_state = 'ok', false)) from pgq_cascade.tables('$Q') where local"
 done
 echo "every table copied and in replay on branch1, branch2 and leaf in $(( $(date +%s) - t_copy ))s"
 sql leaf "select table_name, merge_state from pgq_cascade.tables('$Q') where local"
