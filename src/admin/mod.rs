@@ -25,6 +25,12 @@ use pgrx::pg_sys::panic::CaughtError;
 use pgrx::prelude::*;
 use std::panic::AssertUnwindSafe;
 
+/// pgq_node calls more than one operation makes.
+pub const REGISTER_LOCATION: &str =
+    "select ret_code::text, ret_note::text from pgq_node.register_location($1, $2, $3, $4::bool)";
+pub const UNREGISTER_SUBSCRIBER: &str =
+    "select ret_code::text, ret_note::text from pgq_node.unregister_subscriber($1, $2)";
+
 /// Rows of text (every admin query casts its columns to text, so one shape serves
 /// SPI and libpq).
 pub type Rows = Vec<Vec<Option<String>>>;
@@ -157,6 +163,14 @@ fn local_query(what: &str, sql: &str, params: &[Option<&str>]) -> PgqResult<Rows
     })
 }
 
+/// The `(ret_code, ret_note)` of a londiste/pgq_node call as this function's answer.
+pub fn ret_of(row: &[Option<String>]) -> crate::outrec::OutRec {
+    crate::outrec::OutRec::ret(
+        col(row, 0).and_then(|c| c.parse().ok()).unwrap_or(200),
+        col(row, 1).unwrap_or("").to_string(),
+    )
+}
+
 /// Text of column `i` (None: NULL or no such column).
 pub fn col(row: &[Option<String>], i: usize) -> Option<&str> {
     row.get(i).and_then(|c| c.as_deref())
@@ -212,15 +226,13 @@ pub fn arg<'a>(v: Option<&'a str>, name: &str) -> PgqResult<&'a str> {
     match v {
         Some(s) if !s.trim().is_empty() => Ok(s),
         _ => Err(PgqError::new(
-            SqlState::parse("22004").unwrap_or(SqlState::INTERNAL_ERROR),
+            SqlState::NULL_VALUE_NOT_ALLOWED,
             format!("{name} must not be NULL or empty"),
         )),
     }
 }
 
-/// What this node is for `queue`: (node_type, node_name, provider_node,
-/// provider_location, worker_name, paused, uptodate, worker_last_tick); None when the
-/// queue has no node here.
+/// What a node is for a queue (pgq_node.get_node_info).
 #[derive(Debug, Clone)]
 pub struct NodeView {
     pub node_type: String,
@@ -237,6 +249,7 @@ pub const NODE_INFO_SQL: &str = "select node_type::text, node_name::text, provid
      provider_location::text, worker_name::text, worker_paused::text, worker_uptodate::text, \
      worker_last_tick::text from pgq_node.get_node_info($1)";
 
+/// `p`'s node of `queue`; None when the queue has no node there.
 pub fn node_view(p: &mut Peer, queue: &str) -> PgqResult<Option<NodeView>> {
     let r = p.row("reading the node", NODE_INFO_SQL, &[Some(queue)])?;
     let Some(node_type) = col(&r, 0) else {

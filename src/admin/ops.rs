@@ -9,20 +9,18 @@
 //! that this transaction's own uncommitted pause could never produce.
 
 use super::{
-    arg, col, col_i64, in_subxact, local_node, members, node_view, own_transaction, peer_of,
-    Member, NodeView, Peer,
+    arg, col_i64, in_subxact, local_node, members, node_view, own_transaction, peer_of, ret_of,
+    Member, NodeView, Peer, REGISTER_LOCATION, UNREGISTER_SUBSCRIBER,
 };
 use crate::errors::{PgqError, PgqResult, SqlState};
 use crate::outrec::OutRec;
 use pgrx::prelude::*;
 use std::time::{Duration, Instant};
 
+const REGISTER_SUBSCRIBER_AT: &str =
+    "select ret_code::text, ret_note::text from pgq_node.register_subscriber($1, $2, $3, $4::int8)";
 const SET_PAUSED: &str =
     "select ret_code::text, ret_note::text from pgq_node.set_consumer_paused($1, $2, $3::bool)";
-const REGISTER_LOCATION: &str =
-    "select ret_code::text, ret_note::text from pgq_node.register_location($1, $2, $3, $4::bool)";
-const UNREGISTER_SUBSCRIBER: &str =
-    "select ret_code::text, ret_note::text from pgq_node.unregister_subscriber($1, $2)";
 
 fn state_error(msg: String) -> PgqError {
     PgqError::new(SqlState::OBJECT_NOT_IN_PREREQUISITE_STATE, msg)
@@ -76,7 +74,7 @@ pub fn set_paused(queue: Option<&str>, node: Option<&str>, paused: bool) -> PgqR
         SET_PAUSED,
         &[Some(queue), Some(&worker), Some(flag)],
     )?;
-    Ok(OutRec::ret(200, col(&r, 1).unwrap_or("").to_string()))
+    Ok(ret_of(&r))
 }
 
 /// Freeze a node's worker in the node's current transaction; its completed tick.
@@ -137,7 +135,7 @@ pub fn change_provider(
     }
     if new == nv.node_name {
         return Err(PgqError::new(
-            SqlState::parse("22023").unwrap_or(SqlState::INTERNAL_ERROR),
+            SqlState::INVALID_PARAMETER_VALUE,
             format!("node \"{new}\" cannot be its own provider"),
         ));
     }
@@ -217,7 +215,7 @@ fn move_node(
         )?;
         np.call(
             "subscribing the node at the new provider",
-            "select ret_code::text, ret_note::text from pgq_node.register_subscriber($1, $2, $3, $4::int8)",
+            REGISTER_SUBSCRIBER_AT,
             &[Some(queue), Some(&nv.node_name), Some(&worker), Some(&tick)],
         )?;
         let switched = n
@@ -401,20 +399,7 @@ pub fn takeover(
         }
     }
     // 4-5: promote this node, subscribe the old root to it
-    let local = in_subxact(|| {
-        freeze(&mut me, queue, &my_worker)?;
-        me.call(
-            "promoting this node",
-            "select ret_code::text, ret_note::text from pgq_node.promote_branch($1)",
-            &[Some(queue)],
-        )?;
-        me.call(
-            "subscribing the old root",
-            "select ret_code::text, ret_note::text from pgq_node.register_subscriber($1, $2, $3, $4::int8)",
-            &[Some(queue), Some(old), Some(&old_worker), Some(&last.to_string())],
-        )?;
-        Ok(())
-    });
+    let local = in_subxact(|| promote(&mut me, queue, &my_worker, old, &old_worker, last));
     if let Err(e) = local {
         undo_old(&mut op);
         return Err(e);
@@ -455,6 +440,36 @@ pub fn takeover(
         200,
         format!("Node \"{me_name}\" is the root of queue \"{queue}\"; \"{old}\" is a branch under it from tick {last}"),
     ))
+}
+
+/// Promote this node (its worker frozen) and subscribe the old root to it as
+/// `old_worker` at `tick`: the old root's worker after a switchover, the gravestone
+/// after a failover.
+fn promote(
+    me: &mut Peer,
+    queue: &str,
+    my_worker: &str,
+    old: &str,
+    old_worker: &str,
+    tick: i64,
+) -> PgqResult<()> {
+    freeze(me, queue, my_worker)?;
+    me.call(
+        "promoting this node",
+        "select ret_code::text, ret_note::text from pgq_node.promote_branch($1)",
+        &[Some(queue)],
+    )?;
+    me.call(
+        "subscribing the old root",
+        REGISTER_SUBSCRIBER_AT,
+        &[
+            Some(queue),
+            Some(old),
+            Some(old_worker),
+            Some(&tick.to_string()),
+        ],
+    )?;
+    Ok(())
 }
 
 /// takeover of a dead root: every member learns it is dead, this node is promoted at
@@ -522,18 +537,7 @@ fn failover(
             REGISTER_LOCATION,
             &[Some(queue), Some(&old.name), None, Some("true")],
         )?;
-        freeze(me, queue, my_worker)?;
-        me.call(
-            "promoting this node",
-            "select ret_code::text, ret_note::text from pgq_node.promote_branch($1)",
-            &[Some(queue)],
-        )?;
-        me.call(
-            "marking where the old root's history ends",
-            "select ret_code::text, ret_note::text from pgq_node.register_subscriber($1, $2, $3, $4::int8)",
-            &[Some(queue), Some(&old.name), Some(&gravestone), Some(&my_tick.to_string())],
-        )?;
-        Ok(())
+        promote(me, queue, my_worker, &old.name, &gravestone, my_tick)
     })?;
     // the old root's other subscribers move under this node
     let mut moved = Vec::new();
@@ -584,12 +588,7 @@ pub fn execute(queue: Option<&str>, name: Option<&str>, sql: Option<&str>) -> Pg
         )));
     }
     let attrs = crate::logic::replay::ExecAttrs::from_script(sql)
-        .map_err(|e| {
-            PgqError::new(
-                SqlState::parse("22023").unwrap_or(SqlState::INTERNAL_ERROR),
-                e,
-            )
-        })?
+        .map_err(|e| PgqError::new(SqlState::INVALID_PARAMETER_VALUE, e))?
         .encode();
     let (code, note) =
         crate::replay::worker::run_script_on_root(queue, name, sql, attrs.as_deref())?;

@@ -3,14 +3,12 @@
 
 use super::{
     arg, col, col_i64, in_subxact, local_node, members, node_view, own_transaction, Member, Peer,
+    REGISTER_LOCATION, UNREGISTER_SUBSCRIBER,
 };
 use crate::errors::{PgqError, PgqResult, SqlState};
 use crate::logic::node::NodeType;
 use crate::outrec::OutRec;
 use pgrx::prelude::*;
-
-const REGISTER_LOCATION: &str =
-    "select ret_code::text, ret_note::text from pgq_node.register_location($1, $2, $3, $4::bool)";
 
 /// `location` must reach this very database: the session it opens there shows up here,
 /// in this database's pg_stat_activity (same pid, same start time).
@@ -41,7 +39,7 @@ fn check_location(node: &str, location: &str) -> PgqResult<()> {
     );
     if !here {
         return Err(PgqError::new(
-            SqlState::parse("22023").unwrap_or(SqlState::INTERNAL_ERROR),
+            SqlState::INVALID_PARAMETER_VALUE,
             format!("the location given for node \"{node}\" does not reach this database"),
         )
         .detail(format!(
@@ -70,7 +68,7 @@ fn not_initialized(queue: &str) -> PgqResult<()> {
 fn check_name(node: &str) -> PgqResult<()> {
     if node.starts_with('.') || node.contains(char::is_whitespace) {
         return Err(PgqError::new(
-            SqlState::parse("22023").unwrap_or(SqlState::INTERNAL_ERROR),
+            SqlState::INVALID_PARAMETER_VALUE,
             format!("invalid node name \"{node}\": it must not start with a dot or contain spaces"),
         ));
     }
@@ -257,7 +255,7 @@ pub fn create_subscriber(
     let (mut root, known) = find_root(queue, provider_location)?;
     if known.iter().any(|m| m.name == node) {
         return Err(PgqError::new(
-            SqlState::parse("42710").unwrap_or(SqlState::INTERNAL_ERROR),
+            SqlState::DUPLICATE_OBJECT,
             format!("node name \"{node}\" is already a member of queue \"{queue}\""),
         ));
     }
@@ -302,7 +300,6 @@ pub fn create_subscriber(
         REGISTER_LOCATION,
         &args,
     )?;
-    let mut undo_root = true;
     let step = (|| -> PgqResult<i64> {
         if provider.name != root.name {
             provider.call(
@@ -323,7 +320,7 @@ pub fn create_subscriber(
     let gwm = match step {
         Ok(w) => w,
         Err(e) => {
-            undo(queue, node, None, Some(&mut root), &mut undo_root);
+            undo(queue, node, None, &mut root);
             return Err(e);
         }
     };
@@ -383,13 +380,7 @@ pub fn create_subscriber(
         Ok(())
     });
     if let Err(e) = local {
-        undo(
-            queue,
-            node,
-            Some(&mut provider),
-            Some(&mut root),
-            &mut undo_root,
-        );
+        undo(queue, node, Some(&mut provider), &mut root);
         return Err(e);
     }
     Ok(OutRec::ret(
@@ -405,29 +396,19 @@ pub fn create_subscriber(
 /// Undo the remote steps of a failed create: the provider's subscription, the root's
 /// location (its unregister-location event removes it everywhere). Failures are
 /// warnings: the error that made us undo is the one raised.
-fn undo(
-    queue: &str,
-    node: &str,
-    provider: Option<&mut Peer>,
-    root: Option<&mut Peer>,
-    undo_root: &mut bool,
-) {
+fn undo(queue: &str, node: &str, provider: Option<&mut Peer>, root: &mut Peer) {
+    let args = [Some(queue), Some(node)];
+    let mut steps: Vec<(&mut Peer, &str, &str)> = Vec::new();
     if let Some(p) = provider {
-        if let Err(e) = p.call(
-            "undoing the subscription",
-            "select ret_code::text, ret_note::text from pgq_node.unregister_subscriber($1, $2)",
-            &[Some(queue), Some(node)],
-        ) {
-            crate::errors::warning(format!("pgq_cascade: {}", e.message));
-        }
+        steps.push((p, "undoing the subscription", UNREGISTER_SUBSCRIBER));
     }
-    if let Some(r) = root.filter(|_| *undo_root) {
-        *undo_root = false;
-        if let Err(e) = r.call(
-            "undoing the location",
-            "select ret_code::text, ret_note::text from pgq_node.unregister_location($1, $2)",
-            &[Some(queue), Some(node)],
-        ) {
+    steps.push((
+        root,
+        "undoing the location",
+        "select ret_code::text, ret_note::text from pgq_node.unregister_location($1, $2)",
+    ));
+    for (peer, what, sql) in steps {
+        if let Err(e) = peer.call(what, sql, &args) {
             crate::errors::warning(format!("pgq_cascade: {}", e.message));
         }
     }

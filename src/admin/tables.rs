@@ -1,7 +1,7 @@
 //! Tables and sequences of a replicated queue (docs/admin.md "Tables and sequences"):
 //! the steps of the CLI's add-table, remove-table, add-seq, remove-seq and resync.
 
-use super::{arg, col, col_bool, local_node, NodeView, Peer};
+use super::{arg, col, col_bool, local_node, ret_of, NodeView, Peer};
 use crate::errors::{PgqError, PgqResult, SqlState};
 use crate::logic::admin::{add_table_args, array_literal, fq, AddTable};
 use crate::logic::quote;
@@ -122,7 +122,7 @@ pub fn add_table(queue: Option<&str>, table: Option<&str>, o: &AddTable<'_>) -> 
     );
     if !has_pk {
         return Err(PgqError::new(
-            SqlState::parse("42P16").unwrap_or(SqlState::INTERNAL_ERROR),
+            SqlState::INVALID_TABLE_DEFINITION,
             format!(
                 "table \"{dest}\" has no primary key: londiste replicates tables by primary key"
             ),
@@ -143,10 +143,7 @@ pub fn add_table(queue: Option<&str>, table: Option<&str>, o: &AddTable<'_>) -> 
             dest_arg,
         ],
     )?;
-    Ok(OutRec::ret(
-        col(&r, 0).and_then(|c| c.parse().ok()).unwrap_or(200),
-        col(&r, 1).unwrap_or("").to_string(),
-    ))
+    Ok(ret_of(&r))
 }
 
 fn in_server(me: &mut Peer, queue: &str) -> PgqResult<bool> {
@@ -213,7 +210,7 @@ fn table_definition(p: &mut Peer, table: &str) -> PgqResult<String> {
     })?;
     let pk = col(&r, 1).ok_or_else(|| {
         PgqError::new(
-            SqlState::parse("42P16").unwrap_or(SqlState::INTERNAL_ERROR),
+            SqlState::INVALID_TABLE_DEFINITION,
             format!(
                 "table \"{table}\" has no primary key on the provider \"{}\"",
                 p.name
@@ -293,10 +290,7 @@ pub fn add_seq(queue: Option<&str>, seq: Option<&str>) -> PgqResult<OutRec> {
         "select ret_code::text, ret_note::text from londiste.local_add_seq($1, $2)",
         &[Some(queue), Some(&seq)],
     )?;
-    Ok(OutRec::ret(
-        col(&r, 0).and_then(|c| c.parse().ok()).unwrap_or(200),
-        col(&r, 1).unwrap_or("").to_string(),
-    ))
+    Ok(ret_of(&r))
 }
 
 #[pg_extern(sql = false)]
@@ -344,7 +338,7 @@ pub fn resync(queue: Option<&str>, table: Option<&str>) -> PgqResult<OutRec> {
         "select ret_code::text, ret_note::text from londiste.local_set_table_state($1, $2, null, null)",
         &[Some(queue), Some(&table)],
     )?;
-    Ok(OutRec::ret(200, col(&r, 1).unwrap_or("").to_string()))
+    Ok(ret_of(&r))
 }
 
 fn simple(
@@ -358,10 +352,7 @@ fn simple(
         let name = fq(arg(name, what)?);
         let (mut me, _) = local_node(queue)?;
         let r = f(&mut me, queue, &name)?;
-        Ok(OutRec::ret(
-            col(&r, 0).and_then(|c| c.parse().ok()).unwrap_or(200),
-            col(&r, 1).unwrap_or("").to_string(),
-        ))
+        Ok(ret_of(&r))
     })()
     .unwrap_or_else(|e| e.report())
 }

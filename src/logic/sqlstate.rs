@@ -35,6 +35,9 @@ impl SqlState {
     /// prohibited_sql_statement_attempted, which dblink raises for a missing password
     pub const PASSWORD_REQUIRED: SqlState = SqlState(*b"2F003");
     pub const NULL_VALUE_NOT_ALLOWED: SqlState = SqlState(*b"22004");
+    pub const INVALID_PARAMETER_VALUE: SqlState = SqlState(*b"22023");
+    pub const DUPLICATE_OBJECT: SqlState = SqlState(*b"42710");
+    pub const INVALID_TABLE_DEFINITION: SqlState = SqlState(*b"42P16");
     pub const OBJECT_IN_USE: SqlState = SqlState(*b"55006");
     pub const INVALID_TRANSACTION_STATE: SqlState = SqlState(*b"25000");
 

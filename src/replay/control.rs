@@ -72,7 +72,7 @@ pub fn set_in_server_replay(
 ) -> PgqResult<OutRec> {
     let (Some(queue), Some(on)) = (queue, on) else {
         return Err(PgqError::new(
-            SqlState::parse("22004").unwrap_or(SqlState::INTERNAL_ERROR),
+            SqlState::NULL_VALUE_NOT_ALLOWED,
             "queue name and setting must not be NULL",
         ));
     };
@@ -161,7 +161,7 @@ fn pgq_cascade_skip_replay_error(i_queue_name: Option<&str>) -> OutRec {
 pub fn skip_replay_error(c: &mut Db<'_, '_>, queue: Option<&str>) -> PgqResult<OutRec> {
     let Some(queue) = queue else {
         return Err(PgqError::new(
-            SqlState::parse("22004").unwrap_or(SqlState::INTERNAL_ERROR),
+            SqlState::NULL_VALUE_NOT_ALLOWED,
             "queue name must not be NULL",
         ));
     };
