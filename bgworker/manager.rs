@@ -1,10 +1,12 @@
 //! The database's manager: the per-database worker (the ticker) also supervises that
 //! database's in-server replay workers, one per local branch or leaf node that has
-//! in-server replay on (`pgq_cascade.node_replay`, GUC `pgq.replay`), and does the root
-//! duties of each local root node (`londiste.root_check_seqs`).
+//! in-server replay on (`pgq_cascade.node_replay`, GUC `pgq.replay`), and their copy
+//! workers, one per table of such a node in the middle of its initial copy (states
+//! `in-copy`, `catching-up`, `wanna-sync:T`, `do-sync:C`), and does the root duties of
+//! each local root node (`londiste.root_check_seqs`).
 //!
-//! Like the launcher, the manager keeps no record of its own: the shared slots of kind
-//! `replay` are the record, so a restarted manager finds the children already running
+//! Like the launcher, the manager keeps no record of its own: the shared slots of kinds
+//! `replay` and `copy` are the record, so a restarted manager finds the children already running
 //! and starts no second one. Children that exit are restarted with backoff
 //! (`logic::supervise::decide`); children no longer wanted (node dropped, turned into
 //! a root, in-server replay turned off) are stopped with SIGTERM.
@@ -22,15 +24,22 @@ struct Node {
     queue: String,
     node_type: Option<NodeType>,
     in_server: bool,
+    merge: bool,
 }
 
-fn read_nodes() -> Result<Vec<Node>, StepError> {
+/// A table of a replayed node in the middle of its initial copy or catch-up.
+struct Copying {
+    queue: String,
+    object: String,
+}
+
+fn read_nodes() -> Result<(Vec<Node>, Vec<Copying>), StepError> {
     in_txn("read cascade nodes", || {
         Spi::connect(|c| {
             let t = c
                 .select(
                     "select n.queue_name::text, n.node_type::text, \
-                            coalesce(r.in_server, false) \
+                            coalesce(r.in_server, false), n.combined_queue is not null \
                        from pgq_node.node_info n \
                        left join pgq_cascade.node_replay r \
                          on r.queue_name operator(pg_catalog.=) n.queue_name \
@@ -44,13 +53,37 @@ fn read_nodes() -> Result<Vec<Node>, StepError> {
                 let queue = crate::db::req::<String>(&row, 1, "reading pgq_node.node_info")?;
                 let ntype = crate::db::req::<String>(&row, 2, "reading pgq_node.node_info")?;
                 let in_server = crate::db::req::<bool>(&row, 3, "reading pgq_node.node_info")?;
+                let merge = crate::db::req::<bool>(&row, 4, "reading pgq_node.node_info")?;
                 out.push(Node {
                     queue,
                     node_type: NodeType::parse(&ntype),
                     in_server,
+                    merge,
                 });
             }
-            Ok(out)
+            // the tables a copy worker works on (the replay worker moved them from NULL
+            // to in-copy; the copy worker takes them on to ok)
+            let t = c
+                .select(
+                    "select nr, queue_name::text, table_name::text from londiste.table_info \
+                      where local and (merge_state in ('in-copy', 'catching-up') \
+                            or merge_state like 'wanna-sync:%' or merge_state like 'do-sync:%') \
+                      order by nr",
+                    None,
+                    &[],
+                )
+                .ctx("reading londiste.table_info")?;
+            let mut copies = Vec::new();
+            for row in t {
+                let nr = crate::db::req::<i32>(&row, 1, "reading londiste.table_info")?;
+                let queue = crate::db::req::<String>(&row, 2, "reading londiste.table_info")?;
+                let table = crate::db::req::<String>(&row, 3, "reading londiste.table_info")?;
+                copies.push(Copying {
+                    queue,
+                    object: shmem::copy_object(nr, &table),
+                });
+            }
+            Ok((out, copies))
         })
     })
     .and_then(|r| r)
@@ -60,24 +93,92 @@ fn wants_replay(n: &Node) -> bool {
     n.in_server && matches!(n.node_type, Some(NodeType::Branch) | Some(NodeType::Leaf))
 }
 
-/// Start a replay worker for `queue` in slot `i` (generation `g`).
-fn start_child(queue: &str, i: usize, g: u32) {
-    let name = format!("pgq replay {queue}");
-    if !super::start_dynamic(&name, "pgq replay", "pgq_replay_main", i, g) {
+/// Start a worker of `kind` for `object` in slot `i` (generation `g`).
+fn start_child(kind: Kind, object: &str, i: usize, g: u32) {
+    let (name, btype, function) = match kind {
+        Kind::Copy => (format!("pgq copy {object}"), "pgq copy", "pgq_copy_main"),
+        _ => (
+            format!("pgq replay {object}"),
+            "pgq replay",
+            "pgq_replay_main",
+        ),
+    };
+    if !super::start_dynamic(&name, btype, function, i, g) {
         record_error(
-            &format!("replay of queue \"{queue}\""),
+            &format!("{} worker of \"{object}\"", kind.name()),
             &StepError::new(
                 crate::errors::SqlState::CONFIGURATION_LIMIT_EXCEEDED,
-                "could not start a replay worker (max_worker_processes reached?)",
+                format!(
+                    "could not start a {} worker (max_worker_processes reached?)",
+                    kind.name()
+                ),
             ),
         );
+    }
+}
+
+/// Supervise this database's workers of `kind`: start the wanted ones that do not run,
+/// restart the ones that exited (with backoff), stop the ones no longer wanted.
+fn supervise(
+    kind: Kind,
+    dboid: u32,
+    wanted: &[&str],
+    now: i64,
+    next: &mut i64,
+    to_start: &mut Vec<(Kind, usize, String)>,
+    problems: &mut Vec<String>,
+) {
+    let mut st = STATE.exclusive();
+    for o in wanted {
+        if st.find(kind, dboid, o).is_none() && st.find_or_add(kind, dboid, o).is_none() {
+            problems.push(if o.len() > shmem::OBJECT_LEN {
+                format!(
+                    "queue \"{o}\" is not replayed in-server: its name is longer than {} bytes",
+                    shmem::OBJECT_LEN
+                )
+            } else {
+                format!(
+                    "no {} worker for \"{o}\": all {} pgq worker slots are taken",
+                    kind.name(),
+                    shmem::MAX_WORKERS
+                )
+            });
+        }
+    }
+    for i in 0..st.slots.len() {
+        let slot = &mut st.slots[i];
+        if !slot.in_use || slot.kind != kind || slot.dboid != dboid {
+            continue;
+        }
+        let is_wanted = wanted.contains(&slot.object());
+        match supervise::decide(&slot.view(is_wanted), now) {
+            Decision::Busy => {
+                if !is_wanted {
+                    shmem::terminate(slot.pid);
+                }
+            }
+            Decision::Reap {
+                restarts,
+                next_start,
+            } => {
+                slot.reap(restarts, next_start);
+                *next = (*next).min(next_start.max(now));
+            }
+            Decision::Start => to_start.push((kind, i, slot.object().to_string())),
+            Decision::WaitUntil(t) => *next = (*next).min(t),
+            Decision::Nothing => {
+                if !is_wanted {
+                    *slot = shmem::WorkerSlot::default();
+                }
+            }
+        }
     }
 }
 
 /// One supervision round. Returns the latest time the next round should run.
 pub fn round(dboid: u32, now: i64) -> i64 {
     let mut next = now + 5 * supervise::SEC;
-    let nodes = match read_nodes() {
+    let (nodes, copies) = match read_nodes() {
         Ok(n) => n,
         Err(e) => {
             record_error("supervising replay", &e);
@@ -85,71 +186,50 @@ pub fn round(dboid: u32, now: i64) -> i64 {
         }
     };
     let replay_on = gucs::REPLAY.get() && gucs::ENABLED.get();
-    let wanted: Vec<&Node> = nodes
+    let wanted: Vec<&str> = nodes
         .iter()
         .filter(|n| replay_on && wants_replay(n))
+        .map(|n| n.queue.as_str())
         .collect();
-    let mut to_start: Vec<(usize, String)> = Vec::new();
-    let mut problems: Vec<String> = Vec::new();
-    {
-        let mut st = STATE.exclusive();
-        for n in &wanted {
-            if st.find(Kind::Replay, dboid, &n.queue).is_none()
-                && st.find_or_add(Kind::Replay, dboid, &n.queue).is_none()
-            {
-                problems.push(if n.queue.len() > shmem::OBJECT_LEN {
-                    format!(
-                        "queue \"{}\" is not replayed in-server: its name is longer than {} bytes",
-                        n.queue,
-                        shmem::OBJECT_LEN
-                    )
-                } else {
-                    format!(
-                        "queue \"{}\" is not replayed in-server: all {} pgq worker slots are taken",
-                        n.queue,
-                        shmem::MAX_WORKERS
-                    )
-                });
-            }
-        }
-        for i in 0..st.slots.len() {
-            let slot = &mut st.slots[i];
-            if !slot.in_use || slot.kind != Kind::Replay || slot.dboid != dboid {
-                continue;
-            }
-            let is_wanted = wanted.iter().any(|n| n.queue == slot.object());
-            match supervise::decide(&slot.view(is_wanted), now) {
-                Decision::Busy => {
-                    if !is_wanted {
-                        shmem::terminate(slot.pid);
-                    }
-                }
-                Decision::Reap {
-                    restarts,
-                    next_start,
-                } => {
-                    slot.reap(restarts, next_start);
-                    next = next.min(next_start.max(now));
-                }
-                Decision::Start => to_start.push((i, slot.object().to_string())),
-                Decision::WaitUntil(t) => next = next.min(t),
-                Decision::Nothing => {
-                    if !is_wanted {
-                        *slot = shmem::WorkerSlot::default();
-                    }
-                }
-            }
-        }
-    }
+    // copy workers only for nodes replayed here (a merge leaf is not)
+    let copy_wanted: Vec<&str> = copies
+        .iter()
+        .filter(|c| {
+            nodes
+                .iter()
+                .any(|n| n.queue == c.queue && !n.merge && wanted.contains(&n.queue.as_str()))
+        })
+        .map(|c| c.object.as_str())
+        .collect();
+    let mut to_start = Vec::new();
+    let mut problems = Vec::new();
+    supervise(
+        Kind::Replay,
+        dboid,
+        &wanted,
+        now,
+        &mut next,
+        &mut to_start,
+        &mut problems,
+    );
+    supervise(
+        Kind::Copy,
+        dboid,
+        &copy_wanted,
+        now,
+        &mut next,
+        &mut to_start,
+        &mut problems,
+    );
     for p in problems {
         record_error(
             "supervising replay",
             &StepError::new(crate::errors::SqlState::PROGRAM_LIMIT_EXCEEDED, p),
         );
     }
-    for (i, queue) in to_start {
+    for (kind, i, object) in to_start {
         let g = STATE.exclusive().new_generation(i, now);
-        start_child(&queue, i, g);
+        start_child(kind, &object, i, g);
     }
     // root duties: publish sequence positions, acknowledge the worker state (what the
     // Python worker did on a root)

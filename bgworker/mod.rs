@@ -7,6 +7,7 @@
 //! of the way of DROP DATABASE, CREATE DATABASE ... TEMPLATE, ALTER DATABASE RENAME /
 //! SET TABLESPACE.
 
+pub mod copy;
 pub mod hooks;
 pub mod launcher;
 pub mod manager;
@@ -163,6 +164,50 @@ pub fn wake_replay(queue: &str) {
     shmem::wake(pid);
 }
 
+/// Wake the copy workers of this database (a table's hand-off state changed).
+pub fn wake_copies() {
+    if !shmem::available() || !preloaded() {
+        return;
+    }
+    // SAFETY: a PostgreSQL global of this backend.
+    let mine = unsafe { pg_sys::MyDatabaseId }.to_u32();
+    let pids: Vec<i32> = {
+        let mut s = shmem::STATE.exclusive();
+        s.slots
+            .iter_mut()
+            .filter(|x| x.in_use && x.kind == shmem::Kind::Copy && x.dboid == mine)
+            .map(|x| {
+                x.wake_requested = true;
+                x.pid
+            })
+            .collect()
+    };
+    for p in pids {
+        shmem::wake(p);
+    }
+}
+
+/// Ask this database's manager for a supervision round now (a table waits for its
+/// copy worker).
+pub fn request_supervision() {
+    if !shmem::available() || !preloaded() {
+        return;
+    }
+    // SAFETY: a PostgreSQL global of this backend.
+    let mine = unsafe { pg_sys::MyDatabaseId }.to_u32();
+    let pid = {
+        let mut s = shmem::STATE.exclusive();
+        match s.slot_of(mine) {
+            Some(i) => {
+                s.slots[i].supervise_requested = true;
+                s.slots[i].pid
+            }
+            None => 0,
+        }
+    };
+    shmem::wake(pid);
+}
+
 /// Whether the current user may see every database's worker rows (superusers and
 /// members of pg_monitor); others see the launcher and their own database only.
 fn sees_all_databases() -> bool {
@@ -266,7 +311,7 @@ pub fn status_rows_v2() -> Vec<StatusRowV2> {
         .filter(|x| x.in_use && (all || x.dboid == mine))
     {
         let name = database_name(pg_sys::Oid::from(slot.dboid));
-        let replay = slot.kind == shmem::Kind::Replay;
+        let replay = matches!(slot.kind, shmem::Kind::Replay | shmem::Kind::Copy);
         out.push((
             (
                 slot.kind.name().to_string(),

@@ -50,7 +50,9 @@ fn replay_role(queue: &str) -> Result<Option<(pg_sys::Oid, String)>, crate::erro
 
 /// Look the replay role up and become it, in the caller's transaction (the privilege
 /// lookups read the catalogs).
-fn become_replay_role(queue: &str) -> Result<Option<(String, bool)>, crate::errors::PgqError> {
+pub(super) fn become_replay_role(
+    queue: &str,
+) -> Result<Option<(String, bool)>, crate::errors::PgqError> {
     let Some((oid, name)) = replay_role(queue)? else {
         return Ok(None);
     };

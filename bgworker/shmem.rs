@@ -18,7 +18,7 @@ pub const ERROR_LEN: usize = 240;
 pub const OBJECT_LEN: usize = 64;
 
 /// What a worker does. The per-database ticker is that database's manager; replay and
-/// copy workers are its children (in-server replay, next).
+/// copy workers are its children.
 #[derive(Copy, Clone, Debug, PartialEq, Eq, Default)]
 #[repr(u8)]
 pub enum Kind {
@@ -27,6 +27,10 @@ pub enum Kind {
     /// in-server replay of one cascaded node (object: the queue name), a child of its
     /// database's manager
     Replay = 2,
+    /// the initial copy and catch-up of one table of a replayed node (object:
+    /// `<londiste.table_info.nr> <table>`, cut to OBJECT_LEN bytes), a child of its
+    /// database's manager
+    Copy = 3,
 }
 
 impl Kind {
@@ -34,6 +38,7 @@ impl Kind {
         match self {
             Kind::Ticker => "ticker",
             Kind::Replay => "replay",
+            Kind::Copy => "copy",
         }
     }
 }
@@ -94,6 +99,8 @@ pub struct WorkerSlot {
     /// replay: how far the worker got towards the hold, and its completed tick then
     pub hold_state: HoldState,
     pub hold_position: i64,
+    /// ticker: a supervision round is asked for now (a table waits for a copy worker)
+    pub supervise_requested: bool,
 }
 
 impl Default for WorkerSlot {
@@ -132,6 +139,7 @@ impl Default for WorkerSlot {
             hold_pid: 0,
             hold_state: HoldState::None,
             hold_position: 0,
+            supervise_requested: false,
         }
     }
 }
@@ -346,6 +354,23 @@ pub fn start_arg(slot: usize, generation: u32) -> pg_sys::Datum {
 pub fn parse_start_arg(d: pg_sys::Datum) -> (usize, u32) {
     let v = d.value() as u64;
     ((v >> 32) as usize, v as u32)
+}
+
+/// The slot object of a copy worker: the table's `londiste.table_info.nr`, a space and
+/// its name, cut to OBJECT_LEN bytes (the number alone keys it; the name is for people).
+pub fn copy_object(nr: i32, table: &str) -> String {
+    let mut o = format!("{nr} {table}");
+    let mut n = o.len().min(OBJECT_LEN);
+    while !o.is_char_boundary(n) {
+        n -= 1;
+    }
+    o.truncate(n);
+    o
+}
+
+/// The `londiste.table_info.nr` a copy worker's slot object names.
+pub fn copy_object_nr(object: &str) -> Option<i32> {
+    object.split(' ').next()?.parse().ok()
 }
 
 /// Whether process `pid` still exists (signal 0 probes without sending anything).

@@ -624,6 +624,11 @@ fn main_loop(role: &str) -> Stop {
         };
         // SIGTERM (PostgreSQL's `die`) ends the process here, or in any wait before
         pg_sys::check_for_interrupts!();
+        let mut supervise_now = false;
+        with_slot(|s| supervise_now = std::mem::take(&mut s.supervise_requested));
+        if supervise_now {
+            next_supervise = shmem::now();
+        }
         if rc & pg_sys::WL_LATCH_SET as i32 != 0 {
             // a producer committed events: tick soon, but not more often than the minimum period
             let earliest = last_tick_run + gucs::TICKER_MIN_PERIOD_MS.get() as i64 * 1000;

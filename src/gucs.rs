@@ -16,6 +16,7 @@ pub static WORKER_ROLE: GucSetting<Option<CString>> = GucSetting::<Option<CStrin
 pub static WORKER_LOCK_TIMEOUT_MS: GucSetting<i32> = GucSetting::<i32>::new(10_000);
 pub static REPLAY: GucSetting<bool> = GucSetting::<bool>::new(true);
 pub static REPLAY_IDLE_WAIT_MS: GucSetting<i32> = GucSetting::<i32>::new(1000);
+pub static MAX_PARALLEL_COPIES: GucSetting<i32> = GucSetting::<i32>::new(2);
 
 /// `pgq.worker_role`, or None when empty (the workers then run as the extension owner).
 pub fn worker_role() -> Option<String> {
@@ -135,6 +136,16 @@ pub fn init() {
         60_000,
         GucContext::Sighup,
         GucFlags::UNIT_MS,
+    );
+    GucRegistry::define_int_guc(
+        c"pgq.max_parallel_copies",
+        c"How many tables of one replayed node are in their initial copy at once, each in a copy worker.",
+        c"Further tables wait in state NULL until a copy hands its table to the replay worker.",
+        &MAX_PARALLEL_COPIES,
+        1,
+        64,
+        GucContext::Sighup,
+        GucFlags::default(),
     );
     // SAFETY: _PG_init, after the pgq.* settings are defined; the prefix is static.
     unsafe { pgrx::pg_sys::MarkGUCPrefixReserved(c"pgq".as_ptr()) };

@@ -372,6 +372,139 @@ impl PendingWakes {
     }
 }
 
+/// Where a table stands in its initial copy (`londiste.table_info.merge_state`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CopyPhase {
+    /// NULL: registered, not copied yet
+    Waiting,
+    /// the copy worker copies it
+    InCopy,
+    /// copied with a snapshot; the copy worker applies its events alone
+    CatchingUp,
+    /// the copy worker caught up and waits, its next batch ending at this tick
+    WannaSync(i64),
+    /// the replay worker stopped before its batch ending at this tick; the copy
+    /// worker applies up to it
+    DoSync(i64),
+    /// the replay worker applies its events (`?` is the legacy spelling)
+    Ok,
+}
+
+impl CopyPhase {
+    /// The phase a state string names; an unknown one is an error naming it.
+    pub fn parse(state: Option<&str>) -> Result<CopyPhase, String> {
+        let tick = |t: &str, s: &str| {
+            t.parse::<i64>()
+                .map_err(|_| format!("Invalid table state: {s}"))
+        };
+        match state {
+            None => Ok(CopyPhase::Waiting),
+            Some("ok") | Some("?") => Ok(CopyPhase::Ok),
+            Some("in-copy") => Ok(CopyPhase::InCopy),
+            Some("catching-up") => Ok(CopyPhase::CatchingUp),
+            Some(s) => {
+                if let Some(t) = s.strip_prefix("wanna-sync:") {
+                    tick(t, s).map(CopyPhase::WannaSync)
+                } else if let Some(t) = s.strip_prefix("do-sync:") {
+                    tick(t, s).map(CopyPhase::DoSync)
+                } else {
+                    Err(format!("Invalid table state: {s}"))
+                }
+            }
+        }
+    }
+
+    /// A copy worker works on the table.
+    pub fn copying(self) -> bool {
+        matches!(
+            self,
+            CopyPhase::InCopy
+                | CopyPhase::CatchingUp
+                | CopyPhase::WannaSync(_)
+                | CopyPhase::DoSync(_)
+        )
+    }
+}
+
+/// What the replay worker does with a batch ending at `cur_tick`, given the copy
+/// phases of the node's local tables.
+#[derive(Debug, PartialEq, Eq)]
+pub enum HandOff {
+    /// apply it
+    Apply,
+    /// a copy worker is applying up to its `do-sync` tick: do not apply it, wait
+    Wait,
+    /// these tables (global name, their `wanna-sync:T` state) caught up at T <=
+    /// cur_tick: set them `do-sync:<cur_tick>` and wait instead of applying
+    DoSync(Vec<(String, String)>),
+}
+
+pub fn hand_off<'a>(
+    tables: impl IntoIterator<Item = (&'a str, Option<&'a str>)>,
+    cur_tick: i64,
+) -> HandOff {
+    let mut sync = Vec::new();
+    for (name, state) in tables {
+        match CopyPhase::parse(state) {
+            Ok(CopyPhase::DoSync(_)) => return HandOff::Wait,
+            Ok(CopyPhase::WannaSync(t)) if t <= cur_tick => {
+                sync.push((name.to_string(), state.unwrap_or_default().to_string()))
+            }
+            _ => {}
+        }
+    }
+    if sync.is_empty() {
+        HandOff::Apply
+    } else {
+        sync.sort();
+        HandOff::DoSync(sync)
+    }
+}
+
+/// What a copy worker does in its catch-up with its next batch ending at `cur_tick`.
+#[derive(Debug, PartialEq, Eq)]
+pub enum CatchUp {
+    /// apply the table's events of the batch
+    Apply,
+    /// announce `wanna-sync:<cur_tick>` and wait for the replay worker
+    Announce,
+    /// keep waiting for the replay worker
+    Wait,
+    /// the table is the replay worker's from this batch on: state ok, done
+    HandOver,
+}
+
+/// `caught_up`: the copy worker's previous look found no batch.
+pub fn catch_up(phase: CopyPhase, cur_tick: i64, caught_up: bool) -> Result<CatchUp, String> {
+    match phase {
+        CopyPhase::CatchingUp if caught_up => Ok(CatchUp::Announce),
+        CopyPhase::CatchingUp => Ok(CatchUp::Apply),
+        CopyPhase::WannaSync(t) if t == cur_tick => Ok(CatchUp::Wait),
+        CopyPhase::WannaSync(t) => Err(format!(
+            "Invalid table state: wanna-sync:{t}, but the next batch ends at tick {cur_tick}"
+        )),
+        CopyPhase::DoSync(c) if c == cur_tick => Ok(CatchUp::HandOver),
+        CopyPhase::DoSync(c) if cur_tick < c => Ok(CatchUp::Apply),
+        CopyPhase::DoSync(c) => Err(format!(
+            "Invalid table state: do-sync:{c}, but the next batch ends at tick {cur_tick}"
+        )),
+        p => Err(format!("no catch-up in table state {p:?}")),
+    }
+}
+
+/// The consumer a copy worker (or the Python copy process) registers for `table`.
+pub fn copy_consumer(worker: &str, table: &str) -> String {
+    format!("{worker}.copy.{table}")
+}
+
+/// The table a copy consumer of `worker` is for, if `consumer` is one.
+pub fn copy_consumer_table<'a>(worker: &str, consumer: &'a str) -> Option<&'a str> {
+    consumer
+        .strip_prefix(worker)?
+        .strip_prefix(".copy.")
+        .filter(|t| !t.is_empty())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -607,5 +740,85 @@ mod tests {
         );
         assert!(ExecAttrs::from_script("--*-- Bogus: x\nselect 1").is_err());
         assert!(ExecAttrs::from_script("--*-- no colon\nselect 1").is_err());
+    }
+    #[test]
+    fn copy_phases_parse() {
+        assert_eq!(CopyPhase::parse(None), Ok(CopyPhase::Waiting));
+        assert_eq!(CopyPhase::parse(Some("?")), Ok(CopyPhase::Ok));
+        assert_eq!(CopyPhase::parse(Some("ok")), Ok(CopyPhase::Ok));
+        assert_eq!(CopyPhase::parse(Some("in-copy")), Ok(CopyPhase::InCopy));
+        assert_eq!(
+            CopyPhase::parse(Some("wanna-sync:123")),
+            Ok(CopyPhase::WannaSync(123))
+        );
+        assert_eq!(
+            CopyPhase::parse(Some("do-sync:7")),
+            Ok(CopyPhase::DoSync(7))
+        );
+        assert!(CopyPhase::parse(Some("do-sync:x")).is_err());
+        assert!(CopyPhase::parse(Some("lead")).is_err());
+        assert!(CopyPhase::parse(Some("catching-up")).unwrap().copying());
+        assert!(!CopyPhase::parse(Some("ok")).unwrap().copying());
+        assert!(!CopyPhase::Waiting.copying());
+    }
+
+    #[test]
+    fn hand_off_rules() {
+        let t = |v: &[(&'static str, Option<&'static str>)]| v.to_vec();
+        assert_eq!(
+            hand_off(t(&[("a", Some("ok")), ("b", None)]), 10),
+            HandOff::Apply
+        );
+        assert_eq!(
+            hand_off(t(&[("a", Some("catching-up"))]), 10),
+            HandOff::Apply
+        );
+        // announced for a later tick: the replay worker is behind, it applies on
+        assert_eq!(
+            hand_off(t(&[("a", Some("wanna-sync:11"))]), 10),
+            HandOff::Apply
+        );
+        assert_eq!(
+            hand_off(
+                t(&[("b", Some("wanna-sync:10")), ("a", Some("wanna-sync:9"))]),
+                10
+            ),
+            HandOff::DoSync(vec![
+                ("a".into(), "wanna-sync:9".into()),
+                ("b".into(), "wanna-sync:10".into())
+            ])
+        );
+        // a copy worker still applying up to its tick: nothing else happens
+        assert_eq!(
+            hand_off(
+                t(&[("a", Some("wanna-sync:9")), ("b", Some("do-sync:10"))]),
+                10
+            ),
+            HandOff::Wait
+        );
+    }
+
+    #[test]
+    fn catch_up_rules() {
+        use CopyPhase::{CatchingUp, DoSync, InCopy, WannaSync};
+        assert_eq!(catch_up(CatchingUp, 5, false), Ok(CatchUp::Apply));
+        assert_eq!(catch_up(CatchingUp, 5, true), Ok(CatchUp::Announce));
+        assert_eq!(catch_up(WannaSync(5), 5, false), Ok(CatchUp::Wait));
+        assert!(catch_up(WannaSync(5), 6, false).is_err());
+        assert_eq!(catch_up(DoSync(8), 5, true), Ok(CatchUp::Apply));
+        assert_eq!(catch_up(DoSync(8), 8, false), Ok(CatchUp::HandOver));
+        assert!(catch_up(DoSync(8), 9, false).is_err());
+        assert!(catch_up(InCopy, 9, false).is_err());
+        assert!(catch_up(CopyPhase::Ok, 9, false).is_err());
+    }
+
+    #[test]
+    fn copy_consumer_names() {
+        let c = copy_consumer("n1_worker", "public.t1");
+        assert_eq!(c, "n1_worker.copy.public.t1");
+        assert_eq!(copy_consumer_table("n1_worker", &c), Some("public.t1"));
+        assert_eq!(copy_consumer_table("n1_worker", "n1_worker"), None);
+        assert_eq!(copy_consumer_table("n1_worker", "n1_worker.copy."), None);
+        assert_eq!(copy_consumer_table("n2_worker", &c), None);
     }
 }

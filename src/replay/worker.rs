@@ -30,7 +30,10 @@ use crate::logic::compare::{self as hold, HoldState, HoldStep};
 use crate::logic::londiste::{make_fqname, split_fqname};
 use crate::logic::node::NodeType;
 use crate::logic::quote;
-use crate::logic::replay::{self as rules, BatchVerdict, BranchTick, CascadeEvent, ExecDecision};
+use crate::logic::replay::{
+    self as rules, BatchVerdict, BranchTick, CascadeEvent, CatchUp, CopyPhase, ExecDecision,
+    HandOff,
+};
 use crate::logic::snapshot::Snapshot;
 use crate::remote::{ConnectOptions, Connection};
 use pgrx::prelude::*;
@@ -122,6 +125,19 @@ pub struct Replay {
     /// a compare holds this worker: the tick it stands at, since when (logged when
     /// the hold ends)
     held: Option<(i64, i64)>,
+    /// set in a copy worker: the one table it copies and catches up
+    copy: Option<CopyTask>,
+}
+
+/// The table of a copy worker.
+#[derive(Debug, Clone)]
+struct CopyTask {
+    /// londiste.table_info.nr
+    nr: i32,
+    /// the global table name
+    table: String,
+    /// the previous look for a batch found none: the catch-up has caught up
+    caught_up: bool,
 }
 
 /// How a round ended.
@@ -148,13 +164,37 @@ impl Replay {
             restore_fkeys: false,
             copy_check: true,
             held: None,
+            copy: None,
         }
+    }
+
+    /// The copy and catch-up of one table (`nr`, `table`) of the queue's node: what a
+    /// copy worker runs.
+    pub fn new_copy(
+        queue: String,
+        role: String,
+        role_is_superuser: bool,
+        nr: i32,
+        table: String,
+    ) -> Replay {
+        let mut r = Replay::new(queue, role, role_is_superuser);
+        r.copy = Some(CopyTask {
+            nr,
+            table,
+            caught_up: false,
+        });
+        r
     }
 
     /// One round; errors are recorded here and turned into a backoff.
     pub fn round(&mut self) -> Round {
         self.pos = Position::default();
-        match self.try_round() {
+        let r = if self.copy.is_some() {
+            self.copy_round()
+        } else {
+            self.try_round()
+        };
+        match r {
             Ok(r) => {
                 self.failures = 0;
                 self.last_failed = false;
@@ -227,7 +267,12 @@ impl Replay {
         let code = e.sqlstate().to_string();
         let mut shown = e.clone();
         shown.message = msg.clone();
-        w::record_error(&format!("replay of queue \"{q}\""), &shown);
+        let copy_table = self.copy.as_ref().map(|t| t.table.clone());
+        let what = match &copy_table {
+            Some(t) => format!("copy of table {t} (queue \"{q}\")"),
+            None => format!("replay of queue \"{q}\""),
+        };
+        w::record_error(&what, &shown);
         let r = in_txn("record replay error", || {
             Spi::connect_mut(|c| -> Result<(), PgqError> {
                 let worker = c
@@ -237,9 +282,12 @@ impl Replay {
                         &[q.as_str().into()],
                     )
                     .ctx("reading the node's worker")?;
-                let Some(worker) = worker.first().get::<String>(1).ctx("reading the node's worker")? else {
+                let Some(mut worker) = worker.first().get::<String>(1).ctx("reading the node's worker")? else {
                     return Ok(());
                 };
+                if let Some(t) = &copy_table {
+                    worker = rules::copy_consumer(&worker, t);
+                }
                 c.update(
                     "select ret_code from pgq_node.set_consumer_error($1, $2, $3)",
                     Some(1),
@@ -303,10 +351,11 @@ impl Replay {
                 format!("node \"{}\" has no provider location", node.node_name),
             )
         })?;
-        self.ensure_provider(&node, &location)?;
-        if self.initial_copies(&node)? {
-            return Ok(Round::Busy);
-        }
+        self.ensure_provider(
+            node.provider_node.as_deref().unwrap_or("provider"),
+            &location,
+        )?;
+        self.start_copies(&node)?;
         let batch = self.next_batch(&node.worker)?;
         let Some(batch) = batch else {
             self.copy_check = true;
@@ -319,14 +368,25 @@ impl Replay {
         }
         self.pos.batch_id = Some(batch.id);
         self.pos.tick_id = Some(batch.cur_tick);
-        let applied = in_txn("apply batch", || match self.apply_batch(&node, &batch) {
-            Ok(v) => v,
-            Err(e) => e.report(),
+        let worker = node.worker.clone();
+        let applied = in_txn("apply batch", || {
+            match self.apply_batch(&worker, &node, &batch) {
+                Ok(v) => v,
+                Err(e) => e.report(),
+            }
         })?;
+        if let Applied::SyncWait = applied {
+            // a copy worker takes its table up to this batch's tick; it wakes us when
+            // it hands the table over
+            crate::bgworker::wake_copies();
+            w::report(Some("waiting for a copy worker's hand-off"));
+            return Ok(Round::Idle(Duration::from_secs(1)));
+        }
         if node.node_type == NodeType::Branch {
             let need_tick = match applied {
                 Applied::Events(_) => true,
                 Applied::AlreadyDone => self.branch_tick_missing(&batch)?,
+                Applied::SyncWait => false,
             };
             if need_tick {
                 self.make_tick(&batch)?;
@@ -335,7 +395,7 @@ impl Replay {
         self.finish_batch(&batch)?;
         let events = match applied {
             Applied::Events(n) => n,
-            Applied::AlreadyDone => 0,
+            Applied::AlreadyDone | Applied::SyncWait => 0,
         };
         let now = shmem::now();
         w::with_slot(|s| {
@@ -558,16 +618,19 @@ impl Replay {
         })
     }
 
-    fn ensure_provider(&mut self, node: &NodeState, location: &str) -> Result<(), StepError> {
+    fn ensure_provider(&mut self, node_name: &str, location: &str) -> Result<(), StepError> {
         if let Some((loc, conn)) = &self.provider {
             if loc == location && conn.is_open() {
                 return Ok(());
             }
         }
         self.provider = None;
-        let purpose = format!("replay {}", self.queue);
+        let purpose = match self.copy {
+            Some(_) => format!("copy {}", self.queue),
+            None => format!("replay {}", self.queue),
+        };
         let opts = ConnectOptions::new(location, &purpose)
-            .node(node.provider_node.as_deref().unwrap_or("provider"))
+            .node(node_name)
             .superuser(self.role_is_superuser);
         let mut conn = Connection::connect(&opts).map_err(rerr)?;
         // tick notifications of the queue wake the worker (pgq.notify on the provider)
@@ -626,9 +689,17 @@ impl Replay {
         }))
     }
 
-    fn apply_batch(&mut self, node: &NodeState, batch: &Batch) -> Result<Applied, PgqError> {
+    /// Apply `batch` as `worker` (the node's worker, or in a copy worker its table's
+    /// copy consumer), in the caller's transaction.
+    fn apply_batch(
+        &mut self,
+        worker: &str,
+        node: &NodeState,
+        batch: &Batch,
+    ) -> Result<Applied, PgqError> {
         let q = self.queue.clone();
-        let worker = node.worker.clone();
+        let worker = worker.to_string();
+        let copy_of = self.copy.as_ref().map(|t| t.table.clone());
         // the worker's row, locked: a second consumer of the same position waits here,
         // and one that completed the batch meanwhile is seen
         let completed = Spi::connect_mut(|c| {
@@ -663,10 +734,34 @@ impl Replay {
             Ok::<_, PgqError>(())
         })?;
         let mut tables = Tables::load(&q)?;
-        self.copy_check |= tables
-            .by_name
-            .values()
-            .any(|t| t.local && needs_copy(t.state.as_deref()));
+        tables.copy_of = copy_of.clone();
+        if copy_of.is_none() {
+            self.copy_check |= tables
+                .by_name
+                .values()
+                .any(|t| t.local && t.state.is_none());
+            // a copy worker's hand-off (docs/replication.md, "Initial copy")
+            let states = tables
+                .by_name
+                .iter()
+                .filter(|(_, t)| t.local)
+                .map(|(n, t)| (n.as_str(), t.state.as_deref()));
+            match rules::hand_off(states, batch.cur_tick) {
+                HandOff::Apply => {}
+                HandOff::Wait => return Ok(Applied::SyncWait),
+                HandOff::DoSync(list) => {
+                    let to = format!("do-sync:{}", batch.cur_tick);
+                    for (table, from) in list {
+                        set_table_state_if(&q, &table, &from, &to)?;
+                        log!(
+                            "pgq replay: queue \"{q}\": table {table} ({from}) syncs at tick {}",
+                            batch.cur_tick
+                        );
+                    }
+                    return Ok(Applied::SyncWait);
+                }
+            }
+        }
         // what an operator asked to skip in this batch (pgq_cascade.skip_replay_error)
         let (skip_events, skip_batch) = Spi::connect(|c| {
             let t = c
@@ -690,7 +785,7 @@ impl Replay {
             }
             Ok::<_, PgqError>((evs, whole))
         })?;
-        let is_branch = node.node_type == NodeType::Branch;
+        let is_branch = node.node_type == NodeType::Branch && copy_of.is_none();
         let mut count = 0i64;
         let bid = batch.id.to_string();
         let conn = self.conn()?;
@@ -726,7 +821,14 @@ impl Replay {
                     .as_ref()
                     .map(|b| String::from_utf8_lossy(b).into_owned());
 
-                if skip_batch || skip_events.contains(&ev.id) {
+                if copy_of.is_some()
+                    && !matches!(
+                        plan::classify(&ev.ev_type),
+                        EventKind::Data | EventKind::Truncate
+                    )
+                {
+                    // a copy worker applies only its table's row changes
+                } else if skip_batch || skip_events.contains(&ev.id) {
                     log!(
                         "pgq replay: queue \"{q}\": event {} of batch {} skipped as asked",
                         ev.id,
@@ -749,11 +851,15 @@ impl Replay {
         }
         self.pos = pos;
         CURRENT_EVENT.with(|c| *c.borrow_mut() = Position::default());
-        // copy snapshots no later batch can need any more are dropped
-        if tables.by_name.values().any(|t| t.snapshot.is_some()) {
+        // copy snapshots no later batch can need any more are dropped (by the replay
+        // worker, once the table is its own)
+        let has_snapshot = |t: &TableInfo| {
+            t.snapshot.is_some() && matches!(t.state.as_deref(), Some("ok") | Some("?"))
+        };
+        if copy_of.is_none() && tables.by_name.values().any(has_snapshot) {
             let cur = self.tick_snapshot(batch.cur_tick)?;
             for (name, t) in &tables.by_name {
-                if t.snapshot.as_ref().is_some_and(|s| s.xmax <= cur.xmin) {
+                if has_snapshot(t) && t.snapshot.as_ref().is_some_and(|s| s.xmax <= cur.xmin) {
                     set_table_state(&q, name, None, Some("ok"))?;
                     self.restore_fkeys = true;
                 }
@@ -889,105 +995,575 @@ impl Replay {
         Snapshot::parse(&text).map_err(|e| PgqError::new(SqlState::DATA_EXCEPTION, e.to_string()))
     }
 
-    /// Copy every table that waits for its initial copy (state NULL, or `in-copy` after
-    /// a crash, or a hand-off state an external copy process left). Returns whether it
-    /// copied anything (the round then starts again).
-    fn initial_copies(&mut self, node: &NodeState) -> Result<bool, StepError> {
+    /// Start the initial copy of tables that wait for it (state NULL): up to
+    /// `pgq.max_parallel_copies` tables of the node are `in-copy` or later at once,
+    /// each copied by a copy worker the manager starts for it. A table is started once
+    /// the provider has it complete (`ok`, no copy snapshot of its own), or at once
+    /// with a `copy_node` attribute (the copy worker then waits for its source).
+    /// Copy consumers left over by finished or abandoned copies go first.
+    fn start_copies(&mut self, node: &NodeState) -> Result<(), StepError> {
         if self.restore_fkeys {
             self.restore_fkeys = false;
             self.restore_pending_fkeys()?;
         }
         if !std::mem::replace(&mut self.copy_check, false) {
-            return Ok(false);
+            return Ok(());
         }
         let q = self.queue.clone();
         let tables = in_txn("read table states", || Tables::load(&q)).and_then(|r| r)?;
-        let mut waiting: Vec<(String, String, bool)> = tables
+        self.drop_stale_copy_consumers(node, &tables)?;
+        let mut active = tables
+            .by_name
+            .values()
+            .filter(|t| {
+                t.local
+                    && CopyPhase::parse(t.state.as_deref())
+                        .map(CopyPhase::copying)
+                        .unwrap_or(false)
+            })
+            .count();
+        let max = crate::gucs::MAX_PARALLEL_COPIES.get().max(1) as usize;
+        let mut waiting: Vec<(String, bool)> = tables
             .by_name
             .iter()
-            .filter(|(_, t)| t.local && needs_copy(t.state.as_deref()))
-            .map(|(n, t)| {
-                let skip = t
-                    .attrs
-                    .as_deref()
-                    .is_some_and(|a| a.split('&').any(|kv| kv == "skip_truncate=1"));
-                (n.clone(), t.dest.clone(), skip)
-            })
+            .filter(|(_, t)| t.local && t.state.is_none())
+            .map(|(n, t)| (n.clone(), copy_node_attr(t.attrs.as_deref()).is_some()))
             .collect();
-        if waiting.is_empty() {
-            return Ok(false);
-        }
         waiting.sort();
-        let mut copied = false;
-        for (table, dest, skip_truncate) in waiting {
-            // the provider must hold the data: its copy of the table is complete, and
-            // its own copy snapshot is gone, so every event it skipped for that copy
-            // (and still passed on, with its own txid) committed before our snapshot
-            // and is skipped here too
-            let ready = self
-                .conn()?
-                .exec(
-                    "select merge_state::text from londiste.get_table_list($1) \
-                      where table_name operator(pg_catalog.=) $2 and local \
-                        and custom_snapshot is null",
-                    &[Some(&q), Some(&table)],
-                )
-                .map_err(rerr)?;
-            let state = if ready.ntuples() > 0 {
-                ready.get::<String>(0, 0).map_err(rerr)?
-            } else {
-                None
-            };
-            if !matches!(state.as_deref(), Some("ok")) {
+        let mut started = false;
+        for (table, own_source) in waiting {
+            if active >= max {
+                // more tables wait: look again when a copy is handed over
+                self.copy_check = true;
+                break;
+            }
+            if !own_source && !self.provider_has_complete(&table)? {
                 continue;
             }
-            in_txn("mark table in-copy", || {
-                set_table_state(&q, &table, None, Some("in-copy"))
+            let moved = in_txn("mark table in-copy", || {
+                Spi::connect_mut(|c| {
+                    c.update(
+                        "update londiste.table_info set merge_state = 'in-copy' \
+                          where queue_name operator(pg_catalog.=) $1 \
+                            and table_name operator(pg_catalog.=) $2 and local \
+                            and merge_state is null returning 1",
+                        Some(1),
+                        &[q.as_str().into(), table.as_str().into()],
+                    )
+                    .map(|t| !t.is_empty())
+                    .ctx("setting a table in-copy")
+                })
             })
             .and_then(|r| r)?;
-            w::report(Some(&format!("initial copy of {table}")));
-            let started = shmem::now();
-            self.pos.table = Some(table.clone());
-            let conn = match self.provider.as_mut() {
-                Some((_, c)) => c,
-                None => continue,
-            };
-            let done = in_txn("initial copy", || {
-                let r = (|| -> Result<crate::replay::copy::Copied, PgqError> {
-                    Spi::connect_mut(|c| {
-                        c.update(
-                            "select londiste.set_session_replication_role('replica', true)",
-                            None,
-                            &[],
-                        )
-                        .map(|_| ())
-                        .ctx("setting session_replication_role")
-                    })?;
-                    let copied =
-                        crate::replay::copy::copy_table(conn, &table, &dest, skip_truncate)?;
-                    set_table_state(&q, &table, Some(&copied.snapshot), Some("ok"))?;
-                    Ok(copied)
-                })();
-                match r {
-                    Ok(v) => v,
-                    Err(e) => e.report(),
-                }
-            })?;
-            log!(
-                "pgq replay: node \"{}\": copied table {table}: {} rows, {} bytes in {} ms",
-                node.node_name,
-                done.rows,
-                done.bytes,
-                (shmem::now() - started) / 1000
-            );
-            copied = true;
-            // the copy snapshot goes once a later tick is past it: ask the provider for
-            // one now instead of waiting for load or the idle period (best effort)
-            if let Some((_, c)) = self.provider.as_mut() {
-                let _ = c.exec("select pgq.force_tick($1)", &[Some(&q)]);
+            if moved {
+                log!(
+                    "pgq replay: node \"{}\": table {table} goes to a copy worker",
+                    node.node_name
+                );
+                active += 1;
+                started = true;
             }
         }
-        Ok(copied)
+        if started {
+            crate::bgworker::request_supervision();
+        }
+        Ok(())
+    }
+
+    /// Whether the provider holds `table` complete: its copy there is done and its own
+    /// copy snapshot gone, so every event it skipped for that copy (and still passed
+    /// on, with its own txid) committed before a copy taken now.
+    fn provider_has_complete(&mut self, table: &str) -> Result<bool, StepError> {
+        let q = self.queue.clone();
+        let ready = self
+            .conn()?
+            .exec(
+                "select merge_state::text from londiste.get_table_list($1) \
+                  where table_name operator(pg_catalog.=) $2 and local \
+                    and custom_snapshot is null",
+                &[Some(&q), Some(table)],
+            )
+            .map_err(rerr)?;
+        let state = if ready.ntuples() > 0 {
+            ready.get::<String>(0, 0).map_err(rerr)?
+        } else {
+            None
+        };
+        Ok(matches!(state.as_deref(), Some("ok") | Some("?")))
+    }
+
+    /// Unregister the copy consumers (`<worker>.copy.<table>`) of tables no copy worker
+    /// works on any more: a copy handed over (a crash may have kept its consumer), a
+    /// table resynced or removed meanwhile. On their source first, then here.
+    fn drop_stale_copy_consumers(
+        &mut self,
+        node: &NodeState,
+        tables: &Tables,
+    ) -> Result<(), StepError> {
+        let q = self.queue.clone();
+        let worker = node.worker.clone();
+        let rows = in_txn("read copy consumers", || {
+            Spi::connect(|c| {
+                let t = c
+                    .select(
+                        "select s.consumer_name::text, l.node_location::text \
+                           from pgq_node.local_state s \
+                           left join pgq_node.node_location l \
+                             on l.queue_name operator(pg_catalog.=) s.queue_name \
+                            and l.node_name operator(pg_catalog.=) s.provider_node \
+                          where s.queue_name operator(pg_catalog.=) $1 \
+                            and s.consumer_name operator(pg_catalog.<>) $2",
+                        None,
+                        &[q.as_str().into(), worker.as_str().into()],
+                    )
+                    .ctx("reading pgq_node.local_state")?;
+                let mut v = Vec::new();
+                for r in t {
+                    v.push((
+                        crate::db::req::<String>(&r, 1, "reading pgq_node.local_state")?,
+                        crate::db::get::<String>(&r, 2, "reading pgq_node.local_state")?,
+                    ));
+                }
+                Ok::<_, PgqError>(v)
+            })
+        })
+        .and_then(|r| r)?;
+        for (consumer, location) in rows {
+            let Some(table) = rules::copy_consumer_table(&worker, &consumer) else {
+                continue;
+            };
+            let busy = tables.by_name.get(table).is_some_and(|t| {
+                t.local
+                    && CopyPhase::parse(t.state.as_deref())
+                        .map(CopyPhase::copying)
+                        .unwrap_or(true)
+            });
+            if busy {
+                continue;
+            }
+            if let Some(loc) = location {
+                let same = self.provider.as_ref().is_some_and(|(l, _)| *l == loc);
+                let sql = "select pgq.unregister_consumer($1, $2)";
+                if same {
+                    self.conn()?
+                        .exec(sql, &[Some(&q), Some(&consumer)])
+                        .map_err(rerr)?;
+                } else {
+                    let purpose = format!("replay {q}");
+                    let opts = ConnectOptions::new(&loc, &purpose)
+                        .node("copy source")
+                        .superuser(self.role_is_superuser);
+                    let mut conn = Connection::connect(&opts).map_err(rerr)?;
+                    conn.exec(sql, &[Some(&q), Some(&consumer)]).map_err(rerr)?;
+                }
+            }
+            in_txn("unregister a copy consumer", || {
+                Spi::connect_mut(|c| {
+                    c.update(
+                        "select ret_code from pgq_node.unregister_consumer($1, $2)",
+                        Some(1),
+                        &[q.as_str().into(), consumer.as_str().into()],
+                    )
+                    .map(|_| ())
+                    .ctx("unregistering a copy consumer")
+                })
+            })
+            .and_then(|r| r)?;
+            log!("pgq replay: queue \"{q}\": dropped the copy consumer {consumer}");
+        }
+        Ok(())
+    }
+
+    /// One round of a copy worker (docs/replication.md, "Initial copy"): register the
+    /// table's copy consumer on the copy source, copy the table (`in-copy` →
+    /// `catching-up` with the copy snapshot), apply the table's events from the copy
+    /// consumer's batches until it has caught up, announce `wanna-sync:T`, and once the
+    /// replay worker answers `do-sync:C`, apply up to C and hand the table over (`ok`).
+    fn copy_round(&mut self) -> Result<Round, StepError> {
+        let (nr, table, caught_up) = match &self.copy {
+            Some(t) => (t.nr, t.table.clone(), t.caught_up),
+            None => return Ok(Round::Stop("not a copy worker".into())),
+        };
+        let q = self.queue.clone();
+        let role = self.role.clone();
+        let view = match in_txn("read copy state", || read_copy_view(&q, &role, nr, &table))
+            .and_then(|r| r)?
+        {
+            Ok(v) => v,
+            Err(why) => return Ok(Round::Stop(why)),
+        };
+        self.pos.table = Some(table.clone());
+        let phase = CopyPhase::parse(view.state.as_deref())
+            .map_err(|m| StepError::new(SqlState::DATA_EXCEPTION, format!("table {table}: {m}")))?;
+        if !phase.copying() {
+            return Ok(Round::Stop(format!(
+                "table {table} is in state {} now, not copied",
+                view.state.as_deref().unwrap_or("NULL")
+            )));
+        }
+        // the copy consumer, registered on the copy source before the copy's snapshot
+        // is taken: its position precedes the copy
+        let (source, location) = match &view.registered {
+            Some((Some(n), Some(l))) => (n.clone(), l.clone()),
+            Some((n, _)) => {
+                return Err(StepError::new(
+                    SqlState::OBJECT_NOT_IN_PREREQUISITE_STATE,
+                    format!(
+                        "copy source node \"{}\" of table {table} has no location here",
+                        n.as_deref().unwrap_or("")
+                    ),
+                ))
+            }
+            None => {
+                self.register_copy_consumer(&view)?;
+                return Ok(Round::Busy);
+            }
+        };
+        w::with_slot(|s| s.set_provider(&source));
+        self.ensure_provider(&source, &location)?;
+        if phase == CopyPhase::InCopy {
+            return self.copy_table_now(&view, &source);
+        }
+        let Some(batch) = self.next_batch(&view.consumer)? else {
+            if let Some(t) = self.copy.as_mut() {
+                t.caught_up = true;
+            }
+            return Ok(Round::Idle(Duration::from_millis(
+                crate::gucs::REPLAY_IDLE_WAIT_MS.get() as u64,
+            )));
+        };
+        if let Some(t) = self.copy.as_mut() {
+            t.caught_up = false;
+        }
+        self.pos.batch_id = Some(batch.id);
+        self.pos.tick_id = Some(batch.cur_tick);
+        let step = rules::catch_up(phase, batch.cur_tick, caught_up).map_err(|m| {
+            StepError::new(
+                SqlState::OBJECT_NOT_IN_PREREQUISITE_STATE,
+                format!("table {table}: {m}"),
+            )
+        })?;
+        match step {
+            CatchUp::Announce => {
+                let to = format!("wanna-sync:{}", batch.cur_tick);
+                let done = in_txn("announce the copy caught up", || {
+                    set_table_state_if(&q, &table, "catching-up", &to)
+                })
+                .and_then(|r| r)?;
+                if done {
+                    crate::bgworker::wake_replay(&q);
+                    w::report(Some(&format!(
+                        "{table}: {to}, waiting for the replay worker"
+                    )));
+                }
+                Ok(Round::Idle(Duration::from_secs(1)))
+            }
+            CatchUp::Wait => Ok(Round::Idle(Duration::from_secs(1))),
+            CatchUp::HandOver => {
+                self.hand_over(&view, &batch)?;
+                Ok(Round::Stop(format!(
+                    "table {table} of queue \"{q}\" is handed to the replay worker at tick {}",
+                    batch.cur_tick
+                )))
+            }
+            CatchUp::Apply => {
+                let node = view.node.clone();
+                let consumer = view.consumer.clone();
+                let applied = in_txn("catch up", || {
+                    match self.apply_batch(&consumer, &node, &batch) {
+                        Ok(v) => v,
+                        Err(e) => e.report(),
+                    }
+                })?;
+                self.finish_batch(&batch)?;
+                let events = match applied {
+                    Applied::Events(n) => n,
+                    Applied::AlreadyDone | Applied::SyncWait => 0,
+                };
+                let now = shmem::now();
+                w::with_slot(|s| {
+                    s.batch_id = batch.id;
+                    s.tick_id = batch.cur_tick;
+                    s.tick_time = batch.cur_tick_time;
+                    s.events += events;
+                    s.ticks += 1;
+                    s.last_tick = now;
+                    s.clear_error();
+                });
+                Ok(Round::Busy)
+            }
+        }
+    }
+
+    /// Register the table's copy consumer on its copy source (the provider, or the
+    /// node the `copy_node` attribute names; `?`: the nearest node up the cascade that
+    /// has the table), then here at the position it got there.
+    fn register_copy_consumer(&mut self, view: &CopyView) -> Result<(), StepError> {
+        let q = self.queue.clone();
+        let (source, location) = self.copy_source(view)?;
+        w::with_slot(|s| s.set_provider(&source));
+        self.ensure_provider(&source, &location)?;
+        let consumer = view.consumer.clone();
+        let conn = self.conn()?;
+        conn.exec(
+            "select pgq.register_consumer($1, $2)",
+            &[Some(&q), Some(&consumer)],
+        )
+        .map_err(rerr)?;
+        let r = conn
+            .exec(
+                "select last_tick from pgq.get_consumer_info($1, $2)",
+                &[Some(&q), Some(&consumer)],
+            )
+            .map_err(rerr)?;
+        let tick = if r.ntuples() > 0 {
+            r.get::<i64>(0, 0).map_err(rerr)?
+        } else {
+            None
+        }
+        .ok_or_else(|| {
+            StepError::new(
+                SqlState::OBJECT_NOT_IN_PREREQUISITE_STATE,
+                format!("copy consumer {consumer} has no position on node \"{source}\""),
+            )
+        })?;
+        in_txn("register the copy consumer", || {
+            Spi::connect_mut(|c| {
+                let t = c
+                    .update(
+                        "select ret_code, ret_note from pgq_node.register_consumer($1, $2, $3, $4)",
+                        Some(1),
+                        &[
+                            q.as_str().into(),
+                            consumer.as_str().into(),
+                            source.as_str().into(),
+                            tick.into(),
+                        ],
+                    )
+                    .ctx("pgq_node.register_consumer")?;
+                let r = t.first();
+                let code = r
+                    .get::<i32>(1)
+                    .ctx("pgq_node.register_consumer")?
+                    .unwrap_or(0);
+                if code >= 300 {
+                    return Err(PgqError::new(
+                        SqlState::OBJECT_NOT_IN_PREREQUISITE_STATE,
+                        format!(
+                            "pgq_node.register_consumer: {}",
+                            r.get::<String>(2)
+                                .ctx("pgq_node.register_consumer")?
+                                .unwrap_or_default()
+                        ),
+                    ));
+                }
+                Ok(())
+            })
+        })
+        .and_then(|r| r)?;
+        log!(
+            "pgq copy: queue \"{q}\": copy consumer {consumer} registered on node \"{source}\" at tick {tick}"
+        );
+        Ok(())
+    }
+
+    /// The node a table is copied from, and its location.
+    fn copy_source(&mut self, view: &CopyView) -> Result<(String, String), StepError> {
+        let q = self.queue.clone();
+        let provider = || -> Result<(String, String), StepError> {
+            match (&view.node.provider_node, &view.node.provider_location) {
+                (Some(n), Some(l)) => Ok((n.clone(), l.clone())),
+                _ => Err(StepError::new(
+                    SqlState::OBJECT_NOT_IN_PREREQUISITE_STATE,
+                    format!("node \"{}\" has no provider", view.node.node_name),
+                )),
+            }
+        };
+        let Some(wanted) = copy_node_attr(view.attrs.as_deref()) else {
+            return provider();
+        };
+        if wanted != "?" {
+            let loc = in_txn("read the copy node's location", || {
+                Spi::connect(|c| {
+                    c.select(
+                        "select node_location::text from pgq_node.node_location \
+                          where queue_name operator(pg_catalog.=) $1 \
+                            and node_name operator(pg_catalog.=) $2 and not dead",
+                        Some(1),
+                        &[q.as_str().into(), wanted.as_str().into()],
+                    )
+                    .and_then(|t| {
+                        if t.is_empty() {
+                            Ok(None)
+                        } else {
+                            t.first().get::<String>(1)
+                        }
+                    })
+                    .ctx("reading pgq_node.node_location")
+                })
+            })
+            .and_then(|r| r)?
+            .ok_or_else(|| {
+                StepError::new(
+                    SqlState::UNDEFINED_OBJECT,
+                    format!(
+                        "copy_node \"{wanted}\" of table {} is not a live member of queue \"{q}\"",
+                        view.table
+                    ),
+                )
+            })?;
+            return Ok((wanted, loc));
+        }
+        // `?`: walk up from the provider to the first node that has the table
+        let (mut name, mut loc) = provider()?;
+        for _ in 0..64 {
+            let purpose = format!("replay {q}");
+            let opts = ConnectOptions::new(&loc, &purpose)
+                .node(&name)
+                .superuser(self.role_is_superuser);
+            let mut conn = Connection::connect(&opts).map_err(rerr)?;
+            let has = conn
+                .exec(
+                    "select 1 from londiste.get_table_list($1) \
+                      where table_name operator(pg_catalog.=) $2 and local",
+                    &[Some(&q), Some(&view.table)],
+                )
+                .map_err(rerr)?
+                .ntuples()
+                > 0;
+            if has {
+                return Ok((name, loc));
+            }
+            let up = conn
+                .exec(
+                    "select provider_node::text, provider_location::text from pgq_node.get_node_info($1)",
+                    &[Some(&q)],
+                )
+                .map_err(rerr)?;
+            match (
+                up.get::<String>(0, 0).map_err(rerr)?,
+                up.get::<String>(0, 1).map_err(rerr)?,
+            ) {
+                (Some(n), Some(l)) if n != name => {
+                    name = n;
+                    loc = l;
+                }
+                _ => break,
+            }
+        }
+        Err(StepError::new(
+            SqlState::UNDEFINED_TABLE,
+            format!(
+                "no node up the cascade of queue \"{q}\" has table {} to copy from",
+                view.table
+            ),
+        ))
+    }
+
+    /// `in-copy`: copy the table from the source once the source has it complete, in
+    /// one local transaction that ends with the state `catching-up` and the copy's
+    /// snapshot; then ask the source for a tick, so the catch-up need not wait for one.
+    fn copy_table_now(&mut self, view: &CopyView, source: &str) -> Result<Round, StepError> {
+        let q = self.queue.clone();
+        let table = view.table.clone();
+        if !self.provider_has_complete(&table)? {
+            w::report(Some(&format!(
+                "waiting for node \"{source}\" to have {table} complete"
+            )));
+            return Ok(Round::Idle(Duration::from_secs(1)));
+        }
+        let dest = view.dest.clone();
+        let skip_truncate = view
+            .attrs
+            .as_deref()
+            .is_some_and(|a| a.split('&').any(|kv| kv == "skip_truncate=1"));
+        w::report(Some(&format!("initial copy of {table}")));
+        let started = shmem::now();
+        let conn = match self.provider.as_mut() {
+            Some((_, c)) => c,
+            None => return Ok(Round::Busy),
+        };
+        let done = in_txn("initial copy", || {
+            let r = (|| -> Result<crate::replay::copy::Copied, PgqError> {
+                Spi::connect_mut(|c| {
+                    c.update(
+                        "select londiste.set_session_replication_role('replica', true)",
+                        None,
+                        &[],
+                    )
+                    .map(|_| ())
+                    .ctx("setting session_replication_role")
+                })?;
+                let copied = crate::replay::copy::copy_table(conn, &table, &dest, skip_truncate)?;
+                if !set_table_state_if(&q, &table, "in-copy", "catching-up")? {
+                    return Err(PgqError::new(
+                        SqlState::OBJECT_NOT_IN_PREREQUISITE_STATE,
+                        format!("table {table} left state in-copy during its copy"),
+                    ));
+                }
+                set_table_state(&q, &table, Some(&copied.snapshot), Some("catching-up"))?;
+                Ok(copied)
+            })();
+            match r {
+                Ok(v) => v,
+                Err(e) => e.report(),
+            }
+        })?;
+        log!(
+            "pgq copy: node \"{}\": copied table {table}: {} rows, {} bytes in {} ms (from node \"{source}\")",
+            view.node.node_name,
+            done.rows,
+            done.bytes,
+            (shmem::now() - started) / 1000
+        );
+        if let Some(t) = self.copy.as_mut() {
+            t.caught_up = false;
+        }
+        if let Some((_, c)) = self.provider.as_mut() {
+            let _ = c.exec("select pgq.force_tick($1)", &[Some(&q)]);
+        }
+        Ok(Round::Busy)
+    }
+
+    /// `do-sync:C` and the copy consumer's next batch ends at C: everything up to C is
+    /// applied, the replay worker applies that batch and on. State `ok` (the copy
+    /// snapshot stays until the replay worker drops it), then the copy consumer goes
+    /// from the source and from here; the replay worker is woken.
+    fn hand_over(&mut self, view: &CopyView, batch: &Batch) -> Result<(), StepError> {
+        let q = self.queue.clone();
+        let table = view.table.clone();
+        let from = format!("do-sync:{}", batch.cur_tick);
+        let moved = in_txn("hand the table over", || {
+            set_table_state_if(&q, &table, &from, "ok")
+        })
+        .and_then(|r| r)?;
+        if !moved {
+            return Err(StepError::new(
+                SqlState::OBJECT_NOT_IN_PREREQUISITE_STATE,
+                format!("table {table} left state {from} before its hand-over"),
+            ));
+        }
+        crate::bgworker::wake_replay(&q);
+        let consumer = view.consumer.clone();
+        self.conn()?
+            .exec(
+                "select pgq.unregister_consumer($1, $2)",
+                &[Some(&q), Some(&consumer)],
+            )
+            .map_err(rerr)?;
+        in_txn("unregister the copy consumer", || {
+            Spi::connect_mut(|c| {
+                c.update(
+                    "select ret_code from pgq_node.unregister_consumer($1, $2)",
+                    Some(1),
+                    &[q.as_str().into(), consumer.as_str().into()],
+                )
+                .map(|_| ())
+                .ctx("unregistering the copy consumer")
+            })
+        })
+        .and_then(|r| r)?;
+        Ok(())
     }
 
     /// Put back the foreign keys an initial copy parked, once both sides are complete.
@@ -1058,6 +1634,8 @@ impl Replay {
 enum Applied {
     Events(i64),
     AlreadyDone,
+    /// not applied: a copy worker's hand-off is in progress
+    SyncWait,
 }
 
 /// An event as read from the provider.
@@ -1109,6 +1687,8 @@ fn prefix(mut e: PgqError, ev: &Event) -> PgqError {
 struct Tables {
     /// global name → table
     by_name: HashMap<String, TableInfo>,
+    /// in a copy worker: the one table it applies, whatever its state
+    copy_of: Option<String>,
 }
 
 struct TableInfo {
@@ -1157,7 +1737,10 @@ impl Tables {
                     },
                 );
             }
-            Ok(Tables { by_name })
+            Ok(Tables {
+                by_name,
+                copy_of: None,
+            })
         })
     }
 
@@ -1169,11 +1752,15 @@ impl Tables {
                 "data event without a table name (ev_extra1)",
             ));
         };
-        let Some(t) = self.by_name.get(&make_fqname(&name)) else {
+        let fq = make_fqname(&name);
+        let Some(t) = self.by_name.get(&fq) else {
             return Ok(None);
         };
-        // `?` is the legacy spelling of ok
-        let ok = matches!(t.state.as_deref(), Some("ok") | Some("?"));
+        let ok = match &self.copy_of {
+            Some(mine) => *mine == fq,
+            // `?` is the legacy spelling of ok
+            None => matches!(t.state.as_deref(), Some("ok") | Some("?")),
+        };
         if !t.local || !ok {
             return Ok(None);
         }
@@ -1186,13 +1773,176 @@ impl Tables {
     }
 }
 
-/// Whether a table's state asks for an initial copy by this worker.
-fn needs_copy(state: Option<&str>) -> bool {
-    match state {
-        None => true,
-        Some("in-copy") | Some("catching-up") => true,
-        Some(s) => s.starts_with("wanna-sync:") || s.starts_with("do-sync:"),
-    }
+/// A copy worker's view of its table, read at the start of each round.
+struct CopyView {
+    node: NodeState,
+    table: String,
+    dest: String,
+    state: Option<String>,
+    attrs: Option<String>,
+    /// `<worker>.copy.<table>`
+    consumer: String,
+    /// the copy consumer's row here: its source node and that node's location
+    registered: Option<(Option<String>, Option<String>)>,
+}
+
+/// The copy worker's node, table and consumer; Err(why) when there is nothing to do
+/// any more (node or table gone, replay off or as another role).
+fn read_copy_view(
+    q: &str,
+    role: &str,
+    nr: i32,
+    table: &str,
+) -> Result<Result<CopyView, String>, PgqError> {
+    Spi::connect(|c| {
+        let replay_here = !c
+            .select(
+                "select 1 from pgq_cascade.node_replay \
+                  where queue_name operator(pg_catalog.=) $1 and in_server \
+                    and replay_role operator(pg_catalog.=) $2::name",
+                Some(1),
+                &[q.into(), role.into()],
+            )
+            .ctx("reading pgq_cascade.node_replay")?
+            .is_empty();
+        if !replay_here {
+            return Ok(Err(format!(
+                "in-server replay of queue \"{q}\" was turned off or now acts as another role"
+            )));
+        }
+        let t = c
+            .select(
+                "select node_type::text, node_name::text, worker_name::text, provider_node::text, \
+                        provider_location::text, combined_queue::text \
+                   from pgq_node.get_node_info($1) where ret_code < 300",
+                Some(1),
+                &[q.into()],
+            )
+            .ctx("reading pgq_node.get_node_info")?;
+        if t.is_empty() {
+            return Ok(Err(format!(
+                "queue \"{q}\" has no cascaded node here any more"
+            )));
+        }
+        let r = t.first();
+        let ntype = r
+            .get::<String>(1)
+            .ctx("reading node info")?
+            .unwrap_or_default();
+        let node_type = match NodeType::parse(&ntype) {
+            Some(t @ (NodeType::Branch | NodeType::Leaf)) => t,
+            _ => {
+                return Ok(Err(format!(
+                    "the node of queue \"{q}\" is not a branch or leaf"
+                )))
+            }
+        };
+        if r.get::<String>(6).ctx("reading node info")?.is_some() {
+            return Ok(Err(format!("the node of queue \"{q}\" is a merge leaf")));
+        }
+        let Some(worker) = r.get::<String>(3).ctx("reading node info")? else {
+            return Ok(Err(format!("the node of queue \"{q}\" has no worker")));
+        };
+        let node = NodeState {
+            node_type,
+            node_name: r
+                .get::<String>(2)
+                .ctx("reading node info")?
+                .unwrap_or_default(),
+            worker: worker.clone(),
+            combined_queue: None,
+            local_watermark: None,
+            provider_node: r.get::<String>(4).ctx("reading node info")?,
+            provider_location: r.get::<String>(5).ctx("reading node info")?,
+            paused: false,
+            uptodate: true,
+            cur_error: None,
+            replay_here,
+            position: None,
+        };
+        let t = c
+            .select(
+                "select merge_state::text, table_attrs::text, coalesce(dest_table, table_name)::text \
+                   from londiste.table_info \
+                  where nr operator(pg_catalog.=) $1 and queue_name operator(pg_catalog.=) $2 \
+                    and table_name operator(pg_catalog.=) $3 and local",
+                Some(1),
+                &[nr.into(), q.into(), table.into()],
+            )
+            .ctx("reading londiste.table_info")?;
+        if t.is_empty() {
+            return Ok(Err(format!(
+                "table {table} is not replayed by queue \"{q}\" any more"
+            )));
+        }
+        let r = t.first();
+        let state = r.get::<String>(1).ctx("reading londiste.table_info")?;
+        let attrs = r.get::<String>(2).ctx("reading londiste.table_info")?;
+        let dest = r
+            .get::<String>(3)
+            .ctx("reading londiste.table_info")?
+            .unwrap_or_else(|| table.to_string());
+        let consumer = rules::copy_consumer(&worker, table);
+        let t = c
+            .select(
+                "select s.provider_node::text, l.node_location::text \
+                   from pgq_node.local_state s \
+                   left join pgq_node.node_location l \
+                     on l.queue_name operator(pg_catalog.=) s.queue_name \
+                    and l.node_name operator(pg_catalog.=) s.provider_node \
+                  where s.queue_name operator(pg_catalog.=) $1 \
+                    and s.consumer_name operator(pg_catalog.=) $2",
+                Some(1),
+                &[q.into(), consumer.as_str().into()],
+            )
+            .ctx("reading the copy consumer")?;
+        let registered = if t.is_empty() {
+            None
+        } else {
+            let r = t.first();
+            Some((
+                r.get::<String>(1).ctx("reading the copy consumer")?,
+                r.get::<String>(2).ctx("reading the copy consumer")?,
+            ))
+        };
+        Ok(Ok(CopyView {
+            node,
+            table: table.to_string(),
+            dest,
+            state,
+            attrs,
+            consumer,
+            registered,
+        }))
+    })
+}
+
+/// The `copy_node` table attribute (urlencoded in `table_attrs`), if set.
+fn copy_node_attr(attrs: Option<&str>) -> Option<String> {
+    let v = attrs?
+        .split('&')
+        .find_map(|kv| kv.strip_prefix("copy_node="))?;
+    let v = crate::logic::triggers::urldecode(v).ok()?;
+    let v = String::from_utf8(v).ok()?;
+    (!v.is_empty()).then_some(v)
+}
+
+/// Move a table from state `from` to `to`, only if it is still in `from` (the row is
+/// locked): the copy worker and the replay worker each own some transitions.
+fn set_table_state_if(queue: &str, table: &str, from: &str, to: &str) -> Result<bool, PgqError> {
+    Spi::connect_mut(|c| {
+        let t = c
+            .update(
+                "update londiste.table_info set merge_state = $4 \
+                  where queue_name operator(pg_catalog.=) $1 \
+                    and table_name operator(pg_catalog.=) $2 and local \
+                    and merge_state operator(pg_catalog.=) $3 returning 1",
+                Some(1),
+                &[queue.into(), table.into(), from.into(), to.into()],
+            )
+            .ctx("setting a table's copy state")?;
+        Ok(!t.is_empty())
+    })
 }
 
 fn set_table_state(

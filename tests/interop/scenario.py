@@ -249,7 +249,7 @@ def compare_cli(node):
     log('  `londiste compare` on %s: %d tables equal (%.1fs)' % (node, len(TABLES), secs))
 
 
-COPY_LINE = re.compile(r'pgq replay: node "([^"]+)": copied table (\S+): (\d+) rows, (\d+) bytes in (\d+) ms')
+COPY_LINE = re.compile(r'pgq (?:replay|copy): node "([^"]+)": copied table (\S+): (\d+) rows, (\d+) bytes in (\d+) ms')
 
 
 def check_copies(node, provider):

@@ -173,7 +173,7 @@ def converge(label, since=None):
 # the root at setup, takes the --expect-sync path (state ok at once, nothing copied).
 COPIED = ['digoal.user_info', 'digoal.user_session', 'digoal.user_login_rec']
 EXPECT_SYNC = [t for t in TABLES if t not in COPIED]
-COPY_LINE = re.compile(r'pgq replay: node "([^"]+)": copied table (\S+): (\d+) rows, (\d+) bytes in (\d+) ms')
+COPY_LINE = re.compile(r'pgq (?:replay|copy): node "([^"]+)": copied table (\S+): (\d+) rows, (\d+) bytes in (\d+) ms')
 
 
 

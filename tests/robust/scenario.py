@@ -91,7 +91,7 @@ CATCH_UP = 180      # seconds a subscriber may take to apply the root's tick aft
 
 WATCH.append(check_no_external_workers)
 
-COPY_LINE = re.compile(r'pgq replay: node "([^"]+)": copied table (\S+): (\d+) rows, (\d+) bytes in (\d+) ms')
+COPY_LINE = re.compile(r'pgq (?:replay|copy): node "([^"]+)": copied table (\S+): (\d+) rows, (\d+) bytes in (\d+) ms')
 
 
 def londiste(node, *args, timeout=120):
@@ -569,7 +569,7 @@ def copy_lines(node, offset):
     return [m for m in COPY_LINE.finditer(text) if m.group(2) == BULK]
 
 
-@step('kill -9 of the branch\'s replay worker mid-COPY of digoal.bulk (after resync), under load: '
+@step('kill -9 of the branch\'s copy worker mid-COPY of digoal.bulk (after resync), under load: '
       'one complete copy at last, state ok, no copy snapshot left')
 def s_kill_copy():
     since = phase_start()
@@ -582,9 +582,9 @@ def s_kill_copy():
         pid, n0 = wait_for(lambda: 'the branch\'s COPY of %s (states %s):\n%s' % (
                                BULK, table_states('branch'), describe_workers('branch')),
                            lambda: copy_progress('branch'), 60, 0.05)
-        worker = replay_pid('branch')
-        if pid != worker:
-            fail('the COPY into %s on the branch runs in pid %d, the replay worker is %s' % (BULK, pid, worker))
+        btype = q1('branch', 'select backend_type from pg_stat_activity where pid = %s', [pid])
+        if btype != 'pgq copy':
+            fail('the COPY into %s on the branch runs in pid %d, a %r backend, not a copy worker' % (BULK, pid, btype))
         p = until_copied(copy_progress, 'branch', pid)
         if not p:
             # finished before the kill: not a mid-COPY kill; copy it again
@@ -632,7 +632,7 @@ def s_kill_copy():
         'COPY running on the branch': q1('branch', 'select count(*) from pg_stat_progress_copy'),
         'parked foreign keys on the branch': q1('branch', 'select count(*) from londiste.pending_fkeys'),
         'transactions of the replay left open on the root': q1(
-            'root', "select count(*) from pg_stat_activity where application_name like 'pgq replay%%' "
+            'root', "select count(*) from pg_stat_activity where (application_name like 'pgq replay%%' or application_name like 'pgq copy%%') "
                     "and state like 'idle in transaction%%'"),
     }
     if any(left.values()):
@@ -642,10 +642,10 @@ def s_kill_copy():
 
 def provider_copy(node):
     """(pid, tuples_processed) of the COPY TO that node's provider runs for node's
-    replay worker (its connection's application_name), or None."""
+    copy worker (its connection's application_name), or None."""
     r = q(PROVIDER[node], "select p.pid, p.tuples_processed from pg_stat_progress_copy p "
                           "join pg_stat_activity a using (pid) "
-                          "where p.command = 'COPY TO' and a.application_name = %s", ['pgq replay ' + QUEUE])
+                          "where p.command = 'COPY TO' and a.application_name = %s", ['pgq copy ' + QUEUE])
     return tuple(r[0]) if r else None
 
 
@@ -706,7 +706,7 @@ def s_cut_copy():
     left = {
         'COPY running on the leaf': q1('leaf', 'select count(*) from pg_stat_progress_copy'),
         'transactions of the replay left open on the branch': q1(
-            'branch', "select count(*) from pg_stat_activity where application_name like 'pgq replay%%' "
+            'branch', "select count(*) from pg_stat_activity where (application_name like 'pgq replay%%' or application_name like 'pgq copy%%') "
                       "and state like 'idle in transaction%%'"),
     }
     if any(left.values()):
@@ -834,7 +834,8 @@ CONNECTION_LOSS = re.compile(
     r'lost connection to the remote server|could not establish connection|no connection to the provider|'
     r'server closed the connection|terminating connection|the database system is (starting up|shutting down|'
     r'in recovery mode|not yet accepting connections)|Connection refused')
-REPLAY_FAILED = re.compile(r'pgq replay: LOG:  pgq replay: replay of queue "[^"]*": (.*)')
+REPLAY_FAILED = re.compile(r'pgq (?:replay|copy): LOG:  pgq (?:replay|copy): '
+                           r'(?:replay of queue "[^"]*"|copy of table \S+ \(queue "[^"]*"\)): (.*)')
 
 
 @step('server logs: every crash is one of the SIGKILLs; no PANIC; replay failures only of lost connections')
@@ -862,8 +863,8 @@ def s_logs():
                 if not CONNECTION_LOSS.search(m.group(1)):
                     found.append('%s: %s' % (n, line))
             # a replay worker ends by an ERROR or FATAL only when the server shuts down
-            if re.search(r'pgq replay: (ERROR|FATAL):', line) and \
-                    'terminating background worker "pgq replay" due to administrator command' not in line:
+            if re.search(r'pgq (replay|copy): (ERROR|FATAL):', line) and \
+                    not re.search(r'terminating background worker "pgq (replay|copy)" due to administrator command', line):
                 found.append('%s: %s' % (n, line))
         counts[n] = (kills, failures)
     log('  crashes logged (each one a SIGKILL of this test): %s; replay failures logged (all lost '
