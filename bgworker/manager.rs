@@ -118,7 +118,9 @@ fn start_child(kind: Kind, object: &str, i: usize, g: u32) {
 }
 
 /// Supervise this database's workers of `kind`: start the wanted ones that do not run,
-/// restart the ones that exited (with backoff), stop the ones no longer wanted.
+/// restart the ones that exited (with backoff), stop the ones no longer wanted (a copy
+/// worker is left to end by itself: it does once its table is no longer in a copy state,
+/// its last steps after handing the table over included).
 fn supervise(
     kind: Kind,
     dboid: u32,
@@ -153,7 +155,7 @@ fn supervise(
         let is_wanted = wanted.contains(&slot.object());
         match supervise::decide(&slot.view(is_wanted), now) {
             Decision::Busy => {
-                if !is_wanted {
+                if !is_wanted && kind != Kind::Copy {
                     shmem::terminate(slot.pid);
                 }
             }

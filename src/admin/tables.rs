@@ -70,11 +70,27 @@ pub fn add_table(queue: Option<&str>, table: Option<&str>, o: &AddTable<'_>) -> 
     let table = fq(arg(table, "table name")?);
     let (mut me, view) = local_node(queue)?;
     let dest = o.dest_table.map(fq).unwrap_or_else(|| table.clone());
-    if o.copy_node.is_some() && view.node_type != "root" && in_server(&mut me, queue)? {
-        return Err(PgqError::new(
-            SqlState::FEATURE_NOT_SUPPORTED,
-            "copy_node is not supported by in-server replay yet: the table is copied from the provider",
-        ));
+    // the copy source: `?` (the nearest node up that has the table, found by the copy
+    // worker) or a live member of the cascade
+    if let Some(n) = o
+        .copy_node
+        .filter(|n| *n != "?" && view.node_type != "root")
+    {
+        let known = col_bool(
+            &me.row(
+                "looking up the copy node",
+                "select exists (select 1 from pgq_node.node_location \
+                  where queue_name = $1 and node_name = $2 and not dead)::text",
+                &[Some(queue), Some(n)],
+            )?,
+            0,
+        );
+        if !known {
+            return Err(PgqError::new(
+                SqlState::UNDEFINED_OBJECT,
+                format!("copy_node \"{n}\" is not a live member of queue \"{queue}\""),
+            ));
+        }
     }
     let mut defn = None;
     if view.node_type != "root" {
@@ -144,18 +160,6 @@ pub fn add_table(queue: Option<&str>, table: Option<&str>, o: &AddTable<'_>) -> 
         ],
     )?;
     Ok(ret_of(&r))
-}
-
-fn in_server(me: &mut Peer, queue: &str) -> PgqResult<bool> {
-    Ok(col_bool(
-        &me.row(
-            "reading the replay setting",
-            "select coalesce((select in_server from pgq_cascade.node_replay where queue_name = $1), \
-                             false)::text",
-            &[Some(queue)],
-        )?,
-        0,
-    ))
 }
 
 fn exists(me: &mut Peer, name: &str, kind: &str) -> PgqResult<bool> {

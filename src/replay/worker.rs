@@ -377,7 +377,10 @@ impl Replay {
         })?;
         if let Applied::SyncWait = applied {
             // a copy worker takes its table up to this batch's tick; it wakes us when
-            // it hands the table over
+            // it hands the table over; then the table's parked foreign keys may go
+            // back, and the next waiting table may start
+            self.restore_fkeys = true;
+            self.copy_check = true;
             crate::bgworker::wake_copies();
             w::report(Some("waiting for a copy worker's hand-off"));
             return Ok(Round::Idle(Duration::from_secs(1)));
@@ -1526,17 +1529,33 @@ impl Replay {
     }
 
     /// `do-sync:C` and the copy consumer's next batch ends at C: everything up to C is
-    /// applied, the replay worker applies that batch and on. State `ok` (the copy
-    /// snapshot stays until the replay worker drops it), then the copy consumer goes
-    /// from the source and from here; the replay worker is woken.
+    /// applied, the replay worker applies that batch and on. State `ok` with no copy
+    /// snapshot, then the copy consumer goes from the source and from here; the replay
+    /// worker is woken (and restores the table's parked foreign keys).
     fn hand_over(&mut self, view: &CopyView, batch: &Batch) -> Result<(), StepError> {
         let q = self.queue.clone();
         let table = view.table.clone();
         let from = format!("do-sync:{}", batch.cur_tick);
-        let moved = in_txn("hand the table over", || {
-            set_table_state_if(&q, &table, &from, "ok")
-        })
-        .and_then(|r| r)?;
+        // the copy snapshot goes too: every transaction it sees committed before the
+        // first tick the source made after it, and C is at or past that tick (the
+        // catch-up announced only a tick made after it had caught up, past the copy),
+        // so no batch after C holds an event the snapshot sees
+        let moved =
+            in_txn("hand the table over", || {
+                Spi::connect_mut(|c| {
+                    c.update(
+                    "update londiste.table_info set merge_state = 'ok', custom_snapshot = null \
+                      where queue_name operator(pg_catalog.=) $1 \
+                        and table_name operator(pg_catalog.=) $2 and local \
+                        and merge_state operator(pg_catalog.=) $3 returning 1",
+                    Some(1),
+                    &[q.as_str().into(), table.as_str().into(), from.as_str().into()],
+                )
+                .map(|t| !t.is_empty())
+                .ctx("handing the table over")
+                })
+            })
+            .and_then(|r| r)?;
         if !moved {
             return Err(StepError::new(
                 SqlState::OBJECT_NOT_IN_PREREQUISITE_STATE,

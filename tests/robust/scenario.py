@@ -595,11 +595,14 @@ def s_kill_copy():
             log('  the copy by pid %d ended before the kill: resync again' % pid)
             londiste('branch', 'resync', BULK)
             continue
+        # a SIGKILLed backend restarts the whole server: the replay worker comes back
+        # as a new process too
+        worker = wait_worker('branch')
         kill9('branch', pid)
         kills += 1
         at.append(p[1])
         t = time.time()
-        new = wait_worker('branch', pid)
+        new = wait_worker('branch', worker)
         state = table_states('branch').get(BULK)
         log('  kill %d: pid %d with %d of %d rows copied -> pid %d after %.1fs; %s is %r' % (
             kills, pid, p[1], BULK_ROWS, new, time.time() - t, BULK, state))

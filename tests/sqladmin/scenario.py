@@ -33,6 +33,7 @@ Steps:
 """
 
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -166,8 +167,39 @@ def s_create():
     unchanged(before, 'after the refused joins')
 
 
-@step('add_table / add_seq everywhere (the leaf creates a missing table); the workers copy')
+COPY_LINE = re.compile(r'pgq copy: node "([^"]+)": copied table (\S+): (\d+) rows, (\d+) bytes in (\d+) ms '
+                       r'\(from node "([^"]+)"\)')
+SYNC_LINE = re.compile(r'pgq replay: queue "[^"]+": table (\S+) \(wanna-sync:(\d+)\) syncs at tick (\d+)')
+HANDED_LINE = re.compile(r'pgq copy: table (\S+) of queue "[^"]+" is handed to the replay worker at tick (\d+)')
+
+
+def check_copies(node, offset, tables, sources):
+    """Every table of tables was copied on node since log offset by a copy worker, from
+    the node sources names (default the provider), and handed over through
+    wanna-sync:T -> do-sync:C -> ok with T <= C, the copy worker's last tick C."""
+    text, _ = log_lines(node, offset)
+    copied = {m.group(2): m.group(6) for m in COPY_LINE.finditer(text)}
+    synced = {m.group(1): (int(m.group(2)), int(m.group(3))) for m in SYNC_LINE.finditer(text)}
+    handed = {m.group(1): int(m.group(2)) for m in HANDED_LINE.finditer(text)}
+    for t in tables:
+        want = sources.get(t, PROVIDER_OF[node])
+        if copied.get(t) != want:
+            fail('%s: %s copied from %r, expected from %r (copies logged: %s)' % (node, t, copied.get(t), want, copied))
+        if t not in synced or t not in handed or synced[t][1] != handed[t] or synced[t][0] > synced[t][1]:
+            fail('%s: the hand-off of %s: wanna-sync/do-sync %s, handed over at %s' % (
+                node, t, synced.get(t), handed.get(t)))
+    log('  %s: copied %s by copy workers (from %s), handed over at ticks %s' % (
+        node, ', '.join(tables), ', '.join(sorted(set(copied[t] for t in tables))),
+        ', '.join(str(handed[t]) for t in tables)))
+
+
+PROVIDER_OF = {'branch': 'root', 'leaf': 'branch'}
+
+
+@step('add_table / add_seq everywhere (the leaf creates a missing table, copies one from the root); '
+      'copy workers copy and hand over')
 def s_tables():
+    offsets = {n: log_size(n) for n in ('branch', 'leaf')}
     q('leaf', 'drop table digoal.user_logout_rec')
     q('root', 'create table digoal.nopk (a int)')
     refused('root', 'add_table', [QUEUE, 'digoal.nopk'], '42P16', 'a table without primary key')
@@ -183,6 +215,10 @@ def s_tables():
         for t in TABLES:
             if n == 'leaf' and t == 'digoal.user_logout_rec':
                 call(n, 'add_table', QUEUE, t, i_create=True)
+            elif n == 'leaf' and t == 'digoal.user_session':
+                refused('leaf', 'add_table', [QUEUE, t, False, False, False, 'nosuch'], '42704',
+                        'a copy_node that is no member')
+                call(n, 'add_table', QUEUE, t, i_copy_node='root')
             else:
                 call(n, 'add_table', QUEUE, t)
         if n == 'leaf':
@@ -193,6 +229,15 @@ def s_tables():
     for n in ('branch', 'leaf'):
         wait_for('%s: every table ok (%s)' % (n, table_states(n)), lambda: all_ok(n), 120, 0.5)
     converge('after the copy')
+    for n in ('branch', 'leaf'):
+        check_copies(n, offsets[n], TABLES, {'digoal.user_session': 'root'} if n == 'leaf' else {})
+        left = q1(n, "select count(*) from pgq_node.local_state where consumer_name like '%%.copy.%%'")
+        if left:
+            fail('%s: %d copy consumers left registered' % (n, left))
+    for n in ('root', 'branch'):
+        left = q1(n, "select count(*) from pgq.get_consumer_info(%s) where consumer_name like '%%.copy.%%'", [QUEUE])
+        if left:
+            fail('%s: %d copy consumers left on the queue' % (n, left))
 
 
 @step('load on the root; status from the leaf: nodes(), members(), tables(), seqs()')
