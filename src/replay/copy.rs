@@ -7,10 +7,13 @@
 //!    S, then `COPY (SELECT <common columns> FROM ONLY <table>) TO STDOUT`.
 //! 2. Local, one transaction: the table's state is `in-copy` (committed before, so
 //!    status shows it); foreign keys to and from the table are parked in
-//!    `londiste.pending_fkeys`; `TRUNCATE ONLY` (unless `skip_truncate`); the COPY
-//!    data streams straight into PostgreSQL's COPY FROM through a data callback (no
-//!    file, no row-by-row inserts; `pg_stat_progress_copy` shows it); then
-//!    `local_set_table_state(q, t, S, 'ok')`; commit.
+//!    `londiste.pending_fkeys`; `TRUNCATE ONLY` (unless `skip_truncate`); after a
+//!    TRUNCATE, the indexes and PRIMARY KEY / UNIQUE / EXCLUDE constraints are dropped
+//!    (what logic/copy_indexes.rs decides can be put back exactly); the COPY data
+//!    streams straight into PostgreSQL's COPY FROM through a data callback (no file, no
+//!    row-by-row inserts; `pg_stat_progress_copy` shows it); the dropped ones are
+//!    rebuilt as they were; `ANALYZE`; then `local_set_table_state(q, t, S, 'ok')`;
+//!    commit.
 //!
 //! Why this meets replay with no gap and no duplicate: every transaction of the
 //! batches up to C committed before tick C was taken, hence before S: the copy has it.

@@ -14,7 +14,12 @@ those fail the step and the run, and the next steps still run):
   2. create-root/-branch/-leaf, add-table on the root, on branch and leaf without
      --expect-sync (the workers copy: every table ok in bounded time, one copy line per
      table in the server log with the root's row count, copy times printed) except one
-     table empty on the root that takes the --expect-sync path; add-seq; equal data
+     table empty on the root that takes the --expect-sync path; add-seq; equal data;
+     the indexes and constraints of user_info on branch and leaf (a deferred unique
+     constraint, a partial index with storage parameters in a tablespace, an
+     expression index, a replica identity index, a clustered index, comments) are the
+     same after the copy as before it, each rebuilt (new OID); user_session's primary
+     key, which a view needs, kept (same OID, logged); the copied tables analyzed
   3. a `pgq replay` worker on branch and leaf (pgq.worker_status(), pg_stat_activity)
   4. pgbench load on the root; the leaf catches up with the root's tick after the load
      (drain time printed); the copy snapshots (custom_snapshot) are cleared
