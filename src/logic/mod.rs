@@ -5,6 +5,7 @@ pub mod admin;
 pub mod apply;
 pub mod batch_sql;
 pub mod compare;
+pub mod copy_indexes;
 #[cfg(test)]
 mod declarations;
 pub mod londiste;

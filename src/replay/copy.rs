@@ -7,10 +7,13 @@
 //!    S, then `COPY (SELECT <common columns> FROM ONLY <table>) TO STDOUT`.
 //! 2. Local, one transaction: the table's state is `in-copy` (committed before, so
 //!    status shows it); foreign keys to and from the table are parked in
-//!    `londiste.pending_fkeys`; `TRUNCATE ONLY` (unless `skip_truncate`); the COPY
-//!    data streams straight into PostgreSQL's COPY FROM through a data callback (no
-//!    file, no row-by-row inserts; `pg_stat_progress_copy` shows it); then
-//!    `local_set_table_state(q, t, S, 'ok')`; commit.
+//!    `londiste.pending_fkeys`; `TRUNCATE ONLY` (unless `skip_truncate`); after a
+//!    TRUNCATE, the indexes and PRIMARY KEY / UNIQUE / EXCLUDE constraints are dropped
+//!    (what logic/copy_indexes.rs decides can be put back exactly); the COPY data
+//!    streams straight into PostgreSQL's COPY FROM through a data callback (no file, no
+//!    row-by-row inserts; `pg_stat_progress_copy` shows it); the dropped ones are
+//!    rebuilt as they were; `ANALYZE`; then `local_set_table_state(q, t, S, 'ok')`;
+//!    commit.
 //!
 //! Why this meets replay with no gap and no duplicate: every transaction of the
 //! batches up to C committed before tick C was taken, hence before S: the copy has it.
@@ -25,6 +28,7 @@
 
 use super::rerr;
 use crate::errors::{PgqError, SpiResultExt, SqlState};
+use crate::logic::copy_indexes;
 use crate::logic::quote;
 use crate::remote::{Connection, CopyOut};
 use pgrx::prelude::*;
@@ -209,12 +213,50 @@ pub fn copy_table(
                 .ctx("initial copy: truncating the destination")
             })?;
         }
+        // the indexes and constraints of an emptied table are built once, after the data
+        let plan = if skip_truncate {
+            copy_indexes::Plan::default()
+        } else {
+            index_plan(relid)?
+        };
+        run_sql(
+            &plan.drop,
+            "initial copy: dropping an index before the COPY",
+        )?;
         let mut out = provider
             .copy_out(&format!("COPY (SELECT {list} FROM ONLY {src}) TO STDOUT"))
             .map_err(rerr)?;
         let (rows, bytes) = copy_in(relid, &common, &mut out)?;
         // the COPY OUT ended (the callback saw its end)
         drop(out);
+        restore_indexes(&plan.restore)?;
+        if !plan.drop.is_empty() || !plan.kept.is_empty() {
+            log!(
+                "pgq replay: initial copy of {dest}: {} indexes rebuilt after the COPY{}",
+                plan.drop.len(),
+                if plan.kept.is_empty() {
+                    String::new()
+                } else {
+                    format!(
+                        ", kept in place: {}",
+                        plan.kept
+                            .iter()
+                            .map(|(n, why)| format!("{n} ({why})"))
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    )
+                }
+            );
+        }
+        Spi::connect_mut(|c| {
+            c.update(
+                &format!("ANALYZE {}", quote::fqname(dest, false)),
+                None,
+                &[],
+            )
+            .map(|_| ())
+            .ctx("initial copy: analyzing the destination")
+        })?;
         Ok(Copied {
             rows,
             bytes,
@@ -231,6 +273,173 @@ pub fn copy_table(
             Err(e)
         }
     }
+}
+
+/// Run `stmts` in order, each a statement of its own.
+fn run_sql(stmts: &[String], what: &str) -> Result<(), PgqError> {
+    if stmts.is_empty() {
+        return Ok(());
+    }
+    Spi::connect_mut(|c| {
+        for s in stmts {
+            c.update(s, None, &[]).ctx(what)?;
+        }
+        Ok(())
+    })
+}
+
+/// What the catalogs say about `relid` and its indexes, and the plan made of it.
+fn index_plan(relid: pg_sys::Oid) -> Result<copy_indexes::Plan, PgqError> {
+    const WHAT: &str = "initial copy: reading the destination's indexes";
+    Spi::connect(|c| {
+        let t = c
+            .select(
+                "select pg_catalog.format('%I.%I', n.nspname, c.relname), \
+                        pg_catalog.quote_ident(n.nspname), \
+                        c.relkind operator(pg_catalog.=) 'p', c.relispartition, \
+                        exists (select from pg_catalog.pg_inherits h \
+                                 where h.inhparent operator(pg_catalog.=) c.oid), \
+                        pg_catalog.pg_has_role(c.relowner, 'USAGE') \
+                   from pg_catalog.pg_class c \
+                   join pg_catalog.pg_namespace n on n.oid operator(pg_catalog.=) c.relnamespace \
+                  where c.oid operator(pg_catalog.=) $1",
+                Some(1),
+                &[relid.into()],
+            )
+            .ctx(WHAT)?
+            .first();
+        let table = copy_indexes::TableFacts {
+            qname: crate::db::req(&t, 1, WHAT)?,
+            qschema: crate::db::req(&t, 2, WHAT)?,
+            partitioned: crate::db::req(&t, 3, WHAT)?,
+            partition: crate::db::req(&t, 4, WHAT)?,
+            has_children: crate::db::req(&t, 5, WHAT)?,
+            owned: crate::db::req(&t, 6, WHAT)?,
+        };
+        if copy_indexes::table_skip_reason(&table).is_some() {
+            return Ok(copy_indexes::Plan::default());
+        }
+        // in OID order, the order they are rebuilt in
+        let rows = c
+            .select(
+                "select ic.relname::text, pg_catalog.pg_get_indexdef(i.indexrelid), \
+                        ts.spcname::text, \
+                        ts.oid is null or pg_catalog.has_tablespace_privilege(ts.oid, 'CREATE'), \
+                        i.indisclustered, i.indisreplident, \
+                        i.indisvalid and i.indisready and i.indislive, \
+                        ic.reloptions is not null, \
+                        exists (select from pg_catalog.pg_depend d \
+                                 where d.deptype operator(pg_catalog.=) 'n' \
+                                   and ((d.refclassid operator(pg_catalog.=) 'pg_catalog.pg_class'::pg_catalog.regclass \
+                                         and d.refobjid operator(pg_catalog.=) i.indexrelid) \
+                                     or (d.refclassid operator(pg_catalog.=) 'pg_catalog.pg_constraint'::pg_catalog.regclass \
+                                         and d.refobjid operator(pg_catalog.=) co.oid))), \
+                        exists (select from pg_catalog.pg_attribute a \
+                                 where a.attrelid operator(pg_catalog.=) i.indexrelid \
+                                   and a.attstattarget operator(pg_catalog.>=) 0), \
+                        exists (select from pg_catalog.pg_seclabel l \
+                                 where l.objoid operator(pg_catalog.=) i.indexrelid \
+                                   and l.classoid operator(pg_catalog.=) 'pg_catalog.pg_class'::pg_catalog.regclass), \
+                        pg_catalog.obj_description(i.indexrelid, 'pg_class'), \
+                        co.conname::text, co.contype::text, pg_catalog.pg_get_constraintdef(co.oid), \
+                        co.condeferrable, co.condeferred, \
+                        co.coninhcount operator(pg_catalog.>) 0 or not co.conislocal, \
+                        pg_catalog.obj_description(co.oid, 'pg_constraint') \
+                   from pg_catalog.pg_index i \
+                   join pg_catalog.pg_class ic on ic.oid operator(pg_catalog.=) i.indexrelid \
+                   left join pg_catalog.pg_tablespace ts on ts.oid operator(pg_catalog.=) ic.reltablespace \
+                   left join pg_catalog.pg_constraint co \
+                     on co.conindid operator(pg_catalog.=) i.indexrelid \
+                    and co.conrelid operator(pg_catalog.=) i.indrelid \
+                    and co.contype operator(pg_catalog.=) any ('{p,u,x}'::pg_catalog.\"char\"[]) \
+                  where i.indrelid operator(pg_catalog.=) $1 \
+                  order by i.indexrelid",
+                None,
+                &[relid.into()],
+            )
+            .ctx(WHAT)?;
+        let mut indexes = Vec::new();
+        for r in rows {
+            let kind = crate::db::get::<String>(&r, 14, WHAT)?;
+            let constraint = match kind
+                .as_deref()
+                .and_then(copy_indexes::ConKind::from_contype)
+            {
+                Some(kind) => Some(copy_indexes::ConFacts {
+                    name: crate::db::req(&r, 13, WHAT)?,
+                    kind,
+                    def: crate::db::req(&r, 15, WHAT)?,
+                    deferrable: crate::db::req(&r, 16, WHAT)?,
+                    deferred: crate::db::req(&r, 17, WHAT)?,
+                    inherited: crate::db::req(&r, 18, WHAT)?,
+                    comment: crate::db::get(&r, 19, WHAT)?,
+                }),
+                None => None,
+            };
+            indexes.push(copy_indexes::IndexFacts {
+                name: crate::db::req(&r, 1, WHAT)?,
+                def: crate::db::req(&r, 2, WHAT)?,
+                tablespace: crate::db::get(&r, 3, WHAT)?,
+                tablespace_ok: crate::db::req(&r, 4, WHAT)?,
+                clustered: crate::db::req(&r, 5, WHAT)?,
+                replident: crate::db::req(&r, 6, WHAT)?,
+                valid: crate::db::req(&r, 7, WHAT)?,
+                has_reloptions: crate::db::req(&r, 8, WHAT)?,
+                has_dependents: crate::db::req(&r, 9, WHAT)?,
+                has_stattarget: crate::db::req(&r, 10, WHAT)?,
+                has_seclabel: crate::db::req(&r, 11, WHAT)?,
+                comment: crate::db::get(&r, 12, WHAT)?,
+                constraint,
+            });
+        }
+        Ok(copy_indexes::plan(&table, &indexes))
+    })
+}
+
+/// Rebuild what `index_plan` dropped: each statement with `default_tablespace` as it
+/// asks, the setting put back afterwards.
+fn restore_indexes(stmts: &[copy_indexes::Stmt]) -> Result<(), PgqError> {
+    const WHAT: &str = "initial copy: rebuilding an index after the COPY";
+    if stmts.is_empty() {
+        return Ok(());
+    }
+    Spi::connect_mut(|c| {
+        let saved = c
+            .select(
+                "select pg_catalog.current_setting('default_tablespace')",
+                Some(1),
+                &[],
+            )
+            .ctx(WHAT)?
+            .first()
+            .get::<String>(1)
+            .ctx(WHAT)?
+            .unwrap_or_default();
+        let mut current = saved.clone();
+        for s in stmts {
+            if let Some(ts) = &s.tablespace {
+                if *ts != current {
+                    c.update(
+                        "select pg_catalog.set_config('default_tablespace', $1, true)",
+                        Some(1),
+                        &[ts.as_str().into()],
+                    )
+                    .ctx(WHAT)?;
+                    current = ts.clone();
+                }
+            }
+            c.update(&s.sql, None, &[]).ctx(WHAT)?;
+        }
+        if current != saved {
+            c.update(
+                "select pg_catalog.set_config('default_tablespace', $1, true)",
+                Some(1),
+                &[saved.as_str().into()],
+            )
+            .ctx(WHAT)?;
+        }
+        Ok(())
+    })
 }
 
 /// Park every foreign key from or to `dest` in londiste.pending_fkeys (dropping it).

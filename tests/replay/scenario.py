@@ -14,7 +14,12 @@ those fail the step and the run, and the next steps still run):
   2. create-root/-branch/-leaf, add-table on the root, on branch and leaf without
      --expect-sync (the workers copy: every table ok in bounded time, one copy line per
      table in the server log with the root's row count, copy times printed) except one
-     table empty on the root that takes the --expect-sync path; add-seq; equal data
+     table empty on the root that takes the --expect-sync path; add-seq; equal data;
+     the indexes and constraints of user_info on branch and leaf (a deferred unique
+     constraint, a partial index with storage parameters in a tablespace, an
+     expression index, a replica identity index, a clustered index, comments) are the
+     same after the copy as before it, each rebuilt (new OID); user_session's primary
+     key, which a view needs, kept (same OID, logged); the copied tables analyzed
   3. a `pgq replay` worker on branch and leaf (pgq.worker_status(), pg_stat_activity)
   4. pgbench load on the root; the leaf catches up with the root's tick after the load
      (drain time printed); the copy snapshots (custom_snapshot) are cleared
@@ -53,6 +58,7 @@ branch=PORT leaf=PORT"), NODE_DIRS (data dirs, same form), PG_BIN (pgbench), WOR
 """
 
 import os
+import pwd
 import re
 import signal
 import sys
@@ -182,10 +188,108 @@ COPY_LINE = re.compile(r'pgq (?:replay|copy): node "([^"]+)": copied table (\S+)
 
 
 
+# The copy drops the indexes and constraints of an emptied destination before its COPY
+# and rebuilds them after it: user_info gets one of each kind worth keeping, on every
+# node (the destination's own definitions are what must come back).
+IDX_TABLE = 'digoal.user_info'
+IDX_DDL = [
+    "alter table digoal.user_info add constraint user_info_uid_email_key "
+    "unique (userid, email) deferrable initially deferred",
+    "create index user_info_dba_name on digoal.user_info (engname) with (fillfactor = 70) "
+    "tablespace copy_ts where occupation = 'DBA'",
+    "create index on digoal.user_info (lower(email))",
+    "create unique index user_info_ri on digoal.user_info (userid) include (cnname)",
+    "alter table digoal.user_info replica identity using index user_info_ri",
+    "alter table digoal.user_info cluster on user_info_lower_idx",
+    "alter index digoal.user_info_pkey set tablespace copy_ts",
+    "comment on index digoal.user_info_dba_name is 'DBAs by name'",
+    "comment on constraint user_info_pkey on digoal.user_info is 'the user''s id'",
+    # a view that needs user_session's primary key (GROUP BY it): that key cannot be
+    # dropped, the copy keeps it in place
+    "create view digoal.session_last as select s.userid, s.logintime from digoal.user_session s "
+    "group by s.userid",
+]
+KEPT_INDEX = 'user_session_pkey'
+
+
+def add_copy_indexes(node):
+    ts = os.path.join(os.path.dirname(DIRS[node]), 'copy_ts')
+    os.makedirs(ts, exist_ok=True)
+    pw = pwd.getpwnam('postgres')
+    os.chown(ts, pw.pw_uid, pw.pw_gid)
+    q(node, "create tablespace copy_ts location '%s'" % ts)
+    for sql in IDX_DDL:
+        q(node, sql)
+
+
+def index_shape(node, table):
+    """Everything about the indexes and constraints of table a copy must keep: index
+    definitions, tablespaces, storage parameters, flags, comments, constraint
+    definitions and deferrability, the replica identity; and the index OIDs (which a
+    rebuild changes)."""
+    idx = q(node, """
+        select ic.relname::text, pg_get_indexdef(i.indexrelid), coalesce(ts.spcname::text, ''),
+               coalesce(array_to_string(ic.reloptions, ','), ''), i.indisprimary, i.indisunique,
+               i.indimmediate, i.indisclustered, i.indisreplident, i.indisvalid,
+               coalesce(obj_description(i.indexrelid, 'pg_class'), '')
+          from pg_index i join pg_class ic on ic.oid = i.indexrelid
+          left join pg_tablespace ts on ts.oid = ic.reltablespace
+         where i.indrelid = %s::regclass order by 1""", [table])
+    cons = q(node, """
+        select conname::text, contype::text, pg_get_constraintdef(oid), condeferrable, condeferred,
+               coalesce((select relname::text from pg_class where oid = conindid), ''),
+               coalesce(obj_description(oid, 'pg_constraint'), '')
+          from pg_constraint where conrelid = %s::regclass order by 1""", [table])
+    ident = q1(node, 'select relreplident::text from pg_class where oid = %s::regclass', [table])
+    oids = dict(q(node, 'select indexrelid::regclass::text, indexrelid::int8 from pg_index '
+                        'where indrelid = %s::regclass', [table]))
+    return (idx, cons, ident), oids
+
+
+def check_copy_indexes(before):
+    """After the initial copy: on branch and leaf the same index and constraint shape as
+    before it, every index of user_info rebuilt (new OIDs), user_session's primary key
+    (a view depends on it) kept (same OID), and the tables analyzed."""
+    for n in SUBSCRIBERS:
+        (shape0, oids0), (shape1, oids1) = before[n], index_shape(n, IDX_TABLE)
+        if shape1 != shape0:
+            fail('%s: the indexes/constraints of %s differ after the initial copy:\n before %s\n after  %s' % (
+                n, IDX_TABLE, shape0, shape1))
+        idx, cons, ident = shape1
+        # the shape has what the scenario made: a clustered index, a replica identity
+        # index, a deferred unique constraint, two indexes in copy_ts, comments
+        if ident != 'i' or sum(r[7] for r in idx) != 1 or sum(r[8] for r in idx) != 1 \
+                or not any(r[4] for r in cons) or sum(r[2] == 'copy_ts' for r in idx) != 2 \
+                or len(idx) != 5:
+            fail('%s: %s does not have the indexes the scenario made: %s %s %s' % (n, IDX_TABLE, idx, cons, ident))
+        same = sorted(k for k in oids1 if oids0.get(k) == oids1[k])
+        if same:
+            fail('%s: indexes of %s not rebuilt by the copy (same OID): %s' % (n, IDX_TABLE, same))
+        kept = 'digoal.' + KEPT_INDEX
+        s0 = before[n + ':session']
+        now = index_shape(n, 'digoal.user_session')
+        if now[0] != s0[0]:
+            fail('%s: the indexes of user_session differ after the copy:\n before %s\n after  %s' % (
+                n, s0[0], now[0]))
+        if now[1].get(kept) != s0[1].get(kept):
+            fail('%s: %s was dropped though a view depends on it' % (n, KEPT_INDEX))
+        text, _ = log_lines(n)
+        if '%s (other objects depend on it)' % KEPT_INDEX not in text:
+            fail('%s: no log line tells that %s was kept in place' % (n, KEPT_INDEX))
+        never = [t for t in COPIED if q1(n, 'select last_analyze from pg_stat_user_tables '
+                                            'where relid = %s::regclass', [t]) is None]
+        if never:
+            fail('%s: not analyzed after the copy: %s' % (n, never))
+    log('  branch, leaf: the %d indexes and %d constraints of %s rebuilt after the copy as they were '
+        '(tablespaces, clustered, replica identity, deferrable, comments); %s kept (a view needs it); '
+        'tables analyzed' % (len(before['branch'][0][0]), len(before['branch'][0][1]), IDX_TABLE, KEPT_INDEX))
+
+
 @step('create-root/-branch/-leaf, add-table (the replay workers copy the data), add-seq')
 def s_setup():
     for n in NODES:
         write_ini(n)
+        add_copy_indexes(n)
     londiste('root', 'create-root', 'root', connstr('root'))
     londiste('branch', 'create-branch', 'branch', connstr('branch'), '--provider=' + connstr('root'))
     londiste('leaf', 'create-leaf', 'leaf', connstr('leaf'), '--provider=' + connstr('branch'))
@@ -200,6 +304,10 @@ def s_setup():
     for n in SUBSCRIBERS:
         if any(q1(n, 'select count(*) from %s' % t) for t in TABLES):
             fail('%s has rows before add-table: the copy would not be the worker\'s' % n)
+    before = {}
+    for n in SUBSCRIBERS:
+        before[n] = index_shape(n, IDX_TABLE)
+        before[n + ':session'] = index_shape(n, 'digoal.user_session')
     started = {}
     for n in SUBSCRIBERS:
         started[n] = time.time()
@@ -251,6 +359,7 @@ def s_setup():
     if trg != 2 * len(TABLES):
         fail('root: %s londiste triggers, expected %d (row + truncate per table)' % (trg, 2 * len(TABLES)))
     check_same_data('after the initial copy')
+    check_copy_indexes(before)
 
 
 @step('a `pgq replay` worker runs on branch and leaf (worker_status, pg_stat_activity)')
