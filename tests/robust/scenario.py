@@ -16,11 +16,16 @@ Steps:
   3. kill -9 of a `pgq replay` backend under load, WORKER_KILLS times, branch and leaf
      alternately (each makes the postmaster restart that cluster's backends); the worker
      must come back with a new pid each time; then the checks below
-  4. kill -9 of the branch's replay worker while pg_stat_progress_copy shows its COPY of
+  4. kill -9 of the branch's copy worker while pg_stat_progress_copy shows its COPY of
      digoal.bulk (after `londiste resync`), COPY_KILLS times under load (a copy that
      ends before its kill is resynced again); then one completed copy per resync (copy
      lines in the log, the root's row count), state ok, the copy snapshot dropped, no
      COPY left running, no copy transaction left open on the root; the checks below
+  4b. kill -9 of the branch's copy worker in its hand-off: digoal.bulk resynced, the
+     branch's replay worker paused (`londiste pause`) once the copy runs, so the copy
+     worker catches up and waits in `wanna-sync:T`; killed there HANDOFF_KILLS times, it
+     comes back waiting at the same T; `londiste resume`: `do-sync:C`, ok; the checks
+     below
   5. the leaf's copy of digoal.bulk (after `londiste resync` on the leaf) loses its
      provider connection half way, COPY_CUTS times (the branch's backend serving the
      COPY TO terminated): a replay_error row naming the table each time, the same
@@ -82,6 +87,7 @@ ALL_TABLES = TABLES + [BULK]
 WORKER_KILLS = int(os.environ.get('WORKER_KILLS', '20'))
 COPY_KILLS = int(os.environ.get('COPY_KILLS', '20'))
 COPY_CUTS = int(os.environ.get('COPY_CUTS', '3'))
+HANDOFF_KILLS = int(os.environ.get('HANDOFF_KILLS', '5'))
 PM_KILLS = int(os.environ.get('PM_KILLS', '20'))
 OUTAGE = int(os.environ.get('OUTAGE_SECONDS', '60'))
 LOAD_RATE = int(os.environ.get('LOAD_RATE', '200'))
@@ -641,6 +647,50 @@ def s_kill_copy():
     if any(left.values()):
         fail('after the copy: %s' % left)
     log('  after tick %d: state ok, no copy snapshot, no COPY running, no open copy transaction on the root' % tick)
+
+def copy_worker_pid(node):
+    r = q(node, "select pid from pg_stat_activity where backend_type = 'pgq copy' order by pid")
+    return r[0][0] if len(r) == 1 else None
+
+
+@step('kill -9 of the branch\'s copy worker while it waits for its hand-off (wanna-sync, the replay '
+      'worker paused), under load: back waiting at the same tick; resumed: handed over, nothing lost or doubled')
+def s_kill_handoff():
+    since = phase_start()
+    LOAD.start()
+    pause(1)
+    londiste('branch', 'resync', BULK)
+    wait_for(lambda: '%s in-copy on the branch (%s)' % (BULK, table_states('branch')),
+             lambda: table_states('branch').get(BULK) == 'in-copy', 60, 0.02)
+    londiste('branch', 'pause')
+    waiting = lambda: (lambda st: st if st and st.startswith('wanna-sync:') else None)(
+        table_states('branch').get(BULK))
+    first = wait_for(lambda: '%s in wanna-sync on the branch (%s):\n%s' % (
+                         BULK, table_states('branch'), describe_workers('branch')), waiting, 120, 0.05)
+    for i in range(HANDOFF_KILLS):
+        pid = wait_for('a copy worker on the branch', lambda: copy_worker_pid('branch'), 60, 0.05)
+        worker = wait_worker('branch')
+        kill9('branch', pid)
+        wait_worker('branch', worker)
+        new = wait_for('the copy worker back on the branch', lambda: (lambda p: p if p and p != pid else None)(
+            copy_worker_pid('branch')), 60, 0.05)
+        pause(0.5)
+        st = table_states('branch').get(BULK)
+        log('  kill %d: copy worker %d in %s -> %d, %s is %r' % (i + 1, pid, first, new, BULK, st))
+        if st != first:
+            fail('after the kill the state of %s is %r, expected %r' % (BULK, st, first))
+    t = time.time()
+    londiste('branch', 'resume')
+    wait_for(lambda: '%s ok on the branch after resume (%s)' % (BULK, table_states('branch')),
+             lambda: table_states('branch').get(BULK) == 'ok', 60, 0.05)
+    log('  resumed: %s ok %.2fs later' % (BULK, time.time() - t))
+    tx = LOAD.stop()
+    log('  %d kills of the copy worker in %s; %d transactions on the root' % (HANDOFF_KILLS, first, tx))
+    verify('after %d kills in the hand-off' % HANDOFF_KILLS, since)
+    left = q1('branch', "select count(*) from pgq_node.local_state where consumer_name like '%%.copy.%%'") + \
+        q1('root', "select count(*) from pgq.get_consumer_info(%s) where consumer_name like '%%.copy.%%'", [QUEUE])
+    if left:
+        fail('%d copy consumers left registered after the hand-off' % left)
 
 
 def provider_copy(node):

@@ -170,6 +170,7 @@ def s_create():
 COPY_LINE = re.compile(r'pgq copy: node "([^"]+)": copied table (\S+): (\d+) rows, (\d+) bytes in (\d+) ms '
                        r'\(from node "([^"]+)"\)')
 SYNC_LINE = re.compile(r'pgq replay: queue "[^"]+": table (\S+) \(wanna-sync:(\d+)\) syncs at tick (\d+)')
+START_LINE = re.compile(r'pgq replay: node "[^"]+": table (\S+) goes to a copy worker')
 HANDED_LINE = re.compile(r'pgq copy: table (\S+) of queue "[^"]+" is handed to the replay worker at tick (\d+)')
 
 
@@ -188,8 +189,19 @@ def check_copies(node, offset, tables, sources):
         if t not in synced or t not in handed or synced[t][1] != handed[t] or synced[t][0] > synced[t][1]:
             fail('%s: the hand-off of %s: wanna-sync/do-sync %s, handed over at %s' % (
                 node, t, synced.get(t), handed.get(t)))
-    log('  %s: copied %s by copy workers (from %s), handed over at ticks %s' % (
-        node, ', '.join(tables), ', '.join(sorted(set(copied[t] for t in tables))),
+    # how many tables were in their copy at once (pgq.max_parallel_copies = 2): the
+    # replay worker's "goes to a copy worker" up to the copy worker's hand-over
+    events = sorted([(m.start(), 1) for m in START_LINE.finditer(text)] +
+                    [(m.start(), -1) for m in HANDED_LINE.finditer(text)])
+    at_once = peak = 0
+    for _, d in events:
+        at_once += d
+        peak = max(peak, at_once)
+    if peak > 2 or (node == 'branch' and peak != 2):
+        fail('%s: up to %d tables in their copy at once, expected %s' % (
+            node, peak, '2' if node == 'branch' else 'at most 2'))
+    log('  %s: copied %s by copy workers (from %s), up to %d at once, handed over at ticks %s' % (
+        node, ', '.join(tables), ', '.join(sorted(set(copied[t] for t in tables))), peak,
         ', '.join(str(handed[t]) for t in tables)))
 
 
