@@ -112,7 +112,8 @@ thread_local! {
     static CURRENT_EVENT: std::cell::RefCell<Position> = std::cell::RefCell::new(Position::default());
     /// On a `sync_watermark` node: the tick of the last `pgq.global-watermark` event
     /// read from the provider (remembered, not applied; None until one arrives after
-    /// the worker started). One queue per worker process, so one value.
+    /// the worker started). One queue per worker process, so one value. A batch that
+    /// rolls back may have set it: still a tick the root announced, so a safe bound.
     static RECEIVED_GLOBAL_WATERMARK: std::cell::Cell<Option<i64>> = const { std::cell::Cell::new(None) };
 }
 

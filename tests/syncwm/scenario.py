@@ -20,10 +20,15 @@ Steps:
      below P) instead of the root's
   4. resume: the leaf catches up, equal data on every node; the root's announcements
      past P take both branches' global watermarks past P, and b1's copies follow
+  5. b2's replay worker ended (a new one starts): it knows no global watermark from the
+     root yet, so b2's stays where it was (LOG says why) until the root announces again
+  6. b1's server stopped: b2 replicates on; its global watermark stays (LOG: b1 is not
+     reachable), no replay error on b2
 """
 
 import os
 import signal
+import subprocess
 import sys
 import time
 
@@ -34,6 +39,7 @@ NODES[:] = ['root', 'b1', 'b2', 'leaf']
 SUBS = ['b1', 'b2', 'leaf']
 WATCH.append(check_no_external_workers)
 HELD = {}
+ALIVE = set(NODES)
 
 
 def call(node, fn, *args, **named):
@@ -187,9 +193,62 @@ def s_resume():
     converge('at the end')
 
 
+def log_has(node, start, text):
+    return text in log_lines(node, start)[0]
+
+
+@step('b2\'s worker restarted: its global watermark is kept until the root announces again')
+def s_restart():
+    before = gw('b2')
+    start = log_size('b2')
+    old = replay_pid('b2')
+    if not old or not q1('b2', 'select pg_terminate_backend(%s)', [old]):
+        fail('could not end the replay worker of b2 (pid %s)' % old)
+    wait_for('a new replay worker on b2', lambda: replay_pid('b2') not in (None, old), 60)
+    wait_pgbench('root', pgbench('root', 2))
+    kept = 'global watermark kept at %s: no pgq.global-watermark event received' % before
+
+    def said():
+        sync_point('root')
+        return log_has('b2', start, kept)
+    wait_for('b2 to log "%s"' % kept, said, 60, 0.5)
+    if gw('b2') != before:
+        fail("b2's global watermark moved from %s to %s without an announcement" % (before, gw('b2')))
+
+    def moved():
+        announce()
+        return (gw('b2') or 0) > before
+    wait_for(lambda: "b2's global watermark past %s after announcements (%s)" % (before, gw('b2')),
+             moved, 60, 0.5)
+    log('  b2 kept %s until the next announcement, then %s' % (before, gw('b2')))
+
+
+@step('b1 stopped: b2 replicates on and keeps its global watermark (b1 unreachable)')
+def s_peer_down():
+    start = log_size('b2')
+    subprocess.run(['sudo', '-u', 'postgres', os.path.join(PG_BIN, 'pg_ctl'), '-D', DIRS['b1'],
+                    '-m', 'fast', '-w', 'stop'], check=True, stdout=subprocess.DEVNULL)
+    ALIVE.discard('b1')
+    wait_pgbench('root', pgbench('root', 2))
+    converge('with b1 down', ['b2'])
+    before = gw('b2')
+
+    def said():
+        announce()
+        sync_point('root')
+        return log_has('b2', start, 'global watermark kept at %s: node b1 is not reachable' % before)
+    wait_for('b2 to log that b1 is not reachable', said, 60, 0.5)
+    if gw('b2') != before:
+        fail("b2's global watermark moved from %s to %s with b1 unreachable" % (before, gw('b2')))
+    errs = consumer_errors('b2')
+    if errs:
+        fail('b2: %s' % errs)
+    log('  b2 replicates, its global watermark stays at %s (root: %s)' % (before, gw('root')))
+
+
 def main():
     return run_steps('syncwm scenario', 1, width=90,
-                     on_failure=lambda n: '  %s pgq workers:\n%s' % (n, describe_workers(n)))
+                     on_failure=lambda n: '  %s pgq workers:\n%s' % (n, describe_workers(n)) if n in ALIVE else '')
 
 
 if __name__ == '__main__':
