@@ -25,7 +25,7 @@ PGBIN=${PG_BIN:-/usr/lib/postgresql/15/bin}
 export PG_BIN=$PGBIN
 PGXS=$("$PGBIN/pg_config" --pkglibdir)/pgxs
 # pgtest runs `cargo pgrx test` against a private copy of the server tree (run_pgtest)
-LAYERS=${*:-lint unit regress isolation compat bgworker security cascade replay robust interop sqladmin demo compare upgrade pgtest remote}
+LAYERS=${*:-lint unit regress isolation compat bgworker security cascade replay robust interop sqladmin syncwm demo compare upgrade pgtest remote}
 
 [ -n "${SKIP_SETUP:-}" ] || scripts/setup.sh
 
@@ -145,6 +145,11 @@ run_interop() {
 # a cascade administered with the pgq_cascade SQL functions only (no CLI)
 run_sqladmin() {
   PG_BIN=$PGBIN tests/sqladmin/run.sh
+}
+
+# sync_watermark branches under in-server replay (root, two synced branches, a leaf)
+run_syncwm() {
+  PG_BIN=$PGBIN tests/syncwm/run.sh
 }
 
 # the README's demo (the seed cascade in SQL): it must run from a fresh clone

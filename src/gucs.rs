@@ -17,6 +17,7 @@ pub static WORKER_LOCK_TIMEOUT_MS: GucSetting<i32> = GucSetting::<i32>::new(10_0
 pub static REPLAY: GucSetting<bool> = GucSetting::<bool>::new(true);
 pub static REPLAY_IDLE_WAIT_MS: GucSetting<i32> = GucSetting::<i32>::new(1000);
 pub static MAX_PARALLEL_COPIES: GucSetting<i32> = GucSetting::<i32>::new(2);
+pub static REPLAY_WATERMARK_PERIOD_S: GucSetting<i32> = GucSetting::<i32>::new(300);
 
 /// `pgq.worker_role`, or None when empty (the workers then run as the extension owner).
 pub fn worker_role() -> Option<String> {
@@ -146,6 +147,16 @@ pub fn init() {
         64,
         GucContext::Sighup,
         GucFlags::default(),
+    );
+    GucRegistry::define_int_guc(
+        c"pgq.replay_watermark_period",
+        c"How often a replay worker sends its node's local watermark to the provider.",
+        c"After a batch, at most once per period; a node with the sync_watermark attribute then also syncs its global watermark with the nodes it lists.",
+        &REPLAY_WATERMARK_PERIOD_S,
+        1,
+        86_400,
+        GucContext::Sighup,
+        GucFlags::UNIT_S,
     );
     // SAFETY: _PG_init, after the pgq.* settings are defined; the prefix is static.
     unsafe { pgrx::pg_sys::MarkGUCPrefixReserved(c"pgq".as_ptr()) };

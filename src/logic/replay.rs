@@ -2,7 +2,8 @@
 //! replay"): where a batch stands against the node's completed tick, what a branch
 //! does about its own tick after a crash, what a cascade event asks for, when an
 //! EXECUTE script runs on this node and how its `@name@` placeholders become local
-//! names, and how long to wait after an error.
+//! names, how long to wait after an error, and the watermarks a node sends up and (with
+//! the `sync_watermark` attribute) syncs with other branches.
 
 use crate::logic::supervise::SEC;
 
@@ -505,6 +506,104 @@ pub fn copy_consumer_table<'a>(worker: &str, consumer: &'a str) -> Option<&'a st
         .filter(|t| !t.is_empty())
 }
 
+/// The nodes a branch's `sync_watermark` attribute names (`pgq_node.node_info.node_attrs`,
+/// an urlencoded dict: `sync_watermark=n1,n2`): in order, without blanks and repeats.
+/// Empty when the attribute is missing or empty; an undecodable attribute is an error.
+pub fn sync_watermark_nodes(node_attrs: Option<&str>) -> Result<Vec<String>, String> {
+    let Some(s) = node_attrs.filter(|s| !s.is_empty()) else {
+        return Ok(Vec::new());
+    };
+    let pairs = crate::logic::triggers::decode_urlenc_row(s)
+        .map_err(|e| format!("bad node_attrs {s:?}: {e}"))?;
+    let mut out: Vec<String> = Vec::new();
+    for (k, v) in pairs {
+        if k != "sync_watermark" {
+            continue;
+        }
+        out.clear(); // the last one counts, as in a dict
+        for n in v.unwrap_or_default().split(',').map(str::trim) {
+            if !n.is_empty() && !out.iter().any(|x| x == n) {
+                out.push(n.to_string());
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// The watermark a node sends up to its provider after the batch `prev..cur`: its local
+/// watermark (the lowest position of its own subscribers), never past the batch; a
+/// `sync_watermark` branch sends the batch's start instead, because its subtree is kept
+/// by the watermark it syncs with the listed nodes, not by the provider.
+pub fn published_watermark(
+    local_watermark: Option<i64>,
+    sync_watermark: bool,
+    prev_tick: i64,
+    cur_tick: i64,
+) -> i64 {
+    if sync_watermark {
+        prev_tick
+    } else {
+        local_watermark.unwrap_or(cur_tick).min(cur_tick)
+    }
+}
+
+/// What a listed node of `sync_watermark` told about itself.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PeerWatermark {
+    /// its local watermark, as its `pgq_node.get_node_info` gave it (None: not set)
+    Known(Option<i64>),
+    /// marked dead in the member list: it needs nothing any more
+    Dead,
+    /// not in the member list (dropped, or a misspelt name): it needs nothing here
+    NotMember,
+    /// alive but not reachable or not answering (the reason, without secrets)
+    Unreachable(String),
+}
+
+/// What the sync of a `sync_watermark` branch's global watermark decides.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SyncedWatermark {
+    /// set the local global watermark to this tick
+    Set(i64),
+    /// leave the global watermark where it is (holding it back is always safe): why
+    Keep(String),
+}
+
+/// The global watermark of a `sync_watermark` branch: the lowest of its own local
+/// watermark, the last global watermark its provider sent (the root's, as far as the
+/// rest of the cascade goes) and the local watermarks of the listed nodes that are
+/// alive. Whenever one of those is unknown — no global watermark received since the
+/// worker started, a listed live node unreachable or without a local watermark — the
+/// watermark is kept where it is rather than moved on a guess.
+pub fn synced_global_watermark(
+    own_local: Option<i64>,
+    received_global: Option<i64>,
+    peers: &[(String, PeerWatermark)],
+) -> SyncedWatermark {
+    let Some(received) = received_global else {
+        return SyncedWatermark::Keep(
+            "no pgq.global-watermark event received since the worker started".to_string(),
+        );
+    };
+    let Some(own) = own_local else {
+        return SyncedWatermark::Keep("this node has no local watermark".to_string());
+    };
+    let mut wm = own.min(received);
+    for (name, p) in peers {
+        match p {
+            PeerWatermark::Known(Some(w)) => wm = wm.min(*w),
+            PeerWatermark::Known(None) => {
+                return SyncedWatermark::Keep(format!("node {name} has no local watermark"))
+            }
+            PeerWatermark::Dead | PeerWatermark::NotMember => {}
+            PeerWatermark::Unreachable(why) => {
+                return SyncedWatermark::Keep(format!("node {name} is not reachable: {why}"))
+            }
+        }
+    }
+    SyncedWatermark::Set(wm)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -820,5 +919,107 @@ mod tests {
         assert_eq!(copy_consumer_table("n1_worker", "n1_worker"), None);
         assert_eq!(copy_consumer_table("n1_worker", "n1_worker.copy."), None);
         assert_eq!(copy_consumer_table("n2_worker", &c), None);
+    }
+
+    #[test]
+    fn sync_watermark_attribute() {
+        assert_eq!(sync_watermark_nodes(None).unwrap(), Vec::<String>::new());
+        assert_eq!(
+            sync_watermark_nodes(Some("")).unwrap(),
+            Vec::<String>::new()
+        );
+        assert_eq!(
+            sync_watermark_nodes(Some("sync_watermark=n1,n2")).unwrap(),
+            vec!["n1", "n2"]
+        );
+        assert_eq!(
+            sync_watermark_nodes(Some("x=1&sync_watermark=%20n1%2C+n2,,n1&y")).unwrap(),
+            vec!["n1", "n2"]
+        );
+        assert_eq!(
+            sync_watermark_nodes(Some("sync_watermark=a&sync_watermark=b")).unwrap(),
+            vec!["b"]
+        );
+        assert_eq!(
+            sync_watermark_nodes(Some("sync_watermark")).unwrap(),
+            Vec::<String>::new()
+        );
+        assert_eq!(
+            sync_watermark_nodes(Some("other=n1")).unwrap(),
+            Vec::<String>::new()
+        );
+        assert!(sync_watermark_nodes(Some("sync_watermark=%zz")).is_err());
+    }
+
+    #[test]
+    fn published_watermark_rules() {
+        // the local watermark, never past the batch
+        assert_eq!(published_watermark(Some(5), false, 7, 9), 5);
+        assert_eq!(published_watermark(Some(12), false, 7, 9), 9);
+        assert_eq!(published_watermark(None, false, 7, 9), 9);
+        // sync_watermark: the batch's start, whatever the subtree needs
+        assert_eq!(published_watermark(Some(5), true, 7, 9), 7);
+        assert_eq!(published_watermark(None, true, 7, 9), 7);
+    }
+
+    #[test]
+    fn synced_watermark_is_the_lowest_known() {
+        use PeerWatermark::*;
+        let p = |n: &str, w| (n.to_string(), w);
+        assert_eq!(
+            synced_global_watermark(Some(10), Some(20), &[p("b", Known(Some(15)))]),
+            SyncedWatermark::Set(10)
+        );
+        assert_eq!(
+            synced_global_watermark(Some(10), Some(8), &[p("b", Known(Some(15)))]),
+            SyncedWatermark::Set(8)
+        );
+        assert_eq!(
+            synced_global_watermark(
+                Some(10),
+                Some(20),
+                &[p("b", Known(Some(4))), p("c", Known(Some(6)))]
+            ),
+            SyncedWatermark::Set(4)
+        );
+        // dead and unknown nodes do not hold it
+        assert_eq!(
+            synced_global_watermark(
+                Some(10),
+                Some(20),
+                &[p("b", Dead), p("c", NotMember), p("d", Known(Some(12)))]
+            ),
+            SyncedWatermark::Set(10)
+        );
+        assert_eq!(
+            synced_global_watermark(Some(10), Some(20), &[]),
+            SyncedWatermark::Set(10)
+        );
+        // anything unknown keeps the watermark where it is
+        assert!(matches!(
+            synced_global_watermark(Some(10), None, &[p("b", Known(Some(4)))]),
+            SyncedWatermark::Keep(_)
+        ));
+        assert!(matches!(
+            synced_global_watermark(None, Some(20), &[]),
+            SyncedWatermark::Keep(_)
+        ));
+        assert!(matches!(
+            synced_global_watermark(Some(10), Some(20), &[p("b", Known(None))]),
+            SyncedWatermark::Keep(_)
+        ));
+        match synced_global_watermark(
+            Some(10),
+            Some(20),
+            &[
+                p("b", Known(Some(4))),
+                p("c", Unreachable("refused".into())),
+            ],
+        ) {
+            SyncedWatermark::Keep(why) => {
+                assert!(why.contains("node c") && why.contains("refused"))
+            }
+            other => panic!("{other:?}"),
+        }
     }
 }

@@ -45,8 +45,12 @@ const SEC: i64 = 1_000_000;
 /// How long a worker held by a compare waits between looks (the compare's release
 /// wakes it at once).
 const HOLD_IDLE: Duration = Duration::from_secs(1);
-/// How often the local watermark goes up to the provider (the Python worker's period).
-const WATERMARK_PERIOD: i64 = 300 * SEC;
+/// How often the local watermark goes up to the provider, and a `sync_watermark` node
+/// syncs its global watermark: `pgq.replay_watermark_period` (300 s by default, the
+/// Python worker's period).
+fn watermark_period() -> i64 {
+    i64::from(crate::gucs::REPLAY_WATERMARK_PERIOD_S.get()) * SEC
+}
 
 /// Set in a replay worker process: `pgq_node.set_consumer_completed` refuses other
 /// sessions while a node is replayed in-server, so two consumers never apply one batch.
@@ -65,6 +69,10 @@ struct NodeState {
     worker: String,
     combined_queue: Option<String>,
     local_watermark: Option<i64>,
+    /// this node's global watermark (pgq_node.get_node_info)
+    global_watermark: Option<i64>,
+    /// the nodes its `sync_watermark` attribute lists (empty: none)
+    sync_watermark: Vec<String>,
     provider_node: Option<String>,
     provider_location: Option<String>,
     paused: bool,
@@ -102,6 +110,11 @@ thread_local! {
     /// raises while applying it unwinds past the batch code straight to the
     /// transaction's catch, and the error history still names the event.
     static CURRENT_EVENT: std::cell::RefCell<Position> = std::cell::RefCell::new(Position::default());
+    /// On a `sync_watermark` node: the tick of the last `pgq.global-watermark` event
+    /// read from the provider (remembered, not applied; None until one arrives after
+    /// the worker started). One queue per worker process, so one value. A batch that
+    /// rolls back may have set it: still a tick the root announced, so a safe bound.
+    static RECEIVED_GLOBAL_WATERMARK: std::cell::Cell<Option<i64>> = const { std::cell::Cell::new(None) };
 }
 
 /// The replay of one queue, kept across rounds.
@@ -410,7 +423,7 @@ impl Replay {
             s.last_tick = now;
             s.clear_error();
         });
-        if now - self.last_watermark >= WATERMARK_PERIOD {
+        if now - self.last_watermark >= watermark_period() {
             self.publish_watermark(&node, &batch)?;
             self.last_watermark = now;
         }
@@ -518,7 +531,8 @@ impl Replay {
             let t = c
                 .update(
                     "select ret_code, node_type::text, node_name::text, worker_name::text, \
-                            combined_queue::text, local_watermark \
+                            combined_queue::text, local_watermark, global_watermark, \
+                            node_attrs::text \
                        from pgq_node.get_node_info($1)",
                     Some(1),
                     &[q.into()],
@@ -545,6 +559,15 @@ impl Replay {
             };
             let combined_queue = r.get::<String>(5).ctx("reading node info")?;
             let local_watermark = r.get::<i64>(6).ctx("reading node info")?;
+            let global_watermark = r.get::<i64>(7).ctx("reading node info")?;
+            let node_attrs = r.get::<String>(8).ctx("reading node info")?;
+            let sync_watermark =
+                rules::sync_watermark_nodes(node_attrs.as_deref()).map_err(|m| {
+                    PgqError::new(
+                        SqlState::DATA_EXCEPTION,
+                        format!("node \"{node_name}\": {m}"),
+                    )
+                })?;
             if node_type == NodeType::Root {
                 return Ok(Some(NodeState {
                     node_type,
@@ -552,6 +575,8 @@ impl Replay {
                     worker,
                     combined_queue,
                     local_watermark,
+                    global_watermark,
+                    sync_watermark,
                     provider_node: None,
                     provider_location: None,
                     paused: false,
@@ -586,6 +611,8 @@ impl Replay {
                 worker,
                 combined_queue,
                 local_watermark,
+                global_watermark,
+                sync_watermark,
                 provider_node: r.get::<String>(2).ctx("reading consumer state")?,
                 provider_location: r.get::<String>(3).ctx("reading consumer state")?,
                 paused: r
@@ -841,7 +868,7 @@ impl Replay {
                     apply_event(&q, node, &mut tables, &ev).map_err(|e| prefix(e, &ev))?;
                 }
                 if is_branch {
-                    copy_event(&q, &ev).map_err(|e| prefix(e, &ev))?;
+                    copy_event(&q, node, &ev).map_err(|e| prefix(e, &ev))?;
                 }
                 count += 1;
             }
@@ -1633,11 +1660,12 @@ impl Replay {
         Ok(())
     }
 
+    /// The local watermark up to the provider; on a `sync_watermark` node then the sync
+    /// of its global watermark with the listed nodes.
     fn publish_watermark(&mut self, node: &NodeState, batch: &Batch) -> Result<(), StepError> {
-        let wm = node
-            .local_watermark
-            .unwrap_or(batch.cur_tick)
-            .min(batch.cur_tick);
+        let sync = !node.sync_watermark.is_empty();
+        let wm =
+            rules::published_watermark(node.local_watermark, sync, batch.prev_tick, batch.cur_tick);
         let q = self.queue.clone();
         let wm = wm.to_string();
         self.conn()?
@@ -1646,7 +1674,126 @@ impl Replay {
                 &[Some(&q), Some(&node.node_name), Some(&wm)],
             )
             .map_err(rerr)?;
+        if sync {
+            self.sync_global_watermark(node)?;
+        }
         Ok(())
+    }
+
+    /// A `sync_watermark` node's global watermark: the lowest of its own local
+    /// watermark, the last one its provider sent and the local watermarks of the live
+    /// listed nodes (asked on their locations), or left where it is when one of them is
+    /// unknown (rules::synced_global_watermark).
+    fn sync_global_watermark(&mut self, node: &NodeState) -> Result<(), StepError> {
+        let q = self.queue.clone();
+        let received = RECEIVED_GLOBAL_WATERMARK.with(|r| r.get());
+        let members = in_txn("read queue locations", || {
+            Spi::connect(|c| {
+                let t = c
+                    .select(
+                        "select node_name::text, node_location::text, dead \
+                           from pgq_node.get_queue_locations($1)",
+                        None,
+                        &[q.as_str().into()],
+                    )
+                    .ctx("reading pgq_node.get_queue_locations")?;
+                let mut m = HashMap::new();
+                for r in t {
+                    let name = crate::db::req::<String>(&r, 1, "reading queue locations")?;
+                    let loc = crate::db::get::<String>(&r, 2, "reading queue locations")?;
+                    let dead = crate::db::get::<bool>(&r, 3, "reading queue locations")?;
+                    m.insert(name, (loc, dead.unwrap_or(false)));
+                }
+                Ok::<_, PgqError>(m)
+            })
+        })
+        .and_then(|r| r)?;
+        let mut peers = Vec::new();
+        if received.is_some() {
+            for name in &node.sync_watermark {
+                let p = if *name == node.node_name {
+                    rules::PeerWatermark::Known(node.local_watermark)
+                } else {
+                    match members.get(name) {
+                        None => rules::PeerWatermark::NotMember,
+                        Some((_, true)) => rules::PeerWatermark::Dead,
+                        Some((None, false)) => {
+                            rules::PeerWatermark::Unreachable("no location".to_string())
+                        }
+                        Some((Some(loc), false)) => self.peer_watermark(name, loc),
+                    }
+                };
+                peers.push((name.clone(), p));
+            }
+        }
+        match rules::synced_global_watermark(node.local_watermark, received, &peers) {
+            rules::SyncedWatermark::Set(wm) => {
+                in_txn("sync global watermark", || {
+                    Spi::connect_mut(|c| {
+                        c.update(
+                            "select ret_code from pgq_node.set_global_watermark($1, $2)",
+                            Some(1),
+                            &[q.as_str().into(), wm.into()],
+                        )
+                        .map(|_| ())
+                        .ctx("pgq_node.set_global_watermark")
+                    })
+                })
+                .and_then(|r| r)?;
+                debug1!(
+                    "pgq replay: queue \"{q}\": global watermark synced to {wm} (sync_watermark={})",
+                    node.sync_watermark.join(",")
+                );
+            }
+            rules::SyncedWatermark::Keep(why) => {
+                log!(
+                    "pgq replay: queue \"{q}\": global watermark kept at {}: {why}",
+                    node.global_watermark
+                        .map_or_else(|| "NULL".to_string(), |w| w.to_string())
+                );
+            }
+        }
+        Ok(())
+    }
+
+    /// The local watermark of a node `sync_watermark` lists, from its own
+    /// `pgq_node.get_node_info`, on a connection made as the provider's is (the replay
+    /// role's rules for passwords; errors come without secrets).
+    fn peer_watermark(&self, name: &str, location: &str) -> rules::PeerWatermark {
+        let purpose = format!("replay {} sync_watermark", self.queue);
+        let opts = ConnectOptions::new(location, &purpose)
+            .node(name)
+            .superuser(self.role_is_superuser);
+        let asked = Connection::connect(&opts).and_then(|mut c| {
+            c.exec(
+                "select ret_code, ret_note::text, local_watermark from pgq_node.get_node_info($1)",
+                &[Some(&self.queue)],
+            )
+        });
+        let r = match asked {
+            Ok(r) => r,
+            Err(e) => return rules::PeerWatermark::Unreachable(reason(&e)),
+        };
+        let read = || -> Result<rules::PeerWatermark, crate::remote::RemoteError> {
+            let code = r.get::<i32>(0, 0)?.unwrap_or(0);
+            if code >= 300 {
+                let note = r.get::<String>(0, 1)?.unwrap_or_default();
+                return Ok(rules::PeerWatermark::Unreachable(format!(
+                    "no node of the queue there ({code} {note})"
+                )));
+            }
+            Ok(rules::PeerWatermark::Known(r.get::<i64>(0, 2)?))
+        };
+        read().unwrap_or_else(|e| rules::PeerWatermark::Unreachable(reason(&e)))
+    }
+}
+
+/// A libpq failure in one line: the message and libpq's reason (DETAIL); the client
+/// already took any password out.
+fn reason(e: &crate::remote::RemoteError) -> String {
+    match &e.detail {
+        Some(d) if !d.is_empty() => format!("{}: {d}", e.message),
+        _ => e.message.clone(),
     }
 }
 
@@ -1871,6 +2018,9 @@ fn read_copy_view(
             worker: worker.clone(),
             combined_queue: None,
             local_watermark: None,
+            // a copy worker neither applies cascade events nor moves watermarks
+            global_watermark: None,
+            sync_watermark: Vec::new(),
             provider_node: r.get::<String>(4).ctx("reading node info")?,
             provider_location: r.get::<String>(5).ctx("reading node info")?,
             paused: false,
@@ -2112,6 +2262,11 @@ fn apply_event(
                             &[queue.into(), n.as_str().into()],
                         )
                         .map(|_| ()),
+                    // a sync_watermark node syncs its own in publish_watermark
+                    CascadeEvent::GlobalWatermark(tick) if !node.sync_watermark.is_empty() => {
+                        RECEIVED_GLOBAL_WATERMARK.with(|r| r.set(Some(tick)));
+                        Ok(())
+                    }
                     CascadeEvent::GlobalWatermark(tick) => c
                         .update(
                             "select ret_code from pgq_node.set_global_watermark($1, $2)",
@@ -2351,7 +2506,17 @@ impl rules::LocalObjects for Here<'_, '_, '_> {
 }
 
 /// Copy an event into this branch's own queue with its `ev_id`, for the nodes below.
-fn copy_event(queue: &str, ev: &Event) -> Result<(), PgqError> {
+/// On a `sync_watermark` node a `pgq.global-watermark` event goes on with this node's
+/// own global watermark: the nodes below must not drop what the synced nodes need.
+fn copy_event(queue: &str, node: &NodeState, ev: &Event) -> Result<(), PgqError> {
+    let own_wm;
+    let mut data = ev.data.as_deref();
+    if !node.sync_watermark.is_empty() && ev.ev_type == b"pgq.global-watermark" {
+        if let Some(wm) = node.global_watermark {
+            own_wm = wm.to_string();
+            data = Some(own_wm.as_bytes());
+        }
+    }
     let time = TimestampWithTimeZone::try_from(ev.time)
         .map_err(|_| PgqError::new(SqlState::DATA_EXCEPTION, format!("bad ev_time {}", ev.time)))?;
     crate::db::plain_errors(|| {
@@ -2363,7 +2528,7 @@ fn copy_event(queue: &str, ev: &Event) -> Result<(), PgqError> {
                 ev_owner: None,
                 ev_retry: None,
                 ev_type: Some(&ev.ev_type),
-                ev_data: ev.data.as_deref(),
+                ev_data: data,
                 extra: [
                     ev.extra[0].as_deref(),
                     ev.extra[1].as_deref(),
