@@ -372,6 +372,7 @@ impl Replay {
         let batch = self.next_batch(&node.worker)?;
         let Some(batch) = batch else {
             self.copy_check = true;
+            self.restore_fkeys = true;
             return Ok(Round::Idle(Duration::from_millis(
                 crate::gucs::REPLAY_IDLE_WAIT_MS.get() as u64,
             )));
@@ -1255,8 +1256,23 @@ impl Replay {
             return self.copy_table_now(&view, &source);
         }
         let Some(batch) = self.next_batch(&view.consumer)? else {
-            if let Some(t) = self.copy.as_mut() {
-                t.caught_up = true;
+            // caught up at the source's last tick: if the replay worker stands at the
+            // same tick, the table is its own from here, with no tick to wait for
+            if phase == CopyPhase::CatchingUp
+                && view.node.provider_node.as_deref() == Some(source.as_str())
+                && self.hand_over_here(&view)?
+            {
+                return Ok(Round::Stop(format!(
+                    "table {table} of queue \"{q}\" is handed to the replay worker at its position"
+                )));
+            }
+            let first = self
+                .copy
+                .as_mut()
+                .is_some_and(|t| !std::mem::replace(&mut t.caught_up, true));
+            if first && phase == CopyPhase::CatchingUp {
+                // the announcement needs the source's next tick
+                self.ask_for_tick();
             }
             return Ok(Round::Idle(Duration::from_millis(
                 crate::gucs::REPLAY_IDLE_WAIT_MS.get() as u64,
@@ -1549,10 +1565,34 @@ impl Replay {
         if let Some(t) = self.copy.as_mut() {
             t.caught_up = false;
         }
-        if let Some((_, c)) = self.provider.as_mut() {
-            let _ = c.exec("select pgq.force_tick($1)", &[Some(&q)]);
-        }
+        self.ask_for_tick();
         Ok(Round::Busy)
+    }
+
+    /// Ask the copy source for a tick now, so that no step of the copy waits for the
+    /// source's idle period: `pgq.force_tick`, and on a source of this extension that
+    /// ticks the queue itself, `pgq.ticker(queue)` (this extension's ticker takes a lock,
+    /// so it may run beside the source's own; the original's may not, so there only
+    /// `force_tick`, which its next ticker run honours). Best effort.
+    fn ask_for_tick(&mut self) {
+        let q = self.queue.clone();
+        let Some((_, c)) = self.provider.as_mut() else {
+            return;
+        };
+        let own = c
+            .exec(
+                "select pgq.force_tick($1) is not null \
+                    and pg_catalog.to_regnamespace('pgq_cascade') is not null \
+                    and exists (select 1 from pgq.queue where queue_name operator(pg_catalog.=) $1 \
+                                   and not queue_external_ticker and not queue_ticker_paused)",
+                &[Some(&q)],
+            )
+            .ok()
+            .and_then(|r| r.get::<bool>(0, 0).ok().flatten())
+            .unwrap_or(false);
+        if own {
+            let _ = c.exec("select pgq.ticker($1)", &[Some(&q)]);
+        }
     }
 
     /// `do-sync:C` and the copy consumer's next batch ends at C: everything up to C is
@@ -1591,10 +1631,16 @@ impl Replay {
         }
         crate::bgworker::wake_replay(&q);
         let consumer = view.consumer.clone();
+        self.drop_copy_consumer(&consumer)
+    }
+
+    /// Unregister the copy consumer on the source (this connection) and here.
+    fn drop_copy_consumer(&mut self, consumer: &str) -> Result<(), StepError> {
+        let q = self.queue.clone();
         self.conn()?
             .exec(
                 "select pgq.unregister_consumer($1, $2)",
-                &[Some(&q), Some(&consumer)],
+                &[Some(&q), Some(consumer)],
             )
             .map_err(rerr)?;
         in_txn("unregister the copy consumer", || {
@@ -1602,14 +1648,120 @@ impl Replay {
                 c.update(
                     "select ret_code from pgq_node.unregister_consumer($1, $2)",
                     Some(1),
-                    &[q.as_str().into(), consumer.as_str().into()],
+                    &[q.as_str().into(), consumer.into()],
                 )
                 .map(|_| ())
                 .ctx("unregistering the copy consumer")
             })
         })
+        .and_then(|r| r)
+    }
+
+    /// The hand-over without a tick: the copy consumer has no batch left (it completed
+    /// the source's last tick P), the source is the replay worker's provider, and the
+    /// replay worker has completed P too and is not inside a batch (its `local_state`
+    /// row, which it locks for every batch, is locked here). Then the copy has applied
+    /// the table's changes up to P, the replay worker everything else up to P, and from
+    /// P on the table is the replay worker's: state `ok`. The copy snapshot stays (the
+    /// replay worker's batches come from the same source, so it filters them right)
+    /// until the replay worker drops it. Returns whether it handed over.
+    fn hand_over_here(&mut self, view: &CopyView) -> Result<bool, StepError> {
+        let q = self.queue.clone();
+        let table = view.table.clone();
+        let worker = view.node.worker.clone();
+        let consumer = view.consumer.clone();
+        // where the copy consumer stands (only this process moves it), and whether the
+        // copy snapshot can go with the hand-over: the tick is past it, so no later
+        // batch holds a transaction it sees (the replay worker's own rule)
+        let (mine, snap) = in_txn("read the copy position", || {
+            Spi::connect(|c| {
+                let t = c
+                    .select(
+                        "select s.last_tick_id, t.custom_snapshot::text \
+                           from pgq_node.local_state s, londiste.table_info t \
+                          where s.queue_name operator(pg_catalog.=) $1 \
+                            and s.consumer_name operator(pg_catalog.=) $2 \
+                            and t.queue_name operator(pg_catalog.=) $1 \
+                            and t.table_name operator(pg_catalog.=) $3 and t.local",
+                        Some(1),
+                        &[
+                            q.as_str().into(),
+                            consumer.as_str().into(),
+                            table.as_str().into(),
+                        ],
+                    )
+                    .ctx("reading the copy position")?;
+                if t.is_empty() {
+                    return Ok::<_, PgqError>((None, None));
+                }
+                let r = t.first();
+                Ok((
+                    r.get::<i64>(1).ctx("reading the copy position")?,
+                    r.get::<String>(2).ctx("reading the copy position")?,
+                ))
+            })
+        })
         .and_then(|r| r)?;
-        Ok(())
+        let Some(mine) = mine else {
+            return Ok(false);
+        };
+        let drop_snapshot = match snap.as_deref().map(Snapshot::parse) {
+            Some(Ok(s)) => self.tick_snapshot(mine)?.xmin >= s.xmax,
+            _ => true,
+        };
+        let moved = in_txn("hand the table over at the worker's position", || {
+            Spi::connect_mut(|c| {
+                let mut tick = |who: &str| -> Result<Option<i64>, PgqError> {
+                    let t = c
+                        .update(
+                            "select last_tick_id from pgq_node.local_state \
+                              where queue_name operator(pg_catalog.=) $1 \
+                                and consumer_name operator(pg_catalog.=) $2 for update",
+                            Some(1),
+                            &[q.as_str().into(), who.into()],
+                        )
+                        .ctx("locking a consumer's local_state row")?;
+                    if t.is_empty() {
+                        return Ok(None);
+                    }
+                    t.first().get::<i64>(1).ctx("reading last_tick_id")
+                };
+                let main = tick(&worker)?;
+                if main != Some(mine) || tick(&consumer)? != Some(mine) {
+                    return Ok(false);
+                }
+                let t = c
+                    .update(
+                        "update londiste.table_info set merge_state = 'ok', \
+                                custom_snapshot = case when $3 then null else custom_snapshot end \
+                          where queue_name operator(pg_catalog.=) $1 \
+                            and table_name operator(pg_catalog.=) $2 and local \
+                            and merge_state operator(pg_catalog.=) 'catching-up' returning 1",
+                        Some(1),
+                        &[
+                            q.as_str().into(),
+                            table.as_str().into(),
+                            drop_snapshot.into(),
+                        ],
+                    )
+                    .ctx("handing the table over")?;
+                Ok::<_, PgqError>(!t.is_empty())
+            })
+        })
+        .and_then(|r| r)?;
+        if !moved {
+            return Ok(false);
+        }
+        crate::bgworker::wake_replay(&q);
+        self.drop_copy_consumer(&consumer)?;
+        if drop_snapshot {
+            // the table's parked foreign keys may go back now (best effort: the replay
+            // worker also looks for them whenever it is idle)
+            if let Err(e) = self.restore_pending_fkeys() {
+                w::record_error("restoring foreign keys", &e);
+            }
+        }
+        Ok(true)
     }
 
     /// Put back the foreign keys an initial copy parked, once both sides are complete.

@@ -171,7 +171,8 @@ COPY_LINE = re.compile(r'pgq copy: node "([^"]+)": copied table (\S+): (\d+) row
                        r'\(from node "([^"]+)"\)')
 SYNC_LINE = re.compile(r'pgq replay: queue "[^"]+": table (\S+) \(wanna-sync:(\d+)\) syncs at tick (\d+)')
 START_LINE = re.compile(r'pgq replay: node "[^"]+": table (\S+) goes to a copy worker')
-HANDED_LINE = re.compile(r'pgq copy: table (\S+) of queue "[^"]+" is handed to the replay worker at tick (\d+)')
+HANDED_LINE = re.compile(r'pgq copy: table (\S+) of queue "[^"]+" is handed to the replay worker '
+                         r'at (?:tick (\d+)|its position)')
 
 
 def check_copies(node, offset, tables, sources):
@@ -181,12 +182,17 @@ def check_copies(node, offset, tables, sources):
     text, _ = log_lines(node, offset)
     copied = {m.group(2): m.group(6) for m in COPY_LINE.finditer(text)}
     synced = {m.group(1): (int(m.group(2)), int(m.group(3))) for m in SYNC_LINE.finditer(text)}
-    handed = {m.group(1): int(m.group(2)) for m in HANDED_LINE.finditer(text)}
+    # at tick C after wanna-sync/do-sync, or (None) at once where the replay worker stood
+    handed = {m.group(1): int(m.group(2)) if m.group(2) else None for m in HANDED_LINE.finditer(text)}
     for t in tables:
         want = sources.get(t, PROVIDER_OF[node])
         if copied.get(t) != want:
             fail('%s: %s copied from %r, expected from %r (copies logged: %s)' % (node, t, copied.get(t), want, copied))
-        if t not in synced or t not in handed or synced[t][1] != handed[t] or synced[t][0] > synced[t][1]:
+        if want != PROVIDER_OF[node] and handed.get(t, 0) is None:
+            fail('%s: %s, copied from %s (not the provider), was handed over without the tick hand-off' % (
+                node, t, want))
+        if t not in handed or (handed[t] is not None and (
+                t not in synced or synced[t][1] != handed[t] or synced[t][0] > synced[t][1])):
             fail('%s: the hand-off of %s: wanna-sync/do-sync %s, handed over at %s' % (
                 node, t, synced.get(t), handed.get(t)))
     # how many tables were in their copy at once (pgq.max_parallel_copies = 2): the
@@ -202,7 +208,7 @@ def check_copies(node, offset, tables, sources):
             node, peak, '2' if node == 'branch' else 'at most 2'))
     log('  %s: copied %s by copy workers (from %s), up to %d at once, handed over at ticks %s' % (
         node, ', '.join(tables), ', '.join(sorted(set(copied[t] for t in tables))), peak,
-        ', '.join(str(handed[t]) for t in tables)))
+        ', '.join(str(handed[t]) if handed[t] else 'its position' for t in tables)))
 
 
 PROVIDER_OF = {'branch': 'root', 'leaf': 'branch'}
