@@ -17,6 +17,7 @@ pub static WORKER_LOCK_TIMEOUT_MS: GucSetting<i32> = GucSetting::<i32>::new(10_0
 pub static REPLAY: GucSetting<bool> = GucSetting::<bool>::new(true);
 pub static REPLAY_IDLE_WAIT_MS: GucSetting<i32> = GucSetting::<i32>::new(1000);
 pub static MAX_PARALLEL_COPIES: GucSetting<i32> = GucSetting::<i32>::new(2);
+pub static REPLAY_ERROR_RETENTION_S: GucSetting<i32> = GucSetting::<i32>::new(7 * 86_400);
 pub static REPLAY_WATERMARK_PERIOD_S: GucSetting<i32> = GucSetting::<i32>::new(300);
 
 /// `pgq.worker_role`, or None when empty (the workers then run as the extension owner).
@@ -137,6 +138,16 @@ pub fn init() {
         60_000,
         GucContext::Sighup,
         GucFlags::UNIT_MS,
+    );
+    GucRegistry::define_int_guc(
+        c"pgq.replay_error_retention",
+        c"How long rows of pgq_cascade.replay_error are kept; 0 keeps them all.",
+        c"A replay or copy worker that records an error deletes its queue's rows older than this.",
+        &REPLAY_ERROR_RETENTION_S,
+        0,
+        i32::MAX,
+        GucContext::Sighup,
+        GucFlags::UNIT_S,
     );
     GucRegistry::define_int_guc(
         c"pgq.max_parallel_copies",

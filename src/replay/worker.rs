@@ -2732,5 +2732,19 @@ fn record_history(
         ],
     )
     .ctx("recording the error in pgq_cascade.replay_error")?;
+    // the history is bounded: the queue's rows older than pgq.replay_error_retention go
+    // (0 keeps them all)
+    let keep = crate::gucs::REPLAY_ERROR_RETENTION_S.get();
+    if keep > 0 {
+        c.update(
+            "delete from pgq_cascade.replay_error \
+              where queue_name operator(pg_catalog.=) $1 \
+                and error_time operator(pg_catalog.<) (pg_catalog.now() \
+                    operator(pg_catalog.-) pg_catalog.make_interval(secs => $2))",
+            None,
+            &[queue.into(), (keep as f64).into()],
+        )
+        .ctx("pruning pgq_cascade.replay_error")?;
+    }
     Ok(())
 }

@@ -913,6 +913,21 @@ def s_wrong_password():
     r, errs = wait_wrong_password(since, off, 3)
     gaps = check_backoff(errs[:3], 'retries on the wrong password')
     log('  %d errors; retry gaps %s' % (len(errs), ', '.join('%.2fs' % g for g in gaps)))
+    # the history is bounded: with pgq.replay_error_retention = 1s the next error's
+    # insert deletes the queue's older rows
+    last = max(e['error_id'] for e in errs)
+    q('leaf', "alter system set pgq.replay_error_retention = '1s'")
+    q('leaf', 'select pg_reload_conf()')
+    try:
+        rows = wait_for('the next error on the leaf to prune the older ones (%s)' % [
+                            e['error_id'] for e in replay_errors('leaf', since)],
+                        lambda: (lambda x: x if x and x[-1]['error_id'] > last and len(x) == 1 else None)(
+                            replay_errors('leaf', since)), 30, 0.2)
+        log('  pgq.replay_error_retention = 1s: error %d recorded, the %d rows before it gone' % (
+            rows[0]['error_id'], len(errs)))
+    finally:
+        q('leaf', 'alter system reset pgq.replay_error_retention')
+        q('leaf', 'select pg_reload_conf()')
     if replay_pid('leaf') != pid:
         fail('the leaf replay worker changed (%s -> %s): the errors are not retried in the worker' % (
             pid, replay_pid('leaf')))
