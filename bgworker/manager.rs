@@ -27,10 +27,12 @@ struct Node {
     merge: bool,
 }
 
-/// A table of a replayed node in the middle of its initial copy or catch-up.
+/// A table of a node: its copy worker's slot object, its queue, and whether it is in
+/// the middle of its initial copy or catch-up.
 struct Copying {
     queue: String,
     object: String,
+    copying: bool,
 }
 
 fn read_nodes() -> Result<(Vec<Node>, Vec<Copying>), StepError> {
@@ -65,10 +67,10 @@ fn read_nodes() -> Result<(Vec<Node>, Vec<Copying>), StepError> {
             // to in-copy; the copy worker takes them on to ok)
             let t = c
                 .select(
-                    "select nr, queue_name::text, table_name::text from londiste.table_info \
-                      where local and (merge_state in ('in-copy', 'catching-up') \
-                            or merge_state like 'wanna-sync:%' or merge_state like 'do-sync:%') \
-                      order by nr",
+                    "select nr, queue_name::text, table_name::text, \
+                            local and (merge_state in ('in-copy', 'catching-up') \
+                                 or merge_state like 'wanna-sync:%' or merge_state like 'do-sync:%') \
+                       from londiste.table_info order by nr",
                     None,
                     &[],
                 )
@@ -78,9 +80,12 @@ fn read_nodes() -> Result<(Vec<Node>, Vec<Copying>), StepError> {
                 let nr = crate::db::req::<i32>(&row, 1, "reading londiste.table_info")?;
                 let queue = crate::db::req::<String>(&row, 2, "reading londiste.table_info")?;
                 let table = crate::db::req::<String>(&row, 3, "reading londiste.table_info")?;
+                let copying = crate::db::get::<bool>(&row, 4, "reading londiste.table_info")?
+                    .unwrap_or(false);
                 copies.push(Copying {
                     queue,
                     object: shmem::copy_object(nr, &table),
+                    copying,
                 });
             }
             Ok((out, copies))
@@ -118,13 +123,15 @@ fn start_child(kind: Kind, object: &str, i: usize, g: u32) {
 }
 
 /// Supervise this database's workers of `kind`: start the wanted ones that do not run,
-/// restart the ones that exited (with backoff), stop the ones no longer wanted (a copy
-/// worker is left to end by itself: it does once its table is no longer in a copy state,
-/// its last steps after handing the table over included).
+/// restart the ones that exited (with backoff), stop the ones no longer wanted that
+/// `stop` names (a copy worker whose table merely left its copy states is left to end by
+/// itself, its last steps after handing the table over included).
+#[allow(clippy::too_many_arguments)]
 fn supervise(
     kind: Kind,
     dboid: u32,
     wanted: &[&str],
+    stop: &dyn Fn(&str) -> bool,
     now: i64,
     next: &mut i64,
     to_start: &mut Vec<(Kind, usize, String)>,
@@ -155,7 +162,7 @@ fn supervise(
         let is_wanted = wanted.contains(&slot.object());
         match supervise::decide(&slot.view(is_wanted), now) {
             Decision::Busy => {
-                if !is_wanted && kind != Kind::Copy {
+                if !is_wanted && stop(slot.object()) {
                     shmem::terminate(slot.pid);
                 }
             }
@@ -197,18 +204,29 @@ pub fn round(dboid: u32, now: i64) -> i64 {
     let copy_wanted: Vec<&str> = copies
         .iter()
         .filter(|c| {
-            nodes
-                .iter()
-                .any(|n| n.queue == c.queue && !n.merge && wanted.contains(&n.queue.as_str()))
+            c.copying
+                && nodes
+                    .iter()
+                    .any(|n| n.queue == c.queue && !n.merge && wanted.contains(&n.queue.as_str()))
         })
         .map(|c| c.object.as_str())
         .collect();
+    // a copy worker whose node is no longer replayed here (dropped, turned off, a
+    // root now) stops at once, as the replay worker does: another worker (a Python
+    // londiste worker's copy process) may take the table over
+    let stop_copy = |object: &str| {
+        copies
+            .iter()
+            .find(|c| c.object == object)
+            .is_some_and(|c| !wanted.contains(&c.queue.as_str()))
+    };
     let mut to_start = Vec::new();
     let mut problems = Vec::new();
     supervise(
         Kind::Replay,
         dboid,
         &wanted,
+        &|_| true,
         now,
         &mut next,
         &mut to_start,
@@ -218,6 +236,7 @@ pub fn round(dboid: u32, now: i64) -> i64 {
         Kind::Copy,
         dboid,
         &copy_wanted,
+        &stop_copy,
         now,
         &mut next,
         &mut to_start,

@@ -127,8 +127,9 @@ pub fn check_completion_allowed(
     let busy = c.exists(
         "checking in-server replay",
         "select 1 from pgq_cascade.node_replay r join pgq_node.node_info n using (queue_name) \
-          where r.queue_name = $1 and n.worker_name = $2 and r.in_server \
-            and n.node_type in ('branch', 'leaf')",
+          where r.queue_name = $1 and r.in_server and n.node_type in ('branch', 'leaf') \
+            and (n.worker_name = $2 \
+                 or pg_catalog.starts_with($2, n.worker_name operator(pg_catalog.||) '.copy.'))",
         &[queue.into(), consumer.into()],
     )?;
     if busy {

@@ -45,6 +45,9 @@ const SEC: i64 = 1_000_000;
 /// How long a worker held by a compare waits between looks (the compare's release
 /// wakes it at once).
 const HOLD_IDLE: Duration = Duration::from_secs(1);
+/// How often an idle replay worker looks for parked foreign keys to restore, and for
+/// copy consumers nobody needs any more.
+const HOUSEKEEPING_PERIOD: i64 = 5 * SEC;
 /// How often the local watermark goes up to the provider, and a `sync_watermark` node
 /// syncs its global watermark: `pgq.replay_watermark_period` (300 s by default, the
 /// Python worker's period).
@@ -140,6 +143,10 @@ pub struct Replay {
     held: Option<(i64, i64)>,
     /// set in a copy worker: the one table it copies and catches up
     copy: Option<CopyTask>,
+    /// when parked foreign keys were last looked for while idle, and stale copy
+    /// consumers last dropped
+    last_housekeeping: i64,
+    last_cleanup: i64,
 }
 
 /// The table of a copy worker.
@@ -149,8 +156,11 @@ struct CopyTask {
     nr: i32,
     /// the global table name
     table: String,
-    /// the previous look for a batch found none: the catch-up has caught up
+    /// the previous look for a batch found none, at a tick past the copy's snapshot:
+    /// the catch-up has caught up
     caught_up: bool,
+    /// a tick was asked for since the last batch
+    asked: bool,
 }
 
 /// How a round ended.
@@ -178,6 +188,8 @@ impl Replay {
             copy_check: true,
             held: None,
             copy: None,
+            last_housekeeping: 0,
+            last_cleanup: 0,
         }
     }
 
@@ -195,6 +207,7 @@ impl Replay {
             nr,
             table,
             caught_up: false,
+            asked: false,
         });
         r
     }
@@ -372,7 +385,10 @@ impl Replay {
         let batch = self.next_batch(&node.worker)?;
         let Some(batch) = batch else {
             self.copy_check = true;
-            self.restore_fkeys = true;
+            // idle: now and then, look for parked foreign keys that may go back
+            if shmem::now() - self.last_housekeeping >= HOUSEKEEPING_PERIOD {
+                self.restore_fkeys = true;
+            }
             return Ok(Round::Idle(Duration::from_millis(
                 crate::gucs::REPLAY_IDLE_WAIT_MS.get() as u64,
             )));
@@ -799,9 +815,15 @@ impl Replay {
                 .select(
                     "select ev_id from pgq_cascade.replay_error \
                       where queue_name operator(pg_catalog.=) $1 and skipped \
-                        and batch_id operator(pg_catalog.=) $2 and tick_id operator(pg_catalog.=) $3",
+                        and batch_id operator(pg_catalog.=) $2 and tick_id operator(pg_catalog.=) $3 \
+                        and consumer_name operator(pg_catalog.=) $4",
                     None,
-                    &[q.as_str().into(), batch.id.into(), batch.cur_tick.into()],
+                    &[
+                        q.as_str().into(),
+                        batch.id.into(),
+                        batch.cur_tick.into(),
+                        worker.as_str().into(),
+                    ],
                 )
                 .ctx("reading skip requests")?;
             let mut evs = std::collections::HashSet::new();
@@ -1033,16 +1055,25 @@ impl Replay {
     /// with a `copy_node` attribute (the copy worker then waits for its source).
     /// Copy consumers left over by finished or abandoned copies go first.
     fn start_copies(&mut self, node: &NodeState) -> Result<(), StepError> {
-        if self.restore_fkeys {
-            self.restore_fkeys = false;
-            self.restore_pending_fkeys()?;
+        // housekeeping never fails the round (a foreign key that cannot go back, a
+        // copy source that is down): it is logged and tried again later
+        if std::mem::take(&mut self.restore_fkeys) {
+            self.last_housekeeping = shmem::now();
+            if let Err(e) = self.restore_pending_fkeys() {
+                w::record_error("restoring parked foreign keys", &e);
+            }
         }
         if !std::mem::replace(&mut self.copy_check, false) {
             return Ok(());
         }
         let q = self.queue.clone();
         let tables = in_txn("read table states", || Tables::load(&q)).and_then(|r| r)?;
-        self.drop_stale_copy_consumers(node, &tables)?;
+        if shmem::now() - self.last_cleanup >= HOUSEKEEPING_PERIOD {
+            self.last_cleanup = shmem::now();
+            if let Err(e) = self.drop_stale_copy_consumers(node, &tables) {
+                w::record_error("dropping stale copy consumers", &e);
+            }
+        }
         let mut active = tables
             .by_name
             .values()
@@ -1125,7 +1156,10 @@ impl Replay {
 
     /// Unregister the copy consumers (`<worker>.copy.<table>`) of tables no copy worker
     /// works on any more: a copy handed over (a crash may have kept its consumer), a
-    /// table resynced or removed meanwhile. On their source first, then here.
+    /// table resynced or removed meanwhile. Here first, in a transaction that finds the
+    /// table out of its copy states under a row lock (a copy worker moves it on only
+    /// with its consumer's row locked), then on the consumer's source. Consumers left
+    /// on the provider with no row here (a crash between the two) go too.
     fn drop_stale_copy_consumers(
         &mut self,
         node: &NodeState,
@@ -1133,74 +1167,116 @@ impl Replay {
     ) -> Result<(), StepError> {
         let q = self.queue.clone();
         let worker = node.worker.clone();
-        let rows = in_txn("read copy consumers", || {
-            Spi::connect(|c| {
+        let prefix = rules::copy_consumer(&worker, "");
+        let copying = |t: Option<&TableInfo>| {
+            t.is_some_and(|t| {
+                t.local
+                    && CopyPhase::parse(t.state.as_deref())
+                        .map(CopyPhase::copying)
+                        .unwrap_or(true)
+            })
+        };
+        // here: rows whose table is out of its copy states, deleted under the lock
+        let dropped = in_txn("drop stale copy consumers", || {
+            Spi::connect_mut(|c| {
                 let t = c
-                    .select(
-                        "select s.consumer_name::text, l.node_location::text \
-                           from pgq_node.local_state s \
-                           left join pgq_node.node_location l \
-                             on l.queue_name operator(pg_catalog.=) s.queue_name \
-                            and l.node_name operator(pg_catalog.=) s.provider_node \
+                    .update(
+                        "delete from pgq_node.local_state s \
+                          using (select s2.consumer_name from pgq_node.local_state s2 \
+                                  where s2.queue_name operator(pg_catalog.=) $1 \
+                                    and pg_catalog.starts_with(s2.consumer_name, $2) \
+                                    and not exists (select 1 from londiste.table_info t \
+                                          where t.queue_name operator(pg_catalog.=) $1 and t.local \
+                                            and $2 operator(pg_catalog.||) t.table_name \
+                                                operator(pg_catalog.=) s2.consumer_name \
+                                            and (t.merge_state in ('in-copy', 'catching-up') \
+                                                 or t.merge_state like 'wanna-sync:%' \
+                                                 or t.merge_state like 'do-sync:%')) \
+                                  for update of s2) d \
                           where s.queue_name operator(pg_catalog.=) $1 \
-                            and s.consumer_name operator(pg_catalog.<>) $2",
+                            and s.consumer_name operator(pg_catalog.=) d.consumer_name \
+                         returning s.consumer_name::text, \
+                                   (select l.node_location::text from pgq_node.node_location l \
+                                     where l.queue_name operator(pg_catalog.=) $1 \
+                                       and l.node_name operator(pg_catalog.=) s.provider_node)",
                         None,
-                        &[q.as_str().into(), worker.as_str().into()],
+                        &[q.as_str().into(), prefix.as_str().into()],
                     )
-                    .ctx("reading pgq_node.local_state")?;
+                    .ctx("dropping stale copy consumers")?;
                 let mut v = Vec::new();
                 for r in t {
                     v.push((
-                        crate::db::req::<String>(&r, 1, "reading pgq_node.local_state")?,
-                        crate::db::get::<String>(&r, 2, "reading pgq_node.local_state")?,
+                        crate::db::req::<String>(&r, 1, "dropping stale copy consumers")?,
+                        crate::db::get::<String>(&r, 2, "dropping stale copy consumers")?,
                     ));
                 }
                 Ok::<_, PgqError>(v)
             })
         })
         .and_then(|r| r)?;
-        for (consumer, location) in rows {
-            let Some(table) = rules::copy_consumer_table(&worker, &consumer) else {
-                continue;
-            };
-            let busy = tables.by_name.get(table).is_some_and(|t| {
-                t.local
-                    && CopyPhase::parse(t.state.as_deref())
-                        .map(CopyPhase::copying)
-                        .unwrap_or(true)
-            });
-            if busy {
-                continue;
+        let provider_loc = self.provider.as_ref().map(|(l, _)| l.clone());
+        for (consumer, location) in &dropped {
+            let Some(loc) = location else { continue };
+            let sql = "select pgq.unregister_consumer($1, $2)";
+            if provider_loc.as_deref() == Some(loc.as_str()) {
+                self.conn()?
+                    .exec(sql, &[Some(&q), Some(consumer)])
+                    .map_err(rerr)?;
+            } else {
+                let purpose = format!("replay {q}");
+                let opts = ConnectOptions::new(loc, &purpose)
+                    .node("copy source")
+                    .superuser(self.role_is_superuser);
+                let mut conn = Connection::connect(&opts).map_err(rerr)?;
+                conn.exec(sql, &[Some(&q), Some(consumer)]).map_err(rerr)?;
             }
-            if let Some(loc) = location {
-                let same = self.provider.as_ref().is_some_and(|(l, _)| *l == loc);
-                let sql = "select pgq.unregister_consumer($1, $2)";
-                if same {
-                    self.conn()?
-                        .exec(sql, &[Some(&q), Some(&consumer)])
-                        .map_err(rerr)?;
-                } else {
-                    let purpose = format!("replay {q}");
-                    let opts = ConnectOptions::new(&loc, &purpose)
-                        .node("copy source")
-                        .superuser(self.role_is_superuser);
-                    let mut conn = Connection::connect(&opts).map_err(rerr)?;
-                    conn.exec(sql, &[Some(&q), Some(&consumer)]).map_err(rerr)?;
+            log!("pgq replay: queue \"{q}\": dropped the copy consumer {consumer}");
+        }
+        // on the provider: copy consumers of this node with no row here
+        let here = in_txn("read copy consumers", || {
+            Spi::connect(|c| {
+                let t = c
+                    .select(
+                        "select consumer_name::text from pgq_node.local_state \
+                          where queue_name operator(pg_catalog.=) $1 \
+                            and pg_catalog.starts_with(consumer_name, $2)",
+                        None,
+                        &[q.as_str().into(), prefix.as_str().into()],
+                    )
+                    .ctx("reading copy consumers")?;
+                let mut v = Vec::new();
+                for r in t {
+                    v.push(crate::db::req::<String>(&r, 1, "reading copy consumers")?);
+                }
+                Ok::<_, PgqError>(v)
+            })
+        })
+        .and_then(|r| r)?;
+        let r = self
+            .conn()?
+            .exec(
+                "select consumer_name::text from pgq.get_consumer_info($1) \
+                  where pg_catalog.starts_with(consumer_name, $2)",
+                &[Some(&q), Some(&prefix)],
+            )
+            .map_err(rerr)?;
+        let mut orphans = Vec::new();
+        for i in 0..r.ntuples() {
+            if let Some(c) = r.get::<String>(i, 0).map_err(rerr)? {
+                let table = rules::copy_consumer_table(&worker, &c).unwrap_or("");
+                if !here.contains(&c) && !copying(tables.by_name.get(table)) {
+                    orphans.push(c);
                 }
             }
-            in_txn("unregister a copy consumer", || {
-                Spi::connect_mut(|c| {
-                    c.update(
-                        "select ret_code from pgq_node.unregister_consumer($1, $2)",
-                        Some(1),
-                        &[q.as_str().into(), consumer.as_str().into()],
-                    )
-                    .map(|_| ())
-                    .ctx("unregistering a copy consumer")
-                })
-            })
-            .and_then(|r| r)?;
-            log!("pgq replay: queue \"{q}\": dropped the copy consumer {consumer}");
+        }
+        for c in orphans {
+            self.conn()?
+                .exec(
+                    "select pgq.unregister_consumer($1, $2)",
+                    &[Some(&q), Some(&c)],
+                )
+                .map_err(rerr)?;
+            log!("pgq replay: queue \"{q}\": dropped the copy consumer {c} left on the provider");
         }
         Ok(())
     }
@@ -1245,6 +1321,30 @@ impl Replay {
                     ),
                 ))
             }
+            None if phase != CopyPhase::InCopy => {
+                // the consumer whose position the copy relies on is gone (dropped as
+                // stale during a resync): registered anew it would start past the
+                // copy's snapshot, so the table is copied again
+                in_txn("copy the table again", || {
+                    Spi::connect_mut(|c| {
+                        c.update(
+                            "update londiste.table_info set merge_state = 'in-copy', custom_snapshot = null \
+                              where nr operator(pg_catalog.=) $1 and queue_name operator(pg_catalog.=) $2 \
+                                and merge_state is not distinct from $3",
+                            Some(1),
+                            &[nr.into(), q.as_str().into(), view.state.as_deref().into()],
+                        )
+                        .map(|_| ())
+                        .ctx("setting the table in-copy again")
+                    })
+                })
+                .and_then(|r| r)?;
+                log!(
+                    "pgq copy: queue \"{q}\": table {table} is {} but its copy consumer is gone: copied again",
+                    view.state.as_deref().unwrap_or("NULL")
+                );
+                return Ok(Round::Busy);
+            }
             None => {
                 self.register_copy_consumer(&view)?;
                 return Ok(Round::Busy);
@@ -1266,11 +1366,21 @@ impl Replay {
                     "table {table} of queue \"{q}\" is handed to the replay worker at its position"
                 )));
             }
-            let first = self
-                .copy
-                .as_mut()
-                .is_some_and(|t| !std::mem::replace(&mut t.caught_up, true));
-            if first && phase == CopyPhase::CatchingUp {
+            // caught up only at a tick past the copy's snapshot: the announced tick
+            // then comes after every transaction the snapshot sees, so the batches
+            // the replay worker applies after the hand-over hold none of them and the
+            // snapshot can go (docs/replication.md, "Initial copy")
+            let past = phase == CopyPhase::CatchingUp && self.past_snapshot(&view)?;
+            let ask = match self.copy.as_mut() {
+                Some(t) => {
+                    if past {
+                        t.caught_up = true;
+                    }
+                    !std::mem::replace(&mut t.asked, true)
+                }
+                None => false,
+            };
+            if ask && phase == CopyPhase::CatchingUp {
                 // the announcement needs the source's next tick
                 self.ask_for_tick();
             }
@@ -1280,6 +1390,7 @@ impl Replay {
         };
         if let Some(t) = self.copy.as_mut() {
             t.caught_up = false;
+            t.asked = false;
         }
         self.pos.batch_id = Some(batch.id);
         self.pos.tick_id = Some(batch.cur_tick);
@@ -1512,6 +1623,8 @@ impl Replay {
     fn copy_table_now(&mut self, view: &CopyView, source: &str) -> Result<Round, StepError> {
         let q = self.queue.clone();
         let table = view.table.clone();
+        let consumer = view.consumer.clone();
+        let nr = self.copy.as_ref().map(|t| t.nr).unwrap_or(0);
         if !self.provider_has_complete(&table)? {
             w::report(Some(&format!(
                 "waiting for node \"{source}\" to have {table} complete"
@@ -1541,13 +1654,50 @@ impl Replay {
                     .ctx("setting session_replication_role")
                 })?;
                 let copied = crate::replay::copy::copy_table(conn, &table, &dest, skip_truncate)?;
-                if !set_table_state_if(&q, &table, "in-copy", "catching-up")? {
+                // the copy counts only if its consumer (whose position precedes the
+                // copy's snapshot) is still there, and the table is still this one in
+                // in-copy: a resync or a remove and add meanwhile makes it copy again
+                let ok = Spi::connect_mut(|c| {
+                    let held = !c
+                        .update(
+                            "select 1 from pgq_node.local_state \
+                              where queue_name operator(pg_catalog.=) $1 \
+                                and consumer_name operator(pg_catalog.=) $2 for share",
+                            Some(1),
+                            &[q.as_str().into(), consumer.as_str().into()],
+                        )
+                        .ctx("locking the copy consumer")?
+                        .is_empty();
+                    if !held {
+                        return Ok::<_, PgqError>(false);
+                    }
+                    let t = c
+                        .update(
+                            "update londiste.table_info \
+                                set merge_state = 'catching-up', custom_snapshot = $4 \
+                              where nr operator(pg_catalog.=) $1 \
+                                and queue_name operator(pg_catalog.=) $2 \
+                                and table_name operator(pg_catalog.=) $3 and local \
+                                and merge_state operator(pg_catalog.=) 'in-copy' returning 1",
+                            Some(1),
+                            &[
+                                nr.into(),
+                                q.as_str().into(),
+                                table.as_str().into(),
+                                copied.snapshot.as_str().into(),
+                            ],
+                        )
+                        .ctx("setting the table catching-up")?;
+                    Ok(!t.is_empty())
+                })?;
+                if !ok {
                     return Err(PgqError::new(
                         SqlState::OBJECT_NOT_IN_PREREQUISITE_STATE,
-                        format!("table {table} left state in-copy during its copy"),
+                        format!(
+                            "table {table} left state in-copy, or its copy consumer went, during its copy; it is copied again if it still waits"
+                        ),
                     ));
                 }
-                set_table_state(&q, &table, Some(&copied.snapshot), Some("catching-up"))?;
                 Ok(copied)
             })();
             match r {
@@ -1567,6 +1717,24 @@ impl Replay {
         }
         self.ask_for_tick();
         Ok(Round::Busy)
+    }
+
+    /// Whether the copy consumer's completed tick is past the copy's snapshot: every
+    /// transaction the snapshot sees had ended by that tick.
+    fn past_snapshot(&mut self, view: &CopyView) -> Result<bool, StepError> {
+        let Some(done) = view.completed else {
+            return Ok(false);
+        };
+        let Some(snap) = view.snapshot.as_deref() else {
+            return Ok(true);
+        };
+        let s = Snapshot::parse(snap).map_err(|e| {
+            StepError::new(
+                SqlState::DATA_EXCEPTION,
+                format!("table {}: {e}", view.table),
+            )
+        })?;
+        Ok(self.tick_snapshot(done)?.xmin >= s.xmax)
     }
 
     /// Ask the copy source for a tick now, so that no step of the copy waits for the
@@ -1603,14 +1771,40 @@ impl Replay {
         let q = self.queue.clone();
         let table = view.table.clone();
         let from = format!("do-sync:{}", batch.cur_tick);
-        // the copy snapshot goes too: every transaction it sees committed before the
-        // first tick the source made after it, and C is at or past that tick (the
-        // catch-up announced only a tick made after it had caught up, past the copy),
-        // so no batch after C holds an event the snapshot sees
-        let moved =
-            in_txn("hand the table over", || {
-                Spi::connect_mut(|c| {
-                    c.update(
+        // the copy snapshot goes too: the copy announced only once it stood at a tick
+        // past the snapshot (past_snapshot), and the replay worker applies the batches
+        // after that, which hold no transaction the snapshot sees
+        let worker = view.node.worker.clone();
+        let start = view.completed;
+        let moved = in_txn("hand the table over", || {
+            Spi::connect_mut(|c| {
+                // the replay worker's batch ending at C starts where the copy stands:
+                // the two read the same ticks (else a row would be lost or doubled)
+                let t = c
+                    .update(
+                        "select last_tick_id from pgq_node.local_state \
+                          where queue_name operator(pg_catalog.=) $1 \
+                            and consumer_name operator(pg_catalog.=) $2 for update",
+                        Some(1),
+                        &[q.as_str().into(), worker.as_str().into()],
+                    )
+                    .ctx("locking the replay worker's local_state row")?;
+                let main = if t.is_empty() {
+                    None
+                } else {
+                    t.first().get::<i64>(1).ctx("reading last_tick_id")?
+                };
+                if main != start {
+                    return Err(PgqError::new(
+                        SqlState::OBJECT_NOT_IN_PREREQUISITE_STATE,
+                        format!(
+                            "Invalid table state: {from}, but the replay worker stands at tick {} and the copy at {} (their sources' ticks differ)",
+                            main.map(|v| v.to_string()).unwrap_or_else(|| "NULL".into()),
+                            start.map(|v| v.to_string()).unwrap_or_else(|| "NULL".into())
+                        ),
+                    ));
+                }
+                c.update(
                     "update londiste.table_info set merge_state = 'ok', custom_snapshot = null \
                       where queue_name operator(pg_catalog.=) $1 \
                         and table_name operator(pg_catalog.=) $2 and local \
@@ -1620,9 +1814,9 @@ impl Replay {
                 )
                 .map(|t| !t.is_empty())
                 .ctx("handing the table over")
-                })
             })
-            .and_then(|r| r)?;
+        })
+        .and_then(|r| r)?;
         if !moved {
             return Err(StepError::new(
                 SqlState::OBJECT_NOT_IN_PREREQUISITE_STATE,
@@ -2100,6 +2294,10 @@ struct CopyView {
     attrs: Option<String>,
     /// `<worker>.copy.<table>`
     consumer: String,
+    /// the copy's snapshot (catching-up and later)
+    snapshot: Option<String>,
+    /// the copy consumer's completed tick
+    completed: Option<i64>,
     /// the copy consumer's row here: its source node and that node's location
     registered: Option<(Option<String>, Option<String>)>,
 }
@@ -2183,7 +2381,8 @@ fn read_copy_view(
         };
         let t = c
             .select(
-                "select merge_state::text, table_attrs::text, coalesce(dest_table, table_name)::text \
+                "select merge_state::text, table_attrs::text, coalesce(dest_table, table_name)::text, \
+                        custom_snapshot::text \
                    from londiste.table_info \
                   where nr operator(pg_catalog.=) $1 and queue_name operator(pg_catalog.=) $2 \
                     and table_name operator(pg_catalog.=) $3 and local",
@@ -2203,10 +2402,11 @@ fn read_copy_view(
             .get::<String>(3)
             .ctx("reading londiste.table_info")?
             .unwrap_or_else(|| table.to_string());
+        let snapshot = r.get::<String>(4).ctx("reading londiste.table_info")?;
         let consumer = rules::copy_consumer(&worker, table);
         let t = c
             .select(
-                "select s.provider_node::text, l.node_location::text \
+                "select s.provider_node::text, l.node_location::text, s.last_tick_id \
                    from pgq_node.local_state s \
                    left join pgq_node.node_location l \
                      on l.queue_name operator(pg_catalog.=) s.queue_name \
@@ -2217,14 +2417,17 @@ fn read_copy_view(
                 &[q.into(), consumer.as_str().into()],
             )
             .ctx("reading the copy consumer")?;
-        let registered = if t.is_empty() {
-            None
+        let (registered, completed) = if t.is_empty() {
+            (None, None)
         } else {
             let r = t.first();
-            Some((
-                r.get::<String>(1).ctx("reading the copy consumer")?,
-                r.get::<String>(2).ctx("reading the copy consumer")?,
-            ))
+            (
+                Some((
+                    r.get::<String>(1).ctx("reading the copy consumer")?,
+                    r.get::<String>(2).ctx("reading the copy consumer")?,
+                )),
+                r.get::<i64>(3).ctx("reading the copy consumer")?,
+            )
         };
         Ok(Ok(CopyView {
             node,
@@ -2233,6 +2436,8 @@ fn read_copy_view(
             state,
             attrs,
             consumer,
+            snapshot,
+            completed,
             registered,
         }))
     })
