@@ -147,6 +147,8 @@ pub struct Replay {
     /// consumers last dropped
     last_housekeeping: i64,
     last_cleanup: i64,
+    /// when the provider may next be asked whether it has a waiting table complete
+    next_copy_probe: i64,
 }
 
 /// The table of a copy worker.
@@ -190,6 +192,7 @@ impl Replay {
             copy: None,
             last_housekeeping: 0,
             last_cleanup: 0,
+            next_copy_probe: 0,
         }
     }
 
@@ -1093,14 +1096,22 @@ impl Replay {
             .collect();
         waiting.sort();
         let mut started = false;
+        let mut not_ready = false;
         for (table, own_source) in waiting {
             if active >= max {
                 // more tables wait: look again when a copy is handed over
                 self.copy_check = true;
                 break;
             }
-            if !own_source && !self.provider_has_complete(&table)? {
-                continue;
+            if !own_source {
+                // the provider is asked at most once a second (not at every batch)
+                if shmem::now() < self.next_copy_probe {
+                    continue;
+                }
+                if !self.provider_has_complete(&table)? {
+                    not_ready = true;
+                    continue;
+                }
             }
             let moved = in_txn("mark table in-copy", || {
                 Spi::connect_mut(|c| {
@@ -1118,13 +1129,16 @@ impl Replay {
             })
             .and_then(|r| r)?;
             if moved {
+                active += 1;
                 log!(
-                    "pgq replay: node \"{}\": table {table} goes to a copy worker",
+                    "pgq replay: node \"{}\": table {table} goes to a copy worker ({active} of at most {max} copies)",
                     node.node_name
                 );
-                active += 1;
                 started = true;
             }
+        }
+        if not_ready {
+            self.next_copy_probe = shmem::now() + SEC;
         }
         if started {
             crate::bgworker::request_supervision();

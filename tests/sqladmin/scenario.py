@@ -170,7 +170,8 @@ def s_create():
 COPY_LINE = re.compile(r'pgq copy: node "([^"]+)": copied table (\S+): (\d+) rows, (\d+) bytes in (\d+) ms '
                        r'\(from node "([^"]+)"\)')
 SYNC_LINE = re.compile(r'pgq replay: queue "[^"]+": table (\S+) \(wanna-sync:(\d+)\) syncs at tick (\d+)')
-START_LINE = re.compile(r'pgq replay: node "[^"]+": table (\S+) goes to a copy worker')
+START_LINE = re.compile(r'pgq replay: node "[^"]+": table (\S+) goes to a copy worker '
+                        r'\((\d+) of at most (\d+) copies\)')
 HANDED_LINE = re.compile(r'pgq copy: table (\S+) of queue "[^"]+" is handed to the replay worker '
                          r'at (?:tick (\d+)|its position)')
 
@@ -195,14 +196,12 @@ def check_copies(node, offset, tables, sources):
                 t not in synced or synced[t][1] != handed[t] or synced[t][0] > synced[t][1])):
             fail('%s: the hand-off of %s: wanna-sync/do-sync %s, handed over at %s' % (
                 node, t, synced.get(t), handed.get(t)))
-    # how many tables were in their copy at once (pgq.max_parallel_copies = 2): the
-    # replay worker's "goes to a copy worker" up to the copy worker's hand-over
-    events = sorted([(m.start(), 1) for m in START_LINE.finditer(text)] +
-                    [(m.start(), -1) for m in HANDED_LINE.finditer(text)])
-    at_once = peak = 0
-    for _, d in events:
-        at_once += d
-        peak = max(peak, at_once)
+    # how many tables were in their copy at once (pgq.max_parallel_copies = 2), as the
+    # replay worker counted them (from the table states) when it started each copy
+    counts = [(int(m.group(2)), int(m.group(3))) for m in START_LINE.finditer(text)]
+    peak = max((k for k, _ in counts), default=0)
+    if any(m != 2 for _, m in counts):
+        fail('%s: the copies started with another limit than pgq.max_parallel_copies = 2: %s' % (node, counts))
     if peak > 2 or (node == 'branch' and peak != 2):
         fail('%s: up to %d tables in their copy at once, expected %s' % (
             node, peak, '2' if node == 'branch' else 'at most 2'))
