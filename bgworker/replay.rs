@@ -67,31 +67,37 @@ pub(super) fn become_replay_role(
     Ok(Some((name, is_superuser)))
 }
 
-#[pg_guard]
-#[unsafe(no_mangle)]
-pub extern "C-unwind" fn pgq_replay_main(arg: pg_sys::Datum) {
+/// The start of a replay or copy worker (`who`): signal handlers, the slot it was
+/// started for (kind, generation; checked again under the lock once connected), its
+/// database, its exit callback. Returns the slot index, generation and object, or None
+/// (logged) when it must not run.
+pub(super) fn attach_child(
+    arg: pg_sys::Datum,
+    kind: Kind,
+    who: &'static str,
+) -> Option<(usize, u32, String)> {
     let (slot_index, generation) = shmem::parse_start_arg(arg);
     BackgroundWorker::attach_signal_handlers(SignalWakeFlags::SIGHUP | SignalWakeFlags::SIGTERM);
     super::terminate_on_sigterm();
-    w::set_who("pgq replay");
+    w::set_who(who);
     if super::binary_upgrade() {
-        return;
+        return None;
     }
-    let (dboid, queue) = match w::attach_check(slot_index, generation, Kind::Replay) {
+    let (dboid, object) = match w::attach_check(slot_index, generation, kind) {
         Ok(slot) => (slot.dboid, slot.object().to_string()),
         Err(why) => {
-            log!("pgq replay: not starting: {why}");
-            return;
+            log!("{who}: not starting: {why}");
+            return None;
         }
     };
     BackgroundWorker::connect_worker_to_spi_by_oid(Some(pg_sys::Oid::from(dboid)), None);
     w::pin_session();
     {
         let mut s = STATE.exclusive();
-        if let Err(why) = w::attach_check_locked(&s, slot_index, generation, Kind::Replay) {
+        if let Err(why) = w::attach_check_locked(&s, slot_index, generation, kind) {
             drop(s);
-            log!("pgq replay: not starting: {why}");
-            return;
+            log!("{who}: not starting: {why}");
+            return None;
         }
         w::SLOT.store(slot_index, std::sync::atomic::Ordering::Relaxed);
         let slot = &mut s.slots[slot_index];
@@ -105,6 +111,50 @@ pub extern "C-unwind" fn pgq_replay_main(arg: pg_sys::Datum) {
     unsafe {
         pg_sys::before_shmem_exit(Some(w::on_exit), pg_sys::Datum::from(0));
     }
+    Some((slot_index, generation, object))
+}
+
+/// The rounds of a replay or copy worker (`who`) until one says stop, in-server replay
+/// is turned off, or the process is told to end.
+pub(super) fn run_rounds(who: &'static str, make: impl FnOnce() -> Replay) {
+    IN_REPLAY_WORKER.store(true, std::sync::atomic::Ordering::Relaxed);
+    super::run_main(who, || {
+        let mut replay = make();
+        loop {
+            if BackgroundWorker::sighup_received() {
+                super::reload_config();
+                w::pin_session();
+            }
+            if !gucs::ENABLED.get() || !gucs::REPLAY.get() {
+                log!("{who}: in-server replay is off (pgq.enabled / pgq.replay); exiting");
+                break;
+            }
+            if let Some(wait_ms) = w::version_gate() {
+                w::wait_latch(wait_ms);
+                continue;
+            }
+            match replay.round() {
+                Round::Busy => {
+                    pg_sys::check_for_interrupts!();
+                }
+                Round::Idle(d) => replay.wait(d.min(Duration::from_secs(60))),
+                Round::Stop(why) => {
+                    log!("{who}: {why}; exiting");
+                    break;
+                }
+            }
+        }
+        w::with_slot(|s| s.restarts = 0);
+    });
+}
+
+#[pg_guard]
+#[unsafe(no_mangle)]
+pub extern "C-unwind" fn pgq_replay_main(arg: pg_sys::Datum) {
+    let Some((slot_index, generation, queue)) = attach_child(arg, Kind::Replay, "pgq replay")
+    else {
+        return;
+    };
     let (role, is_superuser) =
         match in_txn("replay role", || become_replay_role(&queue)).and_then(|r| r) {
             Ok(Some(r)) => r,
@@ -118,36 +168,8 @@ pub extern "C-unwind" fn pgq_replay_main(arg: pg_sys::Datum) {
                 return;
             }
         };
-    IN_REPLAY_WORKER.store(true, std::sync::atomic::Ordering::Relaxed);
     log!(
         "pgq replay for queue \"{queue}\" has started as role \"{role}\" (slot {slot_index}, generation {generation})"
     );
-    super::run_main("pgq replay", || {
-        let mut replay = Replay::new(queue.clone(), role.clone(), is_superuser);
-        loop {
-            if BackgroundWorker::sighup_received() {
-                super::reload_config();
-                w::pin_session();
-            }
-            if !gucs::ENABLED.get() || !gucs::REPLAY.get() {
-                log!("pgq replay: in-server replay is off (pgq.enabled / pgq.replay); exiting");
-                break;
-            }
-            if let Some(wait_ms) = w::version_gate() {
-                w::wait_latch(wait_ms);
-                continue;
-            }
-            match replay.round() {
-                Round::Busy => {
-                    pg_sys::check_for_interrupts!();
-                }
-                Round::Idle(d) => replay.wait(d.min(Duration::from_secs(60))),
-                Round::Stop(why) => {
-                    log!("pgq replay: {why}; exiting");
-                    break;
-                }
-            }
-        }
-        w::with_slot(|s| s.restarts = 0);
-    });
+    run_rounds("pgq replay", || Replay::new(queue, role, is_superuser));
 }

@@ -429,20 +429,7 @@ impl Replay {
             }
         }
         self.finish_batch(&batch)?;
-        let events = match applied {
-            Applied::Events(n) => n,
-            Applied::AlreadyDone | Applied::SyncWait => 0,
-        };
-        let now = shmem::now();
-        w::with_slot(|s| {
-            s.batch_id = batch.id;
-            s.tick_id = batch.cur_tick;
-            s.tick_time = batch.cur_tick_time;
-            s.events += events;
-            s.ticks += 1;
-            s.last_tick = now;
-            s.clear_error();
-        });
+        let now = note_batch(&batch, &applied);
         if now - self.last_watermark >= watermark_period() {
             self.publish_watermark(&node, &batch)?;
             self.last_watermark = now;
@@ -922,33 +909,16 @@ impl Replay {
             }
         }
         Spi::connect_mut(|c| {
-            let t = c
-                .update(
-                    "select ret_code, ret_note from pgq_node.set_consumer_completed($1, $2, $3)",
-                    Some(1),
-                    &[
-                        q.as_str().into(),
-                        worker.as_str().into(),
-                        batch.cur_tick.into(),
-                    ],
-                )
-                .ctx("pgq_node.set_consumer_completed")?;
-            let r = t.first();
-            let code = r
-                .get::<i32>(1)
-                .ctx("pgq_node.set_consumer_completed")?
-                .unwrap_or(0);
-            if code >= 300 {
-                let note = r.get::<String>(2).ctx("pgq_node.set_consumer_completed")?;
-                return Err(PgqError::new(
-                    SqlState::OBJECT_NOT_IN_PREREQUISITE_STATE,
-                    format!(
-                        "pgq_node.set_consumer_completed: {}",
-                        note.unwrap_or_default()
-                    ),
-                ));
-            }
-            Ok(())
+            call_ret(
+                c,
+                "pgq_node.set_consumer_completed",
+                "select ret_code, ret_note from pgq_node.set_consumer_completed($1, $2, $3)",
+                &[
+                    q.as_str().into(),
+                    worker.as_str().into(),
+                    batch.cur_tick.into(),
+                ],
+            )
         })?;
         Ok(Applied::Events(count))
     }
@@ -1447,20 +1417,7 @@ impl Replay {
                     }
                 })?;
                 self.finish_batch(&batch)?;
-                let events = match applied {
-                    Applied::Events(n) => n,
-                    Applied::AlreadyDone | Applied::SyncWait => 0,
-                };
-                let now = shmem::now();
-                w::with_slot(|s| {
-                    s.batch_id = batch.id;
-                    s.tick_id = batch.cur_tick;
-                    s.tick_time = batch.cur_tick_time;
-                    s.events += events;
-                    s.ticks += 1;
-                    s.last_tick = now;
-                    s.clear_error();
-                });
+                note_batch(&batch, &applied);
                 Ok(Round::Busy)
             }
         }
@@ -1500,35 +1457,17 @@ impl Replay {
         })?;
         in_txn("register the copy consumer", || {
             Spi::connect_mut(|c| {
-                let t = c
-                    .update(
-                        "select ret_code, ret_note from pgq_node.register_consumer($1, $2, $3, $4)",
-                        Some(1),
-                        &[
-                            q.as_str().into(),
-                            consumer.as_str().into(),
-                            source.as_str().into(),
-                            tick.into(),
-                        ],
-                    )
-                    .ctx("pgq_node.register_consumer")?;
-                let r = t.first();
-                let code = r
-                    .get::<i32>(1)
-                    .ctx("pgq_node.register_consumer")?
-                    .unwrap_or(0);
-                if code >= 300 {
-                    return Err(PgqError::new(
-                        SqlState::OBJECT_NOT_IN_PREREQUISITE_STATE,
-                        format!(
-                            "pgq_node.register_consumer: {}",
-                            r.get::<String>(2)
-                                .ctx("pgq_node.register_consumer")?
-                                .unwrap_or_default()
-                        ),
-                    ));
-                }
-                Ok(())
+                call_ret(
+                    c,
+                    "pgq_node.register_consumer",
+                    "select ret_code, ret_note from pgq_node.register_consumer($1, $2, $3, $4)",
+                    &[
+                        q.as_str().into(),
+                        consumer.as_str().into(),
+                        source.as_str().into(),
+                        tick.into(),
+                    ],
+                )
             })
         })
         .and_then(|r| r)?;
@@ -2157,6 +2096,25 @@ fn reason(e: &crate::remote::RemoteError) -> String {
     }
 }
 
+/// A batch applied (or finished) by this worker, in its status slot; returns the time.
+fn note_batch(batch: &Batch, applied: &Applied) -> i64 {
+    let events = match applied {
+        Applied::Events(n) => *n,
+        Applied::AlreadyDone | Applied::SyncWait => 0,
+    };
+    let now = shmem::now();
+    w::with_slot(|s| {
+        s.batch_id = batch.id;
+        s.tick_id = batch.cur_tick;
+        s.tick_time = batch.cur_tick_time;
+        s.events += events;
+        s.ticks += 1;
+        s.last_tick = now;
+        s.clear_error();
+    });
+    now
+}
+
 enum Applied {
     Events(i64),
     AlreadyDone,
@@ -2492,31 +2450,34 @@ fn set_table_state(
     state: Option<&str>,
 ) -> Result<(), PgqError> {
     Spi::connect_mut(|c| {
-        let t = c
-            .update(
-                "select ret_code, ret_note from londiste.local_set_table_state($1, $2, $3, $4)",
-                Some(1),
-                &[queue.into(), table.into(), snapshot.into(), state.into()],
-            )
-            .ctx("londiste.local_set_table_state")?;
-        let r = t.first();
-        let code = r
-            .get::<i32>(1)
-            .ctx("londiste.local_set_table_state")?
-            .unwrap_or(0);
-        if code >= 300 {
-            return Err(PgqError::new(
-                SqlState::OBJECT_NOT_IN_PREREQUISITE_STATE,
-                format!(
-                    "londiste.local_set_table_state: {}",
-                    r.get::<String>(2)
-                        .ctx("londiste.local_set_table_state")?
-                        .unwrap_or_default()
-                ),
-            ));
-        }
-        Ok(())
+        call_ret(
+            c,
+            "londiste.local_set_table_state",
+            "select ret_code, ret_note from londiste.local_set_table_state($1, $2, $3, $4)",
+            &[queue.into(), table.into(), snapshot.into(), state.into()],
+        )
     })
+}
+
+/// Call a function that answers (ret_code, ret_note); a code of 300 or more is an error
+/// naming the function and its note.
+fn call_ret(
+    c: &mut SpiClient<'_>,
+    what: &str,
+    sql: &str,
+    args: &[pgrx::datum::DatumWithOid],
+) -> Result<(), PgqError> {
+    let t = c.update(sql, Some(1), args).ctx(what)?;
+    let r = t.first();
+    let code = r.get::<i32>(1).ctx(what)?.unwrap_or(0);
+    if code >= 300 {
+        let note = r.get::<String>(2).ctx(what)?.unwrap_or_default();
+        return Err(PgqError::new(
+            SqlState::OBJECT_NOT_IN_PREREQUISITE_STATE,
+            format!("{what}: {note}"),
+        ));
+    }
+    Ok(())
 }
 
 fn handler_of(t: &TableInfo, name: &str) -> Result<plan::Handler, PgqError> {
