@@ -181,13 +181,21 @@ fn lnd_global_update_seq(
          returning local::text",
         &[i_queue_name, Some(&fq), v.as_deref()],
     );
-    match row {
-        None => exec(
-            "insert into londiste.seq_info (queue_name, seq_name, last_value) values ($1, $2, $3::int8)",
+    // a new sequence; another session (the CLI's add-seq beside the replay applying
+    // the root's update-seq) may insert it at the same time: then this is its update
+    let row = row.or_else(|| {
+        write_row(
+            "insert into londiste.seq_info (queue_name, seq_name, last_value) values ($1, $2, $3::int8) \
+             on conflict (queue_name, seq_name) do update set last_value = excluded.last_value \
+             returning local::text",
             &[i_queue_name, Some(&fq), v.as_deref()],
-        ),
-        Some(r) if truth(&r[0]) => exec("select pgq.seq_setval($1, $2::int8)", &[Some(&fq), v.as_deref()]),
-        Some(_) => {}
+        )
+    });
+    if row.is_some_and(|r| truth(&r[0])) {
+        exec(
+            "select pgq.seq_setval($1, $2::int8)",
+            &[Some(&fq), v.as_deref()],
+        );
     }
     Rec::ret(200, "Sequence updated")
 }
