@@ -24,7 +24,6 @@ struct Node {
     queue: String,
     node_type: Option<NodeType>,
     in_server: bool,
-    merge: bool,
 }
 
 /// A table of a node: its copy worker's slot object, its queue, and whether it is in
@@ -41,7 +40,7 @@ fn read_nodes() -> Result<(Vec<Node>, Vec<Copying>), StepError> {
             let t = c
                 .select(
                     "select n.queue_name::text, n.node_type::text, \
-                            coalesce(r.in_server, false), n.combined_queue is not null \
+                            coalesce(r.in_server, false) \
                        from pgq_node.node_info n \
                        left join pgq_cascade.node_replay r \
                          on r.queue_name operator(pg_catalog.=) n.queue_name \
@@ -55,12 +54,10 @@ fn read_nodes() -> Result<(Vec<Node>, Vec<Copying>), StepError> {
                 let queue = crate::db::req::<String>(&row, 1, "reading pgq_node.node_info")?;
                 let ntype = crate::db::req::<String>(&row, 2, "reading pgq_node.node_info")?;
                 let in_server = crate::db::req::<bool>(&row, 3, "reading pgq_node.node_info")?;
-                let merge = crate::db::req::<bool>(&row, 4, "reading pgq_node.node_info")?;
                 out.push(Node {
                     queue,
                     node_type: NodeType::parse(&ntype),
                     in_server,
-                    merge,
                 });
             }
             // the tables a copy worker works on (the replay worker moved them from NULL
@@ -200,14 +197,14 @@ pub fn round(dboid: u32, now: i64) -> i64 {
         .filter(|n| replay_on && wants_replay(n))
         .map(|n| n.queue.as_str())
         .collect();
-    // copy workers only for nodes replayed here (a merge leaf is not)
+    // copy workers only for nodes replayed here
     let copy_wanted: Vec<&str> = copies
         .iter()
         .filter(|c| {
             c.copying
                 && nodes
                     .iter()
-                    .any(|n| n.queue == c.queue && !n.merge && wanted.contains(&n.queue.as_str()))
+                    .any(|n| n.queue == c.queue && wanted.contains(&n.queue.as_str()))
         })
         .map(|c| c.object.as_str())
         .collect();

@@ -115,6 +115,34 @@ pub struct Plan {
     pub kept: Vec<(String, &'static str)>,
 }
 
+/// The restore statements as one SQL text, what a lead copy of a merged table stores
+/// in `londiste.table_info.dropped_ddl` until every part queue's copy is in: each
+/// statement ends with `;` and its own line, a tablespace it asks for set before it
+/// (`SET LOCAL default_tablespace`, back to the default at the end). None: nothing was
+/// dropped.
+pub fn ddl_text(stmts: &[Stmt]) -> Option<String> {
+    if stmts.is_empty() {
+        return None;
+    }
+    let mut out = String::new();
+    let mut set = false;
+    for s in stmts {
+        if let Some(ts) = &s.tablespace {
+            out.push_str(&format!(
+                "SET LOCAL default_tablespace = {};\n",
+                crate::logic::quote::literal(ts)
+            ));
+            set = true;
+        }
+        out.push_str(s.sql.trim_end().trim_end_matches(';'));
+        out.push_str(";\n");
+    }
+    if set {
+        out.push_str("SET LOCAL default_tablespace TO DEFAULT;\n");
+    }
+    Some(out)
+}
+
 /// Why a table is copied with all its indexes in place (None: it may drop them).
 pub fn table_skip_reason(t: &TableFacts) -> Option<&'static str> {
     if t.partitioned {
@@ -306,6 +334,28 @@ mod tests {
 
     fn sqls(p: &Plan) -> Vec<&str> {
         p.restore.iter().map(|s| s.sql.as_str()).collect()
+    }
+
+    #[test]
+    fn stored_ddl_text() {
+        assert_eq!(ddl_text(&[]), None);
+        let plain = vec![
+            Stmt {
+                tablespace: None,
+                sql: "ALTER TABLE s.t ADD CONSTRAINT t_pkey PRIMARY KEY (id)".into(),
+            },
+            Stmt {
+                tablespace: Some("fast's".into()),
+                sql: "CREATE INDEX i ON s.t USING btree (v);".into(),
+            },
+        ];
+        assert_eq!(
+            ddl_text(&plain).unwrap(),
+            "ALTER TABLE s.t ADD CONSTRAINT t_pkey PRIMARY KEY (id);\n\
+             SET LOCAL default_tablespace = 'fast''s';\n\
+             CREATE INDEX i ON s.t USING btree (v);\n\
+             SET LOCAL default_tablespace TO DEFAULT;\n"
+        );
     }
 
     #[test]

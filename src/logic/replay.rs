@@ -31,6 +31,97 @@ pub fn batch_verdict(prev_tick: i64, cur_tick: i64, completed: Option<i64>) -> B
     }
 }
 
+/// What the replay worker of a node does with the batches it reads, by node type and,
+/// for a merge leaf, by the type of the combined queue's node in the same database
+/// (docs/replication.md, "Merge leaves").
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Duties {
+    /// where the batch's events go besides: nowhere, this branch's own queue (same
+    /// ids), or the combined queue (new ids, no `pgq.*`/`londiste.*` events)
+    pub copy_to: CopyTo,
+    /// end the batch with a `pgq.tick-id` event in the combined queue
+    pub send_tick_event: bool,
+    /// make this node's own tick with the provider's id and time after the batch
+    pub create_tick: bool,
+    /// apply nothing (else the data events, R and EXECUTE are applied to the local
+    /// tables): the batch is done once the worker's completed tick, moved by
+    /// the combined branch's replay (`set_partition_watermark`), reaches its end
+    pub wait_behind: bool,
+    /// a `pgq.tick-id` event moves the part queue's position here
+    pub apply_tick_event: bool,
+}
+
+impl Duties {
+    /// A plain leaf's: apply the events, nothing else (also a copy worker's catch-up).
+    pub fn apply_only() -> Duties {
+        Duties {
+            copy_to: CopyTo::Nowhere,
+            send_tick_event: false,
+            create_tick: false,
+            wait_behind: false,
+            apply_tick_event: false,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CopyTo {
+    Nowhere,
+    OwnQueue,
+    Combined(String),
+}
+
+/// The duties of a branch or leaf node, or why it cannot be replayed.
+pub fn duties(
+    node_type: crate::logic::node::NodeType,
+    combined_queue: Option<&str>,
+    combined_type: Option<crate::logic::node::NodeType>,
+) -> Result<Duties, String> {
+    use crate::logic::node::NodeType as T;
+    let plain = Duties::apply_only();
+    match (node_type, combined_queue, combined_type) {
+        (T::Branch, None, _) => Ok(Duties {
+            copy_to: CopyTo::OwnQueue,
+            create_tick: true,
+            apply_tick_event: true,
+            ..plain
+        }),
+        (T::Leaf, None, _) => Ok(plain),
+        (T::Leaf, Some(cq), Some(T::Root)) => Ok(Duties {
+            copy_to: CopyTo::Combined(cq.to_string()),
+            send_tick_event: true,
+            ..plain
+        }),
+        (T::Leaf, Some(_), Some(T::Branch)) => Ok(Duties {
+            wait_behind: true,
+            ..plain
+        }),
+        (T::Leaf, Some(cq), other) => Err(format!(
+            "the combined queue \"{cq}\" of this merge leaf has {} node here, not a root or branch",
+            match other {
+                Some(t) => format!("a {}", t.as_str()),
+                None => "no".to_string(),
+            }
+        )),
+        (T::Branch, Some(cq), _) => Err(format!(
+            "a branch node with a combined queue (\"{cq}\"): only leaves merge"
+        )),
+        (T::Root, _, _) => Err("a root node has no provider to replay".to_string()),
+    }
+}
+
+/// Whether an event of `ev_type` goes on into the combined queue: every event but the
+/// cascade's own (`pgq.*`) and londiste's table and sequence events (`londiste.*`).
+pub fn goes_to_combined(ev_type: &[u8]) -> bool {
+    !(ev_type.starts_with(b"pgq.") || ev_type.starts_with(b"londiste."))
+}
+
+/// A wait-behind merge leaf: the batch `..cur` is done once the completed tick (moved
+/// by the combined branch) reaches `cur`.
+pub fn behind_done(completed: Option<i64>, cur_tick: i64) -> bool {
+    completed.is_some_and(|c| c >= cur_tick)
+}
+
 /// A branch whose batch was already done: does its own queue have the tick?
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum BranchTick {
@@ -67,8 +158,9 @@ pub enum CascadeEvent {
     UnregisterLocation { node: String },
     /// `pgq.global-watermark`: the root's watermark, a tick id
     GlobalWatermark(i64),
-    /// `pgq.tick-id`: only in a combined queue (merge-leaf setups)
-    TickId,
+    /// `pgq.tick-id` (only in a combined queue): a merge leaf on the combined root
+    /// finished the part queue's batch ending at `tick`
+    TickId { part_queue: String, tick: i64 },
 }
 
 /// Parse a `pgq.*` event. `extra1` must name this node's queue, except for
@@ -82,7 +174,21 @@ pub fn cascade_event(
     extra3: Option<&str>,
 ) -> Result<CascadeEvent, String> {
     if ev_type == "pgq.tick-id" {
-        return Ok(CascadeEvent::TickId);
+        let part_queue = extra1.ok_or("pgq.tick-id without a part queue (ev_extra1)")?;
+        if part_queue == queue {
+            return Err(format!(
+                "pgq.tick-id event for the node's own queue {queue}"
+            ));
+        }
+        let d = ev_data.unwrap_or("");
+        let tick = d
+            .trim()
+            .parse::<i64>()
+            .map_err(|_| format!("pgq.tick-id with a bad tick id: {d}"))?;
+        return Ok(CascadeEvent::TickId {
+            part_queue: part_queue.to_string(),
+            tick,
+        });
     }
     if extra1 != Some(queue) {
         return Err(format!(
@@ -730,9 +836,55 @@ mod tests {
             Err("unknown cascade event: pgq.frobnicate".into())
         );
         assert_eq!(
-            cascade_event("q", "pgq.tick-id", Some("1"), Some("p"), None, None),
-            Ok(CascadeEvent::TickId)
+            cascade_event("q", "pgq.tick-id", Some("17"), Some("p"), None, None),
+            Ok(CascadeEvent::TickId {
+                part_queue: "p".into(),
+                tick: 17
+            })
         );
+        assert_eq!(
+            cascade_event("q", "pgq.tick-id", Some("17"), Some("q"), None, None),
+            Err("pgq.tick-id event for the node's own queue q".into())
+        );
+        assert!(cascade_event("q", "pgq.tick-id", Some("x"), Some("p"), None, None).is_err());
+        assert!(cascade_event("q", "pgq.tick-id", Some("1"), None, None, None).is_err());
+    }
+
+    #[test]
+    fn node_duties() {
+        use crate::logic::node::NodeType as T;
+        let b = duties(T::Branch, None, None).unwrap();
+        assert!(b.create_tick && b.apply_tick_event && !b.wait_behind);
+        assert_eq!(b.copy_to, CopyTo::OwnQueue);
+        let l = duties(T::Leaf, None, None).unwrap();
+        assert!(!l.wait_behind && !l.create_tick && !l.send_tick_event && !l.apply_tick_event);
+        assert_eq!(l.copy_to, CopyTo::Nowhere);
+        let m = duties(T::Leaf, Some("c"), Some(T::Root)).unwrap();
+        assert!(m.send_tick_event && !m.create_tick && !m.wait_behind);
+        assert_eq!(m.copy_to, CopyTo::Combined("c".into()));
+        let w = duties(T::Leaf, Some("c"), Some(T::Branch)).unwrap();
+        assert!(w.wait_behind && !w.send_tick_event && !w.apply_tick_event);
+        assert_eq!(w.copy_to, CopyTo::Nowhere);
+        assert!(duties(T::Leaf, Some("c"), None).is_err());
+        assert!(duties(T::Leaf, Some("c"), Some(T::Leaf)).is_err());
+        assert!(duties(T::Branch, Some("c"), Some(T::Root)).is_err());
+        assert!(duties(T::Root, None, None).is_err());
+    }
+
+    #[test]
+    fn combined_copy_filter() {
+        assert!(goes_to_combined(b"I:id"));
+        assert!(goes_to_combined(b"U"));
+        assert!(goes_to_combined(b"R"));
+        assert!(goes_to_combined(b"EXECUTE"));
+        assert!(!goes_to_combined(b"pgq.tick-id"));
+        assert!(!goes_to_combined(b"pgq.location-info"));
+        assert!(!goes_to_combined(b"londiste.update-seq"));
+        assert!(!goes_to_combined(b"londiste.add-table"));
+        assert!(behind_done(Some(5), 5));
+        assert!(behind_done(Some(9), 5));
+        assert!(!behind_done(Some(4), 5));
+        assert!(!behind_done(None, 5));
     }
 
     struct Here;

@@ -132,6 +132,23 @@ pub struct Copied {
     pub rows: u64,
     pub bytes: u64,
     pub snapshot: String,
+    /// a lead copy: what it dropped, to restore once every part is copied
+    pub dropped_ddl: Option<String>,
+}
+
+/// How a copy treats the destination's existing rows and indexes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CopyMode {
+    /// the one source of the table: empty it (unless `skip_truncate`), drop its
+    /// indexes, copy, rebuild them
+    Whole,
+    /// the first of several part queues feeding the table on a merge node: empty it
+    /// and drop its indexes as `Whole` does, copy, and leave the rebuild to the end
+    /// (the statements come back in `Copied::dropped_ddl`)
+    Lead,
+    /// a later part queue: copy into the table as the lead left it, touching neither
+    /// its rows nor its indexes
+    Follow,
 }
 
 /// Copy `table` (global name) of the provider into `dest`, inside the caller's local
@@ -141,7 +158,9 @@ pub fn copy_table(
     table: &str,
     dest: &str,
     skip_truncate: bool,
+    mode: CopyMode,
 ) -> Result<Copied, PgqError> {
+    let truncate = !skip_truncate && mode != CopyMode::Follow;
     let relid = local_relid(dest)?;
     let allowed = Spi::connect(|c| {
         c.select(
@@ -202,7 +221,7 @@ pub fn copy_table(
             .join(", ");
         // parked foreign keys, then an empty table (each a statement of its own)
         park_fkeys(dest)?;
-        if !skip_truncate {
+        if truncate {
             Spi::connect_mut(|c| {
                 c.update(
                     &format!("TRUNCATE ONLY {}", quote::fqname(dest, false)),
@@ -214,10 +233,10 @@ pub fn copy_table(
             })?;
         }
         // the indexes and constraints of an emptied table are built once, after the data
-        let plan = if skip_truncate {
-            copy_indexes::Plan::default()
-        } else {
+        let plan = if truncate {
             index_plan(relid)?
+        } else {
+            copy_indexes::Plan::default()
         };
         run_sql(
             &plan.drop,
@@ -229,6 +248,20 @@ pub fn copy_table(
         let (rows, bytes) = copy_in(relid, &common, &mut out)?;
         // the COPY OUT ended (the callback saw its end)
         drop(out);
+        if mode == CopyMode::Lead {
+            if !plan.drop.is_empty() {
+                log!(
+                    "pgq replay: initial copy of {dest}: {} indexes dropped until every part queue's copy is in",
+                    plan.drop.len()
+                );
+            }
+            return Ok(Copied {
+                rows,
+                bytes,
+                snapshot: snap,
+                dropped_ddl: copy_indexes::ddl_text(&plan.restore),
+            });
+        }
         restore_indexes(&plan.restore)?;
         if !plan.drop.is_empty() || !plan.kept.is_empty() {
             log!(
@@ -248,19 +281,14 @@ pub fn copy_table(
                 }
             );
         }
-        Spi::connect_mut(|c| {
-            c.update(
-                &format!("ANALYZE {}", quote::fqname(dest, false)),
-                None,
-                &[],
-            )
-            .map(|_| ())
-            .ctx("initial copy: analyzing the destination")
-        })?;
+        if mode == CopyMode::Whole {
+            analyze(dest)?;
+        }
         Ok(Copied {
             rows,
             bytes,
             snapshot: snap,
+            dropped_ddl: None,
         })
     })();
     match r {
@@ -273,6 +301,19 @@ pub fn copy_table(
             Err(e)
         }
     }
+}
+
+/// ANALYZE the destination after its data came in.
+pub fn analyze(dest: &str) -> Result<(), PgqError> {
+    Spi::connect_mut(|c| {
+        c.update(
+            &format!("ANALYZE {}", quote::fqname(dest, false)),
+            None,
+            &[],
+        )
+        .map(|_| ())
+        .ctx("initial copy: analyzing the destination")
+    })
 }
 
 /// Run `stmts` in order, each a statement of its own.

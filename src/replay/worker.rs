@@ -10,8 +10,12 @@
 //!    worker's `local_state` row locked; the is-batch-done rule; the batch's events
 //!    streamed from the provider in `ev_id` order and applied (row changes through
 //!    kept plans, TRUNCATE, EXECUTE, londiste and cascade events); on a branch every
-//!    event also copied into the local queue with its `ev_id`;
-//!    `pgq_node.set_consumer_completed`; commit.
+//!    event also copied into the local queue with its `ev_id`; on a merge leaf whose
+//!    combined queue's node here is the root, every event but `pgq.*`/`londiste.*`
+//!    copied into the combined queue with a new id, then a `pgq.tick-id` event;
+//!    `pgq_node.set_consumer_completed`; commit. A merge leaf under a combined
+//!    branch applies nothing: its batch is done once the combined branch's replay has
+//!    moved its position to the batch's end (`set_partition_watermark`).
 //! 4. On a branch, the local tick with the provider's tick id, time and event
 //!    sequence; then `pgq.finish_batch` on the provider; now and then the local
 //!    watermark up to the provider.
@@ -31,11 +35,12 @@ use crate::logic::londiste::{make_fqname, split_fqname};
 use crate::logic::node::NodeType;
 use crate::logic::quote;
 use crate::logic::replay::{
-    self as rules, BatchVerdict, BranchTick, CascadeEvent, CatchUp, CopyPhase, ExecDecision,
-    HandOff,
+    self as rules, BatchVerdict, BranchTick, CascadeEvent, CatchUp, CopyPhase, CopyTo, Duties,
+    ExecDecision, HandOff,
 };
 use crate::logic::snapshot::Snapshot;
 use crate::remote::{ConnectOptions, Connection};
+use crate::replay::copy::CopyMode;
 use pgrx::prelude::*;
 use pgrx::spi::SpiClient;
 use std::collections::HashMap;
@@ -71,6 +76,8 @@ struct NodeState {
     node_name: String,
     worker: String,
     combined_queue: Option<String>,
+    /// the type of the combined queue's node in this database (merge leaves)
+    combined_type: Option<NodeType>,
     local_watermark: Option<i64>,
     /// this node's global watermark (pgq_node.get_node_info)
     global_watermark: Option<i64>,
@@ -118,6 +125,9 @@ thread_local! {
     /// the worker started). One queue per worker process, so one value. A batch that
     /// rolls back may have set it: still a tick the root announced, so a safe bound.
     static RECEIVED_GLOBAL_WATERMARK: std::cell::Cell<Option<i64>> = const { std::cell::Cell::new(None) };
+    /// On a combined branch: the part queues whose merge leaves' positions the batch
+    /// moved (`pgq.tick-id`); their replay workers are woken after the commit.
+    static MOVED_PARTS: std::cell::RefCell<Vec<String>> = const { std::cell::RefCell::new(Vec::new()) };
 }
 
 /// The replay of one queue, kept across rounds.
@@ -149,6 +159,9 @@ pub struct Replay {
     last_cleanup: i64,
     /// when the provider may next be asked whether it has a waiting table complete
     next_copy_probe: i64,
+    /// this merge leaf waited behind a combined branch: after a takeover made the
+    /// combined node the root, batches its position already passed are only finished
+    was_behind: bool,
 }
 
 /// The table of a copy worker.
@@ -193,6 +206,7 @@ impl Replay {
             last_housekeeping: 0,
             last_cleanup: 0,
             next_copy_probe: 0,
+            was_behind: false,
         }
     }
 
@@ -355,16 +369,17 @@ impl Replay {
                 node.node_type.as_str()
             )));
         }
-        if node.combined_queue.is_some() {
-            return Err(StepError::new(
-                SqlState::FEATURE_NOT_SUPPORTED,
-                format!(
-                    "merge-leaf node \"{}\" (combined queue \"{}\") is not replayed in-server; use a londiste worker",
-                    node.node_name,
-                    node.combined_queue.as_deref().unwrap_or("")
-                ),
-            ));
-        }
+        let duties = rules::duties(
+            node.node_type,
+            node.combined_queue.as_deref(),
+            node.combined_type,
+        )
+        .map_err(|m| {
+            StepError::new(
+                SqlState::OBJECT_NOT_IN_PREREQUISITE_STATE,
+                format!("node \"{}\": {m}", node.node_name),
+            )
+        })?;
         w::with_slot(|s| s.set_provider(node.provider_node.as_deref().unwrap_or("")));
         // a compare holding the replay at a tick (src/replay/compare.rs): standing
         // there, nothing that writes tables runs (no batch, no copy)
@@ -384,6 +399,9 @@ impl Replay {
             node.provider_node.as_deref().unwrap_or("provider"),
             &location,
         )?;
+        if duties.wait_behind {
+            return self.behind_round(&node);
+        }
         self.start_copies(&node)?;
         let batch = self.next_batch(&node.worker)?;
         let Some(batch) = batch else {
@@ -402,12 +420,17 @@ impl Replay {
         self.pos.batch_id = Some(batch.id);
         self.pos.tick_id = Some(batch.cur_tick);
         let worker = node.worker.clone();
+        MOVED_PARTS.with(|m| m.borrow_mut().clear());
         let applied = in_txn("apply batch", || {
-            match self.apply_batch(&worker, &node, &batch) {
+            match self.apply_batch(&worker, &node, &duties, &batch) {
                 Ok(v) => v,
                 Err(e) => e.report(),
             }
         })?;
+        // the merge leaves whose positions this batch moved go on at once
+        for part in MOVED_PARTS.with(|m| std::mem::take(&mut *m.borrow_mut())) {
+            crate::bgworker::wake_replay(&part);
+        }
         if let Applied::SyncWait = applied {
             // a copy worker takes its table up to this batch's tick; it wakes us when
             // it hands the table over; then the table's parked foreign keys may go
@@ -418,7 +441,7 @@ impl Replay {
             w::report(Some("waiting for a copy worker's hand-off"));
             return Ok(Round::Idle(Duration::from_secs(1)));
         }
-        if node.node_type == NodeType::Branch {
+        if duties.create_tick {
             let need_tick = match applied {
                 Applied::Events(_) => true,
                 Applied::AlreadyDone => self.branch_tick_missing(&batch)?,
@@ -434,6 +457,40 @@ impl Replay {
             self.publish_watermark(&node, &batch)?;
             self.last_watermark = now;
         }
+        Ok(Round::Busy)
+    }
+
+    /// A merge leaf under a combined branch: its data arrives through the combined
+    /// queue, so it applies nothing. The combined branch's replay moves this worker's
+    /// position with each `pgq.tick-id` it replays (and wakes this worker); a batch
+    /// the position has reached is only finished on the provider, so that the leaf
+    /// stands where the combined root's leaf stands and the branch can take over.
+    fn behind_round(&mut self, node: &NodeState) -> Result<Round, StepError> {
+        self.was_behind = true;
+        let Some(batch) = self.next_batch(&node.worker)? else {
+            return Ok(Round::Idle(Duration::from_millis(
+                crate::gucs::REPLAY_IDLE_WAIT_MS.get() as u64,
+            )));
+        };
+        let now = shmem::now();
+        if now - self.last_watermark >= watermark_period() {
+            self.publish_watermark(node, &batch)?;
+            self.last_watermark = now;
+        }
+        if !rules::behind_done(node.position, batch.cur_tick) {
+            w::report(Some(&format!(
+                "waiting behind the combined branch: at tick {}, batch ends at tick {}",
+                node.position
+                    .map(|t| t.to_string())
+                    .unwrap_or_else(|| "NULL".into()),
+                batch.cur_tick
+            )));
+            return Ok(Round::Idle(Duration::from_millis(
+                crate::gucs::REPLAY_IDLE_WAIT_MS.get() as u64,
+            )));
+        }
+        self.finish_batch(&batch)?;
+        note_batch(&batch, &Applied::AlreadyDone);
         Ok(Round::Busy)
     }
 
@@ -539,7 +596,7 @@ impl Replay {
                 .update(
                     "select ret_code, node_type::text, node_name::text, worker_name::text, \
                             combined_queue::text, local_watermark, global_watermark, \
-                            node_attrs::text \
+                            node_attrs::text, combined_type::text \
                        from pgq_node.get_node_info($1)",
                     Some(1),
                     &[q.into()],
@@ -568,6 +625,10 @@ impl Replay {
             let local_watermark = r.get::<i64>(6).ctx("reading node info")?;
             let global_watermark = r.get::<i64>(7).ctx("reading node info")?;
             let node_attrs = r.get::<String>(8).ctx("reading node info")?;
+            let combined_type = r
+                .get::<String>(9)
+                .ctx("reading node info")?
+                .and_then(|t| NodeType::parse(&t));
             let sync_watermark =
                 rules::sync_watermark_nodes(node_attrs.as_deref()).map_err(|m| {
                     PgqError::new(
@@ -581,6 +642,7 @@ impl Replay {
                     node_name,
                     worker,
                     combined_queue,
+                    combined_type,
                     local_watermark,
                     global_watermark,
                     sync_watermark,
@@ -617,6 +679,7 @@ impl Replay {
                 node_name,
                 worker,
                 combined_queue,
+                combined_type,
                 local_watermark,
                 global_watermark,
                 sync_watermark,
@@ -732,6 +795,7 @@ impl Replay {
         &mut self,
         worker: &str,
         node: &NodeState,
+        duties: &Duties,
         batch: &Batch,
     ) -> Result<Applied, PgqError> {
         let q = self.queue.clone();
@@ -754,6 +818,15 @@ impl Replay {
             }
             t.first().get::<i64>(1).ctx("reading last_tick_id")
         })?;
+        // a merge leaf that waited behind a combined branch, the combined node a root
+        // now: the batches its position already passed were applied through the
+        // combined queue
+        if self.was_behind && copy_of.is_none() {
+            if completed.is_some_and(|c| batch.cur_tick <= c) {
+                return Ok(Applied::AlreadyDone);
+            }
+            self.was_behind = false;
+        }
         match rules::batch_verdict(batch.prev_tick, batch.cur_tick, completed) {
             BatchVerdict::Apply => {}
             BatchVerdict::AlreadyDone => return Ok(Applied::AlreadyDone),
@@ -828,7 +901,12 @@ impl Replay {
             }
             Ok::<_, PgqError>((evs, whole))
         })?;
-        let is_branch = node.node_type == NodeType::Branch && copy_of.is_none();
+        // a copy worker applies its table's changes and copies nothing
+        let copy_to = if copy_of.is_none() {
+            duties.copy_to.clone()
+        } else {
+            CopyTo::Nowhere
+        };
         let mut count = 0i64;
         let bid = batch.id.to_string();
         let conn = self.conn()?;
@@ -878,10 +956,16 @@ impl Replay {
                         batch.id
                     );
                 } else {
-                    apply_event(&q, node, &mut tables, &ev).map_err(|e| prefix(e, &ev))?;
+                    apply_event(&q, node, duties, &mut tables, &ev).map_err(|e| prefix(e, &ev))?;
                 }
-                if is_branch {
-                    copy_event(&q, node, &ev).map_err(|e| prefix(e, &ev))?;
+                match &copy_to {
+                    CopyTo::Nowhere => {}
+                    CopyTo::OwnQueue => copy_event(&q, node, &ev).map_err(|e| prefix(e, &ev))?,
+                    CopyTo::Combined(cq) => {
+                        if rules::goes_to_combined(&ev.ev_type) {
+                            merge_event(cq, &ev).map_err(|e| prefix(e, &ev))?
+                        }
+                    }
                 }
                 count += 1;
             }
@@ -907,6 +991,10 @@ impl Replay {
                     self.restore_fkeys = true;
                 }
             }
+        }
+        // the combined queue's readers learn which part tick the merged events end
+        if let (CopyTo::Combined(cq), true) = (&copy_to, duties.send_tick_event) {
+            merge_tick_event(cq, &q, batch.cur_tick)?;
         }
         Spi::connect_mut(|c| {
             call_ret(
@@ -1118,15 +1206,25 @@ impl Replay {
 
     /// Whether the provider holds `table` complete: its copy there is done and its own
     /// copy snapshot gone, so every event it skipped for that copy (and still passed
-    /// on, with its own txid) committed before a copy taken now.
+    /// on, with its own txid) committed before a copy taken now; and on a combined
+    /// root, the merge leaves that feed the table there have copied their parts too
+    /// (their copies put no events into the combined queue).
     fn provider_has_complete(&mut self, table: &str) -> Result<bool, StepError> {
         let q = self.queue.clone();
         let ready = self
             .conn()?
             .exec(
-                "select merge_state::text from londiste.get_table_list($1) \
-                  where table_name operator(pg_catalog.=) $2 and local \
-                    and custom_snapshot is null",
+                "select l.merge_state::text from londiste.get_table_list($1) l \
+                  where l.table_name operator(pg_catalog.=) $2 and l.local \
+                    and l.custom_snapshot is null \
+                    and not exists ( \
+                        select from londiste.table_info p \
+                          join pgq_node.node_info n \
+                            on n.queue_name operator(pg_catalog.=) p.queue_name \
+                         where n.combined_queue operator(pg_catalog.=) $1 and p.local \
+                           and coalesce(p.dest_table, p.table_name) \
+                               operator(pg_catalog.=) coalesce(l.dest_table, l.table_name) \
+                           and p.merge_state is distinct from 'ok')",
                 &[Some(&q), Some(table)],
             )
             .map_err(rerr)?;
@@ -1336,8 +1434,43 @@ impl Replay {
         };
         w::with_slot(|s| s.set_provider(&source));
         self.ensure_provider(&source, &location)?;
+        // several part queues feeding one table of a merge node take turns
+        // (docs/replication.md, "Merge leaves")
+        let role = view.copy_role.as_deref();
         if phase == CopyPhase::InCopy {
-            return self.copy_table_now(&view, &source);
+            if role == Some("wait-copy") {
+                w::report(Some(&format!(
+                    "{table}: waiting for the lead copy of {} (another part queue)",
+                    view.dest
+                )));
+                return Ok(Round::Idle(Duration::from_secs(1)));
+            }
+            if view.copy_pos >= crate::gucs::MAX_PARALLEL_COPIES.get() {
+                w::report(Some(&format!(
+                    "{table}: waiting, {} copies of other part queues come first",
+                    view.copy_pos
+                )));
+                return Ok(Round::Idle(Duration::from_secs(1)));
+            }
+            let mode = match role {
+                Some("lead") => CopyMode::Lead,
+                Some(_) => CopyMode::Follow,
+                None => CopyMode::Whole,
+            };
+            return self.copy_table_now(&view, &source, mode);
+        }
+        if phase == CopyPhase::CatchingUp {
+            if matches!(role, Some("lead") | Some("wait-replay")) {
+                w::report(Some(&format!(
+                    "{table}: copied, waiting for the other part queues' copies of {}",
+                    view.dest
+                )));
+                return Ok(Round::Idle(Duration::from_secs(1)));
+            }
+            if let Some(ddl) = view.dropped_ddl.clone() {
+                self.restore_dropped_ddl(&view, &ddl)?;
+                return Ok(Round::Busy);
+            }
         }
         let Some(batch) = self.next_batch(&view.consumer)? else {
             // caught up at the source's last tick: if the replay worker stands at the
@@ -1411,7 +1544,7 @@ impl Replay {
                 let node = view.node.clone();
                 let consumer = view.consumer.clone();
                 let applied = in_txn("catch up", || {
-                    match self.apply_batch(&consumer, &node, &batch) {
+                    match self.apply_batch(&consumer, &node, &Duties::apply_only(), &batch) {
                         Ok(v) => v,
                         Err(e) => e.report(),
                     }
@@ -1573,7 +1706,12 @@ impl Replay {
     /// `in-copy`: copy the table from the source once the source has it complete, in
     /// one local transaction that ends with the state `catching-up` and the copy's
     /// snapshot; then ask the source for a tick, so the catch-up need not wait for one.
-    fn copy_table_now(&mut self, view: &CopyView, source: &str) -> Result<Round, StepError> {
+    fn copy_table_now(
+        &mut self,
+        view: &CopyView,
+        source: &str,
+        mode: CopyMode,
+    ) -> Result<Round, StepError> {
         let q = self.queue.clone();
         let table = view.table.clone();
         let consumer = view.consumer.clone();
@@ -1606,7 +1744,8 @@ impl Replay {
                     .map(|_| ())
                     .ctx("setting session_replication_role")
                 })?;
-                let copied = crate::replay::copy::copy_table(conn, &table, &dest, skip_truncate)?;
+                let copied =
+                    crate::replay::copy::copy_table(conn, &table, &dest, skip_truncate, mode)?;
                 // the copy counts only if its consumer (whose position precedes the
                 // copy's snapshot) is still there, and the table is still this one in
                 // in-copy: a resync or a remove and add meanwhile makes it copy again
@@ -1623,6 +1762,16 @@ impl Replay {
                         .is_empty();
                     if !held {
                         return Ok::<_, PgqError>(false);
+                    }
+                    // a lead copy's dropped indexes and constraints, rebuilt once the
+                    // other part queues' copies are in
+                    if let Some(ddl) = copied.dropped_ddl.as_deref() {
+                        call_ret(
+                            c,
+                            "londiste.local_set_table_struct",
+                            "select ret_code, ret_note from londiste.local_set_table_struct($1, $2, $3)",
+                            &[q.as_str().into(), table.as_str().into(), ddl.into()],
+                        )?;
                     }
                     let t = c
                         .update(
@@ -1670,6 +1819,37 @@ impl Replay {
         }
         self.ask_for_tick();
         Ok(Round::Busy)
+    }
+
+    /// A lead copy whose sibling part queues have all copied: rebuild what it dropped
+    /// from the destination (the stored `dropped_ddl`), in one transaction with the
+    /// row's `dropped_ddl` cleared.
+    fn restore_dropped_ddl(&mut self, view: &CopyView, ddl: &str) -> Result<(), StepError> {
+        let q = self.queue.clone();
+        let table = view.table.clone();
+        let dest = view.dest.clone();
+        let started = shmem::now();
+        w::report(Some(&format!("{table}: rebuilding the indexes of {dest}")));
+        in_txn("restore the dropped indexes", || {
+            Spi::connect_mut(|c| {
+                c.update(ddl, None, &[])
+                    .map(|_| ())
+                    .ctx("restoring the indexes and constraints a merged copy dropped")?;
+                call_ret(
+                    c,
+                    "londiste.local_set_table_struct",
+                    "select ret_code, ret_note from londiste.local_set_table_struct($1, $2, NULL)",
+                    &[q.as_str().into(), table.as_str().into()],
+                )
+            })?;
+            crate::replay::copy::analyze(&dest)
+        })
+        .and_then(|r| r)?;
+        log!(
+            "pgq copy: queue \"{q}\": indexes and constraints of {dest} rebuilt after every part queue's copy, in {} ms",
+            (shmem::now() - started) / 1000
+        );
+        Ok(())
     }
 
     /// Whether the copy consumer's completed tick is past the copy's snapshot: every
@@ -2272,6 +2452,14 @@ struct CopyView {
     completed: Option<i64>,
     /// the copy consumer's row here: its source node and that node's location
     registered: Option<(Option<String>, Option<String>)>,
+    /// on a merge node where several part queues feed the destination: this copy's
+    /// part in their coordination (`londiste._coordinate_copy`: lead, wait-copy,
+    /// wait-replay or None) and how many sibling copies come before it
+    copy_role: Option<String>,
+    copy_pos: i32,
+    /// what a lead copy dropped from the destination, to be restored once every part
+    /// is copied (`londiste.table_info.dropped_ddl`)
+    dropped_ddl: Option<String>,
 }
 
 /// The copy worker's node, table and consumer; Err(why) when there is nothing to do
@@ -2325,9 +2513,7 @@ fn read_copy_view(
                 )))
             }
         };
-        if r.get::<String>(6).ctx("reading node info")?.is_some() {
-            return Ok(Err(format!("the node of queue \"{q}\" is a merge leaf")));
-        }
+        let combined_queue = r.get::<String>(6).ctx("reading node info")?;
         let Some(worker) = r.get::<String>(3).ctx("reading node info")? else {
             return Ok(Err(format!("the node of queue \"{q}\" has no worker")));
         };
@@ -2338,7 +2524,9 @@ fn read_copy_view(
                 .ctx("reading node info")?
                 .unwrap_or_default(),
             worker: worker.clone(),
-            combined_queue: None,
+            combined_queue: combined_queue.clone(),
+            // a copy worker copies no events anywhere
+            combined_type: None,
             local_watermark: None,
             // a copy worker neither applies cascade events nor moves watermarks
             global_watermark: None,
@@ -2354,7 +2542,7 @@ fn read_copy_view(
         let t = c
             .select(
                 "select merge_state::text, table_attrs::text, coalesce(dest_table, table_name)::text, \
-                        custom_snapshot::text \
+                        custom_snapshot::text, dropped_ddl \
                    from londiste.table_info \
                   where nr operator(pg_catalog.=) $1 and queue_name operator(pg_catalog.=) $2 \
                     and table_name operator(pg_catalog.=) $3 and local",
@@ -2375,6 +2563,27 @@ fn read_copy_view(
             .ctx("reading londiste.table_info")?
             .unwrap_or_else(|| table.to_string());
         let snapshot = r.get::<String>(4).ctx("reading londiste.table_info")?;
+        let dropped_ddl = r.get::<String>(5).ctx("reading londiste.table_info")?;
+        let (copy_role, copy_pos) = if combined_queue.is_some() {
+            let t = c
+                .select(
+                    "select copy_role::text, copy_pos from londiste._coordinate_copy($1, $2)",
+                    Some(1),
+                    &[q.into(), table.into()],
+                )
+                .ctx("reading the copy's role (londiste._coordinate_copy)")?;
+            if t.is_empty() {
+                (None, 0)
+            } else {
+                let r = t.first();
+                (
+                    r.get::<String>(1).ctx("reading the copy's role")?,
+                    r.get::<i32>(2).ctx("reading the copy's role")?.unwrap_or(0),
+                )
+            }
+        } else {
+            (None, 0)
+        };
         let consumer = rules::copy_consumer(&worker, table);
         let t = c
             .select(
@@ -2411,6 +2620,9 @@ fn read_copy_view(
             snapshot,
             completed,
             registered,
+            copy_role,
+            copy_pos,
+            dropped_ddl,
         }))
     })
 }
@@ -2494,6 +2706,7 @@ fn handler_of(t: &TableInfo, name: &str) -> Result<plan::Handler, PgqError> {
 fn apply_event(
     queue: &str,
     node: &NodeState,
+    duties: &Duties,
     tables: &mut Tables,
     ev: &Event,
 ) -> Result<(), PgqError> {
@@ -2580,11 +2793,20 @@ fn apply_event(
             .map_err(|m| PgqError::new(SqlState::DATA_EXCEPTION, m))?;
             Spi::connect_mut(|c| {
                 match ce {
-                    CascadeEvent::LocationInfo { node: n, location, dead } => c
+                    CascadeEvent::LocationInfo {
+                        node: n,
+                        location,
+                        dead,
+                    } => c
                         .update(
                             "select ret_code from pgq_node.register_location($1, $2, $3, $4)",
                             Some(1),
-                            &[queue.into(), n.as_str().into(), location.as_deref().into(), dead.into()],
+                            &[
+                                queue.into(),
+                                n.as_str().into(),
+                                location.as_deref().into(),
+                                dead.into(),
+                            ],
                         )
                         .map(|_| ()),
                     CascadeEvent::UnregisterLocation { node: n } => c
@@ -2606,12 +2828,18 @@ fn apply_event(
                             &[queue.into(), tick.into()],
                         )
                         .map(|_| ()),
-                    CascadeEvent::TickId => {
-                        return Err(PgqError::new(
-                            SqlState::DATA_EXCEPTION,
-                            format!("pgq.tick-id event in queue {queue}, which is not a combined queue of node {}", node.node_name),
-                        ))
+                    // a combined branch: the part queue's merge leaf here stands where
+                    // the combined root's merge leaf stood when it sent the event
+                    CascadeEvent::TickId { part_queue, tick } if duties.apply_tick_event => {
+                        MOVED_PARTS.with(|m| m.borrow_mut().push(part_queue.clone()));
+                        c.update(
+                            "select ret_code from pgq_node.set_partition_watermark($1, $2, $3)",
+                            Some(1),
+                            &[queue.into(), part_queue.as_str().into(), tick.into()],
+                        )
+                        .map(|_| ())
                     }
+                    CascadeEvent::TickId { .. } => Ok(()),
                 }
                 .ctx("applying a cascade event")
             })
@@ -2867,6 +3095,55 @@ fn copy_event(queue: &str, node: &NodeState, ev: &Event) -> Result<(), PgqError>
                     ev.extra[2].as_deref(),
                     ev.extra[3].as_deref(),
                 ],
+            },
+        )
+    });
+    Ok(())
+}
+
+/// A merge leaf on the combined root: an event of the part queue goes on into the
+/// combined queue with a new id (and this transaction's txid), as the combined root's
+/// own events do.
+fn merge_event(combined: &str, ev: &Event) -> Result<(), PgqError> {
+    let time = TimestampWithTimeZone::try_from(ev.time)
+        .map_err(|_| PgqError::new(SqlState::DATA_EXCEPTION, format!("bad ev_time {}", ev.time)))?;
+    crate::db::plain_errors(|| {
+        crate::insert::insert_event_raw(
+            Some(combined.as_bytes()),
+            crate::insert::NewEvent {
+                ev_id: None,
+                ev_time: Some(time),
+                ev_owner: None,
+                ev_retry: None,
+                ev_type: Some(&ev.ev_type),
+                ev_data: ev.data.as_deref(),
+                extra: [
+                    ev.extra[0].as_deref(),
+                    ev.extra[1].as_deref(),
+                    ev.extra[2].as_deref(),
+                    ev.extra[3].as_deref(),
+                ],
+            },
+        )
+    });
+    Ok(())
+}
+
+/// The `pgq.tick-id` event that ends a part queue's batch in the combined queue: the
+/// part tick in `ev_data`, the part queue in `ev_extra1`.
+fn merge_tick_event(combined: &str, part_queue: &str, tick: i64) -> Result<(), PgqError> {
+    let data = tick.to_string();
+    crate::db::plain_errors(|| {
+        crate::insert::insert_event_raw(
+            Some(combined.as_bytes()),
+            crate::insert::NewEvent {
+                ev_id: None,
+                ev_time: None,
+                ev_owner: None,
+                ev_retry: None,
+                ev_type: Some(b"pgq.tick-id"),
+                ev_data: Some(data.as_bytes()),
+                extra: [Some(part_queue.as_bytes()), None, None, None],
             },
         )
     });
