@@ -155,7 +155,7 @@ fn local_node(c: &mut Db<'_, '_>, queue: Option<&str>) -> PgqResult<Node> {
     if let Some(cq) = &ni.combined_queue {
         return Err(err(
             SqlState::FEATURE_NOT_SUPPORTED,
-            format!("merge-leaf node {name} (combined queue {cq}) is not replayed in-server"),
+            format!("merge-leaf node {name}: its tables hold the rows of every part queue of combined queue {cq}, the provider only its own; compare the combined queue's nodes"),
         ));
     }
     if !super::control::replay_runs() {
