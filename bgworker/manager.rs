@@ -37,8 +37,7 @@ struct Copying {
 fn read_nodes() -> Result<(Vec<Node>, Vec<Copying>), StepError> {
     in_txn("read cascade nodes", || {
         Spi::connect(|c| {
-            let t = c
-                .select(
+            let t = crate::db::select(c,
                     "select n.queue_name::text, n.node_type::text, \
                             coalesce(r.in_server, false) \
                        from pgq_node.node_info n \
@@ -62,8 +61,7 @@ fn read_nodes() -> Result<(Vec<Node>, Vec<Copying>), StepError> {
             }
             // the tables a copy worker works on (the replay worker moved them from NULL
             // to in-copy; the copy worker takes them on to ok)
-            let t = c
-                .select(
+            let t = crate::db::select(c,
                     "select nr, queue_name::text, table_name::text, \
                             local and (merge_state in ('in-copy', 'catching-up') \
                                  or merge_state like 'wanna-sync:%' or merge_state like 'do-sync:%') \
@@ -254,7 +252,8 @@ pub fn round(dboid: u32, now: i64) -> i64 {
     for n in nodes.iter().filter(|n| n.node_type == Some(NodeType::Root)) {
         let r = in_txn("londiste.root_check_seqs", || {
             Spi::connect_mut(|c| {
-                c.update(
+                crate::db::update(
+                    c,
                     "select ret_code from londiste.root_check_seqs($1)",
                     Some(1),
                     &[n.queue.as_str().into()],
@@ -262,7 +261,8 @@ pub fn round(dboid: u32, now: i64) -> i64 {
                 .ctx("running londiste.root_check_seqs")?;
                 // the root's worker state is acknowledged as a root worker would
                 // (admin tools wait for uptodate after changing it)
-                c.update(
+                crate::db::update(
+                    c,
                     "select u.ret_code from pgq_node.node_info n \
                        join pgq_node.local_state s \
                          on s.queue_name operator(pg_catalog.=) n.queue_name \

@@ -120,6 +120,7 @@ pub(super) fn run_rounds(who: &'static str, make: impl FnOnce() -> Replay) {
     IN_REPLAY_WORKER.store(true, std::sync::atomic::Ordering::Relaxed);
     super::run_main(who, || {
         let mut replay = make();
+        crate::replay::worker::enter_replica_session();
         loop {
             if BackgroundWorker::sighup_received() {
                 super::reload_config();

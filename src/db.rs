@@ -8,6 +8,11 @@
 //!   snapshot that sees the function's own earlier writes), which statements after a
 //!   write need. `SELECT ... FOR UPDATE` is a write.
 //! * One cache of kept plans ([`kept`]), for the fixed statements of the hot paths.
+//!   Every statement whose text is fixed (`&'static str`: [`Db::read`], [`Db::write`],
+//!   [`run`]) is parsed and planned once per backend and kept, as PL/pgSQL keeps
+//!   the plans of its static SQL; PostgreSQL's plan cache re-plans it after DDL on
+//!   what it uses or a changed `search_path`. Statements built at run time
+//!   ([`Db::read_dyn`], [`Db::write_dyn`]) are parsed at every call, as EXECUTE is.
 //! * Typed decoding ([`get`], [`req`]): a column of another type than asked raises
 //!   (42804 datatype_mismatch), never turns into NULL; [`req`] also raises on a NULL in
 //!   a column the schema declares NOT NULL.
@@ -69,8 +74,22 @@ impl<'a, 'c> Db<'a, 'c> {
         r.ctx(&format!("{}: {what}", self.module))
     }
 
-    /// A read: `select` in a reader, `update` (fresh snapshot) in a writer.
+    /// A read: `select` in a reader, `update` (fresh snapshot) in a writer. The
+    /// statement's plan is kept (see the module comment).
     pub fn read(
+        &mut self,
+        what: &str,
+        sql: &'static str,
+        args: &[DatumWithOid],
+    ) -> PgqResult<SpiTupleTable<'c>> {
+        let writer = self.writer;
+        let c = &mut *self.c;
+        let r = plain_errors(|| run(c, sql, args, writer));
+        self.ctx(what, r)
+    }
+
+    /// A read of a statement built at run time (parsed at every call).
+    pub fn read_dyn(
         &mut self,
         what: &str,
         sql: &str,
@@ -89,8 +108,23 @@ impl<'a, 'c> Db<'a, 'c> {
     }
 
     /// A write (DML, `FOR UPDATE`, calls of functions that write). A reader handle
-    /// refuses: that would be a bug of ours.
+    /// refuses: that would be a bug of ours. The statement's plan is kept.
     pub fn write(
+        &mut self,
+        what: &str,
+        sql: &'static str,
+        args: &[DatumWithOid],
+    ) -> PgqResult<SpiTupleTable<'c>> {
+        if !self.writer {
+            return Err(self.error(what, "write through a read-only handle"));
+        }
+        let c = &mut *self.c;
+        let r = plain_errors(|| run(c, sql, args, true));
+        self.ctx(what, r)
+    }
+
+    /// A write of a statement built at run time (parsed at every call).
+    pub fn write_dyn(
         &mut self,
         what: &str,
         sql: &str,
@@ -108,7 +142,7 @@ impl<'a, 'c> Db<'a, 'c> {
     pub fn one<T: IntoDatum + FromDatum>(
         &mut self,
         what: &str,
-        sql: &str,
+        sql: &'static str,
         args: &[DatumWithOid],
     ) -> PgqResult<Option<T>> {
         let t = self.read(what, sql, args)?;
@@ -119,13 +153,33 @@ impl<'a, 'c> Db<'a, 'c> {
     }
 
     /// Whether a read returns any row.
-    pub fn exists(&mut self, what: &str, sql: &str, args: &[DatumWithOid]) -> PgqResult<bool> {
+    pub fn exists(
+        &mut self,
+        what: &str,
+        sql: &'static str,
+        args: &[DatumWithOid],
+    ) -> PgqResult<bool> {
         Ok(!self.read(what, sql, args)?.is_empty())
     }
 
     /// Run a write and return the number of rows it processed.
-    pub fn execute(&mut self, what: &str, sql: &str, args: &[DatumWithOid]) -> PgqResult<usize> {
+    pub fn execute(
+        &mut self,
+        what: &str,
+        sql: &'static str,
+        args: &[DatumWithOid],
+    ) -> PgqResult<usize> {
         Ok(self.write(what, sql, args)?.len())
+    }
+
+    /// [`execute`](Self::execute) of a statement built at run time.
+    pub fn execute_dyn(
+        &mut self,
+        what: &str,
+        sql: &str,
+        args: &[DatumWithOid],
+    ) -> PgqResult<usize> {
+        Ok(self.write_dyn(what, sql, args)?.len())
     }
 }
 
@@ -198,6 +252,92 @@ pub fn kept(
     let plan = Rc::new(prepared.ctx("preparing statement").or_report().keep());
     PLANS.with(|p| p.borrow_mut().insert(sql, plan.clone()));
     plan
+}
+
+thread_local! {
+    /// The kept plans of the fixed statements [`run`] executed: by text, argument
+    /// types and whether they ran as writes.
+    static STATEMENTS: RefCell<HashMap<(&'static str, Vec<pg_sys::Oid>, bool), Rc<OwnedPreparedStatement>>> =
+        RefCell::new(HashMap::new());
+}
+
+/// Run the fixed statement `sql` with `args` through its kept plan (prepared at its
+/// first run in this backend); `mutating`: as `SpiClient::update` (a write, or a read
+/// that must see this transaction's own earlier writes), else as `select`. A
+/// statement of several commands runs unprepared.
+pub fn run<'c>(
+    c: &SpiClient<'c>,
+    sql: &'static str,
+    args: &[DatumWithOid],
+    mutating: bool,
+) -> Result<SpiTupleTable<'c>, SpiError> {
+    execute(c, sql, None, args, mutating)
+}
+
+/// `SpiClient::update` of a fixed statement, through its kept plan.
+pub fn update<'c>(
+    c: &SpiClient<'c>,
+    sql: &'static str,
+    limit: Option<libc::c_long>,
+    args: &[DatumWithOid],
+) -> Result<SpiTupleTable<'c>, SpiError> {
+    execute(c, sql, limit, args, true)
+}
+
+/// `SpiClient::select` of a fixed statement, through its kept plan.
+pub fn select<'c>(
+    c: &SpiClient<'c>,
+    sql: &'static str,
+    limit: Option<libc::c_long>,
+    args: &[DatumWithOid],
+) -> Result<SpiTupleTable<'c>, SpiError> {
+    execute(c, sql, limit, args, false)
+}
+
+fn execute<'c>(
+    c: &SpiClient<'c>,
+    sql: &'static str,
+    limit: Option<libc::c_long>,
+    args: &[DatumWithOid],
+    mutating: bool,
+) -> Result<SpiTupleTable<'c>, SpiError> {
+    if sql.contains(';') {
+        if mutating {
+            mark_mutable();
+        }
+        return c.select(sql, limit, args);
+    }
+    let types: Vec<pg_sys::Oid> = args.iter().map(|a| a.oid()).collect();
+    let key = (sql, types, mutating);
+    let plan = match STATEMENTS.with(|m| m.borrow().get(&key).cloned()) {
+        Some(p) => p,
+        None => {
+            let oids: Vec<PgOid> = key.1.iter().map(|&o| PgOid::from(o)).collect();
+            let prepared = if mutating {
+                c.prepare_mut(sql, &oids)?
+            } else {
+                c.prepare(sql, &oids)?
+            };
+            let plan = Rc::new(prepared.keep());
+            STATEMENTS.with(|m| m.borrow_mut().insert(key, plan.clone()));
+            plan
+        }
+    };
+    // a mutating plan runs read-write (a fresh snapshot per statement); a plain one
+    // read-only while the transaction has written nothing, as `select` does
+    if mutating {
+        mark_mutable();
+    }
+    c.select(&*plan, limit, args)
+}
+
+/// What `SpiClient::update` does before it runs a statement: the transaction gets its
+/// id, so that later read-only statements of this transaction take fresh snapshots.
+fn mark_mutable() {
+    // SAFETY: assigns (or returns) the current transaction's id; in a transaction.
+    unsafe {
+        let _ = pg_sys::GetCurrentTransactionId();
+    }
 }
 
 // ---------------------------------------------------------------------------

@@ -279,7 +279,7 @@ pub fn invalidate_queue_cache(queue_relid: pg_sys::Oid) {
     STALE.set(true);
 }
 
-fn is_replica_role() -> bool {
+pub fn is_replica_role() -> bool {
     // SAFETY: reading a GUC variable of this backend.
     unsafe { pg_sys::SessionReplicationRole == pg_sys::SESSION_REPLICATION_ROLE_REPLICA as i32 }
 }

@@ -14,8 +14,8 @@ const M: &str = "pgq_ext";
 fn update_or_insert(
     c: Client,
     what: &str,
-    update: &str,
-    insert: &str,
+    update: &'static str,
+    insert: &'static str,
     args: &[DatumWithOid],
 ) -> PgqResult<()> {
     if c.execute(what, update, args)? == 0 {

@@ -836,7 +836,7 @@ pub fn demote_root(
                     &[data_pfx.as_str().into()],
                 )?
                 .unwrap_or_default();
-            c.write(
+            c.write_dyn(
                 "demote_root",
                 &["lock table ", &table, " in exclusive mode"].concat(),
                 &[],

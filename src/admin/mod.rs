@@ -77,11 +77,33 @@ impl Peer {
     }
 
     /// Run one statement; text parameters, text results.
-    pub fn query(&mut self, what: &str, sql: &str, params: &[Option<&str>]) -> PgqResult<Rows> {
+    pub fn query(
+        &mut self,
+        what: &str,
+        sql: &'static str,
+        params: &[Option<&str>],
+    ) -> PgqResult<Rows> {
+        self.query_any(what, Ok(sql), params)
+    }
+
+    /// [`query`](Self::query) of a statement built at run time.
+    pub fn query_dyn(&mut self, what: &str, sql: &str, params: &[Option<&str>]) -> PgqResult<Rows> {
+        self.query_any(what, Err(sql), params)
+    }
+
+    fn query_any(
+        &mut self,
+        what: &str,
+        sql: Result<&'static str, &str>,
+        params: &[Option<&str>],
+    ) -> PgqResult<Rows> {
         match &mut self.link {
             Link::Local => local_query(what, sql, params),
             Link::Remote(conn) => {
-                let r = conn.exec(sql, params).map_err(|e| {
+                let text = match sql {
+                    Ok(s) | Err(s) => s,
+                };
+                let r = conn.exec(text, params).map_err(|e| {
                     let mut err = PgqError::from(&e);
                     err.message = format!("node \"{}\": {what}: {}", self.name, err.message);
                     err
@@ -103,7 +125,7 @@ impl Peer {
     pub fn row(
         &mut self,
         what: &str,
-        sql: &str,
+        sql: &'static str,
         params: &[Option<&str>],
     ) -> PgqResult<Vec<Option<String>>> {
         let name = self.name.clone();
@@ -118,7 +140,7 @@ impl Peer {
     pub fn call(
         &mut self,
         what: &str,
-        sql: &str,
+        sql: &'static str,
         params: &[Option<&str>],
     ) -> PgqResult<Vec<Option<String>>> {
         let row = self.row(what, sql, params)?;
@@ -141,10 +163,18 @@ impl Peer {
     }
 }
 
-fn local_query(what: &str, sql: &str, params: &[Option<&str>]) -> PgqResult<Rows> {
+/// A statement here: fixed (`Ok`: its plan is kept) or built at run time (`Err`).
+fn local_query(
+    what: &str,
+    sql: Result<&'static str, &str>,
+    params: &[Option<&str>],
+) -> PgqResult<Rows> {
     db::write("pgq_cascade", |c| {
         let args: Vec<pgrx::datum::DatumWithOid> = params.iter().map(|p| (*p).into()).collect();
-        let t = c.write(what, sql, &args)?;
+        let t = match sql {
+            Ok(fixed) => c.write(what, fixed, &args)?,
+            Err(built) => c.write_dyn(what, built, &args)?,
+        };
         if t.is_empty() {
             return Ok(Vec::new());
         }

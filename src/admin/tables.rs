@@ -226,7 +226,7 @@ fn table_definition(p: &mut Peer, table: &str) -> PgqResult<String> {
 
 fn create_table(me: &mut Peer, dest: &str, body: &str) -> PgqResult<()> {
     let (schema, _) = dest.split_once('.').unwrap_or(("public", dest));
-    me.query(
+    me.query_dyn(
         "creating the schema",
         &format!(
             "create schema if not exists {}",
@@ -234,7 +234,7 @@ fn create_table(me: &mut Peer, dest: &str, body: &str) -> PgqResult<()> {
         ),
         &[],
     )?;
-    me.query(
+    me.query_dyn(
         "creating the table from the provider's definition",
         &format!("create table {} ({body})", quote::fqname(dest, false)),
         &[],

@@ -95,7 +95,7 @@ fn drop_table_fkey_impl(i_from_table: &str, i_fkey_name: &str, caller_path: &str
         "insert into londiste.pending_fkeys (from_table, to_table, fkey_name, fkey_def) values ($1, $2, $3, $4)",
         &[fk[0].as_deref(), fk[1].as_deref(), fk[2].as_deref(), fk[3].as_deref()],
     );
-    exec(
+    exec_dyn(
         &format!(
             "alter table only {} drop constraint {}",
             quote_fq(&fq),
@@ -132,7 +132,7 @@ fn restore_table_fkey_impl(
     };
     if !i_lazy {
         // the stored definition runs as written, with the caller's search_path
-        crate::db::with_search_path(caller_path, || exec(&def, &[]));
+        crate::db::with_search_path(caller_path, || exec_dyn(&def, &[]));
         forget();
         return String::new();
     }

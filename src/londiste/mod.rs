@@ -108,39 +108,47 @@ fn text_rows(t: pgrx::spi::SpiTupleTable<'_>) -> PgqResult<Vec<Row>> {
     Ok(out)
 }
 
-fn read_rows(sql: &str, args: &[Option<&str>]) -> Vec<Row> {
+fn read_rows(sql: &'static str, args: &[Option<&str>]) -> Vec<Row> {
     crate::db::read("londiste", |c| {
         text_rows(c.read("query", sql, &text_args(args))?)
     })
     .or_report()
 }
 
-fn write_rows(sql: &str, args: &[Option<&str>]) -> Vec<Row> {
+fn write_rows(sql: &'static str, args: &[Option<&str>]) -> Vec<Row> {
     crate::db::write("londiste", |c| {
         text_rows(c.write("statement", sql, &text_args(args))?)
     })
     .or_report()
 }
 
-fn read_row(sql: &str, args: &[Option<&str>]) -> Option<Row> {
+fn read_row(sql: &'static str, args: &[Option<&str>]) -> Option<Row> {
     read_rows(sql, args).into_iter().next()
 }
 
-fn write_row(sql: &str, args: &[Option<&str>]) -> Option<Row> {
+fn write_row(sql: &'static str, args: &[Option<&str>]) -> Option<Row> {
     write_rows(sql, args).into_iter().next()
 }
 
-fn read_val(sql: &str, args: &[Option<&str>]) -> Option<String> {
+fn read_val(sql: &'static str, args: &[Option<&str>]) -> Option<String> {
     read_row(sql, args).and_then(|r| r.into_iter().next().flatten())
 }
 
-fn write_val(sql: &str, args: &[Option<&str>]) -> Option<String> {
+fn write_val(sql: &'static str, args: &[Option<&str>]) -> Option<String> {
     write_row(sql, args).and_then(|r| r.into_iter().next().flatten())
 }
 
-fn exec(sql: &str, args: &[Option<&str>]) {
+fn exec(sql: &'static str, args: &[Option<&str>]) {
     crate::db::write("londiste", |c| {
         c.execute("statement", sql, &text_args(args))
+    })
+    .or_report();
+}
+
+/// [`exec`] of a statement built at run time (DDL on named objects).
+fn exec_dyn(sql: &str, args: &[Option<&str>]) {
+    crate::db::write("londiste", |c| {
+        c.execute_dyn("statement", sql, &text_args(args))
     })
     .or_report();
 }

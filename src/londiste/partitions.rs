@@ -44,7 +44,7 @@ fn lnd_create_partition(
     if exists {
         return 0;
     }
-    exec(
+    exec_dyn(
         &format!("create table {qpart} (like {qparent} including all) inherits ({qparent})"),
         &[],
     );
@@ -56,7 +56,7 @@ fn lnd_create_partition(
         &[Some(&parent_oid)],
     );
     if let Some(o) = owner.filter(|o| truth(&o[1])) {
-        exec(
+        exec_dyn(
             &format!(
                 "alter table {qpart} owner to {}",
                 quote_ident(o[0].as_deref().unwrap_or_default())
@@ -85,7 +85,7 @@ fn lnd_create_partition(
             )
         };
         let f = quote_ident(field);
-        exec(
+        exec_dyn(
             &format!(
                 "alter table {qpart} add check ({f} >= {} and {f} < {})",
                 quote_literal(&start),
@@ -115,7 +115,7 @@ fn lnd_create_partition(
             ) => p,
             _ => continue,
         };
-        exec(
+        exec_dyn(
             &format!(
                 "grant {privilege} on {qpart} to {grantee}{}",
                 if g[2].as_deref() == Some("YES") {
@@ -154,7 +154,7 @@ fn lnd_create_partition(
         let Some(sql) = lg::repoint_definition(&def, &head, " ON ", &parent_rel, &qpart) else {
             raise(format!("Failed to reconstruct the trigger: {def}"))
         };
-        exec(&sql, &[]);
+        exec_dyn(&sql, &[]);
         let extra = match t[1].as_deref() {
             Some("O") => None,
             Some("D") => Some("disable trigger"),
@@ -166,7 +166,7 @@ fn lnd_create_partition(
             )),
         };
         if let Some(x) = extra {
-            exec(&format!("alter table {qpart} {x} {qname}"), &[]);
+            exec_dyn(&format!("alter table {qpart} {x} {qname}"), &[]);
         }
     }
     let rules = read_rows(
@@ -185,7 +185,7 @@ fn lnd_create_partition(
         let Some(sql) = lg::repoint_definition(&def, &head, " TO ", &parent_rel, &qpart) else {
             raise("failed to find original table name")
         };
-        exec(&sql, &[]);
+        exec_dyn(&sql, &[]);
         let extra = match r[1].as_deref() {
             Some("O") => None,
             Some("R") => Some("enable replica rule"),
@@ -197,7 +197,7 @@ fn lnd_create_partition(
             )),
         };
         if let Some(x) = extra {
-            exec(&format!("alter table {qpart} {x} {qname}"), &[]);
+            exec_dyn(&format!("alter table {qpart} {x} {qname}"), &[]);
         }
     }
     1
@@ -300,7 +300,7 @@ fn lnd_drop_obsolete_partitions(
     );
     // the names come quoted from list_obsolete
     for t in &v {
-        exec(&format!("drop table {t}"), &[]);
+        exec_dyn(&format!("drop table {t}"), &[]);
     }
     SetOfIterator::new(v)
 }

@@ -484,10 +484,10 @@ fn local_remove_table_impl(queue: &str, table: &str, caller_path: &str) -> Ret {
         drop_table_triggers_impl(queue, &fq);
         let dest = row[2].clone().unwrap_or_default();
         if let Some(ddl) = row[1].as_deref() {
-            exec(&format!("truncate only {}", quote_fq(&dest)), &[]);
+            exec_dyn(&format!("truncate only {}", quote_fq(&dest)), &[]);
             // the stored DDL is the caller's (the londiste CLI's): it runs as written,
             // with the caller's search_path, as in the original
-            crate::db::with_search_path(caller_path, || exec(ddl, &[]));
+            crate::db::with_search_path(caller_path, || exec_dyn(ddl, &[]));
         }
         exec(
             "update londiste.table_info set local = false, custom_snapshot = null, table_attrs = null, \

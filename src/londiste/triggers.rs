@@ -28,7 +28,7 @@ pub(super) fn drop_table_triggers_impl(queue: &str, table: &str) {
         let args = lg::decode_tgargs(&lg::hex_decode(t[1].as_deref().unwrap_or("")));
         if args.first().map(String::as_str) == Some(queue) {
             let name = t[0].clone().unwrap_or_default();
-            exec(
+            exec_dyn(
                 &format!("drop trigger {} on {}", quote_ident(&name), quote_fq(&dest)),
                 &[],
             );
@@ -119,7 +119,7 @@ pub(super) fn create_trigger_impl(
         lg::SkipPlan::RenameOther => {
             let other = skips[0][0].clone().unwrap_or_default();
             if !other.starts_with("zzz_") {
-                exec(
+                exec_dyn(
                     &format!(
                         "alter trigger {} on {} rename to {}",
                         quote_ident(&other),
@@ -139,7 +139,7 @@ pub(super) fn create_trigger_impl(
             &[Some(&oid), Some(n)],
         ));
         if *n != name && exists {
-            exec(
+            exec_dyn(
                 &format!("drop trigger {} on {}", quote_ident(n), qdest),
                 &[],
             );
@@ -159,7 +159,7 @@ pub(super) fn create_trigger_impl(
         if same {
             create = false;
         } else {
-            exec(
+            exec_dyn(
                 &format!("drop trigger {} on {}", quote_ident(&name), qdest),
                 &[],
             );
@@ -167,7 +167,7 @@ pub(super) fn create_trigger_impl(
     }
     if create {
         let arglist: Vec<String> = args.iter().map(|a| quote_literal(a)).collect();
-        exec(
+        exec_dyn(
             &format!(
                 "create trigger {} {} {} on {} for each row execute procedure {}({})",
                 quote_ident(&name),
@@ -190,7 +190,7 @@ pub(super) fn create_trigger_impl(
         if deny {
             targs.push(quote_literal("deny"));
         }
-        exec(
+        exec_dyn(
             &format!(
                 "create trigger {} after truncate on {} for each statement execute procedure pgq.sqltriga({})",
                 quote_ident(&trunc),

@@ -808,7 +808,7 @@ fn compare(
     for (t, s) in targets.iter().zip(&sources) {
         check_local_at_tick(c, &node, t, tick)?;
         const W: &str = "computing the local checksum";
-        let r = c.read(
+        let r = c.read_dyn(
             W,
             &cmp::checksum_sql(&quote::fqname(&t.dest, false), &s.common),
             &[],
@@ -921,7 +921,7 @@ fn repair(
     hold.wait_held()?;
     check_local_at_tick(c, &node, &t, tick)?;
     const W: &str = "computing the local bucket sums";
-    let lt = c.read(
+    let lt = c.read_dyn(
         W,
         &cmp::bucket_sums_sql(&local_table, &s.common, &keys, n),
         &[],
@@ -940,7 +940,7 @@ fn repair(
     let mut local_rows = Vec::new();
     if !differ.is_empty() {
         const WR: &str = "reading the local rows of differing buckets";
-        let lt = c.read(
+        let lt = c.read_dyn(
             WR,
             &cmp::bucket_rows_sql(&local_table, &s.common, &keys, n),
             &[arr.as_str().into()],
@@ -999,7 +999,7 @@ fn repair(
             &[],
         )?;
         for st in &statements {
-            let n = c.execute("applying a repair statement", &st.sql, &[])?;
+            let n = c.execute_dyn("applying a repair statement", &st.sql, &[])?;
             if n != 1 {
                 return Err(err(
                     SqlState::OBJECT_NOT_IN_PREREQUISITE_STATE,

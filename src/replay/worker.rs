@@ -318,8 +318,7 @@ impl Replay {
         w::record_error(&what, &shown);
         let r = in_txn("record replay error", || {
             Spi::connect_mut(|c| -> Result<(), PgqError> {
-                let worker = c
-                    .select(
+                let worker = crate::db::select(c,
                         "select worker_name::text from pgq_node.node_info where queue_name operator(pg_catalog.=) $1",
                         Some(1),
                         &[q.as_str().into()],
@@ -331,7 +330,7 @@ impl Replay {
                 if let Some(t) = &copy_table {
                     worker = rules::copy_consumer(&worker, t);
                 }
-                c.update(
+                crate::db::update(c,
                     "select ret_code from pgq_node.set_consumer_error($1, $2, $3)",
                     Some(1),
                     &[q.as_str().into(), worker.as_str().into(), msg.as_str().into()],
@@ -582,26 +581,26 @@ impl Replay {
         let last_failed = self.last_failed;
         let role = self.role.clone();
         Spi::connect_mut(|c| {
-            let replay_here = !c
-                .select(
-                    "select 1 from pgq_cascade.node_replay \
+            let replay_here = !crate::db::select(
+                c,
+                "select 1 from pgq_cascade.node_replay \
                       where queue_name operator(pg_catalog.=) $1 and in_server \
                         and replay_role operator(pg_catalog.=) $2::name",
-                    Some(1),
-                    &[q.into(), role.as_str().into()],
-                )
-                .ctx("reading pgq_cascade.node_replay")?
-                .is_empty();
-            let t = c
-                .update(
-                    "select ret_code, node_type::text, node_name::text, worker_name::text, \
+                Some(1),
+                &[q.into(), role.as_str().into()],
+            )
+            .ctx("reading pgq_cascade.node_replay")?
+            .is_empty();
+            let t = crate::db::update(
+                c,
+                "select ret_code, node_type::text, node_name::text, worker_name::text, \
                             combined_queue::text, local_watermark, global_watermark, \
                             node_attrs::text, combined_type::text \
                        from pgq_node.get_node_info($1)",
-                    Some(1),
-                    &[q.into()],
-                )
-                .ctx("reading pgq_node.get_node_info")?;
+                Some(1),
+                &[q.into()],
+            )
+            .ctx("reading pgq_node.get_node_info")?;
             let r = t.first();
             let code = r
                 .get::<i32>(1)
@@ -655,15 +654,15 @@ impl Replay {
                     position: None,
                 }));
             }
-            let t = c
-                .update(
-                    "select ret_code, provider_node::text, provider_location::text, paused, \
+            let t = crate::db::update(
+                c,
+                "select ret_code, provider_node::text, provider_location::text, paused, \
                             uptodate, cur_error::text, completed_tick \
                        from pgq_node.get_consumer_state($1, $2)",
-                    Some(1),
-                    &[q.into(), worker.as_str().into()],
-                )
-                .ctx("reading pgq_node.get_consumer_state")?;
+                Some(1),
+                &[q.into(), worker.as_str().into()],
+            )
+            .ctx("reading pgq_node.get_consumer_state")?;
             let r = t.first();
             let code = r.get::<i32>(1).ctx("reading consumer state")?.unwrap_or(0);
             if code >= 300 {
@@ -699,7 +698,8 @@ impl Replay {
             };
             // the acknowledgement admin tools wait for (pause, change-provider, ...)
             if !node.uptodate {
-                c.update(
+                crate::db::update(
+                    c,
                     "select ret_code from pgq_node.set_consumer_uptodate($1, $2, true)",
                     Some(1),
                     &[q.into(), node.worker.as_str().into()],
@@ -707,7 +707,8 @@ impl Replay {
                 .ctx("acknowledging uptodate")?;
             }
             if node.cur_error.is_some() && !last_failed {
-                c.update(
+                crate::db::update(
+                    c,
                     "select ret_code from pgq_node.set_consumer_error($1, $2, NULL)",
                     Some(1),
                     &[q.into(), node.worker.as_str().into()],
@@ -804,15 +805,15 @@ impl Replay {
         // the worker's row, locked: a second consumer of the same position waits here,
         // and one that completed the batch meanwhile is seen
         let completed = Spi::connect_mut(|c| {
-            let t = c
-                .update(
-                    "select last_tick_id from pgq_node.local_state \
+            let t = crate::db::update(
+                c,
+                "select last_tick_id from pgq_node.local_state \
                       where queue_name operator(pg_catalog.=) $1 \
                         and consumer_name operator(pg_catalog.=) $2 for update",
-                    Some(1),
-                    &[q.as_str().into(), worker.as_str().into()],
-                )
-                .ctx("locking the worker's local_state row")?;
+                Some(1),
+                &[q.as_str().into(), worker.as_str().into()],
+            )
+            .ctx("locking the worker's local_state row")?;
             if t.is_empty() {
                 return Ok::<_, PgqError>(None);
             }
@@ -834,15 +835,7 @@ impl Replay {
                 return Err(PgqError::new(SqlState::OBJECT_NOT_IN_PREREQUISITE_STATE, m))
             }
         }
-        Spi::connect_mut(|c| {
-            c.update(
-                "select londiste.set_session_replication_role('replica', true)",
-                None,
-                &[],
-            )
-            .ctx("setting session_replication_role")?;
-            Ok::<_, PgqError>(())
-        })?;
+        replica_role()?;
         let mut tables = Tables::load(&q)?;
         tables.copy_of = copy_of.clone();
         if copy_of.is_none() {
@@ -874,8 +867,7 @@ impl Replay {
         }
         // what an operator asked to skip in this batch (pgq_cascade.skip_replay_error)
         let (skip_events, skip_batch) = Spi::connect(|c| {
-            let t = c
-                .select(
+            let t = crate::db::select(c,
                     "select ev_id from pgq_cascade.replay_error \
                       where queue_name operator(pg_catalog.=) $1 and skipped \
                         and batch_id operator(pg_catalog.=) $2 and tick_id operator(pg_catalog.=) $3 \
@@ -1016,7 +1008,8 @@ impl Replay {
         let q = self.queue.clone();
         let last = in_txn("check branch tick", || {
             Spi::connect(|c| {
-                c.select(
+                crate::db::select(
+                    c,
                     "select t.tick_id from pgq.tick t join pgq.queue q \
                        on q.queue_id operator(pg_catalog.=) t.tick_queue \
                       where q.queue_name operator(pg_catalog.=) $1 \
@@ -1056,7 +1049,8 @@ impl Replay {
                         format!("bad tick time {}", b.cur_tick_time),
                     )
                 })?;
-                c.update(
+                crate::db::update(
+                    c,
                     "select pgq.ticker($1, $2, $3, $4)",
                     Some(1),
                     &[
@@ -1070,7 +1064,8 @@ impl Replay {
                 // wake the nodes below, as the ticker does for its own ticks
                 let channel = format!("pgq_{q}");
                 if crate::gucs::NOTIFY.get() && channel.len() < 64 {
-                    c.update(
+                    crate::db::update(
+                        c,
                         "select pg_catalog.pg_notify($1, $2)",
                         Some(1),
                         &[
@@ -1173,7 +1168,8 @@ impl Replay {
             }
             let moved = in_txn("mark table in-copy", || {
                 Spi::connect_mut(|c| {
-                    c.update(
+                    crate::db::update(
+                        c,
                         "update londiste.table_info set merge_state = 'in-copy' \
                           where queue_name operator(pg_catalog.=) $1 \
                             and table_name operator(pg_catalog.=) $2 and local \
@@ -1261,9 +1257,9 @@ impl Replay {
         // here: rows whose table is out of its copy states, deleted under the lock
         let dropped = in_txn("drop stale copy consumers", || {
             Spi::connect_mut(|c| {
-                let t = c
-                    .update(
-                        "delete from pgq_node.local_state s \
+                let t = crate::db::update(
+                    c,
+                    "delete from pgq_node.local_state s \
                           using (select s2.consumer_name from pgq_node.local_state s2 \
                                   where s2.queue_name operator(pg_catalog.=) $1 \
                                     and pg_catalog.starts_with(s2.consumer_name, $2) \
@@ -1281,10 +1277,10 @@ impl Replay {
                                    (select l.node_location::text from pgq_node.node_location l \
                                      where l.queue_name operator(pg_catalog.=) $1 \
                                        and l.node_name operator(pg_catalog.=) s.provider_node)",
-                        None,
-                        &[q.as_str().into(), prefix.as_str().into()],
-                    )
-                    .ctx("dropping stale copy consumers")?;
+                    None,
+                    &[q.as_str().into(), prefix.as_str().into()],
+                )
+                .ctx("dropping stale copy consumers")?;
                 let mut v = Vec::new();
                 for r in t {
                     v.push((
@@ -1317,15 +1313,15 @@ impl Replay {
         // on the provider: copy consumers of this node with no row here
         let here = in_txn("read copy consumers", || {
             Spi::connect(|c| {
-                let t = c
-                    .select(
-                        "select consumer_name::text from pgq_node.local_state \
+                let t = crate::db::select(
+                    c,
+                    "select consumer_name::text from pgq_node.local_state \
                           where queue_name operator(pg_catalog.=) $1 \
                             and pg_catalog.starts_with(consumer_name, $2)",
-                        None,
-                        &[q.as_str().into(), prefix.as_str().into()],
-                    )
-                    .ctx("reading copy consumers")?;
+                    None,
+                    &[q.as_str().into(), prefix.as_str().into()],
+                )
+                .ctx("reading copy consumers")?;
                 let mut v = Vec::new();
                 for r in t {
                     v.push(crate::db::req::<String>(&r, 1, "reading copy consumers")?);
@@ -1409,7 +1405,7 @@ impl Replay {
                 // copy's snapshot, so the table is copied again
                 in_txn("copy the table again", || {
                     Spi::connect_mut(|c| {
-                        c.update(
+                        crate::db::update(c,
                             "update londiste.table_info set merge_state = 'in-copy', custom_snapshot = null \
                               where nr operator(pg_catalog.=) $1 and queue_name operator(pg_catalog.=) $2 \
                                 and merge_state is not distinct from $3",
@@ -1628,7 +1624,8 @@ impl Replay {
         if wanted != "?" {
             let loc = in_txn("read the copy node's location", || {
                 Spi::connect(|c| {
-                    c.select(
+                    crate::db::select(
+                        c,
                         "select node_location::text from pgq_node.node_location \
                           where queue_name operator(pg_catalog.=) $1 \
                             and node_name operator(pg_catalog.=) $2 and not dead",
@@ -1735,31 +1732,23 @@ impl Replay {
         };
         let done = in_txn("initial copy", || {
             let r = (|| -> Result<crate::replay::copy::Copied, PgqError> {
-                Spi::connect_mut(|c| {
-                    c.update(
-                        "select londiste.set_session_replication_role('replica', true)",
-                        None,
-                        &[],
-                    )
-                    .map(|_| ())
-                    .ctx("setting session_replication_role")
-                })?;
+                replica_role()?;
                 let copied =
                     crate::replay::copy::copy_table(conn, &table, &dest, skip_truncate, mode)?;
                 // the copy counts only if its consumer (whose position precedes the
                 // copy's snapshot) is still there, and the table is still this one in
                 // in-copy: a resync or a remove and add meanwhile makes it copy again
                 let ok = Spi::connect_mut(|c| {
-                    let held = !c
-                        .update(
-                            "select 1 from pgq_node.local_state \
+                    let held = !crate::db::update(
+                        c,
+                        "select 1 from pgq_node.local_state \
                               where queue_name operator(pg_catalog.=) $1 \
                                 and consumer_name operator(pg_catalog.=) $2 for share",
-                            Some(1),
-                            &[q.as_str().into(), consumer.as_str().into()],
-                        )
-                        .ctx("locking the copy consumer")?
-                        .is_empty();
+                        Some(1),
+                        &[q.as_str().into(), consumer.as_str().into()],
+                    )
+                    .ctx("locking the copy consumer")?
+                    .is_empty();
                     if !held {
                         return Ok::<_, PgqError>(false);
                     }
@@ -1773,23 +1762,23 @@ impl Replay {
                             &[q.as_str().into(), table.as_str().into(), ddl.into()],
                         )?;
                     }
-                    let t = c
-                        .update(
-                            "update londiste.table_info \
+                    let t = crate::db::update(
+                        c,
+                        "update londiste.table_info \
                                 set merge_state = 'catching-up', custom_snapshot = $4 \
                               where nr operator(pg_catalog.=) $1 \
                                 and queue_name operator(pg_catalog.=) $2 \
                                 and table_name operator(pg_catalog.=) $3 and local \
                                 and merge_state operator(pg_catalog.=) 'in-copy' returning 1",
-                            Some(1),
-                            &[
-                                nr.into(),
-                                q.as_str().into(),
-                                table.as_str().into(),
-                                copied.snapshot.as_str().into(),
-                            ],
-                        )
-                        .ctx("setting the table catching-up")?;
+                        Some(1),
+                        &[
+                            nr.into(),
+                            q.as_str().into(),
+                            table.as_str().into(),
+                            copied.snapshot.as_str().into(),
+                        ],
+                    )
+                    .ctx("setting the table catching-up")?;
                     Ok(!t.is_empty())
                 })?;
                 if !ok {
@@ -1913,8 +1902,7 @@ impl Replay {
             Spi::connect_mut(|c| {
                 // the replay worker's batch ending at C starts where the copy stands:
                 // the two read the same ticks (else a row would be lost or doubled)
-                let t = c
-                    .update(
+                let t = crate::db::update(c,
                         "select last_tick_id from pgq_node.local_state \
                           where queue_name operator(pg_catalog.=) $1 \
                             and consumer_name operator(pg_catalog.=) $2 for update",
@@ -1937,7 +1925,7 @@ impl Replay {
                         ),
                     ));
                 }
-                c.update(
+                crate::db::update(c,
                     "update londiste.table_info set merge_state = 'ok', custom_snapshot = null \
                       where queue_name operator(pg_catalog.=) $1 \
                         and table_name operator(pg_catalog.=) $2 and local \
@@ -1972,7 +1960,8 @@ impl Replay {
             .map_err(rerr)?;
         in_txn("unregister the copy consumer", || {
             Spi::connect_mut(|c| {
-                c.update(
+                crate::db::update(
+                    c,
                     "select ret_code from pgq_node.unregister_consumer($1, $2)",
                     Some(1),
                     &[q.as_str().into(), consumer.into()],
@@ -2002,22 +1991,22 @@ impl Replay {
         // batch holds a transaction it sees (the replay worker's own rule)
         let (mine, snap) = in_txn("read the copy position", || {
             Spi::connect(|c| {
-                let t = c
-                    .select(
-                        "select s.last_tick_id, t.custom_snapshot::text \
+                let t = crate::db::select(
+                    c,
+                    "select s.last_tick_id, t.custom_snapshot::text \
                            from pgq_node.local_state s, londiste.table_info t \
                           where s.queue_name operator(pg_catalog.=) $1 \
                             and s.consumer_name operator(pg_catalog.=) $2 \
                             and t.queue_name operator(pg_catalog.=) $1 \
                             and t.table_name operator(pg_catalog.=) $3 and t.local",
-                        Some(1),
-                        &[
-                            q.as_str().into(),
-                            consumer.as_str().into(),
-                            table.as_str().into(),
-                        ],
-                    )
-                    .ctx("reading the copy position")?;
+                    Some(1),
+                    &[
+                        q.as_str().into(),
+                        consumer.as_str().into(),
+                        table.as_str().into(),
+                    ],
+                )
+                .ctx("reading the copy position")?;
                 if t.is_empty() {
                     return Ok::<_, PgqError>((None, None));
                 }
@@ -2038,16 +2027,16 @@ impl Replay {
         };
         let moved = in_txn("hand the table over at the worker's position", || {
             Spi::connect_mut(|c| {
-                let mut tick = |who: &str| -> Result<Option<i64>, PgqError> {
-                    let t = c
-                        .update(
-                            "select last_tick_id from pgq_node.local_state \
+                let tick = |who: &str| -> Result<Option<i64>, PgqError> {
+                    let t = crate::db::update(
+                        c,
+                        "select last_tick_id from pgq_node.local_state \
                               where queue_name operator(pg_catalog.=) $1 \
                                 and consumer_name operator(pg_catalog.=) $2 for update",
-                            Some(1),
-                            &[q.as_str().into(), who.into()],
-                        )
-                        .ctx("locking a consumer's local_state row")?;
+                        Some(1),
+                        &[q.as_str().into(), who.into()],
+                    )
+                    .ctx("locking a consumer's local_state row")?;
                     if t.is_empty() {
                         return Ok(None);
                     }
@@ -2057,21 +2046,21 @@ impl Replay {
                 if main != Some(mine) || tick(&consumer)? != Some(mine) {
                     return Ok(false);
                 }
-                let t = c
-                    .update(
-                        "update londiste.table_info set merge_state = 'ok', \
+                let t = crate::db::update(
+                    c,
+                    "update londiste.table_info set merge_state = 'ok', \
                                 custom_snapshot = case when $3 then null else custom_snapshot end \
                           where queue_name operator(pg_catalog.=) $1 \
                             and table_name operator(pg_catalog.=) $2 and local \
                             and merge_state operator(pg_catalog.=) 'catching-up' returning 1",
-                        Some(1),
-                        &[
-                            q.as_str().into(),
-                            table.as_str().into(),
-                            drop_snapshot.into(),
-                        ],
-                    )
-                    .ctx("handing the table over")?;
+                    Some(1),
+                    &[
+                        q.as_str().into(),
+                        table.as_str().into(),
+                        drop_snapshot.into(),
+                    ],
+                )
+                .ctx("handing the table over")?;
                 Ok::<_, PgqError>(!t.is_empty())
             })
         })
@@ -2096,8 +2085,7 @@ impl Replay {
         let q = self.queue.clone();
         let keys = in_txn("read pending foreign keys", || {
             Spi::connect(|c| {
-                let t = c
-                    .select(
+                let t = crate::db::select(c,
                         "select from_table::text, fkey_name::text from londiste.get_valid_pending_fkeys($1)",
                         None,
                         &[q.as_str().into()],
@@ -2117,7 +2105,8 @@ impl Replay {
         for (from, name) in keys {
             in_txn("restore a foreign key", || {
                 Spi::connect_mut(|c| {
-                    c.update(
+                    crate::db::update(
+                        c,
                         "select londiste.restore_table_fkey($1, $2)",
                         Some(1),
                         &[from.as_str().into(), name.as_str().into()],
@@ -2168,14 +2157,14 @@ impl Replay {
         let received = RECEIVED_GLOBAL_WATERMARK.with(|r| r.get());
         let members = in_txn("read queue locations", || {
             Spi::connect(|c| {
-                let t = c
-                    .select(
-                        "select node_name::text, node_location::text, dead \
+                let t = crate::db::select(
+                    c,
+                    "select node_name::text, node_location::text, dead \
                            from pgq_node.get_queue_locations($1)",
-                        None,
-                        &[q.as_str().into()],
-                    )
-                    .ctx("reading pgq_node.get_queue_locations")?;
+                    None,
+                    &[q.as_str().into()],
+                )
+                .ctx("reading pgq_node.get_queue_locations")?;
                 let mut m = HashMap::new();
                 for r in t {
                     let name = crate::db::req::<String>(&r, 1, "reading queue locations")?;
@@ -2209,7 +2198,8 @@ impl Replay {
             rules::SyncedWatermark::Set(wm) => {
                 in_txn("sync global watermark", || {
                     Spi::connect_mut(|c| {
-                        c.update(
+                        crate::db::update(
+                            c,
                             "select ret_code from pgq_node.set_global_watermark($1, $2)",
                             Some(1),
                             &[q.as_str().into(), wm.into()],
@@ -2269,6 +2259,50 @@ impl Replay {
 
 /// A libpq failure in one line: the message and libpq's reason (DETAIL); the client
 /// already took any password out.
+/// A replay or copy worker runs with `session_replication_role = replica` for its
+/// whole session (set once at its start): a change of the setting empties the plan
+/// cache of the process (PostgreSQL re-plans every kept statement after it), so
+/// setting it for each batch would re-plan the applier's statements at every batch.
+pub fn enter_replica_session() {
+    let r = in_txn("set session_replication_role", || {
+        Spi::connect_mut(|c| {
+            crate::db::update(
+                c,
+                "select londiste.set_session_replication_role('replica', false)",
+                None,
+                &[],
+            )
+            .map(|_| ())
+            .ctx("setting session_replication_role")
+        })
+    })
+    .and_then(|r| r);
+    if let Err(e) = r {
+        log!(
+            "pgq replay: session_replication_role stays as it is for the session ({}); each batch sets it",
+            e.message
+        );
+    }
+}
+
+/// Make sure the current transaction runs as `replica` (the session's setting, or for
+/// this transaction when something changed it).
+fn replica_role() -> Result<(), PgqError> {
+    if crate::insert::is_replica_role() {
+        return Ok(());
+    }
+    Spi::connect_mut(|c| {
+        crate::db::update(
+            c,
+            "select londiste.set_session_replication_role('replica', true)",
+            None,
+            &[],
+        )
+        .map(|_| ())
+        .ctx("setting session_replication_role")
+    })
+}
+
 fn reason(e: &crate::remote::RemoteError) -> String {
     match &e.detail {
         Some(d) if !d.is_empty() => format!("{}: {d}", e.message),
@@ -2366,15 +2400,15 @@ struct TableInfo {
 impl Tables {
     fn load(queue: &str) -> Result<Tables, PgqError> {
         Spi::connect(|c| {
-            let t = c
-                .select(
-                    "select table_name::text, local, merge_state::text, custom_snapshot::text, \
+            let t = crate::db::select(
+                c,
+                "select table_name::text, local, merge_state::text, custom_snapshot::text, \
                             table_attrs::text, dest_table::text \
                        from londiste.get_table_list($1)",
-                    None,
-                    &[queue.into()],
-                )
-                .ctx("reading londiste.get_table_list")?;
+                None,
+                &[queue.into()],
+            )
+            .ctx("reading londiste.get_table_list")?;
             let mut by_name = HashMap::new();
             for row in t {
                 let name = crate::db::req::<String>(&row, 1, "reading londiste.get_table_list")?;
@@ -2471,30 +2505,30 @@ fn read_copy_view(
     table: &str,
 ) -> Result<Result<CopyView, String>, PgqError> {
     Spi::connect(|c| {
-        let replay_here = !c
-            .select(
-                "select 1 from pgq_cascade.node_replay \
+        let replay_here = !crate::db::select(
+            c,
+            "select 1 from pgq_cascade.node_replay \
                   where queue_name operator(pg_catalog.=) $1 and in_server \
                     and replay_role operator(pg_catalog.=) $2::name",
-                Some(1),
-                &[q.into(), role.into()],
-            )
-            .ctx("reading pgq_cascade.node_replay")?
-            .is_empty();
+            Some(1),
+            &[q.into(), role.into()],
+        )
+        .ctx("reading pgq_cascade.node_replay")?
+        .is_empty();
         if !replay_here {
             return Ok(Err(format!(
                 "in-server replay of queue \"{q}\" was turned off or now acts as another role"
             )));
         }
-        let t = c
-            .select(
-                "select node_type::text, node_name::text, worker_name::text, provider_node::text, \
+        let t = crate::db::select(
+            c,
+            "select node_type::text, node_name::text, worker_name::text, provider_node::text, \
                         provider_location::text, combined_queue::text \
                    from pgq_node.get_node_info($1) where ret_code < 300",
-                Some(1),
-                &[q.into()],
-            )
-            .ctx("reading pgq_node.get_node_info")?;
+            Some(1),
+            &[q.into()],
+        )
+        .ctx("reading pgq_node.get_node_info")?;
         if t.is_empty() {
             return Ok(Err(format!(
                 "queue \"{q}\" has no cascaded node here any more"
@@ -2539,17 +2573,17 @@ fn read_copy_view(
             replay_here,
             position: None,
         };
-        let t = c
-            .select(
-                "select merge_state::text, table_attrs::text, coalesce(dest_table, table_name)::text, \
+        let t = crate::db::select(
+            c,
+            "select merge_state::text, table_attrs::text, coalesce(dest_table, table_name)::text, \
                         custom_snapshot::text, dropped_ddl \
                    from londiste.table_info \
                   where nr operator(pg_catalog.=) $1 and queue_name operator(pg_catalog.=) $2 \
                     and table_name operator(pg_catalog.=) $3 and local",
-                Some(1),
-                &[nr.into(), q.into(), table.into()],
-            )
-            .ctx("reading londiste.table_info")?;
+            Some(1),
+            &[nr.into(), q.into(), table.into()],
+        )
+        .ctx("reading londiste.table_info")?;
         if t.is_empty() {
             return Ok(Err(format!(
                 "table {table} is not replayed by queue \"{q}\" any more"
@@ -2565,13 +2599,13 @@ fn read_copy_view(
         let snapshot = r.get::<String>(4).ctx("reading londiste.table_info")?;
         let dropped_ddl = r.get::<String>(5).ctx("reading londiste.table_info")?;
         let (copy_role, copy_pos) = if combined_queue.is_some() {
-            let t = c
-                .select(
-                    "select copy_role::text, copy_pos from londiste._coordinate_copy($1, $2)",
-                    Some(1),
-                    &[q.into(), table.into()],
-                )
-                .ctx("reading the copy's role (londiste._coordinate_copy)")?;
+            let t = crate::db::select(
+                c,
+                "select copy_role::text, copy_pos from londiste._coordinate_copy($1, $2)",
+                Some(1),
+                &[q.into(), table.into()],
+            )
+            .ctx("reading the copy's role (londiste._coordinate_copy)")?;
             if t.is_empty() {
                 (None, 0)
             } else {
@@ -2585,19 +2619,19 @@ fn read_copy_view(
             (None, 0)
         };
         let consumer = rules::copy_consumer(&worker, table);
-        let t = c
-            .select(
-                "select s.provider_node::text, l.node_location::text, s.last_tick_id \
+        let t = crate::db::select(
+            c,
+            "select s.provider_node::text, l.node_location::text, s.last_tick_id \
                    from pgq_node.local_state s \
                    left join pgq_node.node_location l \
                      on l.queue_name operator(pg_catalog.=) s.queue_name \
                     and l.node_name operator(pg_catalog.=) s.provider_node \
                   where s.queue_name operator(pg_catalog.=) $1 \
                     and s.consumer_name operator(pg_catalog.=) $2",
-                Some(1),
-                &[q.into(), consumer.as_str().into()],
-            )
-            .ctx("reading the copy consumer")?;
+            Some(1),
+            &[q.into(), consumer.as_str().into()],
+        )
+        .ctx("reading the copy consumer")?;
         let (registered, completed) = if t.is_empty() {
             (None, None)
         } else {
@@ -2641,16 +2675,16 @@ fn copy_node_attr(attrs: Option<&str>) -> Option<String> {
 /// locked): the copy worker and the replay worker each own some transitions.
 fn set_table_state_if(queue: &str, table: &str, from: &str, to: &str) -> Result<bool, PgqError> {
     Spi::connect_mut(|c| {
-        let t = c
-            .update(
-                "update londiste.table_info set merge_state = $4 \
+        let t = crate::db::update(
+            c,
+            "update londiste.table_info set merge_state = $4 \
                   where queue_name operator(pg_catalog.=) $1 \
                     and table_name operator(pg_catalog.=) $2 and local \
                     and merge_state operator(pg_catalog.=) $3 returning 1",
-                Some(1),
-                &[queue.into(), table.into(), from.into(), to.into()],
-            )
-            .ctx("setting a table's copy state")?;
+            Some(1),
+            &[queue.into(), table.into(), from.into(), to.into()],
+        )
+        .ctx("setting a table's copy state")?;
         Ok(!t.is_empty())
     })
 }
@@ -2676,10 +2710,10 @@ fn set_table_state(
 fn call_ret(
     c: &mut SpiClient<'_>,
     what: &str,
-    sql: &str,
+    sql: &'static str,
     args: &[pgrx::datum::DatumWithOid],
 ) -> Result<(), PgqError> {
-    let t = c.update(sql, Some(1), args).ctx(what)?;
+    let t = crate::db::update(c, sql, Some(1), args).ctx(what)?;
     let r = t.first();
     let code = r.get::<i32>(1).ctx(what)?.unwrap_or(0);
     if code >= 300 {
@@ -2771,7 +2805,7 @@ fn apply_event(
                 for v in &args {
                     a.push(v.as_deref().into());
                 }
-                c.update(sql, Some(1), &a)
+                crate::db::update(c, sql, Some(1), &a)
                     .map(|_| ())
                     .ctx("applying a londiste event")
             })?;
@@ -2797,42 +2831,43 @@ fn apply_event(
                         node: n,
                         location,
                         dead,
-                    } => c
-                        .update(
-                            "select ret_code from pgq_node.register_location($1, $2, $3, $4)",
-                            Some(1),
-                            &[
-                                queue.into(),
-                                n.as_str().into(),
-                                location.as_deref().into(),
-                                dead.into(),
-                            ],
-                        )
-                        .map(|_| ()),
-                    CascadeEvent::UnregisterLocation { node: n } => c
-                        .update(
-                            "select ret_code from pgq_node.unregister_location($1, $2)",
-                            Some(1),
-                            &[queue.into(), n.as_str().into()],
-                        )
-                        .map(|_| ()),
+                    } => crate::db::update(
+                        c,
+                        "select ret_code from pgq_node.register_location($1, $2, $3, $4)",
+                        Some(1),
+                        &[
+                            queue.into(),
+                            n.as_str().into(),
+                            location.as_deref().into(),
+                            dead.into(),
+                        ],
+                    )
+                    .map(|_| ()),
+                    CascadeEvent::UnregisterLocation { node: n } => crate::db::update(
+                        c,
+                        "select ret_code from pgq_node.unregister_location($1, $2)",
+                        Some(1),
+                        &[queue.into(), n.as_str().into()],
+                    )
+                    .map(|_| ()),
                     // a sync_watermark node syncs its own in publish_watermark
                     CascadeEvent::GlobalWatermark(tick) if !node.sync_watermark.is_empty() => {
                         RECEIVED_GLOBAL_WATERMARK.with(|r| r.set(Some(tick)));
                         Ok(())
                     }
-                    CascadeEvent::GlobalWatermark(tick) => c
-                        .update(
-                            "select ret_code from pgq_node.set_global_watermark($1, $2)",
-                            Some(1),
-                            &[queue.into(), tick.into()],
-                        )
-                        .map(|_| ()),
+                    CascadeEvent::GlobalWatermark(tick) => crate::db::update(
+                        c,
+                        "select ret_code from pgq_node.set_global_watermark($1, $2)",
+                        Some(1),
+                        &[queue.into(), tick.into()],
+                    )
+                    .map(|_| ()),
                     // a combined branch: the part queue's merge leaf here stands where
                     // the combined root's merge leaf stood when it sent the event
                     CascadeEvent::TickId { part_queue, tick } if duties.apply_tick_event => {
                         MOVED_PARTS.with(|m| m.borrow_mut().push(part_queue.clone()));
-                        c.update(
+                        crate::db::update(
+                            c,
                             "select ret_code from pgq_node.set_partition_watermark($1, $2, $3)",
                             Some(1),
                             &[queue.into(), part_queue.as_str().into(), tick.into()],
@@ -2886,25 +2921,26 @@ fn run_script(
     let attrs = rules::ExecAttrs::parse(attrs_text)
         .map_err(|m| PgqError::new(SqlState::DATA_EXCEPTION, format!("EXECUTE {file}: {m}")))?;
     Spi::connect_mut(|c| -> Result<(i32, String), PgqError> {
-        c.update(
+        crate::db::update(
+            c,
             "select londiste.set_session_replication_role('local', true)",
             None,
             &[],
         )
         .ctx("EXECUTE: setting session_replication_role")?;
-        let t = c
-            .update(
-                "select ret_code, ret_note from londiste.execute_start($1, $2, $3, $5, $4)",
-                Some(1),
-                &[
-                    queue.into(),
-                    file.into(),
-                    sql.into(),
-                    attrs_text.into(),
-                    on_root.into(),
-                ],
-            )
-            .ctx("EXECUTE: londiste.execute_start")?;
+        let t = crate::db::update(
+            c,
+            "select ret_code, ret_note from londiste.execute_start($1, $2, $3, $5, $4)",
+            Some(1),
+            &[
+                queue.into(),
+                file.into(),
+                sql.into(),
+                attrs_text.into(),
+                on_root.into(),
+            ],
+        )
+        .ctx("EXECUTE: londiste.execute_start")?;
         let first = t.first();
         let mut code = first
             .get::<i32>(1)
@@ -2939,13 +2975,13 @@ fn run_script(
                 crate::db::plain_errors(|| c.update(&script, None, &[]))
                     .ctx(&format!("EXECUTE {file}"))?;
             }
-            let t = c
-                .update(
-                    "select ret_code, ret_note from londiste.execute_finish($1, $2)",
-                    Some(1),
-                    &[queue.into(), file.into()],
-                )
-                .ctx("EXECUTE: londiste.execute_finish")?;
+            let t = crate::db::update(
+                c,
+                "select ret_code, ret_note from londiste.execute_finish($1, $2)",
+                Some(1),
+                &[queue.into(), file.into()],
+            )
+            .ctx("EXECUTE: londiste.execute_finish")?;
             let first = t.first();
             code = first
                 .get::<i32>(1)
@@ -2971,13 +3007,13 @@ fn run_script(
 }
 
 fn local_sequences(c: &mut SpiClient<'_>, queue: &str) -> Result<Vec<String>, PgqError> {
-    let t = c
-        .select(
-            "select seq_name::text from londiste.get_seq_list($1) where local",
-            None,
-            &[queue.into()],
-        )
-        .ctx("reading londiste.get_seq_list")?;
+    let t = crate::db::select(
+        c,
+        "select seq_name::text from londiste.get_seq_list($1) where local",
+        None,
+        &[queue.into()],
+    )
+    .ctx("reading londiste.get_seq_list")?;
     let mut out = Vec::new();
     for row in t {
         out.push(crate::db::req::<String>(
@@ -3042,8 +3078,7 @@ impl rules::LocalObjects for Here<'_, '_, '_> {
                 let nargs: i32 = n.trim().parse().map_err(|_| format!("need-function {name}: expected name(nargs)"))?;
                 let (s, f) = split_fqname(f.trim());
                 let c = self.c.borrow_mut();
-                return c
-                    .select(
+                return crate::db::select(&c,
                         "select exists (select 1 from pg_catalog.pg_proc p join pg_catalog.pg_namespace n \
                             on n.oid operator(pg_catalog.=) p.pronamespace \
                           where n.nspname operator(pg_catalog.=) $1 and p.proname operator(pg_catalog.=) $2 \
@@ -3160,18 +3195,18 @@ fn record_history(
     code: &str,
     msg: &str,
 ) -> Result<(), PgqError> {
-    let owner = c
-        .select(
-            "select c.relowner from pg_catalog.pg_class c \
+    let owner = crate::db::select(
+        c,
+        "select c.relowner from pg_catalog.pg_class c \
               where c.oid operator(pg_catalog.=) 'pgq_cascade.replay_error'::pg_catalog.regclass",
-            Some(1),
-            &[],
-        )
-        .and_then(|t| t.first().get::<pg_sys::Oid>(1))
-        .ctx("reading the owner of pgq_cascade.replay_error")?
-        .ok_or_else(|| PgqError::internal("pgq_cascade.replay_error has no owner"))?;
+        Some(1),
+        &[],
+    )
+    .and_then(|t| t.first().get::<pg_sys::Oid>(1))
+    .ctx("reading the owner of pgq_cascade.replay_error")?
+    .ok_or_else(|| PgqError::internal("pgq_cascade.replay_error has no owner"))?;
     let _as_owner = crate::guards::UserSwitch::to(owner);
-    c.update(
+    crate::db::update(c,
         "insert into pgq_cascade.replay_error \
            (queue_name, consumer_name, batch_id, tick_id, ev_id, ev_txid, table_name, sqlstate, message) \
          values ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
@@ -3193,7 +3228,8 @@ fn record_history(
     // (0 keeps them all)
     let keep = crate::gucs::REPLAY_ERROR_RETENTION_S.get();
     if keep > 0 {
-        c.update(
+        crate::db::update(
+            c,
             "delete from pgq_cascade.replay_error \
               where queue_name operator(pg_catalog.=) $1 \
                 and error_time operator(pg_catalog.<) (pg_catalog.now() \
