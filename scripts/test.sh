@@ -14,7 +14,8 @@
 # cascade, tests/compare/run.sh), security
 # (issue 8's exploits on a preloaded cluster, tests/security/run.sh), upgrade (the
 # previous extension version updated in place, tests/upgrade/run.sh), remote (the libpq
-# client's in-backend tests, tests/remote/run.sh). Default: all, after setup.sh. Every
+# client's in-backend tests, tests/remote/run.sh), merge (londiste merge-leaf setups,
+# tests/merge/run.sh; only when named). Default: all but merge, after setup.sh. Every
 # cluster started here is stopped on exit.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -150,6 +151,13 @@ run_sqladmin() {
 # sync_watermark branches under in-server replay (root, two synced branches, a leaf)
 run_syncwm() {
   PG_BIN=$PGBIN tests/syncwm/run.sh
+}
+
+# londiste merge setups: two part roots, a combined root and a combined branch with
+# merge leaves (MERGE_REPLAY=server, the default: in-server replay; python: one Python
+# `londiste worker` per node). Not in the default LAYERS yet.
+run_merge() {
+  PG_BIN=$PGBIN tests/merge/run.sh
 }
 
 # the README's demo (the seed cascade in SQL): it must run from a fresh clone

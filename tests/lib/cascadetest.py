@@ -139,8 +139,11 @@ def ini(node):
     return os.path.join(WORK, node + '.ini')
 
 
-def write_ini(node, *extra):
-    """node's londiste ini file; extra: more `key = value` lines."""
+def write_ini(node, *extra, db=None, queue=None):
+    """node's londiste ini file; extra: more `key = value` lines. db: the cluster it
+    serves (default: the cluster named node), queue: its queue (default QUEUE); a
+    database with several queues (a merge setup) has one ini file per queue, each named
+    differently."""
     with open(ini(node), 'w') as f:
         f.write('[londiste]\n'
                 'job_name = worker_%s\n'
@@ -149,7 +152,8 @@ def write_ini(node, *extra):
                 'logfile = %s/%s.log\n'
                 'pidfile = %s/%s.pid\n'
                 'loop_delay = 0.2\n'
-                'lock_timeout = 30\n' % (node, connstr(node), QUEUE, WORK, node, WORK, node))
+                'lock_timeout = 30\n' % (node, connstr(db or node), queue or QUEUE, WORK, node,
+                                         WORK, node))
         for line in extra:
             f.write(line + '\n')
 
@@ -232,15 +236,16 @@ def wait_pgbench(node, p, seconds=None, min_tx=10):
 
 # ---------------------------------------------------------------- data checks
 
-def node_info(node):
-    """(node_type, node_name, provider_node, worker_last_tick) of node."""
+def node_info(node, queue=None):
+    """(node_type, node_name, provider_node, worker_last_tick) of node (of its queue
+    `queue`, default QUEUE)."""
     return q(node, 'select node_type, node_name, provider_node, worker_last_tick '
-                   'from pgq_node.get_node_info(%s)', [QUEUE])[0]
+                   'from pgq_node.get_node_info(%s)', [queue or QUEUE])[0]
 
 
-def table_states(node):
+def table_states(node, queue=None):
     return dict(q(node, 'select table_name, merge_state from londiste.get_table_list(%s) '
-                        'where local', [QUEUE]))
+                        'where local', [queue or QUEUE]))
 
 
 def checksums(node, tables=None):
@@ -252,32 +257,34 @@ def checksums(node, tables=None):
     return res
 
 
-def newest_tick(node):
-    return q1(node, 'select last_tick_id from pgq.get_queue_info(%s)', [QUEUE])
+def newest_tick(node, queue=None):
+    return q1(node, 'select last_tick_id from pgq.get_queue_info(%s)', [queue or QUEUE])
 
 
-def sync_point(root):
-    """Make root tick after everything committed so far; return that tick id.
+def sync_point(root, queue=None):
+    """Make root tick after everything committed so far; return that tick id (of its
+    queue `queue`, default QUEUE).
 
     force_tick only lowers the thresholds: the tick itself is made by the in-server
     ticker (nobody calls pgq.ticker() here)."""
+    queue = queue or QUEUE
     t_end = q1(root, 'select now()')
-    first = newest_tick(root)
+    first = newest_tick(root, queue)
 
     def ticked():
-        q(root, 'select pgq.force_tick(%s)', [QUEUE])
+        q(root, 'select pgq.force_tick(%s)', [queue])
         r = q(root, 'select t.tick_id, t.tick_time > %s from pgq.tick t join pgq.queue q '
                     'on q.queue_id = t.tick_queue where q.queue_name = %s '
-                    'order by t.tick_id desc limit 1', [t_end, QUEUE])
+                    'order by t.tick_id desc limit 1', [t_end, queue])
         return r[0][0] if r and r[0][1] and r[0][0] > first else None
-    return wait_for('a tick on %s after %s (in-server ticker)' % (root, t_end), ticked, 30)
+    return wait_for('a tick of %s on %s after %s (in-server ticker)' % (queue, root, t_end), ticked, 30)
 
 
-def wait_caught_up(tick, nodes, timeout=120):
+def wait_caught_up(tick, nodes, timeout=120, queue=None):
     for n in nodes:
-        wait_for(lambda: '%s to apply tick %d (its worker_last_tick is %s)' % (
-                     n, tick, node_info(n)[3]),
-                 lambda: (node_info(n)[3] or 0) >= tick, timeout)
+        wait_for(lambda: '%s to apply tick %d of %s (its worker_last_tick is %s)' % (
+                     n, tick, queue or QUEUE, node_info(n, queue)[3]),
+                 lambda: (node_info(n, queue)[3] or 0) >= tick, timeout)
 
 
 def compare_data(root, others, label, tables=None):

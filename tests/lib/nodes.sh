@@ -20,13 +20,28 @@ ROWS=${ROWS:-20000}
 CLUSTER_DB=digoal
 source "$NODES_LIB/cluster.sh"
 
-# Stop what the scenario started (it records the pids).
+# What the scenario started: the pids it recorded, and the pids in the londiste
+# pidfiles of the work dir (a `londiste worker` starts its copy processes as daemons,
+# each with its own pidfile) if that process's command line names the work dir.
+_nodes_started() {
+  local f p
+  [ -f "$WORK/pids" ] && cat "$WORK/pids"
+  for f in "$WORK"/*.pid*; do
+    [ -f "$f" ] || continue
+    p=$(head -c 20 "$f" 2>/dev/null | tr -dc 0-9)
+    [ -n "$p" ] && tr '\0' ' ' 2>/dev/null < "/proc/$p/cmdline" | grep -qF "$WORK/" && echo "$p"
+  done
+  return 0
+}
+
+# Stop what the scenario started.
 _nodes_stop_started() {
-  local p
-  [ -f "$WORK/pids" ] || return 0
-  for p in $(cat "$WORK/pids"); do kill "$p" 2>/dev/null || true; done
+  local p pids
+  pids=$(_nodes_started)
+  [ -n "$pids" ] || return 0
+  for p in $pids; do kill "$p" 2>/dev/null || true; done
   sleep 0.3
-  for p in $(cat "$WORK/pids"); do kill -9 "$p" 2>/dev/null || true; done
+  for p in $pids; do kill -9 "$p" 2>/dev/null || true; done
 }
 
 _nodes_cleanup() {
