@@ -26,7 +26,7 @@ PGBIN=${PG_BIN:-/usr/lib/postgresql/15/bin}
 export PG_BIN=$PGBIN
 PGXS=$("$PGBIN/pg_config" --pkglibdir)/pgxs
 # pgtest runs `cargo pgrx test` against a private copy of the server tree (run_pgtest)
-LAYERS=${*:-lint unit regress isolation compat bgworker security cascade replay robust interop sqladmin syncwm demo compare upgrade pgtest remote}
+LAYERS=${*:-lint unit regress isolation compat bgworker security cascade replay robust interop sqladmin syncwm merge demo compare upgrade pgtest remote}
 
 [ -n "${SKIP_SETUP:-}" ] || scripts/setup.sh
 
