@@ -254,10 +254,13 @@ pub fn kept(
     plan
 }
 
+/// A fixed statement as it was prepared: its text, argument types and whether it ran
+/// as a write.
+type StatementKey = (&'static str, Vec<pg_sys::Oid>, bool);
+
 thread_local! {
-    /// The kept plans of the fixed statements [`run`] executed: by text, argument
-    /// types and whether they ran as writes.
-    static STATEMENTS: RefCell<HashMap<(&'static str, Vec<pg_sys::Oid>, bool), Rc<OwnedPreparedStatement>>> =
+    /// The kept plans of the fixed statements [`run`] executed.
+    static STATEMENTS: RefCell<HashMap<StatementKey, Rc<OwnedPreparedStatement>>> =
         RefCell::new(HashMap::new());
 }
 
