@@ -88,10 +88,20 @@ unsafe extern "C-unwind" fn xact_callback(
                     if wl {
                         s.reprobe = true;
                     }
-                    let t = s
-                        .slot_of(pg_sys::MyDatabaseId.to_u32())
-                        .map(|i| s.slots[i].pid)
-                        .unwrap_or(0);
+                    // the ticker is signalled only when it asked for it (it sleeps
+                    // long); else it sees the count move before it sleeps
+                    let t = match s.slot_of(pg_sys::MyDatabaseId.to_u32()) {
+                        Some(i) if wt => {
+                            let slot = &mut s.slots[i];
+                            slot.event_commits = slot.event_commits.wrapping_add(1);
+                            if std::mem::take(&mut slot.wake_armed) {
+                                slot.pid
+                            } else {
+                                0
+                            }
+                        }
+                        _ => 0,
+                    };
                     (t, s.launcher_pid)
                 };
                 if wt {

@@ -101,6 +101,11 @@ pub struct WorkerSlot {
     pub hold_position: i64,
     /// ticker: a supervision round is asked for now (a table waits for a copy worker)
     pub supervise_requested: bool,
+    /// A ticker's slot: commits of its database that inserted events (counted by the
+    /// committing backends), and whether the ticker sleeps long and wants the next
+    /// such commit to wake it (then only that one signals: not every commit).
+    pub event_commits: u64,
+    pub wake_armed: bool,
 }
 
 impl Default for WorkerSlot {
@@ -140,6 +145,8 @@ impl Default for WorkerSlot {
             hold_state: HoldState::None,
             hold_position: 0,
             supervise_requested: false,
+            event_commits: 0,
+            wake_armed: false,
         }
     }
 }

@@ -8,6 +8,7 @@ use super::shmem::{self, STATE};
 use crate::errors::{SpiResultExt, SqlState};
 use crate::gucs;
 use crate::logic::supervise::{may_attach, AttachRefusal};
+use crate::logic::tick_policy::{before_sleep, Sleep};
 use crate::logic::worker_policy::{may_call, MaintFunction};
 use pgrx::bgworkers::{BackgroundWorker, SignalWakeFlags};
 use pgrx::prelude::*;
@@ -535,6 +536,8 @@ fn main_loop(role: &str) -> Stop {
     let mut next_retry = now + 5 * SEC;
     let mut next_maint = now + 5 * SEC;
     let mut last_tick_run = 0i64;
+    // the database's event commits as counted before the last ticker run (see below)
+    let mut commits_seen = 0u64;
     let mut next_supervise = now;
     loop {
         if BackgroundWorker::sighup_received() {
@@ -558,6 +561,7 @@ fn main_loop(role: &str) -> Stop {
         }
         now = shmem::now();
         if now >= next_tick {
+            with_slot(|s| commits_seen = s.event_commits);
             match run_ticker() {
                 Ok(n) => {
                     with_slot(|s| {
@@ -605,6 +609,30 @@ fn main_loop(role: &str) -> Stop {
             next_supervise = latest.min(shmem::now() + SEC);
         }
         now = shmem::now();
+        // A long sleep asks the next event commit to wake us (so a producer signals
+        // only a sleeping ticker, not at every commit); see tick_policy::before_sleep
+        if gucs::TICKER_WAKEUP.get() {
+            let until = next_tick
+                .min(next_retry)
+                .min(next_maint)
+                .min(next_supervise);
+            let min_period = gucs::TICKER_MIN_PERIOD_MS.get() as i64 * 1000;
+            let mut plan = Sleep::Plain;
+            with_slot(|s| {
+                plan = before_sleep(
+                    now,
+                    until,
+                    next_tick,
+                    last_tick_run,
+                    min_period,
+                    s.event_commits != commits_seen,
+                );
+                s.wake_armed = plan == Sleep::Arm;
+            });
+            if let Sleep::Short(at) = plan {
+                next_tick = at;
+            }
+        }
         let until = next_tick
             .min(next_retry)
             .min(next_maint)
@@ -625,7 +653,10 @@ fn main_loop(role: &str) -> Stop {
         // SIGTERM (PostgreSQL's `die`) ends the process here, or in any wait before
         pg_sys::check_for_interrupts!();
         let mut supervise_now = false;
-        with_slot(|s| supervise_now = std::mem::take(&mut s.supervise_requested));
+        with_slot(|s| {
+            supervise_now = std::mem::take(&mut s.supervise_requested);
+            s.wake_armed = false;
+        });
         if supervise_now {
             next_supervise = shmem::now();
         }

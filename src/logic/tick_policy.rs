@@ -70,8 +70,66 @@ pub fn due_in(th: &Thresholds, st: &TickState) -> f64 {
     (threshold - lag).max(0.0)
 }
 
+/// How the in-server ticker sleeps until `until` (microseconds, like `now`): a sleep
+/// longer than the minimum period asks the next event commit of the database to wake
+/// it (`Arm`), unless events were committed since its last run began, which that run
+/// may not have seen: then it comes back after the minimum period (`Short(next_tick)`,
+/// no later than `next_tick`). A short sleep needs no wake-up (`Plain`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Sleep {
+    Plain,
+    Arm,
+    Short(i64),
+}
+
+pub fn before_sleep(
+    now: i64,
+    until: i64,
+    next_tick: i64,
+    last_run: i64,
+    min_period: i64,
+    commits_moved: bool,
+) -> Sleep {
+    if until - now <= min_period {
+        Sleep::Plain
+    } else if commits_moved {
+        Sleep::Short(next_tick.min((last_run + min_period).max(now)))
+    } else {
+        Sleep::Arm
+    }
+}
+
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn sleeping_ticker() {
+        use super::{before_sleep, Sleep};
+        // 5 ms to the next run, minimum period 10 ms: no wake-up needed
+        assert_eq!(
+            before_sleep(1_000, 6_000, 6_000, 0, 10_000, true),
+            Sleep::Plain
+        );
+        // a long sleep with no commit since the last run: armed
+        assert_eq!(
+            before_sleep(1_000, 900_000, 900_000, 0, 10_000, false),
+            Sleep::Arm
+        );
+        // commits since the last run: back at the run's time + the minimum period
+        assert_eq!(
+            before_sleep(1_000, 900_000, 900_000, 0, 10_000, true),
+            Sleep::Short(10_000)
+        );
+        // ... but not in the past, and never later than the tick was due anyway
+        assert_eq!(
+            before_sleep(50_000, 900_000, 900_000, 0, 10_000, true),
+            Sleep::Short(50_000)
+        );
+        assert_eq!(
+            before_sleep(1_000, 900_000, 5_000, 0, 10_000, true),
+            Sleep::Short(5_000)
+        );
+    }
+
     use super::*;
     const TH: Thresholds = Thresholds {
         max_count: 500,
