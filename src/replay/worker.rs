@@ -3112,46 +3112,35 @@ fn copy_event(queue: &str, node: &NodeState, ev: &Event) -> Result<(), PgqError>
             data = Some(own_wm.as_bytes());
         }
     }
-    let time = TimestampWithTimeZone::try_from(ev.time)
-        .map_err(|_| PgqError::new(SqlState::DATA_EXCEPTION, format!("bad ev_time {}", ev.time)))?;
-    crate::db::plain_errors(|| {
-        crate::insert::insert_event_raw(
-            Some(queue.as_bytes()),
-            crate::insert::NewEvent {
-                ev_id: Some(ev.id),
-                ev_time: Some(time),
-                ev_owner: None,
-                ev_retry: None,
-                ev_type: Some(&ev.ev_type),
-                ev_data: data,
-                extra: [
-                    ev.extra[0].as_deref(),
-                    ev.extra[1].as_deref(),
-                    ev.extra[2].as_deref(),
-                    ev.extra[3].as_deref(),
-                ],
-            },
-        )
-    });
-    Ok(())
+    insert_copy(queue, ev, Some(ev.id), data)
 }
 
 /// A merge leaf on the combined root: an event of the part queue goes on into the
 /// combined queue with a new id (and this transaction's txid), as the combined root's
 /// own events do.
 fn merge_event(combined: &str, ev: &Event) -> Result<(), PgqError> {
+    insert_copy(combined, ev, None, ev.data.as_deref())
+}
+
+/// Insert `ev` (with `data` as its ev_data) into `queue`: with id `ev_id`, or a new one.
+fn insert_copy(
+    queue: &str,
+    ev: &Event,
+    ev_id: Option<i64>,
+    data: Option<&[u8]>,
+) -> Result<(), PgqError> {
     let time = TimestampWithTimeZone::try_from(ev.time)
         .map_err(|_| PgqError::new(SqlState::DATA_EXCEPTION, format!("bad ev_time {}", ev.time)))?;
     crate::db::plain_errors(|| {
         crate::insert::insert_event_raw(
-            Some(combined.as_bytes()),
+            Some(queue.as_bytes()),
             crate::insert::NewEvent {
-                ev_id: None,
+                ev_id,
                 ev_time: Some(time),
                 ev_owner: None,
                 ev_retry: None,
                 ev_type: Some(&ev.ev_type),
-                ev_data: ev.data.as_deref(),
+                ev_data: data,
                 extra: [
                     ev.extra[0].as_deref(),
                     ev.extra[1].as_deref(),
