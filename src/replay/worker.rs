@@ -2264,19 +2264,7 @@ impl Replay {
 /// cache of the process (PostgreSQL re-plans every kept statement after it), so
 /// setting it for each batch would re-plan the applier's statements at every batch.
 pub fn enter_replica_session() {
-    let r = in_txn("set session_replication_role", || {
-        Spi::connect_mut(|c| {
-            crate::db::update(
-                c,
-                "select londiste.set_session_replication_role('replica', false)",
-                None,
-                &[],
-            )
-            .map(|_| ())
-            .ctx("setting session_replication_role")
-        })
-    })
-    .and_then(|r| r);
+    let r = in_txn("set session_replication_role", || set_replica(false)).and_then(|r| r);
     if let Err(e) = r {
         log!(
             "pgq replay: session_replication_role stays as it is for the session ({}); each batch sets it",
@@ -2291,12 +2279,17 @@ fn replica_role() -> Result<(), PgqError> {
     if crate::insert::is_replica_role() {
         return Ok(());
     }
+    set_replica(true)
+}
+
+/// `session_replication_role = replica`, for this transaction (`local`) or the session.
+fn set_replica(local: bool) -> Result<(), PgqError> {
     Spi::connect_mut(|c| {
         crate::db::update(
             c,
-            "select londiste.set_session_replication_role('replica', true)",
+            "select londiste.set_session_replication_role('replica', $1)",
             None,
-            &[],
+            &[local.into()],
         )
         .map(|_| ())
         .ctx("setting session_replication_role")
