@@ -949,9 +949,63 @@ pub fn handler_of_attrs(attrs: Option<&str>) -> Result<Option<String>, String> {
     Ok(None)
 }
 
+/// The unique index (out of `keys`: an index and its key columns) that finds the row
+/// an UPDATE or DELETE names by `key`: one whose key columns are exactly those of the
+/// event, in any order. A column named twice in `key` matches none.
+pub fn key_index<I: Copy>(key: &[i16], keys: &[(I, &[i16])]) -> Option<I> {
+    let mut want = key.to_vec();
+    want.sort_unstable();
+    if want.windows(2).any(|w| w[0] == w[1]) {
+        return None;
+    }
+    keys.iter().find_map(|(i, atts)| {
+        let mut have = atts.to_vec();
+        have.sort_unstable();
+        (have == want).then_some(*i)
+    })
+}
+
+/// Whether an INSERT of columns `cols` names each of the `required` columns exactly
+/// once and nothing else (the direct path then needs no column default).
+pub fn names_each_once(cols: &[i16], required: &[i16]) -> bool {
+    if cols.len() != required.len() {
+        return false;
+    }
+    let mut a = cols.to_vec();
+    let mut b = required.to_vec();
+    a.sort_unstable();
+    b.sort_unstable();
+    a == b
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn direct_key_choice() {
+        let pk: &[i16] = &[1];
+        let pair: &[i16] = &[3, 2];
+        let keys = [(10u32, pk), (20u32, pair)];
+        assert_eq!(key_index(&[1], &keys), Some(10));
+        assert_eq!(key_index(&[2, 3], &keys), Some(20));
+        assert_eq!(key_index(&[3, 2], &keys), Some(20));
+        // a subset or a superset of an index's columns finds no single row
+        assert_eq!(key_index(&[2], &keys), None);
+        assert_eq!(key_index(&[1, 2], &keys), None);
+        assert_eq!(key_index(&[1, 1], &keys), None);
+        assert_eq!(key_index(&[], &keys), None);
+        assert_eq!(key_index::<u32>(&[1], &[]), None);
+    }
+
+    #[test]
+    fn direct_insert_names_every_column() {
+        assert!(names_each_once(&[2, 1, 3], &[1, 2, 3]));
+        assert!(!names_each_once(&[1, 2], &[1, 2, 3]));
+        assert!(!names_each_once(&[1, 2, 2], &[1, 2, 3]));
+        assert!(!names_each_once(&[1, 2, 4], &[1, 2, 3]));
+        assert!(names_each_once(&[], &[]));
+    }
     use crate::logic::triggers as trg;
     use proptest::prelude::*;
 

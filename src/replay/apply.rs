@@ -13,7 +13,8 @@
 //! entry, so the next event resolves the table again and plans anew.
 
 use crate::errors::{PgqError, SqlState};
-use crate::logic::apply::{RowChange, Shape};
+use super::direct;
+use crate::logic::apply::{Op, RowChange, Shape};
 use pgrx::prelude::*;
 use std::cell::RefCell;
 use std::collections::{HashMap, HashSet};
@@ -24,6 +25,7 @@ fn fail<T>(code: SqlState, message: String) -> Result<T, PgqError> {
 }
 
 struct Column {
+    att: i16,
     typid: pg_sys::Oid,
     typmod: i32,
     typioparam: pg_sys::Oid,
@@ -38,9 +40,27 @@ struct Table {
     /// `schema.table`, quoted
     qname: String,
     columns: HashMap<Vec<u8>, Column>,
-    /// one plan per statement shape; a table has few, found by a scan that needs no
-    /// allocation per event
-    plans: Vec<(Shape, Plan)>,
+    /// what the direct path needs, if the table can take it (`super::direct`)
+    direct: Option<direct::Facts>,
+    /// one way of applying per statement shape; a table has few, found by a scan that
+    /// needs no allocation per event
+    plans: Vec<(Shape, How)>,
+}
+
+/// How the changes of one statement shape are applied.
+enum How {
+    /// a kept SPI plan
+    Spi(Plan),
+    /// `super::direct`, with the attnums of the shape's columns and key; the SPI plan
+    /// for a transaction whose role lacks a table privilege (made when first needed)
+    Direct {
+        op: direct::Op,
+        cols: Vec<i16>,
+        key: Vec<i16>,
+        /// the local transaction in which the privileges were last found held
+        allowed_in: u32,
+        spi: Option<Plan>,
+    },
 }
 
 struct Plan {
@@ -157,10 +177,19 @@ fn resolve_table(dest: &[u8]) -> Result<Table, PgqError> {
             format!("destination {shown} is not a table"),
         );
     }
+    // SAFETY: an existing relation, in the caller's transaction.
+    let direct = match unsafe { direct::facts(relid) } {
+        Ok(f) => Some(f),
+        Err(why) => {
+            pgrx::debug1!("pgq: changes of {qname} are applied through SPI plans ({why})");
+            None
+        }
+    };
     Ok(Table {
         relid,
         qname,
         columns: HashMap::new(),
+        direct,
         plans: Vec::new(),
     })
 }
@@ -201,6 +230,7 @@ fn resolve_column(table: &Table, name: &[u8]) -> Result<Column, PgqError> {
             render_operator((*tc).eq_opr)
         };
         Ok(Column {
+            att: attnum,
             typid,
             typmod,
             typioparam,
@@ -237,13 +267,96 @@ pub fn apply(dest: &[u8], change: &RowChange) -> Result<u64, PgqError> {
             Some(i) => i,
             None => {
                 let shape = change.shape();
-                let plan = prepare(tab, &shape)?;
-                tab.plans.push((shape, plan));
+                let how = match direct_way(tab, &shape) {
+                    Some(how) => how,
+                    None => How::Spi(prepare(tab, &shape)?),
+                };
+                tab.plans.push((shape, how));
                 tab.plans.len() - 1
             }
         };
-        let (shape, plan) = &tab.plans[i];
-        execute(tab, shape, plan, change)
+        let (values, nulls) = datums(tab, &tab.plans[i].0, change)?;
+        if let How::Direct { op, allowed_in, .. } = &mut tab.plans[i].1 {
+            // SAFETY: PostgreSQL's process-local PGPROC, set up before any transaction
+            // of this worker.
+            let lxid = unsafe { (*pg_sys::MyProc).lxid };
+            // SAFETY: in the caller's transaction.
+            if *allowed_in != lxid && unsafe { direct::allowed(tab.relid, *op) } {
+                *allowed_in = lxid;
+            }
+            // the facts hold for the replica role only (which triggers fire)
+            if *allowed_in != lxid || !crate::insert::is_replica_role() {
+                // the SPI plan raises PostgreSQL's privilege error, or uses a column
+                // privilege
+                if let How::Direct { spi: None, .. } = &tab.plans[i].1 {
+                    let plan = prepare(tab, &tab.plans[i].0)?;
+                    if let How::Direct { spi, .. } = &mut tab.plans[i].1 {
+                        *spi = Some(plan);
+                    }
+                }
+                let How::Direct { spi: Some(plan), .. } = &tab.plans[i].1 else {
+                    unreachable!("prepared above")
+                };
+                return execute(tab, plan, values, nulls, change.op);
+            }
+        }
+        match &tab.plans[i].1 {
+            How::Spi(plan) => execute(tab, plan, values, nulls, change.op),
+            How::Direct { op, cols, key, .. } => {
+                let facts = tab.direct.as_ref().expect("a direct shape has facts");
+                let n = cols.len();
+                let mut set = Vec::with_capacity(n);
+                let mut find = Vec::with_capacity(key.len());
+                for (j, (&datum, &null)) in values.iter().zip(&nulls).enumerate() {
+                    let value = |att| direct::Value {
+                        att,
+                        datum,
+                        null: null == b'n' as std::ffi::c_char,
+                    };
+                    if j < n {
+                        set.push(value(cols[j]));
+                    } else {
+                        find.push(value(key[j - n]));
+                    }
+                }
+                // SAFETY: the facts and index are of this relcache generation (a change
+                // of the table drops the entry), the datums were made by the columns'
+                // input functions, the attnums come from the catalog and each is named
+                // once (`direct_way`).
+                Ok(crate::db::plain_errors(|| unsafe {
+                    direct::change(tab.relid, facts.natts, *op, &set, &find)
+                }))
+            }
+        }
+    })
+}
+
+/// The direct way for `shape` on `tab`, if the table and the shape allow it.
+fn direct_way(tab: &Table, shape: &Shape) -> Option<How> {
+    let facts = tab.direct.as_ref()?;
+    let atts = |names: &[Vec<u8>]| -> Vec<i16> { names.iter().map(|n| tab.columns[n].att).collect() };
+    let cols = atts(&shape.cols);
+    let key = atts(&shape.key);
+    let mut once = cols.clone();
+    once.sort_unstable();
+    once.dedup();
+    if once.len() != cols.len() {
+        return None; // a column set twice: the plan raises PostgreSQL's error
+    }
+    let keys: Vec<(pg_sys::Oid, &[i16])> =
+        facts.keys.iter().map(|k| (k.index, k.atts.as_slice())).collect();
+    let op = match shape.op {
+        Op::Insert if crate::logic::apply::names_each_once(&cols, &facts.required) => direct::Op::Insert,
+        Op::Update => direct::Op::Update(crate::logic::apply::key_index(&key, &keys)?),
+        Op::Delete => direct::Op::Delete(crate::logic::apply::key_index(&key, &keys)?),
+        Op::Insert => return None,
+    };
+    Some(How::Direct {
+        op,
+        cols,
+        key,
+        allowed_in: 0,
+        spi: None,
     })
 }
 
@@ -304,7 +417,13 @@ fn prepare(tab: &Table, shape: &Shape) -> Result<Plan, PgqError> {
     }
 }
 
-fn execute(tab: &Table, shape: &Shape, plan: &Plan, change: &RowChange) -> Result<u64, PgqError> {
+/// The change's parameter values, in the order of `shape`'s columns then key, as
+/// datums of the columns' types, and their SPI null flags (`n`: NULL).
+fn datums(
+    tab: &Table,
+    shape: &Shape,
+    change: &RowChange,
+) -> Result<(Vec<pg_sys::Datum>, Vec<std::ffi::c_char>), PgqError> {
     let names = shape.cols.iter().chain(shape.key.iter());
     let mut values: Vec<pg_sys::Datum> = Vec::with_capacity(shape.cols.len() + shape.key.len());
     let mut nulls: Vec<std::ffi::c_char> = Vec::with_capacity(values.capacity() + 1);
@@ -342,16 +461,27 @@ fn execute(tab: &Table, shape: &Shape, plan: &Plan, change: &RowChange) -> Resul
             }
         }
     }
+    Ok((values, nulls))
+}
+
+fn execute(
+    tab: &Table,
+    plan: &Plan,
+    values: Vec<pg_sys::Datum>,
+    mut nulls: Vec<std::ffi::c_char>,
+    op: Op,
+) -> Result<u64, PgqError> {
+    let mut values = values;
     nulls.push(0);
     // SAFETY: a kept plan of this module with as many parameters as values/nulls hold
     // (both built from the same shape); SPI is connected by the caller.
     let rc = unsafe {
         pg_sys::SPI_execute_plan(plan.plan, values.as_mut_ptr(), nulls.as_ptr(), false, 0)
     };
-    let expected = match change.op {
-        crate::logic::apply::Op::Insert => pg_sys::SPI_OK_INSERT,
-        crate::logic::apply::Op::Update => pg_sys::SPI_OK_UPDATE,
-        crate::logic::apply::Op::Delete => pg_sys::SPI_OK_DELETE,
+    let expected = match op {
+        Op::Insert => pg_sys::SPI_OK_INSERT,
+        Op::Update => pg_sys::SPI_OK_UPDATE,
+        Op::Delete => pg_sys::SPI_OK_DELETE,
     } as i32;
     if rc != expected {
         return fail(
@@ -376,6 +506,154 @@ mod tests {
 
     fn rows(sql: &str) -> String {
         Spi::get_one::<String>(sql).unwrap().unwrap_or_default()
+    }
+
+    /// How each shape cached for `dest` is applied, in the order first seen:
+    /// `I`, `U`, `D` followed by `=direct` or `=spi`.
+    fn ways(dest: &str) -> String {
+        TABLES.with(|t| {
+            let t = t.borrow();
+            let Some(tab) = t.get(dest.as_bytes()) else {
+                return String::new();
+            };
+            let ways: Vec<String> = tab
+                .plans
+                .iter()
+                .map(|(s, h)| {
+                    let op = match s.op {
+                        Op::Insert => "I",
+                        Op::Update => "U",
+                        Op::Delete => "D",
+                    };
+                    let how = match h {
+                        How::Spi(_) => "spi",
+                        How::Direct { .. } => "direct",
+                    };
+                    format!("{op}={how}")
+                })
+                .collect();
+            ways.join(",")
+        })
+    }
+
+    fn replica() {
+        Spi::run("set local session_replication_role = replica").unwrap();
+    }
+
+    #[pg_test]
+    fn direct_where_a_unique_key_finds_the_row() {
+        replica();
+        Spi::run("create table public.dp1 (a int, b text, v text, w int default 7, primary key (b, a))").unwrap();
+        Spi::run("alter table public.dp1 drop column w").unwrap();
+        Spi::run("select 1").unwrap();
+        ap("public.dp1", "I:a,b", "a=1&b=x&v=one").unwrap();
+        ap("public.dp1", "I:a,b", "a=2&b=x&v=two").unwrap();
+        // the key named in the other order than the index's
+        assert_eq!(ap("public.dp1", "U:a,b", "a=1&b=x&v=uno").unwrap(), 1);
+        assert_eq!(ap("public.dp1", "U:a,b", "a=9&b=x&v=none").unwrap(), 0);
+        assert_eq!(ap("public.dp1", "D:a,b", "a=2&b=x&v=two").unwrap(), 1);
+        assert_eq!(ap("public.dp1", "D:a,b", "a=2&b=x&v=two").unwrap(), 0);
+        // insert, update and delete of one row in one transaction see each other
+        ap("public.dp1", "I:a,b", "a=3&b=y&v=three").unwrap();
+        assert_eq!(ap("public.dp1", "U:a,b", "a=3&b=y&v=drei").unwrap(), 1);
+        ap("public.dp1", "I:a,b", "a=4&b=y&v=four").unwrap();
+        assert_eq!(ap("public.dp1", "D:a,b", "a=4&b=y&v=four").unwrap(), 1);
+        assert_eq!(ways("public.dp1"), "I=direct,U=direct,D=direct");
+        assert_eq!(
+            rows("select string_agg(format('%s|%s|%s', a, b, v), ',' order by a) from public.dp1"),
+            "1|x|uno,3|y|drei"
+        );
+        // an UPDATE that leaves a column out keeps its value
+        assert_eq!(ap("public.dp1", "U", "v='eins' where a='1' and b='x'").unwrap(), 1);
+        assert_eq!(ap("public.dp1", "U", "b='z' where a='3' and b='y'").unwrap(), 1);
+        assert_eq!(
+            rows("select string_agg(format('%s|%s|%s', a, b, v), ',' order by a) from public.dp1"),
+            "1|x|eins,3|z|drei"
+        );
+    }
+
+    #[pg_test(error = "duplicate key value violates unique constraint \"dp2_pkey\"")]
+    fn direct_duplicate_key_is_the_same_error() {
+        replica();
+        Spi::run("create table public.dp2 (id int primary key, v text not null)").unwrap();
+        ap("public.dp2", "I:id", "id=1&v=a").unwrap();
+        let _ = ap("public.dp2", "I:id", "id=1&v=b");
+    }
+
+    #[pg_test(error = "null value in column \"v\" of relation \"dp3\" violates not-null constraint")]
+    fn direct_checks_not_null() {
+        replica();
+        Spi::run("create table public.dp3 (id int primary key, v text not null)").unwrap();
+        let _ = ap("public.dp3", "I:id", "id=1&v");
+    }
+
+    #[pg_test]
+    fn plans_where_direct_would_differ() {
+        replica();
+        // an INSERT that leaves a column to its default
+        Spi::run("create table public.sp1 (id int primary key, v text, d int default 42)").unwrap();
+        ap("public.sp1", "I:id", "id=1&v=a").unwrap();
+        ap("public.sp1", "I:id", "id=2&v=b&d=3").unwrap();
+        assert_eq!(ways("public.sp1"), "I=spi,I=direct");
+        assert_eq!(rows("select string_agg(d::text, ',' order by id) from public.sp1"), "42,3");
+        // no unique index on the key the event names
+        Spi::run("create table public.sp2 (id int, v text)").unwrap();
+        ap("public.sp2", "I:id", "id=1&v=a").unwrap();
+        ap("public.sp2", "I:id", "id=1&v=b").unwrap();
+        assert_eq!(ap("public.sp2", "U:id", "id=1&v=c").unwrap(), 2);
+        assert_eq!(ways("public.sp2"), "I=direct,U=spi");
+        // a trigger that fires on replicas
+        Spi::run(
+            "create table public.sp3 (id int primary key, v text);
+             create function public.sp3_up() returns trigger language plpgsql as
+               $$ begin new.v := upper(new.v); return new; end $$;
+             create trigger sp3_up before insert on public.sp3 for each row execute function public.sp3_up();
+             alter table public.sp3 enable always trigger sp3_up",
+        )
+        .unwrap();
+        ap("public.sp3", "I:id", "id=1&v=a").unwrap();
+        assert_eq!(ways("public.sp3"), "I=spi");
+        assert_eq!(rows("select v from public.sp3"), "A");
+        // a generated column
+        Spi::run("create table public.sp4 (id int primary key, v int, g int generated always as (v * 2) stored)").unwrap();
+        ap("public.sp4", "I:id", "id=1&v=2").unwrap();
+        assert_eq!(ways("public.sp4"), "I=spi");
+        assert_eq!(rows("select g::text from public.sp4"), "4");
+        // row security
+        Spi::run("create table public.sp5 (id int primary key, v text); alter table public.sp5 enable row level security").unwrap();
+        ap("public.sp5", "I:id", "id=1&v=a").unwrap();
+        assert_eq!(ways("public.sp5"), "I=spi");
+        // a partial unique index finds no single row
+        Spi::run("create table public.sp6 (id int, v text); create unique index on public.sp6 (id) where v is not null").unwrap();
+        ap("public.sp6", "I:id", "id=1&v=a").unwrap();
+        assert_eq!(ap("public.sp6", "D:id", "id=1&v=a").unwrap(), 1);
+        assert_eq!(ways("public.sp6"), "I=direct,D=spi");
+    }
+
+    #[pg_test]
+    fn direct_needs_the_replica_role() {
+        Spi::run("create table public.sp7 (id int primary key, v text)").unwrap();
+        replica();
+        ap("public.sp7", "I:id", "id=1&v=a").unwrap();
+        Spi::run("set local session_replication_role = origin").unwrap();
+        ap("public.sp7", "I:id", "id=2&v=b").unwrap();
+        assert_eq!(rows("select count(*)::text from public.sp7"), "2");
+    }
+
+    #[pg_test(error = "permission denied for table dp4")]
+    fn direct_honours_table_privileges() {
+        Spi::run(
+            "create table public.dp4 (id int primary key, v text);
+             create role pgq_dp4_role;
+             grant insert on public.dp4 to pgq_dp4_role;
+             grant usage on schema public to pgq_dp4_role",
+        )
+        .unwrap();
+        replica();
+        Spi::run("set local role pgq_dp4_role").unwrap();
+        ap("public.dp4", "I:id", "id=1&v=a").unwrap();
+        // UPDATE needs UPDATE and SELECT, which the role lacks: the plan's error
+        let _ = ap("public.dp4", "U:id", "id=1&v=b");
     }
 
     #[pg_test]

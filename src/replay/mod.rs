@@ -3,6 +3,7 @@
 //! kept plans.
 
 pub mod apply;
+pub mod direct;
 pub mod compare;
 pub mod control;
 pub mod copy;
