@@ -12,8 +12,8 @@
 //! table (ALTER TABLE, DROP, TRUNCATE's relfilenode change does not matter) drops its
 //! entry, so the next event resolves the table again and plans anew.
 
-use crate::errors::{PgqError, SqlState};
 use super::direct;
+use crate::errors::{PgqError, SqlState};
 use crate::logic::apply::{Op, RowChange, Shape};
 use pgrx::prelude::*;
 use std::cell::RefCell;
@@ -294,7 +294,10 @@ pub fn apply(dest: &[u8], change: &RowChange) -> Result<u64, PgqError> {
                         *spi = Some(plan);
                     }
                 }
-                let How::Direct { spi: Some(plan), .. } = &tab.plans[i].1 else {
+                let How::Direct {
+                    spi: Some(plan), ..
+                } = &tab.plans[i].1
+                else {
                     unreachable!("prepared above")
                 };
                 return execute(tab, plan, values, nulls, change.op);
@@ -334,7 +337,8 @@ pub fn apply(dest: &[u8], change: &RowChange) -> Result<u64, PgqError> {
 /// The direct way for `shape` on `tab`, if the table and the shape allow it.
 fn direct_way(tab: &Table, shape: &Shape) -> Option<How> {
     let facts = tab.direct.as_ref()?;
-    let atts = |names: &[Vec<u8>]| -> Vec<i16> { names.iter().map(|n| tab.columns[n].att).collect() };
+    let atts =
+        |names: &[Vec<u8>]| -> Vec<i16> { names.iter().map(|n| tab.columns[n].att).collect() };
     let cols = atts(&shape.cols);
     let key = atts(&shape.key);
     let mut once = cols.clone();
@@ -343,10 +347,15 @@ fn direct_way(tab: &Table, shape: &Shape) -> Option<How> {
     if once.len() != cols.len() {
         return None; // a column set twice: the plan raises PostgreSQL's error
     }
-    let keys: Vec<(pg_sys::Oid, &[i16])> =
-        facts.keys.iter().map(|k| (k.index, k.atts.as_slice())).collect();
+    let keys: Vec<(pg_sys::Oid, &[i16])> = facts
+        .keys
+        .iter()
+        .map(|k| (k.index, k.atts.as_slice()))
+        .collect();
     let op = match shape.op {
-        Op::Insert if crate::logic::apply::names_each_once(&cols, &facts.required) => direct::Op::Insert,
+        Op::Insert if crate::logic::apply::names_each_once(&cols, &facts.required) => {
+            direct::Op::Insert
+        }
         Op::Update => direct::Op::Update(crate::logic::apply::key_index(&key, &keys)?),
         Op::Delete => direct::Op::Delete(crate::logic::apply::key_index(&key, &keys)?),
         Op::Insert => return None,
@@ -543,7 +552,10 @@ mod tests {
     #[pg_test]
     fn direct_where_a_unique_key_finds_the_row() {
         replica();
-        Spi::run("create table public.dp1 (a int, b text, v text, w int default 7, primary key (b, a))").unwrap();
+        Spi::run(
+            "create table public.dp1 (a int, b text, v text, w int default 7, primary key (b, a))",
+        )
+        .unwrap();
         Spi::run("alter table public.dp1 drop column w").unwrap();
         Spi::run("select 1").unwrap();
         ap("public.dp1", "I:a,b", "a=1&b=x&v=one").unwrap();
@@ -564,8 +576,14 @@ mod tests {
             "1|x|uno,3|y|drei"
         );
         // an UPDATE that leaves a column out keeps its value
-        assert_eq!(ap("public.dp1", "U", "v='eins' where a='1' and b='x'").unwrap(), 1);
-        assert_eq!(ap("public.dp1", "U", "b='z' where a='3' and b='y'").unwrap(), 1);
+        assert_eq!(
+            ap("public.dp1", "U", "v='eins' where a='1' and b='x'").unwrap(),
+            1
+        );
+        assert_eq!(
+            ap("public.dp1", "U", "b='z' where a='3' and b='y'").unwrap(),
+            1
+        );
         assert_eq!(
             rows("select string_agg(format('%s|%s|%s', a, b, v), ',' order by a) from public.dp1"),
             "1|x|eins,3|z|drei"
@@ -580,7 +598,9 @@ mod tests {
         let _ = ap("public.dp2", "I:id", "id=1&v=b");
     }
 
-    #[pg_test(error = "null value in column \"v\" of relation \"dp3\" violates not-null constraint")]
+    #[pg_test(
+        error = "null value in column \"v\" of relation \"dp3\" violates not-null constraint"
+    )]
     fn direct_checks_not_null() {
         replica();
         Spi::run("create table public.dp3 (id int primary key, v text not null)").unwrap();
@@ -595,7 +615,10 @@ mod tests {
         ap("public.sp1", "I:id", "id=1&v=a").unwrap();
         ap("public.sp1", "I:id", "id=2&v=b&d=3").unwrap();
         assert_eq!(ways("public.sp1"), "I=spi,I=direct");
-        assert_eq!(rows("select string_agg(d::text, ',' order by id) from public.sp1"), "42,3");
+        assert_eq!(
+            rows("select string_agg(d::text, ',' order by id) from public.sp1"),
+            "42,3"
+        );
         // no unique index on the key the event names
         Spi::run("create table public.sp2 (id int, v text)").unwrap();
         ap("public.sp2", "I:id", "id=1&v=a").unwrap();

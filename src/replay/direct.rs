@@ -140,7 +140,10 @@ unsafe fn facts_of(rel: pg_sys::Relation) -> Result<Facts, &'static str> {
 }
 
 /// The key columns of index `idx` if it can find the one row a key names.
-unsafe fn usable_key(idx: pg_sys::Relation, attrs: &[pg_sys::FormData_pg_attribute]) -> Option<Vec<i16>> {
+unsafe fn usable_key(
+    idx: pg_sys::Relation,
+    attrs: &[pg_sys::FormData_pg_attribute],
+) -> Option<Vec<i16>> {
     // SAFETY: `idx` is an open index; its pg_index row and opclass arrays live in its
     // relcache entry.
     unsafe {
@@ -155,8 +158,16 @@ unsafe fn usable_key(idx: pg_sys::Relation, attrs: &[pg_sys::FormData_pg_attribu
             return None;
         }
         let tup = (*idx).rd_indextuple;
-        let partial = !pg_sys::heap_attisnull(tup, pg_sys::Anum_pg_index_indpred as i32, std::ptr::null_mut());
-        let exprs = !pg_sys::heap_attisnull(tup, pg_sys::Anum_pg_index_indexprs as i32, std::ptr::null_mut());
+        let partial = !pg_sys::heap_attisnull(
+            tup,
+            pg_sys::Anum_pg_index_indpred as i32,
+            std::ptr::null_mut(),
+        );
+        let exprs = !pg_sys::heap_attisnull(
+            tup,
+            pg_sys::Anum_pg_index_indexprs as i32,
+            std::ptr::null_mut(),
+        );
         if partial || exprs {
             return None;
         }
@@ -218,7 +229,13 @@ pub unsafe fn allowed(relid: pg_sys::Oid, op: Op) -> bool {
 /// In a transaction with `facts(relid)` Ok and the op's index one of its keys; datums
 /// of the columns' types; every attnum within the row type, each at most once in
 /// `cols`; for an INSERT, `cols` names every required column.
-pub unsafe fn change(relid: pg_sys::Oid, natts: usize, op: Op, cols: &[Value], key: &[Value]) -> u64 {
+pub unsafe fn change(
+    relid: pg_sys::Oid,
+    natts: usize,
+    op: Op,
+    cols: &[Value],
+    key: &[Value],
+) -> u64 {
     // SAFETY: the executor's replication entry points used as PostgreSQL's apply worker
     // uses them: an executor state with a one-entry range table and a result relation,
     // indexes open, AFTER-trigger query level and an active snapshot around the change.
@@ -229,7 +246,8 @@ pub unsafe fn change(relid: pg_sys::Oid, natts: usize, op: Op, cols: &[Value], k
         let estate = pg_sys::CreateExecutorState();
         let back = Context(pg_sys::MemoryContextSwitchTo((*estate).es_query_cxt));
 
-        let rte = pg_sys::palloc0(std::mem::size_of::<pg_sys::RangeTblEntry>()) as *mut pg_sys::RangeTblEntry;
+        let rte = pg_sys::palloc0(std::mem::size_of::<pg_sys::RangeTblEntry>())
+            as *mut pg_sys::RangeTblEntry;
         (*rte).type_ = pg_sys::NodeTag::T_RangeTblEntry;
         (*rte).rtekind = pg_sys::RTEKind::RTE_RELATION;
         (*rte).relid = relid;
@@ -237,7 +255,8 @@ pub unsafe fn change(relid: pg_sys::Oid, natts: usize, op: Op, cols: &[Value], k
         (*rte).rellockmode = pg_sys::AccessShareLock as i32;
         let range = pg_sys::lappend(std::ptr::null_mut(), rte.cast());
         pg_sys::ExecInitRangeTable(estate, range);
-        let rri = pg_sys::palloc0(std::mem::size_of::<pg_sys::ResultRelInfo>()) as *mut pg_sys::ResultRelInfo;
+        let rri = pg_sys::palloc0(std::mem::size_of::<pg_sys::ResultRelInfo>())
+            as *mut pg_sys::ResultRelInfo;
         (*rri).type_ = pg_sys::NodeTag::T_ResultRelInfo;
         pg_sys::InitResultRelInfo(rri, rel, 1, std::ptr::null_mut(), 0);
         (*estate).es_output_cid = pg_sys::GetCurrentCommandId(true);
@@ -269,13 +288,27 @@ pub unsafe fn change(relid: pg_sys::Oid, natts: usize, op: Op, cols: &[Value], k
                     0
                 } else {
                     let mut epq: pg_sys::EPQState = std::mem::zeroed();
-                    pg_sys::EvalPlanQualInit(&mut epq, estate, std::ptr::null_mut(), std::ptr::null_mut(), -1);
+                    pg_sys::EvalPlanQualInit(
+                        &mut epq,
+                        estate,
+                        std::ptr::null_mut(),
+                        std::ptr::null_mut(),
+                        -1,
+                    );
                     if let Op::Update(_) = op {
                         pg_sys::slot_getallattrs(found);
                         let new = pg_sys::ExecInitExtraTupleSlot(estate, desc, virt);
                         pg_sys::ExecClearTuple(new);
-                        std::ptr::copy_nonoverlapping((*found).tts_values, (*new).tts_values, natts);
-                        std::ptr::copy_nonoverlapping((*found).tts_isnull, (*new).tts_isnull, natts);
+                        std::ptr::copy_nonoverlapping(
+                            (*found).tts_values,
+                            (*new).tts_values,
+                            natts,
+                        );
+                        std::ptr::copy_nonoverlapping(
+                            (*found).tts_isnull,
+                            (*new).tts_isnull,
+                            natts,
+                        );
                         set(new, cols);
                         pg_sys::ExecStoreVirtualTuple(new);
                         epq.origslot = new;

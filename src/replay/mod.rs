@@ -3,10 +3,10 @@
 //! kept plans.
 
 pub mod apply;
-pub mod direct;
 pub mod compare;
 pub mod control;
 pub mod copy;
+pub mod direct;
 pub mod worker;
 
 /// A libpq client error as the crate's error type.
