@@ -11,6 +11,8 @@
 #                  scripts/install-original.sh), ticked by one pgqd per cluster, with the
 #                  Python `londiste worker` on every node
 #   (d) native     PostgreSQL 15 logical replication, root -> subscriber (two clusters)
+#   (e) in-server, one hop: as (a), root -> branch only (two clusters), the topology of
+#                  (d); not in the default SIDES
 #
 # Each run starts fresh clusters, seeds the root (ROWS users), subscribes the four
 # workload tables plus a marker table (branch first, then leaf), runs the pgbench
@@ -49,9 +51,9 @@
 # With the defaults one run (8 side runs) takes about 9 minutes on 2 cores.
 #
 # Env: ROWS (200000), SECONDS (load seconds, 20; LOAD_SECONDS too), RUNS (1 = the
-# interleaved sequence once; REPEAT too), SIDES ("a b c d"), OURS_BIN (the tree with
+# interleaved sequence once; REPEAT too), SIDES ("a b c d"; also e), OURS_BIN (the tree with
 # this extension), REF_BIN (the original's tree), MAX_LAG (20ms), IDLE_PERIOD (1s),
-# KEEP_WORK=1 keeps the work dir (logs, ini files).
+# APPLY_DIRECT (pgq.apply_direct of sides a and e: on), KEEP_WORK=1 keeps the work dir (logs, ini files).
 set -Eeuo pipefail
 # SECONDS is bash's own clock: a value given in the environment is read from it
 env_seconds=$(tr '\0' '\n' < /proc/$$/environ | sed -n 's/^SECONDS=//p' | head -1)
@@ -61,6 +63,7 @@ RUNS=${RUNS:-${REPEAT:-1}}
 SIDES=${SIDES:-a b c d}
 MAX_LAG=${MAX_LAG:-20ms}
 IDLE_PERIOD=${IDLE_PERIOD:-1s}
+APPLY_DIRECT=${APPLY_DIRECT:-on}
 EXTRA_CONF="max_worker_processes = 16
 wal_level = logical
 max_replication_slots = 10
@@ -72,13 +75,13 @@ WL=$REPO/tests/workload
 TABLES="digoal.user_info digoal.user_session digoal.user_login_rec digoal.user_logout_rec digoal.bench_marker"
 DB=digoal
 mapfile -t BASECONF < <(echo "$CONF" | grep -v '^$')
-declare -A LABEL=([a]=in-server [b]=ours+py [c]=original [d]=native)
+declare -A LABEL=([a]=in-server [b]=ours+py [c]=original [d]=native [e]=in-srv-1hop)
 
 case "$LOAD_SECONDS$ROWS$RUNS" in *[!0-9]*) echo "replay.sh: SECONDS, ROWS and RUNS are whole numbers" >&2; exit 2 ;; esac
 for s in $SIDES; do
-  [ -n "${LABEL[$s]:-}" ] || { echo "replay.sh: unknown side '$s' in SIDES (a b c d)" >&2; exit 2; }
+  [ -n "${LABEL[$s]:-}" ] || { echo "replay.sh: unknown side '$s' in SIDES (a b c d e)" >&2; exit 2; }
   case $s in b|c) [ -x "$LONDISTE" ] || { echo "replay.sh: $LONDISTE missing (scripts/install-original.sh installs it)" >&2; exit 2; } ;; esac
-  case $s in a) [ -x "$LONDISTE" ] || { echo "replay.sh: $LONDISTE missing (the CLI sets up side a)" >&2; exit 2; } ;; esac
+  case $s in a|e) [ -x "$LONDISTE" ] || { echo "replay.sh: $LONDISTE missing (the CLI sets up side a)" >&2; exit 2; } ;; esac
   case $s in c) [ -x "$REF_BIN/postgres" ] && [ -x "${PGQD:-/usr/bin/pgqd}" ] \
       || { echo "replay.sh: side c needs the original in $REF_BIN and pgqd (scripts/install-original.sh)" >&2; exit 2; } ;; esac
 done
@@ -196,13 +199,14 @@ stop_londiste() {
   for p in "${pids[@]}"; do kill -9 "$p" 2>/dev/null || true; done
 }
 
-cascade() {  # SIDE (a, b or c)
-  local side=$1 n bin conf t0
-  for n in root branch leaf; do
+cascade() {  # SIDE (a, b or c) [NODES: root branch leaf]
+  local side=$1 n bin conf t0 nodes=${2:-root branch leaf}
+  for n in $nodes; do
     conf=("${BASECONF[@]}")
     bin=$OURS_BIN
     case $side in
-      a) conf+=("shared_preload_libraries = 'pgq'" "pgq.ticker_period = '100ms'" "pgq.launcher_naptime = '1s'") ;;
+      a|e) conf+=("shared_preload_libraries = 'pgq'" "pgq.ticker_period = '100ms'" "pgq.launcher_naptime = '1s'"
+                  "pgq.apply_direct = $APPLY_DIRECT") ;;
       b) conf+=("shared_preload_libraries = 'pgq'" "pgq.ticker_period = '100ms'" "pgq.launcher_naptime = '1s'"
                 "pgq.replay = off") ;;
       c) bin=$REF_BIN ;;
@@ -233,14 +237,20 @@ cascade() {  # SIDE (a, b or c)
                          pgq.set_queue_config('replika', 'ticker_idle_period', '$IDLE_PERIOD')" >/dev/null
   L root add-table $TABLES
   L root add-seq digoal.user_login_rec_id_seq digoal.user_logout_rec_id_seq
-  [ $side = a ] || start_worker root
+  [ $side = a ] || [ $side = e ] || start_worker root
   L branch create-branch branch "$(cluster_connstr $side-branch $DB)" --provider="$(cluster_connstr $side-root $DB)"
-  [ $side = a ] || start_worker branch
+  [ $side = a ] || [ $side = e ] || start_worker branch
   t0=$(now_s)
   L branch add-table $TABLES
   wait_true $side-branch "$BOTH_OK" 600 >/dev/null
   SYNC_B=$(printf '%.1f' "$(since "$t0")")
   wait_true $side-branch "$ALL_OK" 600 >/dev/null
+  if [ "$nodes" = "root branch" ]; then
+    SYNC_L=-
+    load $side-root $side-branch
+    after_load $side-root $side-branch
+    return
+  fi
   L leaf create-leaf leaf "$(cluster_connstr $side-leaf $DB)" --provider="$(cluster_connstr $side-branch $DB)"
   [ $side = a ] || start_worker leaf
   t0=$(now_s)
@@ -255,6 +265,7 @@ cascade() {  # SIDE (a, b or c)
 run_a() { cascade a; }
 run_b() { cascade b; }
 run_c() { cascade c; }
+run_e() { cascade e "root branch"; }
 
 # -------------------------------------------------------------- (d): native
 
@@ -332,7 +343,7 @@ trap replay_cleanup EXIT
 row() { printf '%-12s %4s %9s %9s %9s %10s %8s %8s %8s\n' "$@"; }
 
 bench_header "bench/replay.sh: seed-workload replication: (a) in-server replay, (b) ours + Python londiste worker, (c) original PgQ 3.5 + pgqd + Python londiste worker, (d) native logical replication" \
-  "ROWS=$ROWS SECONDS=$LOAD_SECONDS (pgbench login+logout, 2 clients) RUNS=$RUNS SIDES=\"$SIDES\" MAX_LAG=$MAX_LAG IDLE_PERIOD=$IDLE_PERIOD"
+  "ROWS=$ROWS SECONDS=$LOAD_SECONDS (pgbench login+logout, 2 clients) RUNS=$RUNS SIDES=\"$SIDES\" MAX_LAG=$MAX_LAG IDLE_PERIOD=$IDLE_PERIOD APPLY_DIRECT=$APPLY_DIRECT"
 read -ra SEQ <<< "$SIDES"
 ORDER=()
 for ((i = 0; i < ${#SEQ[@]}; i++)); do ORDER+=("${SEQ[i]}"); done
@@ -389,7 +400,7 @@ compare() {  # X Y: the ratios of side X against side Y
 echo
 echo "ratios of the best values (tps, apply: higher is better; times: lower is better):"
 have() { [[ " $SIDES " == *" $1 "* ]] && [ -n "${BEST[$1]:-}" ]; }
-for s in a b c; do have $s && have d && compare $s d; done
+for s in a b c e; do have $s && have d && compare $s d; done
 for s in b c; do have a && have $s && compare a $s; done
 echo "total time: $(( $(date +%s) - T0 )) s"
 [ -z "$FAILED" ] || { echo "replay.sh: some runs failed (FAILED above)" >&2; exit 1; }

@@ -12,6 +12,7 @@ pub static MAINT_PERIOD_S: GucSetting<i32> = GucSetting::<i32>::new(120);
 pub static RETRY_PERIOD_S: GucSetting<i32> = GucSetting::<i32>::new(30);
 pub static LAUNCHER_NAPTIME_S: GucSetting<i32> = GucSetting::<i32>::new(10);
 pub static NOTIFY: GucSetting<bool> = GucSetting::<bool>::new(true);
+pub static APPLY_DIRECT: GucSetting<bool> = GucSetting::<bool>::new(true);
 pub static WORKER_ROLE: GucSetting<Option<CString>> = GucSetting::<Option<CString>>::new(None);
 pub static WORKER_LOCK_TIMEOUT_MS: GucSetting<i32> = GucSetting::<i32>::new(10_000);
 pub static REPLAY: GucSetting<bool> = GucSetting::<bool>::new(true);
@@ -94,6 +95,14 @@ pub fn init() {
         3600,
         GucContext::Sighup,
         GucFlags::UNIT_S,
+    );
+    GucRegistry::define_bool_guc(
+        c"pgq.apply_direct",
+        c"Replay applies row changes through the executor's replication entry points where that is equivalent to a kept plan.",
+        c"Off applies every row change through kept SPI plans (INSERT / UPDATE / DELETE statements).",
+        &APPLY_DIRECT,
+        GucContext::Sighup,
+        GucFlags::default(),
     );
     GucRegistry::define_bool_guc(
         c"pgq.notify",

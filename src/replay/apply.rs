@@ -285,9 +285,13 @@ pub fn apply(dest: &[u8], change: &RowChange) -> Result<u64, PgqError> {
                 *allowed_in = lxid;
             }
             // the facts hold for the replica role only (which triggers fire)
-            if *allowed_in != lxid || !crate::insert::is_replica_role() {
-                // the SPI plan raises PostgreSQL's privilege error, or uses a column
-                // privilege
+            if *allowed_in != lxid
+                || !crate::insert::is_replica_role()
+                || !crate::gucs::APPLY_DIRECT.get()
+            {
+                // the SPI plan: it raises PostgreSQL's privilege error or uses a column
+                // privilege; it fires origin triggers under another role; or the direct
+                // way is switched off (pgq.apply_direct)
                 if let How::Direct { spi: None, .. } = &tab.plans[i].1 {
                     let plan = prepare(tab, &tab.plans[i].0)?;
                     if let How::Direct { spi, .. } = &mut tab.plans[i].1 {
