@@ -14,6 +14,7 @@
 
 use super::direct;
 use crate::errors::{PgqError, SqlState};
+use crate::guards::OwnedContext;
 use crate::logic::apply::{Op, RowChange, Shape};
 use pgrx::prelude::*;
 use std::cell::RefCell;
@@ -57,8 +58,8 @@ enum How {
         op: direct::Op,
         cols: Vec<i16>,
         key: Vec<i16>,
-        /// the local transaction in which the privileges were last found held
-        allowed_in: u32,
+        /// the local transaction and role for which the privileges were last found held
+        allowed_for: (u32, pg_sys::Oid),
         spi: Option<Plan>,
     },
 }
@@ -81,6 +82,8 @@ thread_local! {
     static TABLES: RefCell<HashMap<Vec<u8>, Table>> = RefCell::new(HashMap::new());
     /// relations invalidated since the last apply (InvalidOid: all)
     static STALE: RefCell<HashSet<pg_sys::Oid>> = RefCell::new(HashSet::new());
+    /// the memory of one change (its values), reset before the next
+    static ROW_CXT: RefCell<Option<OwnedContext>> = const { RefCell::new(None) };
 }
 
 #[pg_guard]
@@ -157,7 +160,10 @@ fn resolve_table(dest: &[u8]) -> Result<Table, PgqError> {
                 format!("destination table {shown} does not exist"),
             )
         })?;
-    // SAFETY: catalog lookups of an existing relation OID in the caller's transaction.
+    // SAFETY: a lock on the OID (as in `apply`), then catalog lookups of it in the
+    // caller's transaction.
+    unsafe { pg_sys::LockRelationOid(relid, pg_sys::RowExclusiveLock as i32) };
+    // SAFETY: as above.
     let (kind, qname) = unsafe {
         let kind = pg_sys::get_rel_relkind(relid) as u8;
         let rel = cstr(pg_sys::get_rel_name(relid));
@@ -248,6 +254,36 @@ pub fn apply(dest: &[u8], change: &RowChange) -> Result<u64, PgqError> {
         return Ok(0);
     }
     prune_stale();
+    // Lock the table before its cached facts are used: the invalidations that come
+    // with a lock newly taken (DDL committed meanwhile by other sessions) then drop a
+    // stale entry first. A table not cached yet is locked when it is resolved.
+    if let Some(relid) = TABLES.with(|t| t.borrow().get(dest).map(|t| t.relid)) {
+        // SAFETY: a lock on an OID in the caller's transaction (also harmless for an
+        // OID that no longer exists; the entry is then pruned and resolved again).
+        unsafe { pg_sys::LockRelationOid(relid, pg_sys::RowExclusiveLock as i32) };
+        prune_stale();
+    }
+    ROW_CXT.with(|c| {
+        let mut c = c.borrow_mut();
+        let cxt = c.get_or_insert_with(|| {
+            // SAFETY: TopMemoryContext lives as long as the process.
+            OwnedContext::new(
+                unsafe { pg_sys::TopMemoryContext },
+                c"pgq apply row",
+                0,
+                8 * 1024,
+                8 * 1024 * 1024,
+            )
+        });
+        // SAFETY: nothing points into it any more: the previous change is done.
+        unsafe { pg_sys::MemoryContextReset(cxt.as_ptr()) };
+        // the values of this change live here, not for the whole batch
+        let _row = cxt.switch_to();
+        apply_cached(dest, change)
+    })
+}
+
+fn apply_cached(dest: &[u8], change: &RowChange) -> Result<u64, PgqError> {
     TABLES.with(|t| {
         let mut tables = t.borrow_mut();
         if !tables.contains_key(dest) {
@@ -276,16 +312,19 @@ pub fn apply(dest: &[u8], change: &RowChange) -> Result<u64, PgqError> {
             }
         };
         let (values, nulls) = datums(tab, &tab.plans[i].0, change)?;
-        if let How::Direct { op, allowed_in, .. } = &mut tab.plans[i].1 {
+        if let How::Direct {
+            op, allowed_for, ..
+        } = &mut tab.plans[i].1
+        {
             // SAFETY: PostgreSQL's process-local PGPROC, set up before any transaction
-            // of this worker.
-            let lxid = unsafe { (*pg_sys::MyProc).lxid };
+            // of this worker; the current user id.
+            let now = unsafe { ((*pg_sys::MyProc).lxid, pg_sys::GetUserId()) };
             // SAFETY: in the caller's transaction.
-            if *allowed_in != lxid && unsafe { direct::allowed(tab.relid, *op) } {
-                *allowed_in = lxid;
+            if *allowed_for != now && unsafe { direct::allowed(tab.relid, *op) } {
+                *allowed_for = now;
             }
             // the facts hold for the replica role only (which triggers fire)
-            if *allowed_in != lxid
+            if *allowed_for != now
                 || !crate::insert::is_replica_role()
                 || !crate::gucs::APPLY_DIRECT.get()
             {
@@ -368,7 +407,7 @@ fn direct_way(tab: &Table, shape: &Shape) -> Option<How> {
         op,
         cols,
         key,
-        allowed_in: 0,
+        allowed_for: (0, pg_sys::InvalidOid),
         spi: None,
     })
 }
@@ -655,6 +694,36 @@ mod tests {
         ap("public.sp6", "I:id", "id=1&v=a").unwrap();
         assert_eq!(ap("public.sp6", "D:id", "id=1&v=a").unwrap(), 1);
         assert_eq!(ways("public.sp6"), "I=direct,D=spi");
+        // a unique index that is neither the primary key nor the replica identity
+        Spi::run("create table public.sp8 (id int primary key, code text not null unique, v text)")
+            .unwrap();
+        ap("public.sp8", "I:id", "id=1&code=a&v=x").unwrap();
+        assert_eq!(ap("public.sp8", "U:code", "id=1&code=a&v=y").unwrap(), 1);
+        assert_eq!(ways("public.sp8"), "I=direct,U=spi");
+        Spi::run("alter table public.sp8 replica identity using index sp8_code_key").unwrap();
+        Spi::run("select 1").unwrap();
+        assert_eq!(ap("public.sp8", "U:code", "id=1&code=a&v=z").unwrap(), 1);
+        assert_eq!(ways("public.sp8"), "U=direct");
+        assert_eq!(rows("select v from public.sp8"), "z");
+    }
+
+    #[pg_test]
+    fn direct_follows_a_new_column() {
+        replica();
+        Spi::run("create table public.dp5 (id int primary key, v text)").unwrap();
+        ap("public.dp5", "I:id", "id=1&v=a").unwrap();
+        Spi::run("alter table public.dp5 add column w int default 5").unwrap();
+        Spi::run("select 1").unwrap();
+        ap("public.dp5", "I:id", "id=2&v=b&w=7").unwrap();
+        ap("public.dp5", "I:id", "id=3&v=c").unwrap();
+        assert_eq!(ap("public.dp5", "U:id", "id=1&v=aa&w=9").unwrap(), 1);
+        assert_eq!(ways("public.dp5"), "I=direct,I=spi,U=direct");
+        assert_eq!(
+            rows(
+                "select string_agg(format('%s|%s|%s', id, v, w), ',' order by id) from public.dp5"
+            ),
+            "1|aa|9,2|b|7,3|c|5"
+        );
     }
 
     #[pg_test]

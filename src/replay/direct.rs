@@ -9,9 +9,15 @@
 //! `GENERATED ALWAYS` identity column; an INSERT that names every column; an UPDATE or
 //! DELETE whose key columns are exactly those of a valid, immediate, non-partial
 //! unique btree index whose equality is the types' default one, under the columns'
-//! collations. Everything else takes the SPI plan, and so does a change the replay
-//! role lacks the table privilege for (the plan then raises PostgreSQL's own error,
-//! or honours a column privilege).
+//! collations, and that is the primary key or the replica identity index (the ones the
+//! executor's lookup is made for). Everything else takes the SPI plan, and so does a
+//! change the replay role lacks the table privilege for (the plan then raises
+//! PostgreSQL's own error, or honours a column privilege).
+//!
+//! The row is found with a dirty snapshot and locked before it is changed, as in
+//! PostgreSQL's apply worker: a change waits for a local transaction that holds the row
+//! (the plan would not see an uncommitted row), and it always sees the latest committed
+//! version (the replay runs at READ COMMITTED, as its transactions are short).
 //!
 //! What the executor checks is checked here too: NOT NULL and CHECK constraints, unique
 //! indexes (a duplicate key is the same ERROR), a partition's bound. Foreign keys are
@@ -120,10 +126,16 @@ unsafe fn facts_of(rel: pg_sys::Relation) -> Result<Facts, &'static str> {
             required.push(a.attnum);
         }
         let mut keys = Vec::new();
+        // the executor's lookup by index is made for these two (and asserts it)
+        let pk = pg_sys::RelationGetPrimaryKeyIndex(rel);
+        let identity = pg_sys::RelationGetReplicaIndex(rel);
         let list = pg_sys::RelationGetIndexList(rel);
         let n = if list.is_null() { 0 } else { (*list).length };
         for i in 0..n {
             let oid = pg_sys::list_nth_oid(list, i);
+            if oid != pk && oid != identity {
+                continue;
+            }
             let idx = pg_sys::index_open(oid, pg_sys::AccessShareLock as i32);
             if let Some(atts) = usable_key(idx, attrs) {
                 keys.push(UniqueKey { index: oid, atts });
@@ -243,6 +255,14 @@ pub unsafe fn change(
     // buffer pins and memory; the guard puts the caller's memory context back.
     unsafe {
         let rel = pg_sys::table_open(relid, pg_sys::RowExclusiveLock as i32);
+        // the caller locked the table before it used its cached facts, so they are
+        // this relation's; a mismatch would be a bug, never a wrong row
+        if (*(*rel).rd_att).natts as usize != natts {
+            pgrx::error!(
+                "pgq: the cached row type of table {} is out of date",
+                relid.to_u32()
+            );
+        }
         let estate = pg_sys::CreateExecutorState();
         let back = Context(pg_sys::MemoryContextSwitchTo((*estate).es_query_cxt));
 
@@ -253,12 +273,23 @@ pub unsafe fn change(
         (*rte).relid = relid;
         (*rte).relkind = pg_sys::RELKIND_RELATION as std::ffi::c_char;
         (*rte).rellockmode = pg_sys::AccessShareLock as i32;
+        if let Op::Update(_) = op {
+            // the columns set: the indexes' "unchanged by the update" hint reads them
+            for v in cols {
+                (*rte).updatedCols = pg_sys::bms_add_member(
+                    (*rte).updatedCols,
+                    v.att as i32 - pg_sys::FirstLowInvalidHeapAttributeNumber,
+                );
+            }
+        }
         let range = pg_sys::lappend(std::ptr::null_mut(), rte.cast());
         pg_sys::ExecInitRangeTable(estate, range);
         let rri = pg_sys::palloc0(std::mem::size_of::<pg_sys::ResultRelInfo>())
             as *mut pg_sys::ResultRelInfo;
         (*rri).type_ = pg_sys::NodeTag::T_ResultRelInfo;
         pg_sys::InitResultRelInfo(rri, rel, 1, std::ptr::null_mut(), 0);
+        (*estate).es_opened_result_relations =
+            pg_sys::lappend((*estate).es_opened_result_relations, rri.cast());
         (*estate).es_output_cid = pg_sys::GetCurrentCommandId(true);
 
         pg_sys::PushActiveSnapshot(pg_sys::GetTransactionSnapshot());

@@ -2271,6 +2271,27 @@ pub fn enter_replica_session() {
             e.message
         );
     }
+    // short transactions that see the latest committed rows, whatever the server's or
+    // the role's default (the direct apply's row lookup assumes it)
+    let r = in_txn("set default_transaction_isolation", || {
+        Spi::connect_mut(|c| {
+            crate::db::update(
+                c,
+                "select pg_catalog.set_config('default_transaction_isolation', 'read committed', false)",
+                None,
+                &[],
+            )
+            .map(|_| ())
+            .ctx("setting default_transaction_isolation")
+        })
+    })
+    .and_then(|r| r);
+    if let Err(e) = r {
+        log!(
+            "pgq replay: could not set default_transaction_isolation ({})",
+            e.message
+        );
+    }
 }
 
 /// Make sure the current transaction runs as `replica` (the session's setting, or for
