@@ -172,6 +172,9 @@ ALL_OK="select count(*) = 5 and bool_and(coalesce(merge_state = 'ok', false))
 
 L() { "$LONDISTE" "$RUNDIR/$1.ini" "${@:2}" >> "$RUNDIR/londiste.out" 2>&1; }
 
+# sides b and c replay with the Python londiste worker
+python_side() { [ "$1" = b ] || [ "$1" = c ]; }
+
 start_worker() {  # NODE: the Python londiste worker of that node
   "$LONDISTE" "$RUNDIR/$1.ini" worker >> "$RUNDIR/$1.worker.out" 2>&1 &
   cluster_bg $!
@@ -237,9 +240,9 @@ cascade() {  # SIDE (a, b or c) [NODES: root branch leaf]
                          pgq.set_queue_config('replika', 'ticker_idle_period', '$IDLE_PERIOD')" >/dev/null
   L root add-table $TABLES
   L root add-seq digoal.user_login_rec_id_seq digoal.user_logout_rec_id_seq
-  [ $side = a ] || [ $side = e ] || start_worker root
+  python_side $side && start_worker root
   L branch create-branch branch "$(cluster_connstr $side-branch $DB)" --provider="$(cluster_connstr $side-root $DB)"
-  [ $side = a ] || [ $side = e ] || start_worker branch
+  python_side $side && start_worker branch
   t0=$(now_s)
   L branch add-table $TABLES
   wait_true $side-branch "$BOTH_OK" 600 >/dev/null
@@ -252,7 +255,7 @@ cascade() {  # SIDE (a, b or c) [NODES: root branch leaf]
     return
   fi
   L leaf create-leaf leaf "$(cluster_connstr $side-leaf $DB)" --provider="$(cluster_connstr $side-branch $DB)"
-  [ $side = a ] || start_worker leaf
+  python_side $side && start_worker leaf
   t0=$(now_s)
   L leaf add-table $TABLES
   wait_true $side-leaf "$BOTH_OK" 600 >/dev/null

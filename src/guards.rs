@@ -391,6 +391,20 @@ impl Drop for OwnedContext {
     }
 }
 
+/// Make `cxt`, a context this code does not own (an executor state's, say), the current
+/// context until the returned guard drops, also when an ERROR unwinds through it.
+///
+/// # Safety
+/// `cxt` must stay alive until the guard drops.
+pub unsafe fn switch_to_context(cxt: pg_sys::MemoryContext) -> ContextSwitch<'static> {
+    // SAFETY: the caller keeps `cxt` alive for the guard's life.
+    let old = unsafe { pg_sys::MemoryContextSwitchTo(cxt) };
+    ContextSwitch {
+        old,
+        _cxt: PhantomData,
+    }
+}
+
 /// Restores the previous current memory context on drop.
 pub struct ContextSwitch<'a> {
     old: pg_sys::MemoryContext,

@@ -981,6 +981,8 @@ pub fn names_each_once(cols: &[i16], required: &[i16]) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::logic::triggers as trg;
+    use proptest::prelude::*;
 
     #[test]
     fn direct_key_choice() {
@@ -1006,8 +1008,6 @@ mod tests {
         assert!(!names_each_once(&[1, 2, 4], &[1, 2, 3]));
         assert!(names_each_once(&[], &[]));
     }
-    use crate::logic::triggers as trg;
-    use proptest::prelude::*;
 
     fn b(s: &str) -> Vec<u8> {
         s.as_bytes().to_vec()

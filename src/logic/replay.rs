@@ -415,8 +415,8 @@ pub fn substitute(
     quote_fq: impl Fn(&str) -> String,
 ) -> String {
     let mut out = sql.to_string();
-    for (placeholder, local) in subst {
-        let pat = format!("@{placeholder}@");
+    for (name, local) in subst {
+        let pat = format!("@{name}@");
         if out.contains(&pat) {
             out = out.replace(&pat, &quote_fq(local));
         }

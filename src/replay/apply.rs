@@ -312,69 +312,68 @@ fn apply_cached(dest: &[u8], change: &RowChange) -> Result<u64, PgqError> {
             }
         };
         let (values, nulls) = datums(tab, &tab.plans[i].0, change)?;
-        if let How::Direct {
-            op, allowed_for, ..
-        } = &mut tab.plans[i].1
-        {
-            // SAFETY: PostgreSQL's process-local PGPROC, set up before any transaction
-            // of this worker; the current user id.
-            let now = unsafe { ((*pg_sys::MyProc).lxid, pg_sys::GetUserId()) };
-            // SAFETY: in the caller's transaction.
-            if *allowed_for != now && unsafe { direct::allowed(tab.relid, *op) } {
-                *allowed_for = now;
-            }
-            // the facts hold for the replica role only (which triggers fire)
-            if *allowed_for != now
-                || !crate::insert::is_replica_role()
-                || !crate::gucs::APPLY_DIRECT.get()
-            {
-                // the SPI plan: it raises PostgreSQL's privilege error or uses a column
-                // privilege; it fires origin triggers under another role; or the direct
-                // way is switched off (pgq.apply_direct)
-                if let How::Direct { spi: None, .. } = &tab.plans[i].1 {
-                    let plan = prepare(tab, &tab.plans[i].0)?;
-                    if let How::Direct { spi, .. } = &mut tab.plans[i].1 {
-                        *spi = Some(plan);
-                    }
+        let direct = match &mut tab.plans[i].1 {
+            How::Spi(_) => false,
+            How::Direct {
+                op, allowed_for, ..
+            } => direct_now(tab.relid, *op, allowed_for),
+        };
+        if !direct {
+            if let How::Direct { spi: None, .. } = &tab.plans[i].1 {
+                let plan = prepare(tab, &tab.plans[i].0)?;
+                if let How::Direct { spi, .. } = &mut tab.plans[i].1 {
+                    *spi = Some(plan);
                 }
-                let How::Direct {
-                    spi: Some(plan), ..
-                } = &tab.plans[i].1
-                else {
-                    unreachable!("prepared above")
-                };
-                return execute(tab, plan, values, nulls, change.op);
             }
         }
         match &tab.plans[i].1 {
-            How::Spi(plan) => execute(tab, plan, values, nulls, change.op),
-            How::Direct { op, cols, key, .. } => {
+            How::Spi(plan)
+            | How::Direct {
+                spi: Some(plan), ..
+            } if !direct => execute(tab, plan, values, nulls, change.op),
+            How::Direct { op, cols, key, .. } if direct => {
                 let facts = tab.direct.as_ref().expect("a direct shape has facts");
-                let n = cols.len();
-                let mut set = Vec::with_capacity(n);
-                let mut find = Vec::with_capacity(key.len());
-                for (j, (&datum, &null)) in values.iter().zip(&nulls).enumerate() {
-                    let value = |att| direct::Value {
+                let all: Vec<direct::Value> = cols
+                    .iter()
+                    .chain(key)
+                    .zip(values.iter().zip(&nulls))
+                    .map(|(&att, (&datum, &null))| direct::Value {
                         att,
                         datum,
                         null: null == b'n' as std::ffi::c_char,
-                    };
-                    if j < n {
-                        set.push(value(cols[j]));
-                    } else {
-                        find.push(value(key[j - n]));
-                    }
-                }
+                    })
+                    .collect();
+                let (set, find) = all.split_at(cols.len());
                 // SAFETY: the facts and index are of this relcache generation (a change
                 // of the table drops the entry), the datums were made by the columns'
                 // input functions, the attnums come from the catalog and each is named
                 // once (`direct_way`).
                 Ok(crate::db::plain_errors(|| unsafe {
-                    direct::change(tab.relid, facts.natts, *op, &set, &find)
+                    direct::change(tab.relid, facts.natts, *op, set, find)
                 }))
             }
+            _ => unreachable!("a shape applied through SPI has its plan (made above)"),
         }
     })
+}
+
+/// Whether a change of a direct shape takes the direct way now; otherwise its SPI plan
+/// runs: the direct way is switched off (`pgq.apply_direct`); the session is not in
+/// the replica role (other triggers fire, which the facts did not look at); or the role
+/// lacks a table privilege (the plan raises PostgreSQL's error, or uses a column
+/// privilege). The privileges are looked up once per transaction and role.
+fn direct_now(relid: pg_sys::Oid, op: direct::Op, allowed_for: &mut (u32, pg_sys::Oid)) -> bool {
+    if !crate::gucs::APPLY_DIRECT.get() || !crate::insert::is_replica_role() {
+        return false;
+    }
+    // SAFETY: PostgreSQL's process-local PGPROC, set up before any transaction of this
+    // worker; the current user id.
+    let now = unsafe { ((*pg_sys::MyProc).lxid, pg_sys::GetUserId()) };
+    // SAFETY: in the caller's transaction.
+    if *allowed_for != now && unsafe { direct::allowed(relid, op) } {
+        *allowed_for = now;
+    }
+    *allowed_for == now
 }
 
 /// The direct way for `shape` on `tab`, if the table and the shape allow it.

@@ -55,20 +55,6 @@ pub struct Value {
     pub null: bool,
 }
 
-/// Restores the memory context current before a direct change, also when an ERROR
-/// unwinds through it (the transaction abort then frees the executor state).
-struct Context(pg_sys::MemoryContext);
-
-impl Drop for Context {
-    fn drop(&mut self) {
-        // SAFETY: the context was current when the guard was made and belongs to the
-        // caller's (sub)transaction, which is still alive while this frame unwinds.
-        unsafe {
-            pg_sys::MemoryContextSwitchTo(self.0);
-        }
-    }
-}
-
 /// The facts of `relid`, or why its changes take the SPI plan.
 ///
 /// # Safety
@@ -264,7 +250,9 @@ pub unsafe fn change(
             );
         }
         let estate = pg_sys::CreateExecutorState();
-        let back = Context(pg_sys::MemoryContextSwitchTo((*estate).es_query_cxt));
+        // the caller's context comes back when the guard drops, also when an ERROR
+        // unwinds (the transaction abort then frees the executor state)
+        let back = crate::guards::switch_to_context((*estate).es_query_cxt);
 
         let rte = pg_sys::palloc0(std::mem::size_of::<pg_sys::RangeTblEntry>())
             as *mut pg_sys::RangeTblEntry;
